@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The zbus face of the contract: typed errors and proxies.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::OwnedValue;
+
+/// Every error the daemon sends. Clients branch on the name, never on the text; the text
+/// names the user and the reason, never a code or a secret.
+#[derive(zbus::DBusError, Debug)]
+#[zbus(prefix = "org.twostep.Error")]
+pub enum Error {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller may not do this (decided by the uid the bus reports).
+    AccessDenied(String),
+    /// No such user in NSS.
+    UnknownUser(String),
+    /// An argument is malformed or too long.
+    InvalidArgument(String),
+    /// The daemon cannot answer for this user now (unreadable record, storage failure);
+    /// the login fails closed.
+    Unavailable(String),
+    /// The login session is unknown, expired or belongs to another caller.
+    NoSession(String),
+    /// Too many calls or sessions in flight.
+    Busy(String),
+    /// The user has no second factor.
+    NotEnrolled(String),
+    /// Confirm without a pending enrolment, or after it expired.
+    NoPendingEnrollment(String),
+    /// The code was wrong.
+    WrongCode(String),
+    /// Too many failures; nothing was evaluated.
+    Locked(String),
+}
+
+/// `a{sv}` as returned by `Status`.
+pub type Properties = HashMap<String, OwnedValue>;
+
+/// What `EnrollBegin` returns: the pending secret, shown once so the user can add it to an
+/// authenticator app. It is never returned again after confirmation.
+pub type PendingEnrollment = (String, String, String, u32, u32, u64);
+
+#[zbus::proxy(
+    interface = "org.twostep.Login1",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait Login {
+    /// Open a login conversation for `user`; returns the session token and the first step.
+    fn begin(
+        &self,
+        user: &str,
+        context: HashMap<&str, &str>,
+    ) -> zbus::Result<(String, String, String, String, u32)>;
+
+    /// Answer the current prompt of `session`; returns the next step.
+    fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<crate::WireStep>;
+}
+
+#[zbus::proxy(
+    interface = "org.twostep.User1",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait User {
+    /// Start (or restart) enrolment of the calling user:
+    /// `(secret_base32, otpauth_uri, algorithm, digits, period, expires_at_unix)`.
+    fn enroll_begin(&self) -> zbus::Result<PendingEnrollment>;
+
+    /// Confirm the pending enrolment with a current code; the method becomes active.
+    fn enroll_confirm(&self, code: &[u8]) -> zbus::Result<()>;
+
+    /// The calling user's state: `enrolled` b, `pending_enrollment` b, `method` s,
+    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t (0 = never).
+    fn status(&self) -> zbus::Result<Properties>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_name;
+    use zbus::DBusError;
+
+    #[test]
+    fn error_names_match_the_constants_the_module_uses() {
+        let s = String::new;
+        let cases = [
+            (Error::AccessDenied(s()), error_name::ACCESS_DENIED),
+            (Error::UnknownUser(s()), error_name::UNKNOWN_USER),
+            (Error::InvalidArgument(s()), error_name::INVALID_ARGUMENT),
+            (Error::Unavailable(s()), error_name::UNAVAILABLE),
+            (Error::NoSession(s()), error_name::NO_SESSION),
+            (Error::Busy(s()), error_name::BUSY),
+            (Error::NotEnrolled(s()), error_name::NOT_ENROLLED),
+            (
+                Error::NoPendingEnrollment(s()),
+                error_name::NO_PENDING_ENROLLMENT,
+            ),
+            (Error::WrongCode(s()), error_name::WRONG_CODE),
+            (Error::Locked(s()), error_name::LOCKED),
+        ];
+        for (err, name) in cases {
+            assert_eq!(err.name().as_str(), name);
+            assert!(name.starts_with(crate::ERROR_PREFIX));
+        }
+    }
+}
