@@ -43,6 +43,7 @@ pub mod error_name {
     pub const NO_SESSION: &str = "org.twostep.Error.NoSession";
     pub const BUSY: &str = "org.twostep.Error.Busy";
     pub const NOT_ENROLLED: &str = "org.twostep.Error.NotEnrolled";
+    pub const ALREADY_ENROLLED: &str = "org.twostep.Error.AlreadyEnrolled";
     pub const NO_PENDING_ENROLLMENT: &str = "org.twostep.Error.NoPendingEnrollment";
     pub const WRONG_CODE: &str = "org.twostep.Error.WrongCode";
     pub const LOCKED: &str = "org.twostep.Error.Locked";
@@ -165,7 +166,12 @@ impl Step {
             Ok(d @ 6..=8) => Ok(d),
             _ => Err(UnknownStep),
         };
-        let done = |verdict| Ok(Step::Done { verdict, message: message.clone() });
+        let done = |verdict| {
+            Ok(Step::Done {
+                verdict,
+                message: message.clone(),
+            })
+        };
         match k.as_str() {
             kind::PROMPT_CODE => Ok(Step::Prompt {
                 accept: Accept::Code {
@@ -265,7 +271,12 @@ mod tests {
             ("prompt-code".into(), String::new(), "x".into(), 5),
             ("prompt-code".into(), String::new(), "x".into(), 9),
             ("prompt-code".into(), String::new(), "x".into(), 256 + 6),
-            ("success".into(), "x".repeat(limits::MAX_TEXT_LEN + 1), String::new(), 0),
+            (
+                "success".into(),
+                "x".repeat(limits::MAX_TEXT_LEN + 1),
+                String::new(),
+                0,
+            ),
         ];
         for wire in cases {
             assert_eq!(Step::from_wire(wire), Err(UnknownStep));

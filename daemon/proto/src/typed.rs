@@ -27,6 +27,8 @@ pub enum Error {
     Busy(String),
     /// The user has no second factor.
     NotEnrolled(String),
+    /// Enrolment was asked for a user who already has a confirmed method.
+    AlreadyEnrolled(String),
     /// Confirm without a pending enrolment, or after it expired.
     NoPendingEnrollment(String),
     /// The code was wrong.
@@ -96,6 +98,7 @@ mod tests {
             (Error::NoSession(s()), error_name::NO_SESSION),
             (Error::Busy(s()), error_name::BUSY),
             (Error::NotEnrolled(s()), error_name::NOT_ENROLLED),
+            (Error::AlreadyEnrolled(s()), error_name::ALREADY_ENROLLED),
             (
                 Error::NoPendingEnrollment(s()),
                 error_name::NO_PENDING_ENROLLMENT,

@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The daemon's logic: plain Rust over values, no bus and no async runtime in sight.
+//! Every function that needs "now" takes it as a parameter.
+
+pub mod authz;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod lockout;
+pub mod record;
+pub mod store;
+pub mod totp;
+pub mod users;
+
+pub use clock::UnixTime;
+pub use engine::{Caller, Core};
+pub use error::Error;

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What the daemon keeps per user.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use twostep_config::Algorithm;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::UnixTime;
+
+/// Current format of [`Record`].
+pub const RECORD_VERSION: u32 = 1;
+
+/// One user's state. Unknown fields are refused: a record this daemon does not fully
+/// understand fails closed for that user.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub version: u32,
+    /// The account name, for listings and audit (file names never carry it raw).
+    pub user: String,
+    /// The confirmed authenticator, if any.
+    pub totp: Option<TotpKey>,
+    /// An enrolment waiting for its confirming code.
+    pub pending: Option<Pending>,
+    /// Highest time step accepted so far: it and every earlier step are refused (replay).
+    pub last_step: Option<u64>,
+    /// Consecutive failures (charged before a code is evaluated).
+    pub failures: u32,
+    pub last_failure: Option<UnixTime>,
+    pub last_success: Option<UnixTime>,
+}
+
+impl Record {
+    pub fn new(user: &str) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            user: user.to_owned(),
+            ..Record::default()
+        }
+    }
+}
+
+/// A TOTP key and its parameters.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TotpKey {
+    pub secret: Secret,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u64,
+    pub created: UnixTime,
+}
+
+impl fmt::Debug for TotpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpKey")
+            .field("secret", &self.secret)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("created", &self.created)
+            .finish()
+    }
+}
+
+/// A started, unconfirmed enrolment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    pub key: TotpKey,
+    pub expires: UnixTime,
+}
+
+/// Raw key bytes, stored base32; wiped on drop and never shown by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let key = TotpKey {
+            secret: Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            created: UnixTime(1),
+        };
+        let mut r = Record::new("alice");
+        r.totp = Some(key.clone());
+        r.pending = Some(Pending {
+            key,
+            expires: UnixTime(2),
+        });
+        let shown = format!("{r:?} {r:#?}");
+        assert!(!shown.contains("GEZDG"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+}

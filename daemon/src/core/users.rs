@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Account look-ups through NSS, by exact name or uid only.
+
+use super::Error;
+use twostep_proto::limits::MAX_USER_LEN;
+
+/// A local account as NSS reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+}
+
+/// Check a user name as received from a client: bounded, no NUL, no control characters.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an empty, over-long or odd name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_USER_LEN || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument("malformed user name".into()));
+    }
+    Ok(())
+}
+
+/// Look `name` up exactly.
+///
+/// # Errors
+/// [`Error::UnknownUser`] when NSS has no such user, [`Error::Busy`] when NSS fails.
+pub fn by_name(name: &str) -> Result<Account, Error> {
+    check_name(name)?;
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) if u.name == name => Ok(Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+        }),
+        Ok(_) => Err(Error::UnknownUser(name.to_owned())),
+        Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
+    }
+}
+
+/// Look `uid` up.
+///
+/// # Errors
+/// [`Error::AccessDenied`] when the uid has no account (nothing to manage).
+pub fn by_uid(uid: u32) -> Result<Account, Error> {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => Ok(Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+        }),
+        Ok(None) => Err(Error::AccessDenied(format!("uid {uid} has no account"))),
+        Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
+    }
+}
