@@ -421,3 +421,211 @@ fn or_dash(s: &str) -> &str {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twostep_config::Bounded;
+
+    const T0: UnixTime = UnixTime(1_800_000_000);
+
+    fn core(dir: &std::path::Path) -> Core {
+        let mut c = Config::default();
+        c.daemon.state_dir = dir.join("state");
+        c.lockout.max_failures = Bounded::new(3);
+        c.totp.issuer = "test".into();
+        Core::new(c).unwrap()
+    }
+
+    fn root() -> Caller {
+        Caller {
+            uid: 0,
+            sender: ":1.1".into(),
+        }
+    }
+
+    fn code(secret: &str, at: UnixTime) -> String {
+        let raw = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
+        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, raw, None, String::new())
+            .unwrap()
+            .generate(at.0)
+    }
+
+    /// Enrol root (the caller's own account) and return the secret.
+    fn enrol(core: &Core) -> String {
+        let p = core.enroll_begin(&root(), T0).unwrap();
+        assert!(p.uri.starts_with("otpauth://totp/test:root?"));
+        core.enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
+            .unwrap();
+        p.secret_base32
+    }
+
+    fn login(core: &Core, caller: &Caller, answer: &[u8], now: UnixTime) -> Step {
+        let (id, step) = core
+            .begin_login(caller, "root", LoginContext::default(), now)
+            .unwrap();
+        match step {
+            Step::Prompt { .. } => core.answer(caller, &id, answer, now).unwrap(),
+            done => done,
+        }
+    }
+
+    fn verdict(step: &Step) -> Verdict {
+        match step {
+            Step::Done { verdict, .. } => *verdict,
+            Step::Prompt { .. } => Verdict::Denied,
+        }
+    }
+
+    #[test]
+    fn not_enrolled_is_a_verdict() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let (_, step) = c
+            .begin_login(&root(), "root", LoginContext::default(), T0)
+            .unwrap();
+        assert_eq!(verdict(&step), Verdict::NotEnrolled);
+    }
+
+    #[test]
+    fn correct_code_once_then_replay_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let secret = enrol(&c);
+        // The confirming code's step is spent already.
+        let now = T0;
+        assert_eq!(
+            verdict(&login(&c, &root(), code(&secret, now).as_bytes(), now)),
+            Verdict::Denied
+        );
+        let next = now.plus(30);
+        let ok = code(&secret, next);
+        assert_eq!(
+            verdict(&login(&c, &root(), ok.as_bytes(), next)),
+            Verdict::Success
+        );
+        assert_eq!(
+            verdict(&login(&c, &root(), ok.as_bytes(), next)),
+            Verdict::Denied
+        );
+        // Survives a restart: a new Core on the same state directory.
+        let c2 = core(d.path());
+        assert_eq!(
+            verdict(&login(&c2, &root(), ok.as_bytes(), next)),
+            Verdict::Denied
+        );
+        let later = next.plus(30);
+        let ok2 = code(&secret, later);
+        assert_eq!(
+            verdict(&login(&c2, &root(), ok2.as_bytes(), later)),
+            Verdict::Success
+        );
+        assert_eq!(c2.status(&root(), later).unwrap().failures, 0);
+    }
+
+    #[test]
+    fn lockout_refuses_without_evaluating() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let secret = enrol(&c);
+        let now = T0.plus(60);
+        for _ in 0..3 {
+            assert_eq!(
+                verdict(&login(&c, &root(), b"000000", now)),
+                Verdict::Denied
+            );
+        }
+        let ok = code(&secret, now);
+        let step = login(&c, &root(), ok.as_bytes(), now);
+        assert_eq!(verdict(&step), Verdict::Locked);
+        // The right code was not spent: after the lock it still works.
+        let s = c.status(&root(), now).unwrap();
+        assert_eq!(s.failures, 3);
+        assert_eq!(s.locked_until, now.0 + 300);
+        let after = now.plus(300);
+        let ok = code(&secret, after);
+        assert_eq!(
+            verdict(&login(&c, &root(), ok.as_bytes(), after)),
+            Verdict::Success
+        );
+    }
+
+    #[test]
+    fn other_callers_and_sessions_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let secret = enrol(&c);
+        let nobody = Caller {
+            uid: 65534,
+            sender: ":1.9".into(),
+        };
+        let r = c.begin_login(&nobody, "root", LoginContext::default(), T0);
+        assert!(matches!(r, Err(Error::AccessDenied(_))));
+        // A session answers only to the connection that began it.
+        let (id, _) = c
+            .begin_login(&root(), "root", LoginContext::default(), T0)
+            .unwrap();
+        let thief = Caller {
+            uid: 0,
+            sender: ":1.2".into(),
+        };
+        let now = T0.plus(30);
+        let ok = code(&secret, now);
+        assert!(matches!(
+            c.answer(&thief, &id, ok.as_bytes(), now),
+            Err(Error::NoSession)
+        ));
+        // ...and only once.
+        let step = c.answer(&root(), &id, ok.as_bytes(), now).unwrap();
+        assert_eq!(verdict(&step), Verdict::Success);
+        assert!(matches!(
+            c.answer(&root(), &id, ok.as_bytes(), now),
+            Err(Error::NoSession)
+        ));
+        let r = c.begin_login(&root(), "no-such-user-xyz", LoginContext::default(), T0);
+        assert!(matches!(r, Err(Error::UnknownUser(_))));
+    }
+
+    #[test]
+    fn corrupt_record_fails_closed_and_is_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        enrol(&c);
+        let path = d
+            .path()
+            .join("state/users")
+            .join(format!("{}.json", hex::encode("root")));
+        std::fs::write(&path, b"{garbage").unwrap();
+        let r = c.begin_login(&root(), "root", LoginContext::default(), T0);
+        assert!(matches!(r, Err(Error::CorruptRecord { .. })));
+        assert!(matches!(
+            c.enroll_begin(&root(), T0),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{garbage");
+    }
+
+    #[test]
+    fn enrolment_needs_the_right_code_in_time() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let p = c.enroll_begin(&root(), T0).unwrap();
+        assert!(matches!(
+            c.enroll_confirm(&root(), b"000000", T0),
+            Err(Error::WrongCode(_))
+        ));
+        assert!(!c.status(&root(), T0).unwrap().enrolled);
+        let late = T0.plus(601);
+        let r = c.enroll_confirm(&root(), code(&p.secret_base32, late).as_bytes(), late);
+        assert!(matches!(r, Err(Error::NoPendingEnrollment(_))));
+        // Starting again replaces the pending key.
+        let p2 = c.enroll_begin(&root(), late).unwrap();
+        assert_ne!(p2.secret_base32, p.secret_base32);
+        c.enroll_confirm(&root(), code(&p2.secret_base32, late).as_bytes(), late)
+            .unwrap();
+        assert!(matches!(
+            c.enroll_begin(&root(), late),
+            Err(Error::AlreadyEnrolled(_))
+        ));
+    }
+}
