@@ -24,6 +24,8 @@ pub struct Config {
     pub totp: Totp,
     pub lockout: Lockout,
     pub enrollment: Enrollment,
+    pub recovery: Recovery,
+    pub policy: Policy,
 }
 
 /// `version = 1`.
@@ -221,6 +223,73 @@ impl Default for Enrollment {
     }
 }
 
+/// `[recovery]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recovery {
+    /// Recovery codes handed out at enrolment, 1 to 50. Default 10.
+    pub count: Bounded<1, 50>,
+    /// What using one does. Default `single-use`.
+    pub mode: RecoveryMode,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            count: Bounded::new(10),
+            mode: RecoveryMode::SingleUse,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecoveryMode {
+    /// A code logs in once.
+    #[default]
+    SingleUse,
+    /// A code logs in once and switches 2FA off for the user, who must enrol again.
+    #[serde(rename = "disables-2fa")]
+    Disables2fa,
+}
+
+/// `[policy]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Who must use a second factor: `none` (default: users opt in), `all`, or `groups`.
+    pub require: Require,
+    /// With `require = "groups"`: members of these Unix groups (resolved through NSS).
+    pub groups: Vec<String>,
+    /// Members of these groups are never required (an admin's per-user override wins).
+    pub exempt_groups: Vec<String>,
+    /// Members of this group may use the admin commands (root always may). Empty: root only.
+    pub admin_group: String,
+    /// Whether users may switch their own 2FA off (when not required). Default true.
+    pub may_toggle: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            require: Require::None,
+            groups: Vec::new(),
+            exempt_groups: Vec::new(),
+            admin_group: String::new(),
+            may_toggle: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Require {
+    #[default]
+    None,
+    All,
+    Groups,
+}
+
 /// A configuration file that cannot be used, with where and why.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -331,6 +400,15 @@ lockout_seconds = 0
 failure_window_seconds = 60
 [enrollment]
 pending_seconds = 120
+[recovery]
+count = 5
+mode = "disables-2fa"
+[policy]
+require = "groups"
+groups = ["staff"]
+exempt_groups = ["robots"]
+admin_group = "wheel"
+may_toggle = false
 "#,
         )
         .unwrap();
@@ -341,6 +419,9 @@ pending_seconds = 120
         assert_eq!(c.totp.algorithm, Algorithm::SHA512);
         assert_eq!(c.totp.digits.get(), 8);
         assert_eq!(c.lockout.lockout_seconds.get(), 0);
+        assert_eq!(c.recovery.mode, RecoveryMode::Disables2fa);
+        assert_eq!(c.policy.require, Require::Groups);
+        assert!(!c.policy.may_toggle);
     }
 
     #[test]

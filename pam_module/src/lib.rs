@@ -1,1 +1,176 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `pam_twostep.so`: asks twostepd, over D-Bus, for a second factor and renders its steps.
+//!
+//! The hooks are glue. Decisions live in [`args`] (module arguments) and [`flow`] (the
+//! conversation and the one mapping to PAM codes), both unit-tested without PAM or a bus;
+//! [`pam_io`] and [`bus`] are the two adapters. Nothing of this module survives a call: no
+//! globals, no threads, no logger; the bus connection is opened and closed inside it.
+#![deny(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    clippy::disallowed_macros
+)]
 
+pub mod args;
+pub mod bus;
+pub mod flow;
+pub mod log;
+pub mod pam_io;
+
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pam::constants::{PamFlag, PamResultCode};
+use pam::module::{PamHandle, PamHooks};
+use syslog::Severity;
+
+use crate::args::{FailMode, ModuleArgs};
+use crate::bus::BusDaemon;
+use crate::flow::{DaemonError, Outcome};
+use crate::log::Log;
+use crate::pam_io::PamIo;
+
+/// The module, as `pam_hooks!` wants it.
+pub struct Twostep;
+
+pam::pam_hooks!(Twostep);
+
+impl PamHooks for Twostep {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        guard("authenticate", || authenticate(pamh, &args, flags))
+    }
+
+    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guard("setcred", || PamResultCode::PAM_SUCCESS)
+    }
+
+    fn acct_mgmt(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guard("acct_mgmt", || PamResultCode::PAM_IGNORE)
+    }
+
+    fn sm_chauthtok(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guard("chauthtok", || PamResultCode::PAM_IGNORE)
+    }
+
+    fn sm_open_session(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guard("open_session", || PamResultCode::PAM_IGNORE)
+    }
+
+    fn sm_close_session(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guard("close_session", || PamResultCode::PAM_IGNORE)
+    }
+}
+
+/// Runs a hook body; a panic becomes `PAM_SYSTEM_ERR` and one syslog line. (pam-bindings'
+/// own guard outside this one turns anything that still escapes into `PAM_ABORT`.)
+fn guard(hook: &str, body: impl FnOnce() -> PamResultCode) -> PamResultCode {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(code) => code,
+        Err(payload) => {
+            // The payload is not logged: it is not ours to vouch for.
+            let _ = catch_unwind(AssertUnwindSafe(|| drop(payload))).map_err(std::mem::forget);
+            log::line(
+                Severity::LOG_CRIT,
+                &format!("internal error (panic) in pam_sm_{hook}; returning PAM_SYSTEM_ERR"),
+            );
+            PamResultCode::PAM_SYSTEM_ERR
+        }
+    }
+}
+
+fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let args = match ModuleArgs::parse(raw_args) {
+        Ok(args) => args,
+        Err(e) => {
+            log::line(
+                Severity::LOG_ERR,
+                &format!(
+                    "{e}; check the pam_twostep line in /etc/pam.d; returning PAM_SERVICE_ERR"
+                ),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let mut log = Log::new(args.debug);
+    let user = match pam_io::read_user(pamh) {
+        Ok(user) => user,
+        Err(refusal) => {
+            log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
+            return refusal.code;
+        }
+    };
+    let ctx = match pam_io::read_context(pamh) {
+        Ok(ctx) => ctx,
+        Err(refusal) => {
+            log.set_subject(&user, &flow::LoginContext::default());
+            log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
+            return refusal.code;
+        }
+    };
+    log.set_subject(&user, &ctx);
+    let mut io = match PamIo::new(pamh, flags, &log) {
+        Ok(io) => io,
+        Err(refusal) => {
+            log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
+            return refusal.code;
+        }
+    };
+    let outcome = {
+        let daemon = BusDaemon::new(&args, &log);
+        flow::run_login(&mut io, &daemon, &user, &ctx, &args)
+        // The connection closes here, before the module returns.
+    };
+    let code = flow::pam_code(&outcome, &args);
+    audit(&log, &outcome, &code, &args);
+    code
+}
+
+/// The one line per login: outcome and PAM code, at a severity that matches.
+fn audit(log: &Log, outcome: &Outcome, code: &PamResultCode, args: &ModuleArgs) {
+    let text = format!("{}; returning {code:?}", outcome.describe());
+    match outcome {
+        Outcome::Verdict(twostep_proto::Verdict::Success) => log.info(&text),
+        Outcome::Daemon(DaemonError::Unreachable(_)) if args.failmode == FailMode::Open => {
+            log.alert(&format!(
+                "FAIL-OPEN: second factor NOT checked ({text}) because failmode=open"
+            ));
+        }
+        Outcome::Daemon(DaemonError::Unreachable(_) | DaemonError::Protocol(_))
+        | Outcome::TooManySteps => log.err(&text),
+        Outcome::Daemon(DaemonError::WrongOwner { .. }) => log.crit(&text),
+        Outcome::Verdict(_)
+        | Outcome::BadAnswer(_)
+        | Outcome::Daemon(DaemonError::Refused(_))
+        | Outcome::Conversation => log.notice(&text),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_hook_body_becomes_pam_system_err() {
+        assert_eq!(
+            guard("test", || panic!("boom")),
+            PamResultCode::PAM_SYSTEM_ERR
+        );
+        assert_eq!(
+            guard("test", || PamResultCode::PAM_IGNORE),
+            PamResultCode::PAM_IGNORE
+        );
+    }
+}

@@ -16,6 +16,8 @@ pub const OBJECT_PATH: &str = "/org/twostep/Twostep1";
 pub const LOGIN_INTERFACE: &str = "org.twostep.Login1";
 /// Self-service for the calling user (enrol, status).
 pub const USER_INTERFACE: &str = "org.twostep.User1";
+/// Admin methods (root or the admin group).
+pub const ADMIN_INTERFACE: &str = "org.twostep.Admin1";
 /// Prefix of every error name the daemon sends.
 pub const ERROR_PREFIX: &str = "org.twostep.Error";
 
@@ -24,7 +26,8 @@ pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
 
 /// Method names of [`LOGIN_INTERFACE`].
 pub mod login {
-    /// `Begin(s user, a{ss} context) -> (s session, s kind, s message, s prompt, u digits)`
+    /// `Begin(s user, a{ss} context) -> (s session, s kind, s message, s prompt, u digits)`.
+    /// `session` is empty exactly when the first step is final (nothing to answer).
     pub const BEGIN: &str = "Begin";
     /// `Answer(s session, ay answer) -> (s kind, s message, s prompt, u digits)`
     pub const ANSWER: &str = "Answer";
@@ -72,6 +75,10 @@ pub enum Accept {
     Code { digits: u8 },
     /// A code as above, or a recovery code (lower-case letters, digits and dashes).
     CodeOrRecovery { digits: u8 },
+    /// Nothing to enter: the user confirms having read the text (e.g. recovery codes
+    /// shown once) by pressing Enter. Shown with echo on; whatever was typed is discarded
+    /// and an empty answer is sent.
+    Acknowledge,
 }
 
 /// The end of a login conversation.
@@ -107,6 +114,7 @@ pub type WireStep = (String, String, String, u32);
 mod kind {
     pub const PROMPT_CODE: &str = "prompt-code";
     pub const PROMPT_CODE_OR_RECOVERY: &str = "prompt-code-or-recovery";
+    pub const PROMPT_ACKNOWLEDGE: &str = "prompt-acknowledge";
     pub const SUCCESS: &str = "success";
     pub const DENIED: &str = "denied";
     pub const LOCKED: &str = "locked";
@@ -137,6 +145,7 @@ impl Step {
                 let (k, digits) = match accept {
                     Accept::Code { digits } => (kind::PROMPT_CODE, *digits),
                     Accept::CodeOrRecovery { digits } => (kind::PROMPT_CODE_OR_RECOVERY, *digits),
+                    Accept::Acknowledge => (kind::PROMPT_ACKNOWLEDGE, 0),
                 };
                 (k.into(), message.clone(), prompt.clone(), u32::from(digits))
             }
@@ -187,6 +196,11 @@ impl Step {
                 message,
                 prompt,
             }),
+            kind::PROMPT_ACKNOWLEDGE => Ok(Step::Prompt {
+                accept: Accept::Acknowledge,
+                message,
+                prompt,
+            }),
             kind::SUCCESS => done(Verdict::Success),
             kind::DENIED => done(Verdict::Denied),
             kind::LOCKED => done(Verdict::Locked),
@@ -207,6 +221,7 @@ impl Accept {
         match *self {
             Accept::Code { digits } => is_code(digits),
             Accept::CodeOrRecovery { digits } => is_code(digits) || is_recovery_shape(answer),
+            Accept::Acknowledge => answer.is_empty(),
         }
     }
 }
@@ -240,6 +255,11 @@ mod tests {
                 message: String::new(),
                 prompt: "Code: ".into(),
                 accept: Accept::CodeOrRecovery { digits: 8 },
+            },
+            Step::Prompt {
+                message: "codes".into(),
+                prompt: "Press Enter: ".into(),
+                accept: Accept::Acknowledge,
             },
         ];
         for verdict in [

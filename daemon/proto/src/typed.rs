@@ -69,16 +69,58 @@ pub trait Login {
     gen_blocking = false
 )]
 pub trait User {
-    /// Start (or restart) enrolment of the calling user:
+    /// Start enrolment of the calling user, or with `proof` (a current code or a recovery
+    /// code) move to a new authenticator:
     /// `(secret_base32, otpauth_uri, algorithm, digits, period, expires_at_unix)`.
-    fn enroll_begin(&self) -> zbus::Result<PendingEnrollment>;
+    fn enroll_begin(&self, proof: &[u8]) -> zbus::Result<PendingEnrollment>;
 
-    /// Confirm the pending enrolment with a current code; the method becomes active.
-    fn enroll_confirm(&self, code: &[u8]) -> zbus::Result<()>;
+    /// Confirm the pending key with a current code; it becomes active. Returns the new
+    /// recovery codes on a first enrolment (shown once), none on a move to a new phone.
+    fn enroll_confirm(&self, code: &[u8]) -> zbus::Result<Vec<String>>;
 
-    /// The calling user's state: `enrolled` b, `pending_enrollment` b, `method` s,
-    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t (0 = never).
+    /// New recovery codes (the old ones die at once); needs a current code or recovery code.
+    fn regenerate_recovery_codes(&self, proof: &[u8]) -> zbus::Result<Vec<String>>;
+
+    /// Switch 2FA off for the calling user (when policy allows); needs a code.
+    fn disable(&self, proof: &[u8]) -> zbus::Result<()>;
+
+    /// The calling user's state: `enrolled` b, `pending_enrollment` b, `recovery_codes_left` u,
+    /// `required` b, `may_toggle` b, `failures` u, `locked_until` t, `last_success` t,
+    /// `last_failure` t (times in Unix seconds, 0 = never/none, u64::MAX = until unlocked).
     fn status(&self) -> zbus::Result<Properties>;
+}
+
+#[zbus::proxy(
+    interface = "org.twostep.Admin1",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait Admin {
+    /// Every user with a record: the keys of `Status` plus `user` s, `why` s,
+    /// `override` s, `error` s.
+    fn list_users(&self) -> zbus::Result<Vec<Properties>>;
+
+    /// One user, plus `events` a(ts): the latest events, oldest first.
+    fn show_user(&self, user: &str) -> zbus::Result<Properties>;
+
+    /// Forget the user's factors: they enrol again.
+    fn reset_user(&self, user: &str) -> zbus::Result<()>;
+
+    /// Switch 2FA off for the user.
+    fn disable_user(&self, user: &str) -> zbus::Result<()>;
+
+    /// Per-user override: `required`, `exempt` or `default`.
+    fn set_requirement(&self, user: &str, requirement: &str) -> zbus::Result<()>;
+
+    /// Per-user "may switch 2FA off": `allow`, `deny` or `default`.
+    fn set_may_toggle(&self, user: &str, setting: &str) -> zbus::Result<()>;
+
+    /// Clear the user's failures and lock.
+    fn unlock(&self, user: &str) -> zbus::Result<()>;
+
+    /// Re-read the configuration file; an invalid file is refused and the old one stays.
+    fn reload(&self) -> zbus::Result<()>;
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
     let core = Arc::new(Core::new(config)?);
     let builder = match &bus {
@@ -80,7 +80,7 @@ async fn run(config: Config) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot connect to the bus: {e}"))?;
-    twostepd::bus::serve(&conn, core)
+    twostepd::bus::serve(&conn, Arc::clone(&core), config_path.clone())
         .await
         .map_err(|e| format!("cannot serve {}: {e}", twostep_proto::BUS_NAME))?;
     log::info!(
@@ -88,21 +88,31 @@ async fn run(config: Config) -> Result<(), String> {
         twostep_proto::BUS_NAME,
         String::from(bus)
     );
-    wait_for_shutdown().await;
+    serve_signals(&core, &config_path).await?;
     log::info!("stopping");
     Ok(())
 }
 
-async fn wait_for_shutdown() {
+/// Until SIGTERM or SIGINT; SIGHUP re-reads the configuration (an invalid file is refused
+/// and the old configuration stays in force).
+async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                let root = twostepd::core::Caller { uid: 0, sender: "SIGHUP".into() };
+                let outcome = Config::load(config_path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| core.reload(&root, c).map_err(|e| e.to_string()));
+                if let Err(e) = outcome {
+                    log::error!("reload refused, the previous configuration stays: {e}");
+                }
+            }
+        }
     }
 }

@@ -3,15 +3,20 @@
 //! executor (the store fsyncs), map the error.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedValue, Value};
 
+use zeroize::Zeroizing;
+
 use super::Identify;
+use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
-use crate::core::{clock, Core};
+use crate::core::policy::Override;
+use crate::core::{clock, Core, Error as CoreError};
 use twostep_proto::{limits, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
@@ -48,6 +53,8 @@ impl Shared {
 
 pub struct LoginIface(Shared);
 pub struct UserIface(Shared);
+/// The admin interface also knows the config file, for `Reload`.
+pub struct AdminIface(Shared, PathBuf);
 
 #[zbus::interface(name = "org.twostep.Login1")]
 impl LoginIface {
@@ -79,7 +86,7 @@ impl LoginIface {
         if session.len() > limits::MAX_SESSION_LEN {
             return Err(Error::NoSession("no such login session".into()));
         }
-        let answer = zeroize::Zeroizing::new(answer);
+        let answer = Zeroizing::new(answer);
         let step = self
             .0
             .run(move |core| core.answer(&caller, &session, &answer, clock::now()))
@@ -90,15 +97,17 @@ impl LoginIface {
 
 #[zbus::interface(name = "org.twostep.User1")]
 impl UserIface {
-    /// Start (or restart) enrolment of the calling user.
+    /// Start enrolment, or with `proof` move to a new authenticator.
     async fn enroll_begin(
         &self,
         #[zbus(header)] hdr: Header<'_>,
+        proof: Vec<u8>,
     ) -> Result<PendingEnrollment, Error> {
         let caller = self.0.identify.caller(&hdr).await?;
+        let proof = Zeroizing::new(proof);
         let p = self
             .0
-            .run(move |core| core.enroll_begin(&caller, clock::now()))
+            .run(move |core| core.enroll_begin(&caller, &proof, clock::now()))
             .await?;
         Ok((
             p.secret_base32,
@@ -110,16 +119,42 @@ impl UserIface {
         ))
     }
 
-    /// Confirm the pending enrolment with a current code.
+    /// Confirm the pending key; returns recovery codes on a first enrolment.
     async fn enroll_confirm(
         &self,
         #[zbus(header)] hdr: Header<'_>,
         code: Vec<u8>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let caller = self.0.identify.caller(&hdr).await?;
-        let code = zeroize::Zeroizing::new(code);
-        self.0
+        let code = Zeroizing::new(code);
+        let codes = self
+            .0
             .run(move |core| core.enroll_confirm(&caller, &code, clock::now()))
+            .await?;
+        Ok(codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// New recovery codes; the old ones die at once.
+    async fn regenerate_recovery_codes(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<String>, Error> {
+        let caller = self.0.identify.caller(&hdr).await?;
+        let proof = Zeroizing::new(proof);
+        let codes = self
+            .0
+            .run(move |core| core.regenerate_recovery(&caller, &proof, clock::now()))
+            .await?;
+        Ok(codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// Switch 2FA off for the caller.
+    async fn disable(&self, #[zbus(header)] hdr: Header<'_>, proof: Vec<u8>) -> Result<(), Error> {
+        let caller = self.0.identify.caller(&hdr).await?;
+        let proof = Zeroizing::new(proof);
+        self.0
+            .run(move |core| core.disable(&caller, &proof, clock::now()))
             .await
     }
 
@@ -130,28 +165,171 @@ impl UserIface {
             .0
             .run(move |core| core.status(&caller, clock::now()))
             .await?;
-        let mut m = Properties::new();
-        let mut put = |k: &str, v: Value<'_>| {
-            if let Ok(v) = OwnedValue::try_from(v) {
-                m.insert(k.to_owned(), v);
-            }
-        };
-        put("enrolled", s.enrolled.into());
-        put("pending_enrollment", s.pending.into());
-        put("method", if s.enrolled { "totp" } else { "" }.into());
-        put("failures", s.failures.into());
-        put("locked_until", s.locked_until.into());
-        put("last_success", s.last_success.into());
-        put("last_failure", s.last_failure.into());
-        Ok(m)
+        let mut m = Props::default();
+        m.put("enrolled", s.enrolled);
+        m.put("pending_enrollment", s.pending);
+        m.put("recovery_codes_left", count(s.recovery_left));
+        m.put("required", s.required);
+        m.put("may_toggle", s.may_toggle);
+        m.put("failures", s.failures);
+        m.put("locked_until", s.locked_until);
+        m.put("last_success", s.last_success);
+        m.put("last_failure", s.last_failure);
+        Ok(m.0)
     }
 }
 
-/// Serve both interfaces on `conn` and take the well-known name (failing if it is owned).
+#[derive(Default)]
+struct Props(Properties);
+
+impl Props {
+    fn put<'a>(&mut self, k: &str, v: impl Into<Value<'a>>) {
+        if let Ok(v) = OwnedValue::try_from(v.into()) {
+            self.0.insert(k.to_owned(), v);
+        }
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn user_props(u: UserInfo, with_events: bool) -> Properties {
+    let mut m = Props::default();
+    m.put("user", u.name);
+    m.put("enrolled", u.enrolled);
+    m.put("pending_enrollment", u.pending);
+    m.put("recovery_codes_left", count(u.recovery_left));
+    m.put("required", u.required);
+    m.put("why", u.why);
+    m.put("override", u.policy_override);
+    m.put("may_toggle", u.may_toggle);
+    m.put("failures", u.failures);
+    m.put("locked_until", u.locked_until);
+    m.put("last_success", u.last_success);
+    m.put("last_failure", u.last_failure);
+    m.put("error", u.error);
+    if with_events {
+        let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();
+        m.put("events", events);
+    }
+    m.0
+}
+
+#[zbus::interface(name = "org.twostep.Admin1")]
+impl AdminIface {
+    /// Every user with a record.
+    async fn list_users(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<Properties>, Error> {
+        let caller = self.0.identify.caller(&hdr).await?;
+        let users = self
+            .0
+            .run(move |core| core.admin_list(&caller, clock::now()))
+            .await?;
+        Ok(users.into_iter().map(|u| user_props(u, false)).collect())
+    }
+
+    /// One user, with the latest events.
+    async fn show_user(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<Properties, Error> {
+        let caller = self.0.identify.caller(&hdr).await?;
+        let u = self
+            .0
+            .run(move |core| core.admin_show(&caller, &user, clock::now()))
+            .await?;
+        Ok(user_props(u, true))
+    }
+
+    async fn reset_user(&self, #[zbus(header)] hdr: Header<'_>, user: String) -> Result<(), Error> {
+        self.act(&hdr, user, Action::Reset).await
+    }
+
+    async fn disable_user(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<(), Error> {
+        self.act(&hdr, user, Action::Disable).await
+    }
+
+    async fn set_requirement(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        requirement: String,
+    ) -> Result<(), Error> {
+        let o = match requirement.as_str() {
+            "required" => Override::Required,
+            "exempt" => Override::Exempt,
+            "default" => Override::Default,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "requirement must be required, exempt or default".into(),
+                ))
+            }
+        };
+        self.act(&hdr, user, Action::Require(o)).await
+    }
+
+    async fn set_may_toggle(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        setting: String,
+    ) -> Result<(), Error> {
+        let t = match setting.as_str() {
+            "allow" => Some(true),
+            "deny" => Some(false),
+            "default" => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "setting must be allow, deny or default".into(),
+                ))
+            }
+        };
+        self.act(&hdr, user, Action::Toggle(t)).await
+    }
+
+    async fn unlock(&self, #[zbus(header)] hdr: Header<'_>, user: String) -> Result<(), Error> {
+        self.act(&hdr, user, Action::Unlock).await
+    }
+
+    /// Re-read the configuration file; an invalid one is refused and the old one stays.
+    async fn reload(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+        let caller = self.0.identify.caller(&hdr).await?;
+        let path = self.1.clone();
+        self.0
+            .run(move |core| {
+                core.authorize_admin(&caller)?;
+                let config = twostep_config::Config::load(&path)
+                    .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
+                core.reload(&caller, config)
+            })
+            .await
+    }
+}
+
+impl AdminIface {
+    async fn act(&self, hdr: &Header<'_>, user: String, action: Action) -> Result<(), Error> {
+        let caller = self.0.identify.caller(hdr).await?;
+        self.0
+            .run(move |core| core.admin_act(&caller, &user, action, clock::now()))
+            .await
+    }
+}
+
+/// Serve the interfaces on `conn` and take the well-known name (failing if it is owned).
+/// `config_path` is what `Reload` re-reads.
 ///
 /// # Errors
 /// The bus refuses the object or the name.
-pub async fn serve(conn: &zbus::Connection, core: Arc<Core>) -> zbus::Result<()> {
+pub async fn serve(
+    conn: &zbus::Connection,
+    core: Arc<Core>,
+    config_path: PathBuf,
+) -> zbus::Result<()> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
     let shared = Shared {
         core,
@@ -163,7 +341,10 @@ pub async fn serve(conn: &zbus::Connection, core: Arc<Core>) -> zbus::Result<()>
         .at(twostep_proto::OBJECT_PATH, LoginIface(shared.clone()))
         .await?;
     server
-        .at(twostep_proto::OBJECT_PATH, UserIface(shared))
+        .at(twostep_proto::OBJECT_PATH, UserIface(shared.clone()))
+        .await?;
+    server
+        .at(twostep_proto::OBJECT_PATH, AdminIface(shared, config_path))
         .await?;
     let reply = conn
         .request_name_with_flags(

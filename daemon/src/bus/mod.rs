@@ -7,4 +7,4 @@ mod errors;
 mod iface;
 
 pub use caller::Identify;
-pub use iface::{serve, LoginIface, UserIface};
+pub use iface::{serve, AdminIface, LoginIface, UserIface};

@@ -19,6 +19,22 @@ pub fn may_run_login(caller_uid: u32, target: &Account) -> Result<(), Error> {
     }
 }
 
+/// Admin methods: root, or a member of the configured admin group (`groups` are the
+/// caller's group names as NSS reports them; an empty `admin_group` means root only).
+///
+/// # Errors
+/// [`Error::AccessDenied`] otherwise.
+pub fn may_admin(caller_uid: u32, groups: &[String], admin_group: &str) -> Result<(), Error> {
+    if caller_uid == 0 || (!admin_group.is_empty() && groups.iter().any(|g| g == admin_group)) {
+        Ok(())
+    } else {
+        Err(Error::AccessDenied(format!(
+            "uid {caller_uid} may not administer twostep (root or group {:?} only)",
+            admin_group
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,10 +44,12 @@ mod tests {
         let alice = Account {
             name: "alice".into(),
             uid: 1000,
+            gid: 1000,
         };
         let root = Account {
             name: "root".into(),
             uid: 0,
+            gid: 0,
         };
         let cases = [
             (0, &alice, true),
@@ -47,6 +65,26 @@ mod tests {
                 allowed,
                 "{caller} → {}",
                 target.name
+            );
+        }
+    }
+
+    #[test]
+    fn admin_checks() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (0, g(&[]), "", true),
+            (0, g(&[]), "wheel", true),
+            (1000, g(&["wheel"]), "wheel", true),
+            (1000, g(&["users"]), "wheel", false),
+            (1000, g(&[""]), "", false),
+            (1000, g(&["wheelx"]), "wheel", false),
+        ];
+        for (uid, groups, admin, allowed) in cases {
+            assert_eq!(
+                may_admin(uid, &groups, admin).is_ok(),
+                allowed,
+                "{uid} {groups:?} {admin}"
             );
         }
     }

@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The daemon's operations: login conversations and self-service, over the store.
+//! The daemon's state and its login conversations.
 //!
 //! Every operation on a user's record runs under that user's lock, so count-and-check is
 //! atomic per user; different users never wait for each other.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use twostep_config::Config;
+use twostep_config::{Config, RecoveryMode};
 use twostep_proto::{limits, Accept, Step, Verdict};
 
 use super::lockout::{self, LockPolicy, LockState};
-use super::record::{Pending, Record};
+use super::policy::{self, Requirement};
+use super::record::{Record, TotpKey};
+use super::recovery::{self, HashPool};
 use super::store::Store;
 use super::totp::{self, Check};
 use super::users::{self, Account};
-use super::{authz, Error, UnixTime};
+use super::{authz, qr, Error, UnixTime};
 
 /// How long a login prompt waits for its answer.
 const SESSION_SECONDS: u64 = 300;
@@ -23,6 +25,10 @@ const SESSION_SECONDS: u64 = 300;
 const MAX_SESSIONS: usize = 4096;
 /// Login sessions in flight per non-root caller uid.
 const MAX_SESSIONS_PER_UID: usize = 16;
+/// argon2 computations at once (one per core on the reference machine).
+const HASH_WORKERS: usize = 2;
+/// Warn when this few recovery codes are left.
+const FEW_RECOVERY_CODES: usize = 3;
 
 /// Who is calling, as the bus reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +52,7 @@ impl LoginContext {
     /// # Errors
     /// Too many entries or an over-long value.
     pub fn from_map(map: &HashMap<String, String>) -> Result<LoginContext, Error> {
+        use twostep_proto::login::{CTX_RHOST, CTX_SERVICE, CTX_TTY};
         let bad = || Error::InvalidArgument("malformed login context".into());
         if map.len() > limits::MAX_CONTEXT_ENTRIES {
             return Err(bad());
@@ -59,7 +66,6 @@ impl LoginContext {
                 None => Ok(String::new()),
             }
         };
-        use twostep_proto::login::{CTX_RHOST, CTX_SERVICE, CTX_TTY};
         Ok(LoginContext {
             service: get(CTX_SERVICE)?,
             rhost: get(CTX_RHOST)?,
@@ -68,44 +74,49 @@ impl LoginContext {
     }
 }
 
+/// What a session waits for.
+enum Awaiting {
+    /// A code (or recovery code) of the enrolled user.
+    Factor,
+    /// The first code of a key created for enrolment at login.
+    EnrolConfirm(TotpKey),
+    /// Enter, after the recovery codes were shown.
+    Acknowledge,
+}
+
 struct Session {
     caller: Caller,
     user: Account,
     ctx: LoginContext,
     expires: UnixTime,
+    awaiting: Awaiting,
 }
 
-/// What `enroll_begin` hands the user, once.
-pub struct PendingInfo {
-    pub secret_base32: String,
-    pub uri: String,
-    pub algorithm: &'static str,
-    pub digits: u8,
-    pub period: u64,
-    pub expires: UnixTime,
-}
-
-/// The state `status` reports.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Status {
-    pub enrolled: bool,
-    pub pending: bool,
-    pub failures: u32,
-    /// 0: not locked; `u64::MAX`: until an admin unlocks.
-    pub locked_until: u64,
-    pub last_success: u64,
-    pub last_failure: u64,
+/// Outcome of checking one answer against a user's factors.
+#[must_use]
+pub(super) enum Factor {
+    Totp,
+    Recovery {
+        left: usize,
+    },
+    /// Wrong or replayed; the text is for the user, the tag for the audit line.
+    Wrong {
+        text: String,
+        tag: &'static str,
+    },
+    Locked(String),
 }
 
 pub struct Core {
-    config: Config,
-    issuer: String,
-    store: Store,
+    pub(super) config: RwLock<Arc<Config>>,
+    pub(super) issuer: String,
+    pub(super) store: Store,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     sessions: Mutex<HashMap<String, Session>>,
+    pub(super) hashes: HashPool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Why: a panic while holding one of these maps leaves it consistent (plain inserts and
     // removals), so poisoning must not take the whole daemon down.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -126,27 +137,153 @@ impl Core {
         }
         .replace(':', "-");
         Ok(Core {
-            config,
+            config: RwLock::new(Arc::new(config)),
             issuer,
             store,
             locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            hashes: HashPool::new(HASH_WORKERS),
         })
     }
 
-    fn lock_policy(&self) -> LockPolicy {
-        LockPolicy::from_config(&self.config.lockout)
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn digits(&self) -> u8 {
-        u8::try_from(self.config.totp.digits.get()).unwrap_or(6)
+    pub(super) fn lock_policy(&self) -> LockPolicy {
+        LockPolicy::from_config(&self.config().lockout)
+    }
+
+    pub(super) fn digits(&self) -> u8 {
+        u8::try_from(self.config().totp.digits.get()).unwrap_or(6)
     }
 
     /// Run `f` under `user`'s lock.
-    fn with_user<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
+    pub(super) fn with_user<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
         let m = Arc::clone(lock(&self.locks).entry(user.to_owned()).or_default());
         let _held = lock(&m);
         f()
+    }
+
+    /// Load `user`'s record under their lock, change it with `f`, and save it if `f` says so.
+    pub(super) fn update<T>(
+        &self,
+        user: &str,
+        f: impl FnOnce(&mut Record) -> Result<(T, bool), Error>,
+    ) -> Result<T, Error> {
+        self.with_user(user, || {
+            let mut record = self.store.load(user)?.unwrap_or_else(|| Record::new(user));
+            let (out, changed) = f(&mut record)?;
+            if changed {
+                self.store.save(&record)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Whether `account` must use 2FA (NSS group look-up).
+    pub(super) fn requirement(
+        &self,
+        account: &Account,
+        record: &Record,
+    ) -> Result<Requirement, Error> {
+        let groups = users::group_names(account)?;
+        Ok(policy::requirement(
+            &self.config().policy,
+            record.policy_override,
+            &groups,
+        ))
+    }
+
+    /// A new TOTP key with the configured parameters.
+    pub(super) fn new_key(&self, now: UnixTime) -> Result<TotpKey, Error> {
+        let c = self.config();
+        totp::new_key(c.totp.algorithm, self.digits(), c.totp.period.get(), now)
+            .map_err(Error::Busy)
+    }
+
+    /// Check `answer` against the user's factors (TOTP, then recovery codes). The attempt
+    /// is charged and saved before anything is evaluated; a locked user's answer is not
+    /// evaluated. Saves the record in every case but `Locked`.
+    pub(super) fn verify_factor(
+        &self,
+        record: &mut Record,
+        answer: &[u8],
+        now: UnixTime,
+    ) -> Result<Factor, Error> {
+        let policy = self.lock_policy();
+        let config = self.config();
+        if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
+            return Ok(Factor::Locked(msg));
+        }
+        let Some(key) = record.totp.clone() else {
+            return Err(Error::NotEnrolled(record.user.clone()));
+        };
+        let charge = lockout::charge(record, now, &policy);
+        self.store.save(record)?;
+        let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
+            answer
+        } else {
+            b""
+        };
+        let corrupt = |reason: String| Error::CorruptRecord {
+            user: record.user.clone(),
+            reason,
+        };
+        let is_code = answer.iter().all(u8::is_ascii_digit);
+        let check = if is_code {
+            totp::check(
+                &key,
+                answer,
+                now,
+                config.totp.window.get(),
+                record.last_step,
+            )
+            .map_err(corrupt)?
+        } else {
+            Check::Wrong
+        };
+        let outcome = match check {
+            Check::Accepted { step } => {
+                record.last_step = Some(step);
+                Factor::Totp
+            }
+            Check::Replayed => Factor::Wrong {
+                text: "That code was already used; wait for the next one.".into(),
+                tag: "replayed",
+            },
+            Check::Wrong => match recovery::find(answer, &record.recovery, &self.hashes) {
+                Some(i) => {
+                    if let Some(c) = record.recovery.get_mut(i) {
+                        c.used = Some(now);
+                    }
+                    Factor::Recovery {
+                        left: recovery::left(&record.recovery),
+                    }
+                }
+                None => Factor::Wrong {
+                    text: "Wrong verification code.".into(),
+                    tag: "wrong-code",
+                },
+            },
+        };
+        match &outcome {
+            Factor::Totp | Factor::Recovery { .. } => lockout::succeed(record, charge, now),
+            Factor::Wrong { tag, .. } => record.note(now, format!("failure ({tag})")),
+            Factor::Locked(_) => {}
+        }
+        self.store.save(record)?;
+        Ok(match outcome {
+            Factor::Wrong { text, tag } => {
+                let text = match locked_message(lockout::state(record, now, &policy), now) {
+                    Some(lock) => format!("{text} {lock}"),
+                    None => text,
+                };
+                Factor::Wrong { text, tag }
+            }
+            other => other,
+        })
     }
 
     /// Open a login conversation for `user`.
@@ -163,24 +300,60 @@ impl Core {
     ) -> Result<(String, Step), Error> {
         let account = users::by_name(user)?;
         authz::may_run_login(caller.uid, &account)?;
-        let record = self.with_user(&account.name, || self.store.load(&account.name))?;
-        let Some(record) = record.filter(|r| r.totp.is_some()) else {
-            audit(&account, &ctx, caller, "not-enrolled");
-            return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
-        };
+        let record = self
+            .with_user(&account.name, || self.store.load(&account.name))?
+            .unwrap_or_else(|| Record::new(&account.name));
+        if record.totp.is_none() {
+            let required = self.requirement(&account, &record)?;
+            if !required.required {
+                audit(&account, &ctx, caller, "not-enrolled");
+                return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
+            }
+            audit(&account, &ctx, caller, "enrolment-started");
+            let key = self.new_key(now)?;
+            let step = self.enrolment_prompt(&key, &account.name)?;
+            let id = self.new_session(caller, account, ctx, now, Awaiting::EnrolConfirm(key))?;
+            return Ok((id, step));
+        }
         if let Some(msg) = locked_message(lockout::state(&record, now, &self.lock_policy()), now) {
             audit(&account, &ctx, caller, "locked");
             return Ok((String::new(), done(Verdict::Locked, msg)));
         }
-        let id = self.new_session(caller, account, ctx, now)?;
-        let step = Step::Prompt {
-            message: String::new(),
-            prompt: "Verification code: ".into(),
-            accept: Accept::Code {
-                digits: self.digits(),
-            },
+        let digits = self.digits();
+        let step = if recovery::left(&record.recovery) > 0 {
+            Step::Prompt {
+                message: String::new(),
+                prompt: "Verification code: ".into(),
+                accept: Accept::CodeOrRecovery { digits },
+            }
+        } else {
+            Step::Prompt {
+                message: String::new(),
+                prompt: "Verification code: ".into(),
+                accept: Accept::Code { digits },
+            }
         };
+        let id = self.new_session(caller, account, ctx, now, Awaiting::Factor)?;
         Ok((id, step))
+    }
+
+    fn enrolment_prompt(&self, key: &TotpKey, user: &str) -> Result<Step, Error> {
+        let uri = totp::otpauth_uri(key, &self.issuer, user).map_err(Error::InvalidArgument)?;
+        let picture = qr::terminal(&uri).map_err(Error::Busy)?;
+        let message = format!(
+            "Two-factor authentication is required for {user}. Set it up now:\n\
+             scan this QR code with an authenticator app,\n\n{picture}\n\n\
+             or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
+            group4(&key.secret.0),
+            key.algorithm.as_str(),
+            key.digits,
+            key.period
+        );
+        Ok(Step::Prompt {
+            message,
+            prompt: "Code from your app: ".into(),
+            accept: Accept::Code { digits: key.digits },
+        })
     }
 
     fn new_session(
@@ -189,6 +362,7 @@ impl Core {
         user: Account,
         ctx: LoginContext,
         now: UnixTime,
+        awaiting: Awaiting,
     ) -> Result<String, Error> {
         let mut sessions = lock(&self.sessions);
         sessions.retain(|_, s| s.expires > now);
@@ -209,13 +383,13 @@ impl Core {
                 user,
                 ctx,
                 expires: now.plus(SESSION_SECONDS),
+                awaiting,
             },
         );
         Ok(id)
     }
 
-    /// Answer the prompt of session `id`. The attempt is charged durably before the code
-    /// is evaluated; a locked user's code is not evaluated.
+    /// Answer the prompt of session `id`.
     ///
     /// # Errors
     /// No such session (or not this caller's), an unreadable record, a failed write.
@@ -234,153 +408,127 @@ impl Core {
             }
         }
         .ok_or(Error::NoSession)?;
-        let Session { user, ctx, .. } = session;
-        let policy = self.lock_policy();
-        let window = self.config.totp.window.get();
-        let (verdict, message, outcome) = self.with_user(&user.name, || {
+        let (step, next) = match session.awaiting {
+            Awaiting::Factor => (
+                self.answer_factor(caller, &session.user, &session.ctx, answer, now)?,
+                None,
+            ),
+            Awaiting::EnrolConfirm(ref key) => {
+                let key = key.clone();
+                self.answer_enrolment(caller, &session.user, &session.ctx, key, answer, now)?
+            }
+            Awaiting::Acknowledge => {
+                audit(&session.user, &session.ctx, caller, "success (enrolled)");
+                (done(Verdict::Success, String::new()), None)
+            }
+        };
+        if let Some(awaiting) = next {
+            // The conversation goes on under the same session id.
+            lock(&self.sessions).insert(
+                id.to_owned(),
+                Session {
+                    awaiting,
+                    expires: now.plus(SESSION_SECONDS),
+                    ..session
+                },
+            );
+        }
+        Ok(step)
+    }
+
+    fn answer_factor(
+        &self,
+        caller: &Caller,
+        user: &Account,
+        ctx: &LoginContext,
+        answer: &[u8],
+        now: UnixTime,
+    ) -> Result<Step, Error> {
+        let mode = self.config().recovery.mode;
+        let (step, outcome) = self.with_user(&user.name, || {
             let Some(mut record) = self.store.load(&user.name)? else {
-                return Ok((Verdict::NotEnrolled, String::new(), "not-enrolled"));
+                return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
             };
-            let Some(key) = record.totp.clone() else {
-                return Ok((Verdict::NotEnrolled, String::new(), "not-enrolled"));
-            };
-            if let Some(msg) = locked_message(lockout::state(&record, now, &policy), now) {
-                return Ok((Verdict::Locked, msg, "locked"));
+            if record.totp.is_none() {
+                return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
             }
-            let charge = lockout::charge(&mut record, now, &policy);
-            self.store.save(&record)?;
-            let code = if answer.len() <= limits::MAX_ANSWER_LEN {
-                answer
-            } else {
-                b""
-            };
-            let check = totp::check(&key, code, now, window, record.last_step).map_err(|e| {
-                Error::CorruptRecord {
-                    user: user.name.clone(),
-                    reason: e,
-                }
-            })?;
-            match check {
-                Check::Accepted { step } => {
-                    lockout::succeed(&mut record, charge, now);
-                    record.last_step = Some(step);
+            Ok(match self.verify_factor(&mut record, answer, now)? {
+                Factor::Totp => {
+                    record.note(now, login_event("success", ctx));
                     self.store.save(&record)?;
-                    Ok((Verdict::Success, String::new(), "success"))
+                    (done(Verdict::Success, String::new()), "success")
                 }
-                Check::Replayed | Check::Wrong => {
-                    let (text, outcome) = if check == Check::Replayed {
-                        (
-                            "That code was already used; wait for the next one.",
-                            "replayed",
-                        )
+                Factor::Recovery { left } => {
+                    let msg = if mode == RecoveryMode::Disables2fa {
+                        record.forget_factors();
+                        record.note(now, "recovery code used: 2FA switched off");
+                        "Recovery code accepted. Two-factor authentication is now off for your \
+                         account: set it up again with `twostepctl enroll`."
+                            .to_owned()
                     } else {
-                        ("Wrong verification code.", "wrong-code")
+                        record.note(now, login_event("success (recovery code)", ctx));
+                        recovery_left_message(left)
                     };
-                    let msg = match locked_message(lockout::state(&record, now, &policy), now) {
-                        Some(lock) => format!("{text} {lock}"),
-                        None => text.to_owned(),
-                    };
-                    Ok((Verdict::Denied, msg, outcome))
+                    self.store.save(&record)?;
+                    (done(Verdict::Success, msg), "success-recovery-code")
                 }
-            }
+                Factor::Wrong { text, tag } => (done(Verdict::Denied, text), tag),
+                Factor::Locked(msg) => (done(Verdict::Locked, msg), "locked"),
+            })
         })?;
-        audit(&user, &ctx, caller, outcome);
-        Ok(done(verdict, message))
+        audit(user, ctx, caller, outcome);
+        Ok(step)
     }
 
-    /// Start (or restart) enrolment of the caller's own account.
-    ///
-    /// # Errors
-    /// The caller has no account, already has an authenticator, or the write fails.
-    pub fn enroll_begin(&self, caller: &Caller, now: UnixTime) -> Result<PendingInfo, Error> {
-        let account = users::by_uid(caller.uid)?;
-        let t = &self.config.totp;
-        let key =
-            totp::new_key(t.algorithm, self.digits(), t.period.get(), now).map_err(Error::Busy)?;
-        let uri =
-            totp::otpauth_uri(&key, &self.issuer, &account.name).map_err(Error::InvalidArgument)?;
-        let expires = now.plus(self.config.enrollment.pending_seconds.get());
-        self.with_user(&account.name, || {
-            let mut record = self
-                .store
-                .load(&account.name)?
-                .unwrap_or_else(|| Record::new(&account.name));
+    /// Confirm a key made for enrolment at login; on success the next step shows the
+    /// recovery codes and waits for Enter.
+    fn answer_enrolment(
+        &self,
+        caller: &Caller,
+        user: &Account,
+        ctx: &LoginContext,
+        key: TotpKey,
+        answer: &[u8],
+        now: UnixTime,
+    ) -> Result<(Step, Option<Awaiting>), Error> {
+        let config = self.config();
+        let check = totp::check(&key, answer, now, config.totp.window.get(), None)
+            .map_err(Error::InvalidArgument)?;
+        let Check::Accepted { step } = check else {
+            audit(user, ctx, caller, "enrolment-wrong-code");
+            let text = "That code is not right. Log in again to start over, or set up your \
+                        authenticator with `twostepctl enroll`.";
+            return Ok((done(Verdict::Denied, text.into()), None));
+        };
+        let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
+        let (shown, stored) = recovery::generate(count, &self.hashes).map_err(Error::Busy)?;
+        self.update(&user.name, |record| {
             if record.totp.is_some() {
-                return Err(Error::AlreadyEnrolled(account.name.clone()));
+                // Enrolled meanwhile (another login or twostepctl): keep that one.
+                return Err(Error::AlreadyEnrolled(user.name.clone()));
             }
-            record.pending = Some(Pending {
-                key: key.clone(),
-                expires,
-            });
-            self.store.save(&record)
+            record.totp = Some(key);
+            record.pending = None;
+            record.last_step = Some(record.last_step.map_or(step, |s| s.max(step)));
+            record.recovery = stored;
+            record.note(now, login_event("enrolled at login", ctx));
+            Ok(((), true))
         })?;
-        log::info!("user={} action=enroll-begin", account.name);
-        Ok(PendingInfo {
-            secret_base32: key.secret.0.clone(),
-            uri,
-            algorithm: key.algorithm.as_str(),
-            digits: key.digits,
-            period: key.period,
-            expires,
-        })
-    }
-
-    /// Confirm the caller's pending enrolment with a current code.
-    ///
-    /// # Errors
-    /// No (live) pending enrolment, a wrong code, a failed write.
-    pub fn enroll_confirm(&self, caller: &Caller, code: &[u8], now: UnixTime) -> Result<(), Error> {
-        let account = users::by_uid(caller.uid)?;
-        let window = self.config.totp.window.get();
-        let code = if code.len() <= limits::MAX_ANSWER_LEN {
-            code
-        } else {
-            b""
-        };
-        self.with_user(&account.name, || {
-            let mut record = self
-                .store
-                .load(&account.name)?
-                .ok_or_else(|| Error::NoPendingEnrollment(account.name.clone()))?;
-            let pending = match record.pending.take() {
-                Some(p) if p.expires > now => p,
-                _ => return Err(Error::NoPendingEnrollment(account.name.clone())),
-            };
-            let check = totp::check(&pending.key, code, now, window, record.last_step)
-                .map_err(Error::InvalidArgument)?;
-            let Check::Accepted { step } = check else {
-                return Err(Error::WrongCode(account.name.clone()));
-            };
-            record.totp = Some(pending.key);
-            record.last_step = Some(step);
-            self.store.save(&record)
-        })?;
-        log::info!("user={} action=enroll-confirm outcome=active", account.name);
-        Ok(())
-    }
-
-    /// The caller's own state.
-    ///
-    /// # Errors
-    /// The caller has no account or the record is unreadable.
-    pub fn status(&self, caller: &Caller, now: UnixTime) -> Result<Status, Error> {
-        let account = users::by_uid(caller.uid)?;
-        let record = self
-            .with_user(&account.name, || self.store.load(&account.name))?
-            .unwrap_or_else(|| Record::new(&account.name));
-        let locked_until = match lockout::state(&record, now, &self.lock_policy()) {
-            LockState::Open => 0,
-            LockState::Until(t) => t.0,
-            LockState::UntilUnlocked => u64::MAX,
-        };
-        Ok(Status {
-            enrolled: record.totp.is_some(),
-            pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
-            failures: record.failures,
-            locked_until,
-            last_success: record.last_success.map_or(0, |t| t.0),
-            last_failure: record.last_failure.map_or(0, |t| t.0),
-        })
+        audit(user, ctx, caller, "enrolled");
+        let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
+        let message = format!(
+            "Your authenticator is set up. These recovery codes each log you in once if you \
+             lose your phone. They are shown only now: write them down or store them safely.\n\n  {}\n",
+            codes.join("\n  ")
+        );
+        Ok((
+            Step::Prompt {
+                message,
+                prompt: "Press Enter once you have saved them: ".into(),
+                accept: Accept::Acknowledge,
+            },
+            Some(Awaiting::Acknowledge),
+        ))
     }
 }
 
@@ -388,7 +536,34 @@ fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }
 }
 
-fn locked_message(state: LockState, now: UnixTime) -> Option<String> {
+fn group4(s: &str) -> String {
+    s.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn recovery_left_message(left: usize) -> String {
+    let mut msg = format!(
+        "Recovery code accepted. {left} recovery code{} left.",
+        if left == 1 { "" } else { "s" }
+    );
+    if left <= FEW_RECOVERY_CODES {
+        msg.push_str(" Generate new ones soon with `twostepctl recovery-codes`.");
+    }
+    msg
+}
+
+fn login_event(what: &str, ctx: &LoginContext) -> String {
+    format!(
+        "{what} service={} rhost={}",
+        or_dash(&ctx.service),
+        or_dash(&ctx.rhost)
+    )
+}
+
+pub(super) fn locked_message(state: LockState, now: UnixTime) -> Option<String> {
     match state {
         LockState::Open => None,
         LockState::Until(t) => Some(format!(
@@ -426,6 +601,7 @@ fn or_dash(s: &str) -> &str {
 mod tests {
     use super::*;
     use twostep_config::Bounded;
+    use twostep_proto::Step;
 
     const T0: UnixTime = UnixTime(1_800_000_000);
 
@@ -433,6 +609,7 @@ mod tests {
         let mut c = Config::default();
         c.daemon.state_dir = dir.join("state");
         c.lockout.max_failures = Bounded::new(3);
+        c.recovery.count = Bounded::new(10);
         c.totp.issuer = "test".into();
         Core::new(c).unwrap()
     }
@@ -453,10 +630,12 @@ mod tests {
 
     /// Enrol root (the caller's own account) and return the secret.
     fn enrol(core: &Core) -> String {
-        let p = core.enroll_begin(&root(), T0).unwrap();
+        let p = core.enroll_begin(&root(), b"", T0).unwrap();
         assert!(p.uri.starts_with("otpauth://totp/test:root?"));
-        core.enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
+        let codes = core
+            .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
             .unwrap();
+        assert_eq!(codes.len(), 10);
         p.secret_base32
     }
 
@@ -599,7 +778,7 @@ mod tests {
         let r = c.begin_login(&root(), "root", LoginContext::default(), T0);
         assert!(matches!(r, Err(Error::CorruptRecord { .. })));
         assert!(matches!(
-            c.enroll_begin(&root(), T0),
+            c.enroll_begin(&root(), b"", T0),
             Err(Error::CorruptRecord { .. })
         ));
         assert_eq!(std::fs::read(&path).unwrap(), b"{garbage");
@@ -609,7 +788,7 @@ mod tests {
     fn enrolment_needs_the_right_code_in_time() {
         let d = tempfile::tempdir().unwrap();
         let c = core(d.path());
-        let p = c.enroll_begin(&root(), T0).unwrap();
+        let p = c.enroll_begin(&root(), b"", T0).unwrap();
         assert!(matches!(
             c.enroll_confirm(&root(), b"000000", T0),
             Err(Error::WrongCode(_))
@@ -619,12 +798,12 @@ mod tests {
         let r = c.enroll_confirm(&root(), code(&p.secret_base32, late).as_bytes(), late);
         assert!(matches!(r, Err(Error::NoPendingEnrollment(_))));
         // Starting again replaces the pending key.
-        let p2 = c.enroll_begin(&root(), late).unwrap();
+        let p2 = c.enroll_begin(&root(), b"", late).unwrap();
         assert_ne!(p2.secret_base32, p.secret_base32);
         c.enroll_confirm(&root(), code(&p2.secret_base32, late).as_bytes(), late)
             .unwrap();
         assert!(matches!(
-            c.enroll_begin(&root(), late),
+            c.enroll_begin(&root(), b"", late),
             Err(Error::AlreadyEnrolled(_))
         ));
     }

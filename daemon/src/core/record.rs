@@ -7,7 +7,12 @@ use serde::{Deserialize, Serialize};
 use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::policy::Override;
+use super::recovery::StoredCode;
 use super::UnixTime;
+
+/// How many recent events a record keeps for `twostepctl user show`.
+pub const MAX_EVENTS: usize = 20;
 
 /// Current format of [`Record`].
 pub const RECORD_VERSION: u32 = 1;
@@ -30,6 +35,26 @@ pub struct Record {
     pub failures: u32,
     pub last_failure: Option<UnixTime>,
     pub last_success: Option<UnixTime>,
+    /// Recovery codes (hashed), used ones kept as spent.
+    #[serde(default)]
+    pub recovery: Vec<StoredCode>,
+    /// An admin's required/exempt override.
+    #[serde(default)]
+    pub policy_override: Override,
+    /// An admin's per-user "may switch 2FA off" setting; `None` follows the config.
+    #[serde(default)]
+    pub may_toggle: Option<bool>,
+    /// The latest events, oldest first (never a code).
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// Something that happened to the user's second factor.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub at: UnixTime,
+    pub what: String,
 }
 
 impl Record {
@@ -39,6 +64,25 @@ impl Record {
             user: user.to_owned(),
             ..Record::default()
         }
+    }
+
+    /// Remember an event, keeping the latest [`MAX_EVENTS`].
+    pub fn note(&mut self, at: UnixTime, what: impl Into<String>) {
+        self.events.push(Event {
+            at,
+            what: what.into(),
+        });
+        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        self.events.drain(..excess);
+    }
+
+    /// Forget every factor (the user enrols again); overrides stay.
+    pub fn forget_factors(&mut self) {
+        self.totp = None;
+        self.pending = None;
+        self.recovery.clear();
+        self.failures = 0;
+        self.last_failure = None;
     }
 }
 

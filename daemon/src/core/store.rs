@@ -134,6 +134,29 @@ impl Store {
             .map_err(|e| fail("fsync directory", e))
     }
 
+    /// The user names of every record, from the file names (no record is read).
+    ///
+    /// # Errors
+    /// The directory cannot be listed.
+    pub fn users(&self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        let dir = fs::read_dir(&self.users).map_err(|e| format!("cannot list records: {e}"))?;
+        for entry in dir.flatten() {
+            let file = entry.file_name();
+            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some(name) = hex::decode(stem)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Remove the user's record (durably).
     ///
     /// # Errors

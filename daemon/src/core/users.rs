@@ -9,6 +9,7 @@ use twostep_proto::limits::MAX_USER_LEN;
 pub struct Account {
     pub name: String,
     pub uid: u32,
+    pub gid: u32,
 }
 
 /// Check a user name as received from a client: bounded, no NUL, no control characters.
@@ -32,6 +33,7 @@ pub fn by_name(name: &str) -> Result<Account, Error> {
         Ok(Some(u)) if u.name == name => Ok(Account {
             name: u.name,
             uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
         }),
         Ok(_) => Err(Error::UnknownUser(name.to_owned())),
         Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
@@ -47,8 +49,28 @@ pub fn by_uid(uid: u32) -> Result<Account, Error> {
         Ok(Some(u)) => Ok(Account {
             name: u.name,
             uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
         }),
         Ok(None) => Err(Error::AccessDenied(format!("uid {uid} has no account"))),
         Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
     }
+}
+
+/// The names of the groups `account` belongs to (primary and supplementary), through NSS,
+/// so LDAP/SSSD groups count.
+///
+/// # Errors
+/// [`Error::Busy`] when NSS fails.
+pub fn group_names(account: &Account) -> Result<Vec<String>, Error> {
+    let name = std::ffi::CString::new(account.name.as_str())
+        .map_err(|_| Error::InvalidArgument("malformed user name".into()))?;
+    let gids = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
+        .map_err(|e| Error::Busy(format!("group look-up failed: {e}")))?;
+    let mut names = Vec::with_capacity(gids.len());
+    for gid in gids {
+        if let Ok(Some(g)) = nix::unistd::Group::from_gid(gid) {
+            names.push(g.name);
+        }
+    }
+    Ok(names)
 }

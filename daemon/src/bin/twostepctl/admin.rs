@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Admin commands. The daemon authorizes them (root or the admin group); this only asks.
+
+use clap::Subcommand;
+use serde_json::{json, Value as Json};
+use twostep_proto::{AdminProxy, Properties};
+use zbus::zvariant::{OwnedValue, Value};
+
+use crate::io::{explain, when};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Every user twostep knows, with methods, policy, lock and last activity.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user, with their latest events.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the user's factors (lost phone): they enrol again, at next login if required.
+    Reset { name: String },
+    /// Switch 2FA off for the user (if policy still requires it, they enrol again).
+    Disable { name: String },
+    /// Require 2FA for the user, whatever the config says.
+    Require { name: String },
+    /// Exempt the user from 2FA requirements, whatever the config says.
+    Exempt { name: String },
+    /// Drop the user's required/exempt override: the config decides.
+    Default { name: String },
+    /// Let the user switch their own 2FA off (when not required).
+    AllowToggle { name: String },
+    /// Do not let the user switch their own 2FA off.
+    DenyToggle { name: String },
+    /// Clear the user's failed attempts and lock.
+    Unlock { name: String },
+}
+
+pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String> {
+    let admin = AdminProxy::new(conn).await.map_err(explain)?;
+    let (name, done, result) = match cmd {
+        UserCommand::List { json } => return list(&admin, json, false).await,
+        UserCommand::Show { name, json } => return show(&admin, &name, json).await,
+        UserCommand::Reset { name } => {
+            let r = admin.reset_user(&name).await;
+            (name, "factors forgotten; they enrol again", r)
+        }
+        UserCommand::Disable { name } => {
+            let r = admin.disable_user(&name).await;
+            (name, "2FA switched off", r)
+        }
+        UserCommand::Require { name } => {
+            let r = admin.set_requirement(&name, "required").await;
+            (name, "2FA now required", r)
+        }
+        UserCommand::Exempt { name } => {
+            let r = admin.set_requirement(&name, "exempt").await;
+            (name, "now exempt from 2FA requirements", r)
+        }
+        UserCommand::Default { name } => {
+            let r = admin.set_requirement(&name, "default").await;
+            (name, "requirement follows the config again", r)
+        }
+        UserCommand::AllowToggle { name } => {
+            let r = admin.set_may_toggle(&name, "allow").await;
+            (name, "may switch 2FA off", r)
+        }
+        UserCommand::DenyToggle { name } => {
+            let r = admin.set_may_toggle(&name, "deny").await;
+            (name, "may not switch 2FA off", r)
+        }
+        UserCommand::Unlock { name } => {
+            let r = admin.unlock(&name).await;
+            (name, "unlocked", r)
+        }
+    };
+    result.map_err(|e| format!("{name}: {}", explain(e)))?;
+    println!("{name}: {done}");
+    Ok(())
+}
+
+pub async fn locks(conn: &zbus::Connection, json: bool) -> Result<(), String> {
+    let admin = AdminProxy::new(conn).await.map_err(explain)?;
+    list(&admin, json, true).await
+}
+
+pub async fn reload(conn: &zbus::Connection) -> Result<(), String> {
+    let admin = AdminProxy::new(conn).await.map_err(explain)?;
+    admin.reload().await.map_err(explain)?;
+    println!("configuration reloaded");
+    Ok(())
+}
+
+fn to_json(v: &OwnedValue) -> Json {
+    match &**v {
+        Value::Bool(b) => json!(b),
+        Value::U32(n) => json!(n),
+        Value::U64(n) => json!(n),
+        Value::Str(s) => json!(s.as_str()),
+        Value::Array(a) => Json::Array(
+            a.iter()
+                .map(|e| match e {
+                    Value::Structure(s) => {
+                        let f = s.fields();
+                        let at = f.first().and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                        let what = f
+                            .get(1)
+                            .and_then(|v| <&str>::try_from(v).ok())
+                            .unwrap_or("");
+                        json!({ "at": at, "what": what })
+                    }
+                    other => json!(other.to_string()),
+                })
+                .collect(),
+        ),
+        other => json!(other.to_string()),
+    }
+}
+
+fn object(p: &Properties) -> Json {
+    Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+}
+
+fn s(p: &Json, k: &str) -> String {
+    match p.get(k) {
+        Some(Json::String(s)) => s.clone(),
+        Some(Json::Bool(b)) => if *b { "yes" } else { "no" }.into(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn t(p: &Json, k: &str) -> u64 {
+    p.get(k).and_then(Json::as_u64).unwrap_or(0)
+}
+
+async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(), String> {
+    let users: Vec<Json> = admin
+        .list_users()
+        .await
+        .map_err(explain)?
+        .iter()
+        .map(object)
+        .filter(|u| !locked_only || t(u, "locked_until") != 0)
+        .collect();
+    if json {
+        println!("{}", Json::Array(users));
+        return Ok(());
+    }
+    if users.is_empty() {
+        println!(
+            "{}",
+            if locked_only {
+                "No user is locked."
+            } else {
+                "No users yet."
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+        "USER",
+        "METHODS",
+        "REQUIRED",
+        "WHY",
+        "RECOVERY",
+        "LOCKED UNTIL",
+        "LAST SUCCESS",
+        "LAST FAILURE"
+    );
+    for u in &users {
+        let methods = if !s(u, "error").is_empty() {
+            "UNREADABLE"
+        } else if s(u, "enrolled") == "yes" {
+            "totp"
+        } else {
+            "-"
+        };
+        let locked = match t(u, "locked_until") {
+            0 => "-".to_owned(),
+            x => when(x),
+        };
+        println!(
+            "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+            s(u, "user"),
+            methods,
+            s(u, "required"),
+            s(u, "why"),
+            s(u, "recovery_codes_left"),
+            locked,
+            when(t(u, "last_success")),
+            when(t(u, "last_failure")),
+        );
+    }
+    Ok(())
+}
+
+async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), String> {
+    let p = admin
+        .show_user(name)
+        .await
+        .map_err(|e| format!("{name}: {}", explain(e)))?;
+    let u = object(&p);
+    if json {
+        println!("{u}");
+        return Ok(());
+    }
+    if !s(&u, "error").is_empty() {
+        println!(
+            "User:             {name}\nRecord:           UNREADABLE: {}",
+            s(&u, "error")
+        );
+        return Ok(());
+    }
+    println!("User:             {}", s(&u, "user"));
+    println!(
+        "Authenticator:    {}",
+        if s(&u, "enrolled") == "yes" {
+            "active"
+        } else {
+            "not set up"
+        }
+    );
+    println!("Recovery codes:   {} left", s(&u, "recovery_codes_left"));
+    println!("Required:         {} ({})", s(&u, "required"), s(&u, "why"));
+    println!("Override:         {}", s(&u, "override"));
+    println!("May switch off:   {}", s(&u, "may_toggle"));
+    println!("Failed attempts:  {}", s(&u, "failures"));
+    let locked = t(&u, "locked_until");
+    println!(
+        "Locked:           {}",
+        if locked == 0 {
+            "no".into()
+        } else {
+            format!("until {}", when(locked))
+        }
+    );
+    println!("Last success:     {}", when(t(&u, "last_success")));
+    println!("Last failure:     {}", when(t(&u, "last_failure")));
+    if let Some(Json::Array(events)) = u.get("events") {
+        println!("Recent events:");
+        for e in events {
+            println!("  {}  {}", when(t(e, "at")), s(e, "what"));
+        }
+    }
+    Ok(())
+}

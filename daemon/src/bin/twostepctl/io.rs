@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Connecting, reading codes, explaining errors, printing times.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use twostep_proto::Error;
+use zbus::DBusError;
+use zeroize::Zeroizing;
+
+pub fn fail(msg: &str) -> ExitCode {
+    eprintln!("twostepctl: {msg}");
+    ExitCode::FAILURE
+}
+
+pub async fn connect(bus: Option<&str>) -> Result<zbus::Connection, String> {
+    let builder = match bus {
+        None => zbus::connection::Builder::system(),
+        Some(a) => zbus::connection::Builder::address(a),
+    }
+    .map_err(|e| format!("bad bus address: {e}"))?;
+    builder
+        .build()
+        .await
+        .map_err(|e| format!("cannot reach the bus ({e}); is dbus running?"))
+}
+
+/// A person-readable message for a failed call: the daemon's own text where it sent one.
+pub fn explain(e: impl Into<Error>) -> String {
+    match e.into() {
+        Error::ZBus(zbus::Error::MethodError(name, text, _)) => match name.as_str() {
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+            | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+                "twostepd is not running (nobody owns org.twostep.Twostep1 on this bus)".into()
+            }
+            "org.freedesktop.DBus.Error.AccessDenied" => {
+                format!("the bus refused the call: {}", text.unwrap_or_default())
+            }
+            _ => format!("{name}: {}", text.unwrap_or_default()),
+        },
+        Error::ZBus(inner) => format!("bus error: {inner}"),
+        other => other
+            .description()
+            .map_or_else(|| other.name().to_string(), str::to_owned),
+    }
+}
+
+/// Read one line from stdin (after a prompt on stderr when interactive or asked to).
+/// `None` at end of input.
+pub fn read_line(prompt: &str, show_prompt: bool) -> Option<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    if show_prompt || stdin.is_terminal() {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = Zeroizing::new(String::new());
+    match stdin.lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(Zeroizing::new(line.trim().to_owned())),
+    }
+}
+
+/// A current code or recovery code, to prove the user holds a factor.
+pub fn read_proof() -> Result<Zeroizing<String>, String> {
+    read_line(
+        "Current code from your authenticator app (or a recovery code): ",
+        true,
+    )
+    .filter(|c| !c.is_empty())
+    .ok_or_else(|| "no code given; nothing was changed".to_owned())
+}
+
+/// Unix seconds as a UTC time for people; 0 is "never".
+pub fn when(t: u64) -> String {
+    match t {
+        0 => "never".into(),
+        u64::MAX => "until an administrator unlocks".into(),
+        t => {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+    }
+}
+
+pub fn manpage(cmd: &clap::Command, dir: &Path) -> Result<(), String> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut buf)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("twostepctl.1"), buf).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(when(0), "never");
+        assert_eq!(when(1), "1970-01-01T00:00:01Z");
+        assert_eq!(when(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

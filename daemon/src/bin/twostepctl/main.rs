@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! twostepctl: set up and manage your second factor; admins manage users.
+//!
+//! Exit codes: 0 done, 1 refused or failed (the message says why), 2 usage error.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod io;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Manage twostep second factors.
+#[derive(Parser)]
+#[command(version, name = "twostepctl")]
+pub struct Cli {
+    /// D-Bus address of the daemon's bus (default: the system bus).
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    bus: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add an authenticator app to your account: QR code, key, one code to confirm,
+    /// then your recovery codes (shown once).
+    Enroll(user::EnrollArgs),
+    /// Move to a new phone: needs a current code (or a recovery code), then the new QR
+    /// code and one code from the new app. The old app works until then.
+    Reset(user::EnrollArgs),
+    /// Make new recovery codes (the old ones stop working); needs a current code.
+    /// With --count, only show how many are left.
+    RecoveryCodes {
+        /// Only show how many unused recovery codes are left (no code needed).
+        #[arg(long)]
+        count: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch two-factor authentication off for your account; needs a current code.
+    Disable,
+    /// Show your second-factor state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin: manage users (root or the admin group).
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Admin: list locked users.
+    Locks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin: make the daemon re-read its configuration (an invalid file is refused).
+    Reload,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual page (roff) to a directory.
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "twostepctl",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return io::fail(&format!("cannot start: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => io::fail(&msg),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Manpage { dir } = &cli.command {
+        return io::manpage(&Cli::command(), dir);
+    }
+    let conn = io::connect(cli.bus.as_deref()).await?;
+    match cli.command {
+        Command::Enroll(a) => user::enroll(&conn, &a, false).await,
+        Command::Reset(a) => user::enroll(&conn, &a, true).await,
+        Command::RecoveryCodes { count, json } => user::recovery_codes(&conn, count, json).await,
+        Command::Disable => user::disable(&conn).await,
+        Command::Status { json } => user::status(&conn, json).await,
+        Command::User(c) => admin::run(&conn, c).await,
+        Command::Locks { json } => admin::locks(&conn, json).await,
+        Command::Reload => admin::reload(&conn).await,
+        Command::Completions { .. } | Command::Manpage { .. } => Ok(()),
+    }
+}

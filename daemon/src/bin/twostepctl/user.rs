@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Self-service: enrol, new phone, recovery codes, switch off, status.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use twostep_proto::{Error, UserProxy};
+use twostepd::core::qr;
+
+use crate::io::{explain, read_line, read_proof, when};
+
+#[derive(Args)]
+pub struct EnrollArgs {
+    /// Print machine-readable JSON lines (key first, recovery codes after confirming) and
+    /// read the code from stdin without prompting.
+    #[arg(long)]
+    json: bool,
+    /// Also write the QR code to this file: PNG or SVG, by extension.
+    #[arg(long, value_name = "PATH")]
+    qr_file: Option<PathBuf>,
+    /// Do not draw the QR code in the terminal.
+    #[arg(long)]
+    no_qr: bool,
+}
+
+fn group4(s: &str) -> String {
+    s.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn write_qr_file(path: &std::path::Path, uri: &str) -> Result<(), String> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let bytes = match ext.as_deref() {
+        Some("png") => qr::png(uri)?,
+        Some("svg") => qr::svg(uri)?.into_bytes(),
+        _ => {
+            return Err(format!(
+                "{}: --qr-file must end in .png or .svg",
+                path.display()
+            ))
+        }
+    };
+    // Why 0600: the picture holds the secret.
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Result<(), String> {
+    let user = UserProxy::new(conn).await.map_err(explain)?;
+    let proof = if reset {
+        read_proof()?
+    } else {
+        zeroize::Zeroizing::new(String::new())
+    };
+    let (secret, uri, algorithm, digits, period, expires) = user
+        .enroll_begin(proof.as_bytes())
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::AlreadyEnrolled(_) => {
+                "you already have an authenticator; to move to a new phone run `twostepctl reset`"
+                    .into()
+            }
+            other => explain(other),
+        })?;
+    if let Some(path) = &a.qr_file {
+        write_qr_file(path, &uri)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let line = serde_json::json!({
+            "secret": secret, "uri": uri, "algorithm": algorithm,
+            "digits": digits, "period": period, "expires": expires,
+        });
+        let _ = writeln!(out, "{line}");
+    } else {
+        let _ = writeln!(out, "Scan this QR code with your authenticator app:\n");
+        if !a.no_qr {
+            let _ = writeln!(out, "{}\n", qr::terminal(&uri)?);
+        }
+        let _ = writeln!(
+            out,
+            "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
+            group4(&secret)
+        );
+        if let Some(path) = &a.qr_file {
+            let _ = writeln!(out, "QR code also written to {}", path.display());
+        }
+    }
+    let _ = out.flush();
+    drop(out);
+    for attempt in 1..=3 {
+        let Some(code) = read_line(
+            &format!("Enter the {digits}-digit code your app shows: "),
+            !a.json,
+        ) else {
+            return Err(format!(
+                "no code given; the new key stays pending until {}: run `twostepctl {}` again",
+                when(expires),
+                if reset { "reset" } else { "enroll" }
+            ));
+        };
+        match user
+            .enroll_confirm(code.as_bytes())
+            .await
+            .map_err(Error::from)
+        {
+            Ok(codes) => {
+                show_codes(&codes, a.json, reset);
+                return Ok(());
+            }
+            Err(Error::WrongCode(_)) if attempt < 3 => {
+                eprintln!("That code is not right (is the phone's clock correct?); try again.");
+            }
+            Err(Error::WrongCode(_)) => break,
+            Err(e) => return Err(explain(e)),
+        }
+    }
+    Err(format!(
+        "three wrong codes; nothing changed: run `twostepctl {}` again",
+        if reset { "reset" } else { "enroll" }
+    ))
+}
+
+fn show_codes(codes: &[String], json: bool, reset: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "active": true, "recovery_codes": codes })
+        );
+        return;
+    }
+    println!(
+        "{}",
+        if reset {
+            "Your new authenticator is active; the old one no longer works."
+        } else {
+            "Your authenticator is active: logins now ask for its code."
+        }
+    );
+    if !codes.is_empty() {
+        print_recovery(codes);
+    }
+}
+
+fn print_recovery(codes: &[String]) {
+    println!(
+        "\nRecovery codes — each logs you in once if you lose your phone.\n\
+         They are shown only now: write them down or store them safely.\n"
+    );
+    for c in codes {
+        println!("    {c}");
+    }
+    println!();
+}
+
+pub async fn recovery_codes(
+    conn: &zbus::Connection,
+    count: bool,
+    json: bool,
+) -> Result<(), String> {
+    let user = UserProxy::new(conn).await.map_err(explain)?;
+    if count {
+        let props = user.status().await.map_err(explain)?;
+        let left = props
+            .get("recovery_codes_left")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0);
+        if json {
+            println!("{}", serde_json::json!({ "recovery_codes_left": left }));
+        } else {
+            println!("{left} recovery codes left.");
+        }
+        return Ok(());
+    }
+    let proof = read_proof()?;
+    let codes = user
+        .regenerate_recovery_codes(proof.as_bytes())
+        .await
+        .map_err(explain)?;
+    if json {
+        println!("{}", serde_json::json!({ "recovery_codes": codes }));
+    } else {
+        println!("New recovery codes; the old ones no longer work.");
+        print_recovery(&codes);
+    }
+    Ok(())
+}
+
+pub async fn disable(conn: &zbus::Connection) -> Result<(), String> {
+    let user = UserProxy::new(conn).await.map_err(explain)?;
+    let proof = read_proof()?;
+    user.disable(proof.as_bytes()).await.map_err(explain)?;
+    println!("Two-factor authentication is off for your account.");
+    Ok(())
+}
+
+pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
+    let user = UserProxy::new(conn).await.map_err(explain)?;
+    let props = user.status().await.map_err(explain)?;
+    let b = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| bool::try_from(v).ok())
+            .unwrap_or(false)
+    };
+    let t = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let n = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    if json {
+        let v = serde_json::json!({
+            "enrolled": b("enrolled"),
+            "pending_enrollment": b("pending_enrollment"),
+            "recovery_codes_left": n("recovery_codes_left"),
+            "required": b("required"),
+            "may_toggle": b("may_toggle"),
+            "failures": n("failures"),
+            "locked_until": t("locked_until"),
+            "last_success": t("last_success"),
+            "last_failure": t("last_failure"),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let app = if b("enrolled") {
+        "active"
+    } else if b("pending_enrollment") {
+        "waiting for its first code (run `twostepctl enroll` again)"
+    } else {
+        "not set up (run `twostepctl enroll`)"
+    };
+    println!("Authenticator app:    {app}");
+    println!("Recovery codes left:  {}", n("recovery_codes_left"));
+    println!(
+        "Required by policy:   {}",
+        if b("required") { "yes" } else { "no" }
+    );
+    println!(
+        "You may switch it off: {}",
+        if b("may_toggle") { "yes" } else { "no" }
+    );
+    println!("Failed attempts:      {}", n("failures"));
+    let locked = t("locked_until");
+    println!(
+        "Locked:               {}",
+        if locked == 0 {
+            "no".into()
+        } else {
+            format!("until {}", when(locked))
+        }
+    );
+    println!("Last success:         {}", when(t("last_success")));
+    println!("Last failure:         {}", when(t("last_failure")));
+    Ok(())
+}

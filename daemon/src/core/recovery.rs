@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Recovery codes: shown once, stored as argon2id hashes, each with a public id so one
+//! attempt costs one hash.
+//!
+//! A code reads `abc-defgh-jkmnp`-like: 15 characters from a 31-letter alphabet without
+//! look-alikes (no i, l, o, 0, 1), in three groups of five. The first three characters are
+//! the public id; the other twelve are the secret (12 × log2(31) ≈ 59 bits).
+
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::UnixTime;
+
+pub const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+const ID_LEN: usize = 3;
+const CODE_LEN: usize = 15;
+const GROUP: usize = 5;
+
+/// OWASP's argon2id minimum: 19 MiB, 2 passes, 1 lane.
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+pub const ARGON2_T: u32 = 2;
+pub const ARGON2_P: u32 = 1;
+
+/// One stored recovery code.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoredCode {
+    /// Public id: the code's first three characters.
+    pub id: String,
+    /// PHC string of argon2id over the whole normalized code.
+    pub hash: String,
+    pub used: Option<UnixTime>,
+}
+
+fn argon2() -> Result<Argon2<'static>, String> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).map_err(|e| e.to_string())?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// At most this many argon2 computations run at once, whatever the number of callers:
+/// one caller flooding recovery codes cannot take every core or much memory.
+pub struct HashPool {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl HashPool {
+    pub fn new(size: usize) -> HashPool {
+        HashPool {
+            free: Mutex::new(size.max(1)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        {
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            while *free == 0 {
+                free = self.cv.wait(free).unwrap_or_else(PoisonError::into_inner);
+            }
+            *free -= 1;
+        }
+        let out = f();
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.cv.notify_one();
+        out
+    }
+}
+
+/// Random characters from [`ALPHABET`], without modulo bias.
+fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut out = Zeroizing::new(Vec::with_capacity(n));
+    let limit = 256 - (256 % ALPHABET.len()); // reject bytes >= limit
+    let mut buf = Zeroizing::new([0u8; 64]);
+    while out.len() < n {
+        getrandom::getrandom(buf.as_mut_slice()).map_err(|e| format!("random source: {e}"))?;
+        for &b in buf.iter() {
+            if usize::from(b) < limit && out.len() < n {
+                if let Some(&c) = ALPHABET.get(usize::from(b) % ALPHABET.len()) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lower-case, dashes and spaces removed; `None` unless it is a well-formed code.
+fn normalize(input: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if input.len() > 64 {
+        return None;
+    }
+    let v: Vec<u8> = input
+        .iter()
+        .filter(|b| **b != b'-' && **b != b' ')
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    let v = Zeroizing::new(v);
+    (v.len() == CODE_LEN && v.iter().all(|b| ALPHABET.contains(b))).then_some(v)
+}
+
+fn display(code: &[u8]) -> String {
+    code.chunks(GROUP)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// `count` new codes: the plain codes (to show once) and what to store.
+///
+/// # Errors
+/// The random source or argon2 failed.
+pub fn generate(
+    count: usize,
+    pool: &HashPool,
+) -> Result<(Vec<Zeroizing<String>>, Vec<StoredCode>), String> {
+    let a2 = argon2()?;
+    let mut shown = Vec::with_capacity(count);
+    let mut stored: Vec<StoredCode> = Vec::with_capacity(count);
+    while shown.len() < count {
+        let code = random_chars(CODE_LEN)?;
+        let id = String::from_utf8_lossy(code.get(..ID_LEN).unwrap_or_default()).into_owned();
+        if stored.iter().any(|s| s.id == id) {
+            continue; // ids are unique within a set, so a check costs one hash
+        }
+        let mut salt = [0u8; 16];
+        getrandom::getrandom(&mut salt).map_err(|e| format!("random source: {e}"))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        let hash = pool
+            .run(|| a2.hash_password(&code, &salt).map(|h| h.to_string()))
+            .map_err(|e| e.to_string())?;
+        shown.push(Zeroizing::new(display(&code)));
+        stored.push(StoredCode {
+            id,
+            hash,
+            used: None,
+        });
+    }
+    Ok((shown, stored))
+}
+
+/// Index of the unused stored code that `input` opens, if any. Costs at most one hash.
+pub fn find(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usize> {
+    let code = normalize(input)?;
+    let id = code.get(..ID_LEN)?;
+    let (i, entry) = stored
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.used.is_none() && s.id.as_bytes() == id)?;
+    let parsed = PasswordHash::new(&entry.hash).ok()?;
+    let a2 = argon2().ok()?;
+    pool.run(|| a2.verify_password(&code, &parsed).is_ok())
+        .then_some(i)
+}
+
+/// Unused codes left.
+pub fn left(stored: &[StoredCode]) -> usize {
+    stored.iter().filter(|s| s.used.is_none()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_typeable_unique_and_check_once() {
+        let pool = HashPool::new(2);
+        let (shown, mut stored) = generate(3, &pool).unwrap();
+        assert_eq!(shown.len(), 3);
+        for (code, s) in shown.iter().zip(&stored) {
+            assert_eq!(code.len(), 17);
+            assert!(
+                twostep_proto::is_recovery_shape(code.as_bytes()),
+                "{}",
+                code.as_str()
+            );
+            assert!(
+                s.hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                "{}",
+                s.hash
+            );
+            assert!(!s.hash.contains(code.as_str()));
+        }
+        let first = shown.first().unwrap();
+        assert_eq!(find(first.as_bytes(), &stored, &pool), Some(0));
+        // Upper case and without dashes is the same code.
+        let loose = first.to_uppercase().replace('-', "");
+        assert_eq!(find(loose.as_bytes(), &stored, &pool), Some(0));
+        stored[0].used = Some(UnixTime(1));
+        assert_eq!(find(first.as_bytes(), &stored, &pool), None);
+        assert_eq!(left(&stored), 2);
+        // Right id, wrong secret.
+        let mut wrong = first.as_bytes().to_vec();
+        let last = wrong.len() - 1;
+        wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
+        stored[0].used = None;
+        assert_eq!(find(&wrong, &stored, &pool), None);
+        for junk in [&b""[..], b"123456", &[0xff; 15], &[b'a'; 1000]] {
+            assert_eq!(find(junk, &stored, &pool), None);
+        }
+    }
+
+    #[test]
+    fn argon2_parameters_meet_owasp() {
+        const { assert!(ARGON2_M_KIB >= 19 * 1024 && ARGON2_T >= 2 && ARGON2_P >= 1) };
+    }
+
+    #[test]
+    fn alphabet_has_no_look_alikes() {
+        for c in b"il0o1" {
+            assert!(!ALPHABET.contains(c));
+        }
+        assert_eq!(ALPHABET.len(), 31);
+        // 12 secret characters carry at least 50 bits.
+        assert!(12.0 * (ALPHABET.len() as f64).log2() >= 50.0);
+    }
+}
