@@ -193,8 +193,14 @@ pub struct Lockout {
     pub max_failures: Bounded<1, 100>,
     /// How long a lock lasts; 0 means until an admin unlocks. Default 300.
     pub lockout_seconds: Bounded<0, 31_536_000>,
-    /// Failures older than this stop counting. Default 900.
+    /// Failures older than this stop counting (until the first lock; after it, the count
+    /// stays until a success or an unlock). Default 900.
     pub failure_window_seconds: Bounded<1, 31_536_000>,
+    /// Each further lock lasts twice as long as the one before, up to
+    /// `max_lockout_seconds`. Default false.
+    pub backoff: bool,
+    /// The longest a lock lasts with `backoff`. Default 86400.
+    pub max_lockout_seconds: Bounded<1, 31_536_000>,
 }
 
 impl Default for Lockout {
@@ -203,6 +209,8 @@ impl Default for Lockout {
             max_failures: Bounded::new(5),
             lockout_seconds: Bounded::new(300),
             failure_window_seconds: Bounded::new(900),
+            backoff: false,
+            max_lockout_seconds: Bounded::new(86_400),
         }
     }
 }

@@ -12,11 +12,12 @@ use zbus::zvariant::{OwnedValue, Value};
 
 use zeroize::Zeroizing;
 
+use super::rate::RateLimit;
 use super::Identify;
 use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
-use crate::core::{clock, Core, Error as CoreError};
+use crate::core::{clock, Caller, Core, Error as CoreError};
 use twostep_proto::{limits, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
@@ -27,9 +28,21 @@ struct Shared {
     core: Arc<Core>,
     identify: Identify,
     in_flight: Arc<Semaphore>,
+    rate: Arc<RateLimit>,
 }
 
 impl Shared {
+    /// The caller, identified by the bus and within its call rate.
+    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, Error> {
+        let caller = self.identify.caller(hdr).await?;
+        if self.rate.admit(caller.uid, std::time::Instant::now()) {
+            Ok(caller)
+        } else {
+            log::warn!("caller_uid={} outcome=rate-limited", caller.uid);
+            Err(Error::Busy("too many calls; slow down".into()))
+        }
+    }
+
     /// Run `f` on the blocking pool, bounded by [`MAX_IN_FLIGHT`].
     async fn run<T: Send + 'static>(
         &self,
@@ -65,7 +78,7 @@ impl LoginIface {
         user: String,
         context: HashMap<String, String>,
     ) -> Result<(String, String, String, String, u32), Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let ctx = LoginContext::from_map(&context)?;
         let (id, step) = self
             .0
@@ -82,7 +95,7 @@ impl LoginIface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(String, String, String, u32), Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         if session.len() > limits::MAX_SESSION_LEN {
             return Err(Error::NoSession("no such login session".into()));
         }
@@ -103,7 +116,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         proof: Vec<u8>,
     ) -> Result<PendingEnrollment, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         let p = self
             .0
@@ -125,7 +138,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         code: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let code = Zeroizing::new(code);
         let codes = self
             .0
@@ -140,7 +153,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         proof: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         let codes = self
             .0
@@ -151,7 +164,7 @@ impl UserIface {
 
     /// Switch 2FA off for the caller.
     async fn disable(&self, #[zbus(header)] hdr: Header<'_>, proof: Vec<u8>) -> Result<(), Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         self.0
             .run(move |core| core.disable(&caller, &proof, clock::now()))
@@ -160,7 +173,7 @@ impl UserIface {
 
     /// The calling user's state.
     async fn status(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Properties, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let s = self
             .0
             .run(move |core| core.status(&caller, clock::now()))
@@ -220,7 +233,7 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
 impl AdminIface {
     /// Every user with a record.
     async fn list_users(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<Properties>, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let users = self
             .0
             .run(move |core| core.admin_list(&caller, clock::now()))
@@ -234,7 +247,7 @@ impl AdminIface {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
     ) -> Result<Properties, Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let u = self
             .0
             .run(move |core| core.admin_show(&caller, &user, clock::now()))
@@ -298,7 +311,7 @@ impl AdminIface {
 
     /// Re-read the configuration file; an invalid one is refused and the old one stays.
     async fn reload(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
-        let caller = self.0.identify.caller(&hdr).await?;
+        let caller = self.0.caller(&hdr).await?;
         let path = self.1.clone();
         self.0
             .run(move |core| {
@@ -313,7 +326,7 @@ impl AdminIface {
 
 impl AdminIface {
     async fn act(&self, hdr: &Header<'_>, user: String, action: Action) -> Result<(), Error> {
-        let caller = self.0.identify.caller(hdr).await?;
+        let caller = self.0.caller(hdr).await?;
         self.0
             .run(move |core| core.admin_act(&caller, &user, action, clock::now()))
             .await
@@ -335,6 +348,7 @@ pub async fn serve(
         core,
         identify: Identify::new(dbus),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        rate: Arc::new(RateLimit::default()),
     };
     let server = conn.object_server();
     server

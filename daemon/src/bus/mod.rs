@@ -5,6 +5,7 @@
 mod caller;
 mod errors;
 mod iface;
+mod rate;
 
 pub use caller::Identify;
 pub use iface::{serve, AdminIface, LoginIface, UserIface};

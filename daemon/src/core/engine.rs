@@ -277,13 +277,31 @@ impl Core {
         Ok(match outcome {
             Factor::Wrong { text, tag } => {
                 let text = match locked_message(lockout::state(record, now, &policy), now) {
-                    Some(lock) => format!("{text} {lock}"),
+                    Some(lock) => {
+                        self.notify_locked(record, now);
+                        format!("{text} {lock}")
+                    }
                     None => text,
                 };
                 Factor::Wrong { text, tag }
             }
             other => other,
         })
+    }
+
+    /// The user was just locked. Mail to the user goes here once mail is configured (the
+    /// email issue); until then the lock is logged for the admin.
+    fn notify_locked(&self, record: &Record, now: UnixTime) {
+        let until = match lockout::state(record, now, &self.lock_policy()) {
+            LockState::Until(t) => t.0.to_string(),
+            LockState::UntilUnlocked => "unlock".into(),
+            LockState::Open => return,
+        };
+        log::warn!(
+            "user={} outcome=locked failures={} until={until}",
+            record.user,
+            record.failures
+        );
     }
 
     /// Open a login conversation for `user`.
@@ -635,7 +653,7 @@ mod tests {
         let codes = core
             .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
             .unwrap();
-        assert_eq!(codes.len(), 10);
+        assert_eq!(codes.len() as u64, core.config().recovery.count.get());
         p.secret_base32
     }
 
@@ -806,5 +824,249 @@ mod tests {
             c.enroll_begin(&root(), b"", late),
             Err(Error::AlreadyEnrolled(_))
         ));
+    }
+
+    fn core_with(dir: &std::path::Path, f: impl FnOnce(&mut Config)) -> Core {
+        let mut c = Config::default();
+        c.daemon.state_dir = dir.join("state");
+        c.lockout.max_failures = Bounded::new(3);
+        c.recovery.count = Bounded::new(3);
+        c.totp.issuer = "test".into();
+        f(&mut c);
+        Core::new(c).unwrap()
+    }
+
+    #[test]
+    fn recovery_code_logs_in_once_and_says_how_many_are_left() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |_| {});
+        let p = c.enroll_begin(&root(), b"", T0).unwrap();
+        let codes = c
+            .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
+            .unwrap();
+        let rc = codes[0].as_bytes();
+        let (id, step) = c
+            .begin_login(&root(), "root", LoginContext::default(), T0)
+            .unwrap();
+        assert!(matches!(
+            step,
+            Step::Prompt {
+                accept: Accept::CodeOrRecovery { digits: 6 },
+                ..
+            }
+        ));
+        let step = c.answer(&root(), &id, rc, T0).unwrap();
+        let Step::Done {
+            verdict: v,
+            message,
+        } = step
+        else {
+            panic!()
+        };
+        assert_eq!(v, Verdict::Success);
+        assert!(message.contains("2 recovery codes left"), "{message}");
+        assert!(message.contains("twostepctl recovery-codes"), "{message}");
+        assert_eq!(verdict_of(login(&c, &root(), rc, T0)), Verdict::Denied);
+        assert_eq!(c.status(&root(), T0).unwrap().recovery_left, 2);
+    }
+
+    fn verdict_of(step: Step) -> Verdict {
+        verdict(&step)
+    }
+
+    #[test]
+    fn disables_2fa_mode_switches_off_on_use() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |c| {
+            c.recovery.mode = twostep_config::RecoveryMode::Disables2fa;
+        });
+        let p = c.enroll_begin(&root(), b"", T0).unwrap();
+        let codes = c
+            .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
+            .unwrap();
+        assert_eq!(
+            verdict_of(login(&c, &root(), codes[1].as_bytes(), T0)),
+            Verdict::Success
+        );
+        let s = c.status(&root(), T0).unwrap();
+        assert!(!s.enrolled);
+        assert_eq!(s.recovery_left, 0);
+    }
+
+    #[test]
+    fn required_user_enrols_inside_the_login() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |c| {
+            c.policy.require = twostep_config::Require::All
+        });
+        let (id, step) = c
+            .begin_login(&root(), "root", LoginContext::default(), T0)
+            .unwrap();
+        let Step::Prompt {
+            message, accept, ..
+        } = step
+        else {
+            panic!()
+        };
+        assert_eq!(accept, Accept::Code { digits: 6 });
+        assert!(message.contains('█'), "QR code in the text");
+        let key_line = message
+            .lines()
+            .find(|l| l.contains("enter this key by hand"))
+            .unwrap();
+        let secret: String = key_line
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        // A wrong code refuses and enrols nothing.
+        let step = c.answer(&root(), &id, b"000000", T0).unwrap();
+        assert_eq!(verdict(&step), Verdict::Denied);
+        assert!(!c.status(&root(), T0).unwrap().enrolled);
+        // Again, with the right code: recovery codes, Enter, success.
+        let (id, step) = c
+            .begin_login(&root(), "root", LoginContext::default(), T0)
+            .unwrap();
+        let Step::Prompt { message, .. } = step else {
+            panic!()
+        };
+        let key_line = message
+            .lines()
+            .find(|l| l.contains("enter this key by hand"))
+            .unwrap();
+        let secret2: String = key_line
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_ne!(secret, secret2, "every enrolment gets a new key");
+        let step = c
+            .answer(&root(), &id, code(&secret2, T0).as_bytes(), T0)
+            .unwrap();
+        let Step::Prompt {
+            message, accept, ..
+        } = step
+        else {
+            panic!()
+        };
+        assert_eq!(accept, Accept::Acknowledge);
+        assert_eq!(message.lines().filter(|l| l.trim().len() == 17).count(), 3);
+        let step = c.answer(&root(), &id, b"", T0).unwrap();
+        assert_eq!(verdict(&step), Verdict::Success);
+        let s = c.status(&root(), T0).unwrap();
+        assert!(s.enrolled && s.required && s.recovery_left == 3);
+        // The confirming code is spent.
+        assert_eq!(
+            verdict_of(login(&c, &root(), code(&secret2, T0).as_bytes(), T0)),
+            Verdict::Denied
+        );
+    }
+
+    #[test]
+    fn reset_keeps_the_old_key_until_confirmed_and_needs_proof() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |_| {});
+        let old = enrol(&c);
+        assert!(matches!(
+            c.enroll_begin(&root(), b"", T0),
+            Err(Error::AlreadyEnrolled(_))
+        ));
+        let t1 = T0.plus(30);
+        assert!(matches!(
+            c.enroll_begin(&root(), b"000000", t1),
+            Err(Error::WrongCode(_))
+        ));
+        let p = c
+            .enroll_begin(&root(), code(&old, t1).as_bytes(), t1)
+            .unwrap();
+        // Old key still logs in until the new one is confirmed.
+        let t2 = T0.plus(60);
+        assert_eq!(
+            verdict_of(login(&c, &root(), code(&old, t2).as_bytes(), t2)),
+            Verdict::Success
+        );
+        let t3 = T0.plus(90);
+        let shown = c
+            .enroll_confirm(&root(), code(&p.secret_base32, t3).as_bytes(), t3)
+            .unwrap();
+        assert!(shown.is_empty(), "a new phone keeps the recovery codes");
+        let t4 = T0.plus(120);
+        assert_eq!(
+            verdict_of(login(&c, &root(), code(&old, t4).as_bytes(), t4)),
+            Verdict::Denied
+        );
+        let t5 = T0.plus(150);
+        assert_eq!(
+            verdict_of(login(
+                &c,
+                &root(),
+                code(&p.secret_base32, t5).as_bytes(),
+                t5
+            )),
+            Verdict::Success
+        );
+    }
+
+    #[test]
+    fn disable_obeys_policy_and_needs_the_right_code() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |_| {});
+        let secret = enrol(&c);
+        let t1 = T0.plus(30);
+        assert!(matches!(
+            c.disable(&root(), b"000000", t1),
+            Err(Error::WrongCode(_))
+        ));
+        assert!(c.status(&root(), t1).unwrap().enrolled);
+        c.admin_act(
+            &root(),
+            "root",
+            super::super::admin::Action::Toggle(Some(false)),
+            t1,
+        )
+        .unwrap();
+        let r = c.disable(&root(), code(&secret, t1).as_bytes(), t1);
+        assert!(matches!(r, Err(Error::AccessDenied(_))), "{r:?}");
+        c.admin_act(
+            &root(),
+            "root",
+            super::super::admin::Action::Toggle(None),
+            t1,
+        )
+        .unwrap();
+        c.disable(&root(), code(&secret, t1).as_bytes(), t1)
+            .unwrap();
+        assert!(!c.status(&root(), t1).unwrap().enrolled);
+    }
+
+    #[test]
+    fn admin_methods_need_root_or_the_admin_group() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |c| c.policy.admin_group = "root".into());
+        enrol(&c);
+        let nobody = Caller {
+            uid: 65534,
+            sender: ":1.5".into(),
+        };
+        assert!(matches!(
+            c.admin_list(&nobody, T0),
+            Err(Error::AccessDenied(_))
+        ));
+        let r = c.admin_act(&nobody, "root", super::super::admin::Action::Reset, T0);
+        assert!(matches!(r, Err(Error::AccessDenied(_))));
+        let list = c.admin_list(&root(), T0).unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(list[0].enrolled);
+        c.admin_act(&root(), "root", super::super::admin::Action::Reset, T0)
+            .unwrap();
+        let info = c.admin_show(&root(), "root", T0).unwrap();
+        assert!(!info.enrolled);
+        assert!(info
+            .events
+            .iter()
+            .any(|e| e.what.contains("admin reset by uid 0")));
     }
 }

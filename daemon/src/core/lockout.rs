@@ -4,9 +4,17 @@
 //! An attempt is charged (counted as a failure and stored durably) before its code is
 //! evaluated, and refunded on success, so killing anything mid-check never yields a free
 //! guess. A locked user's code is not evaluated at all.
+//!
+//! Below `max_failures`, failures older than the window stop counting. From the first lock
+//! on, the count stays until a success or an admin unlock: every further failure locks
+//! again (twice as long each time with backoff), and [`HARD_LOCK_FAILURES`] consecutive
+//! failures lock until an admin unlocks.
 
 use super::record::Record;
 use super::UnixTime;
+
+/// NIST SP 800-63B: at most 100 consecutive failed attempts.
+pub const HARD_LOCK_FAILURES: u32 = 100;
 
 #[derive(Clone, Copy, Debug)]
 pub struct LockPolicy {
@@ -14,6 +22,8 @@ pub struct LockPolicy {
     /// 0: locked until an admin unlocks.
     pub lockout_seconds: u64,
     pub failure_window_seconds: u64,
+    pub backoff: bool,
+    pub max_lockout_seconds: u64,
 }
 
 impl LockPolicy {
@@ -22,7 +32,23 @@ impl LockPolicy {
             max_failures: u32::try_from(c.max_failures.get()).unwrap_or(u32::MAX),
             lockout_seconds: c.lockout_seconds.get(),
             failure_window_seconds: c.failure_window_seconds.get(),
+            backoff: c.backoff,
+            max_lockout_seconds: c.max_lockout_seconds.get(),
         }
+    }
+
+    /// How long the lock after the `failures`-th consecutive failure lasts; `None` = until
+    /// an admin unlocks.
+    fn duration(&self, failures: u32) -> Option<u64> {
+        if self.lockout_seconds == 0 || failures >= HARD_LOCK_FAILURES {
+            return None;
+        }
+        if !self.backoff {
+            return Some(self.lockout_seconds);
+        }
+        let doublings = failures.saturating_sub(self.max_failures).min(63);
+        let d = self.lockout_seconds.saturating_mul(1u64 << doublings);
+        Some(d.min(self.max_lockout_seconds.max(self.lockout_seconds)))
     }
 }
 
@@ -37,31 +63,29 @@ pub enum LockState {
     UntilUnlocked,
 }
 
-/// Failures that still count at `now` (older ones fell out of the window).
+/// Failures that still count at `now`.
 fn live_failures(rec: &Record, now: UnixTime, p: &LockPolicy) -> u32 {
+    if rec.failures >= p.max_failures {
+        return rec.failures; // locked at least once: sticky until success or unlock
+    }
     match rec.last_failure {
         Some(t) if now.0.saturating_sub(t.0) < p.failure_window_seconds => rec.failures,
         _ => 0,
     }
 }
 
-/// A lock lasts its full time even when that is longer than the failure window; the
-/// window only decides whether failures that did not lock keep counting.
+/// A lock lasts its full time even when that is longer than the failure window.
 pub fn state(rec: &Record, now: UnixTime, p: &LockPolicy) -> LockState {
-    if rec.failures < p.max_failures {
+    if rec.failures < p.max_failures && rec.failures < HARD_LOCK_FAILURES {
         return LockState::Open;
     }
     let Some(last) = rec.last_failure else {
         return LockState::Open;
     };
-    if p.lockout_seconds == 0 {
-        return LockState::UntilUnlocked;
-    }
-    let until = last.plus(p.lockout_seconds);
-    if now < until {
-        LockState::Until(until)
-    } else {
-        LockState::Open
+    match p.duration(rec.failures) {
+        None => LockState::UntilUnlocked,
+        Some(d) if now < last.plus(d) => LockState::Until(last.plus(d)),
+        Some(_) => LockState::Open,
     }
 }
 
@@ -97,14 +121,20 @@ mod tests {
         max_failures: 3,
         lockout_seconds: 300,
         failure_window_seconds: 900,
+        backoff: false,
+        max_lockout_seconds: 86_400,
     };
+
+    fn fail(r: &mut Record, t: u64, p: &LockPolicy) {
+        let _ = charge(r, UnixTime(t), p);
+    }
 
     #[test]
     fn locks_after_max_failures_and_expires() {
         let mut r = Record::new("a");
         for i in 0..3 {
             assert_eq!(state(&r, UnixTime(100 + i), &P), LockState::Open);
-            let _ = charge(&mut r, UnixTime(100 + i), &P);
+            fail(&mut r, 100 + i, &P);
         }
         assert_eq!(
             state(&r, UnixTime(103), &P),
@@ -115,18 +145,20 @@ mod tests {
             LockState::Until(UnixTime(402))
         );
         assert_eq!(state(&r, UnixTime(402), &P), LockState::Open);
-        // Expiry does not reset the consecutive count: one more failure locks again.
-        let _ = charge(&mut r, UnixTime(500), &P);
+        // Expiry does not reset the consecutive count: one more failure locks again,
+        // even after the window.
+        fail(&mut r, 5000, &P);
+        assert_eq!(r.failures, 4);
         assert_eq!(
-            state(&r, UnixTime(501), &P),
-            LockState::Until(UnixTime(800))
+            state(&r, UnixTime(5001), &P),
+            LockState::Until(UnixTime(5300))
         );
     }
 
     #[test]
     fn success_resets_and_refunds() {
         let mut r = Record::new("a");
-        let _ = charge(&mut r, UnixTime(10), &P);
+        fail(&mut r, 10, &P);
         let c = charge(&mut r, UnixTime(20), &P);
         assert_eq!(r.failures, 2);
         succeed(&mut r, c, UnixTime(20));
@@ -136,11 +168,11 @@ mod tests {
     }
 
     #[test]
-    fn old_failures_stop_counting() {
+    fn old_failures_stop_counting_before_a_lock() {
         let mut r = Record::new("a");
-        let _ = charge(&mut r, UnixTime(0), &P);
-        let _ = charge(&mut r, UnixTime(1), &P);
-        let _ = charge(&mut r, UnixTime(1000), &P);
+        fail(&mut r, 0, &P);
+        fail(&mut r, 1, &P);
+        fail(&mut r, 1000, &P);
         assert_eq!(r.failures, 1);
         assert_eq!(state(&r, UnixTime(1001), &P), LockState::Open);
     }
@@ -154,7 +186,7 @@ mod tests {
         };
         let mut r = Record::new("a");
         for t in 0..3 {
-            let _ = charge(&mut r, UnixTime(t), &p);
+            fail(&mut r, t, &p);
         }
         assert_eq!(
             state(&r, UnixTime(3000), &p),
@@ -171,9 +203,58 @@ mod tests {
         };
         let mut r = Record::new("a");
         for t in 0..3 {
-            let _ = charge(&mut r, UnixTime(t), &p);
+            fail(&mut r, t, &p);
         }
         assert_eq!(state(&r, UnixTime(899), &p), LockState::UntilUnlocked);
+        assert_eq!(state(&r, UnixTime(1_000_000), &p), LockState::UntilUnlocked);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_then_hundred_failures_hard_lock() {
+        let p = LockPolicy {
+            backoff: true,
+            lockout_seconds: 60,
+            max_lockout_seconds: 600,
+            ..P
+        };
+        let mut r = Record::new("a");
+        let mut t = 0;
+        let mut durations = Vec::new();
+        while r.failures < HARD_LOCK_FAILURES {
+            assert_eq!(
+                state(&r, UnixTime(t), &p),
+                LockState::Open,
+                "at {}",
+                r.failures
+            );
+            fail(&mut r, t, &p);
+            match state(&r, UnixTime(t), &p) {
+                LockState::Until(u) => {
+                    durations.push(u.0 - t);
+                    t = u.0;
+                }
+                LockState::Open => t += 1,
+                LockState::UntilUnlocked => break,
+            }
+        }
+        assert_eq!(&durations[..6], &[60, 120, 240, 480, 600, 600]);
+        assert_eq!(r.failures, HARD_LOCK_FAILURES);
+        assert_eq!(
+            state(&r, UnixTime(u64::MAX / 2), &p),
+            LockState::UntilUnlocked
+        );
+    }
+
+    #[test]
+    fn hundred_failures_hard_lock_without_backoff_too() {
+        let p = LockPolicy {
+            max_failures: 100,
+            ..P
+        };
+        let mut r = Record::new("a");
+        for t in 0..100 {
+            fail(&mut r, t, &p);
+        }
         assert_eq!(state(&r, UnixTime(1_000_000), &p), LockState::UntilUnlocked);
     }
 }
