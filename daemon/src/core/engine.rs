@@ -86,7 +86,8 @@ enum Awaiting {
 
 struct Session {
     caller: Caller,
-    user: Account,
+    /// The user's name (checked when the session began).
+    user: String,
     ctx: LoginContext,
     expires: UnixTime,
     awaiting: Awaiting,
@@ -162,8 +163,17 @@ impl Core {
     /// Run `f` under `user`'s lock.
     pub(super) fn with_user<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
         let m = Arc::clone(lock(&self.locks).entry(user.to_owned()).or_default());
-        let _held = lock(&m);
-        f()
+        let out = {
+            let _held = lock(&m);
+            f()
+        };
+        // Drop the entry when nobody else holds it, so names tried once (unknown users
+        // through sshd, say) do not accumulate. Others clone it only under the map lock.
+        let mut map = lock(&self.locks);
+        if Arc::strong_count(&m) == 2 {
+            map.remove(user);
+        }
+        out
     }
 
     /// Load `user`'s record under their lock, change it with `f`, and save it if `f` says so.
@@ -316,42 +326,51 @@ impl Core {
         ctx: LoginContext,
         now: UnixTime,
     ) -> Result<(String, Step), Error> {
-        let account = users::by_name(user)?;
-        authz::may_run_login(caller.uid, &account)?;
+        users::check_name(user)?;
+        // Why NSS only where needed: for root (sshd, sudo) and an enrolled user the record
+        // alone decides, so the hot path does no passwd/group look-up, which is linear in
+        // flat files. A non-root caller is authorized by name → uid first.
+        let mut account = None;
+        if caller.uid != 0 {
+            let a = users::by_name(user)?;
+            authz::may_run_login(caller.uid, &a)?;
+            account = Some(a);
+        }
         let record = self
-            .with_user(&account.name, || self.store.load(&account.name))?
-            .unwrap_or_else(|| Record::new(&account.name));
+            .with_user(user, || self.store.load(user))?
+            .unwrap_or_else(|| Record::new(user));
         if record.totp.is_none() {
+            let account = match account {
+                Some(a) => a,
+                None => users::by_name(user)?,
+            };
             let required = self.requirement(&account, &record)?;
             if !required.required {
-                audit(&account, &ctx, caller, "not-enrolled");
+                audit(user, &ctx, caller, "not-enrolled");
                 return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
             }
-            audit(&account, &ctx, caller, "enrolment-started");
+            audit(user, &ctx, caller, "enrolment-started");
             let key = self.new_key(now)?;
-            let step = self.enrolment_prompt(&key, &account.name)?;
-            let id = self.new_session(caller, account, ctx, now, Awaiting::EnrolConfirm(key))?;
+            let step = self.enrolment_prompt(&key, user)?;
+            let id = self.new_session(caller, user, ctx, now, Awaiting::EnrolConfirm(key))?;
             return Ok((id, step));
         }
         if let Some(msg) = locked_message(lockout::state(&record, now, &self.lock_policy()), now) {
-            audit(&account, &ctx, caller, "locked");
+            audit(user, &ctx, caller, "locked");
             return Ok((String::new(), done(Verdict::Locked, msg)));
         }
         let digits = self.digits();
-        let step = if recovery::left(&record.recovery) > 0 {
-            Step::Prompt {
-                message: String::new(),
-                prompt: "Verification code: ".into(),
-                accept: Accept::CodeOrRecovery { digits },
-            }
+        let accept = if recovery::left(&record.recovery) > 0 {
+            Accept::CodeOrRecovery { digits }
         } else {
-            Step::Prompt {
-                message: String::new(),
-                prompt: "Verification code: ".into(),
-                accept: Accept::Code { digits },
-            }
+            Accept::Code { digits }
         };
-        let id = self.new_session(caller, account, ctx, now, Awaiting::Factor)?;
+        let step = Step::Prompt {
+            message: String::new(),
+            prompt: "Verification code: ".into(),
+            accept,
+        };
+        let id = self.new_session(caller, user, ctx, now, Awaiting::Factor)?;
         Ok((id, step))
     }
 
@@ -377,7 +396,7 @@ impl Core {
     fn new_session(
         &self,
         caller: &Caller,
-        user: Account,
+        user: &str,
         ctx: LoginContext,
         now: UnixTime,
         awaiting: Awaiting,
@@ -398,7 +417,7 @@ impl Core {
             id.clone(),
             Session {
                 caller: caller.clone(),
-                user,
+                user: user.to_owned(),
                 ctx,
                 expires: now.plus(SESSION_SECONDS),
                 awaiting,
@@ -457,14 +476,14 @@ impl Core {
     fn answer_factor(
         &self,
         caller: &Caller,
-        user: &Account,
+        user: &str,
         ctx: &LoginContext,
         answer: &[u8],
         now: UnixTime,
     ) -> Result<Step, Error> {
         let mode = self.config().recovery.mode;
-        let (step, outcome) = self.with_user(&user.name, || {
-            let Some(mut record) = self.store.load(&user.name)? else {
+        let (step, outcome) = self.with_user(user, || {
+            let Some(mut record) = self.store.load(user)? else {
                 return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
             };
             if record.totp.is_none() {
@@ -503,7 +522,7 @@ impl Core {
     fn answer_enrolment(
         &self,
         caller: &Caller,
-        user: &Account,
+        user: &str,
         ctx: &LoginContext,
         key: TotpKey,
         answer: &[u8],
@@ -520,10 +539,10 @@ impl Core {
         };
         let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
         let (shown, stored) = recovery::generate(count, &self.hashes).map_err(Error::Busy)?;
-        self.update(&user.name, |record| {
+        self.update(user, |record| {
             if record.totp.is_some() {
                 // Enrolled meanwhile (another login or twostepctl): keep that one.
-                return Err(Error::AlreadyEnrolled(user.name.clone()));
+                return Err(Error::AlreadyEnrolled(user.to_owned()));
             }
             record.totp = Some(key);
             record.pending = None;
@@ -595,10 +614,10 @@ pub(super) fn locked_message(state: LockState, now: UnixTime) -> Option<String> 
 }
 
 /// One audit line per login outcome: who, from where, what. Never a code.
-fn audit(user: &Account, ctx: &LoginContext, caller: &Caller, outcome: &str) {
+fn audit(user: &str, ctx: &LoginContext, caller: &Caller, outcome: &str) {
     log::info!(
         "user={} service={} rhost={} tty={} caller_uid={} outcome={}",
-        user.name,
+        user,
         or_dash(&ctx.service),
         or_dash(&ctx.rhost),
         or_dash(&ctx.tty),
