@@ -275,6 +275,10 @@ pub struct Policy {
     pub admin_group: String,
     /// Whether users may switch their own 2FA off (when not required). Default true.
     pub may_toggle: bool,
+    /// Days a required user may still log in without 2FA (with a reminder at each login),
+    /// counted from the first login at which the requirement applied. 0 (default): enrol
+    /// at that login.
+    pub enroll_grace_days: Bounded<0, 365>,
 }
 
 impl Default for Policy {
@@ -285,6 +289,7 @@ impl Default for Policy {
             exempt_groups: Vec::new(),
             admin_group: String::new(),
             may_toggle: true,
+            enroll_grace_days: Bounded::new(0),
         }
     }
 }

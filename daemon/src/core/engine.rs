@@ -349,6 +349,10 @@ impl Core {
                 audit(user, &ctx, caller, "not-enrolled");
                 return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
             }
+            if let Some(reminder) = self.grace(user, now)? {
+                audit(user, &ctx, caller, "success (enrolment grace)");
+                return Ok((String::new(), done(Verdict::Success, reminder)));
+            }
             audit(user, &ctx, caller, "enrolment-started");
             let key = self.new_key(now)?;
             let step = self.enrolment_prompt(&key, user)?;
@@ -372,6 +376,39 @@ impl Core {
         };
         let id = self.new_session(caller, user, ctx, now, Awaiting::Factor)?;
         Ok((id, step))
+    }
+
+    /// Within the enrolment grace period: the reminder to show. Starts the period at the
+    /// first login that needs it (durably).
+    fn grace(&self, user: &str, now: UnixTime) -> Result<Option<String>, Error> {
+        let days = self.config().policy.enroll_grace_days.get();
+        if days == 0 {
+            return Ok(None);
+        }
+        let since = self.update(user, |r| {
+            if r.totp.is_some() {
+                return Ok((None, false));
+            }
+            match r.required_since {
+                Some(t) => Ok((Some(t), false)),
+                None => {
+                    r.required_since = Some(now);
+                    r.note(now, "2FA required: enrolment grace period started");
+                    Ok((Some(now), true))
+                }
+            }
+        })?;
+        let Some(since) = since else { return Ok(None) };
+        let end = since.plus(days.saturating_mul(86_400));
+        if now >= end {
+            return Ok(None);
+        }
+        let left = (end.0 - now.0).div_ceil(86_400);
+        Ok(Some(format!(
+            "Two-factor authentication is required for {user}: set it up with \
+             `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
+            if left == 1 { "" } else { "s" }
+        )))
     }
 
     fn enrolment_prompt(&self, key: &TotpKey, user: &str) -> Result<Step, Error> {
@@ -1087,5 +1124,42 @@ mod tests {
             .events
             .iter()
             .any(|e| e.what.contains("admin reset by uid 0")));
+    }
+
+    #[test]
+    fn enrolment_grace_lets_a_required_user_in_with_a_reminder_until_it_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core_with(d.path(), |c| {
+            c.policy.require = twostep_config::Require::All;
+            c.policy.enroll_grace_days = Bounded::new(2);
+        });
+        let step = login(&c, &root(), b"", T0);
+        let Step::Done {
+            verdict: v,
+            message,
+        } = step
+        else {
+            panic!()
+        };
+        assert_eq!(v, Verdict::Success);
+        assert!(
+            message.contains("2 days") && message.contains("twostepctl enroll"),
+            "{message}"
+        );
+        let later = T0.plus(86_400 + 1);
+        let Step::Done { message, .. } = login(&c, &root(), b"", later) else {
+            panic!()
+        };
+        assert!(message.contains("1 day."), "{message}");
+        // After the grace period: enrolment at login.
+        let (_, step) = c
+            .begin_login(
+                &root(),
+                "root",
+                LoginContext::default(),
+                T0.plus(2 * 86_400),
+            )
+            .unwrap();
+        assert!(matches!(step, Step::Prompt { .. }));
     }
 }

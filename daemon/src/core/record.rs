@@ -44,6 +44,10 @@ pub struct Record {
     /// An admin's per-user "may switch 2FA off" setting; `None` follows the config.
     #[serde(default)]
     pub may_toggle: Option<bool>,
+    /// When 2FA was first required at a login of this (not enrolled) user: the start of
+    /// the enrolment grace period.
+    #[serde(default)]
+    pub required_since: Option<UnixTime>,
     /// The latest events, oldest first (never a code).
     #[serde(default)]
     pub events: Vec<Event>,
