@@ -26,6 +26,20 @@ pub fn terminal(uri: &str) -> Result<String, String> {
         .build())
 }
 
+/// [`terminal`] with its colours pinned (bright white on black, ANSI SGR) line by line, so
+/// it reads the same on dark and light terminal themes. For terminals only: the login
+/// conversation gets the plain form, since not every PAM client is a terminal.
+///
+/// # Errors
+/// The URI does not fit in a QR code.
+pub fn terminal_pinned(uri: &str) -> Result<String, String> {
+    Ok(terminal(uri)?
+        .lines()
+        .map(|l| format!("\x1b[97;40m{l}\x1b[0m"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 /// An SVG image (black on white, quiet zone included).
 ///
 /// # Errors

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Self-service: enrol, new phone, recovery codes, switch off, status.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -89,7 +89,15 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     } else {
         let _ = writeln!(out, "Scan this QR code with your authenticator app:\n");
         if !a.no_qr {
-            let _ = writeln!(out, "{}\n", qr::terminal(&uri)?);
+            // Why pinned colours on a terminal: a light theme would otherwise show the code
+            // inverted, which some authenticator apps cannot read.
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let picture = if color {
+                qr::terminal_pinned(&uri)?
+            } else {
+                qr::terminal(&uri)?
+            };
+            let _ = writeln!(out, "{picture}\n");
         }
         let _ = writeln!(
             out,
