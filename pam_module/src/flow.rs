@@ -18,6 +18,9 @@ pub const MAX_STEPS: usize = 16;
 
 /// What the module tells the user when it refuses an answer without sending it.
 pub const MSG_NOT_A_CODE: &str = "twostep: that is not a valid code";
+/// What the module tells the user who entered nothing (or whose client cannot prompt).
+pub const MSG_NO_CODE: &str = "twostep: no code entered; login refused. No authenticator \
+     app set up yet? Log in another way and run `twostepctl enroll`, or ask an administrator.";
 /// What the module tells the user when the daemon cannot be reached (fail closed).
 pub const MSG_UNREACHABLE: &str =
     "twostep: the second-factor service is not reachable; login refused";
@@ -378,6 +381,7 @@ pub fn notice(outcome: &Outcome, args: &ModuleArgs) -> Option<&'static str> {
     match outcome {
         Outcome::Verdict(Verdict::NotEnrolled) if !args.nullok => Some(MSG_NOT_ENROLLED),
         Outcome::Verdict(_) => None,
+        Outcome::BadAnswer(BadAnswer::Empty) => Some(MSG_NO_CODE),
         Outcome::BadAnswer(_) => Some(MSG_NOT_A_CODE),
         Outcome::Daemon(DaemonError::Unreachable(_)) => match args.failmode {
             FailMode::Closed => Some(MSG_UNREACHABLE),
@@ -869,10 +873,15 @@ mod tests {
     // ----- answers the module refuses without sending -----
 
     fn refused(reply: Option<Vec<u8>>, why: BadAnswer) {
+        let notice = if why == BadAnswer::Empty {
+            MSG_NO_CODE
+        } else {
+            MSG_NOT_A_CODE
+        };
         let outcome = run(
             vec![
                 Conv::Prompt("Verification code: ", reply),
-                Conv::Error(MSG_NOT_A_CODE),
+                Conv::Error(notice),
             ],
             vec![begin(Ok(("s-1", code_prompt(""))))],
             &args(),

@@ -75,6 +75,14 @@ impl Ctl {
         }
     }
 
+    /// A `Command` for `twostepctl --bus ADDR <args>` as `creds` (root when `None`), for
+    /// runs driven step by step.
+    pub fn command(&self, creds: Option<Creds>, args: &[&str]) -> std::process::Command {
+        let mut cmd = proc::command(creds, artifacts::twostepctl());
+        cmd.arg("--bus").arg(&self.bus_address).args(args);
+        cmd
+    }
+
     /// `twostepctl --bus ADDR <args>` as `creds` (root when `None`), with `stdin`.
     pub fn run(&self, creds: Option<Creds>, args: &[&str], stdin: &[u8]) -> Output {
         let mut cmd = proc::command(creds, artifacts::twostepctl());

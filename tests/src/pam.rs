@@ -147,14 +147,31 @@ impl Auth<'_> {
         self
     }
 
-    /// Run it.
-    pub fn run(self) -> PamRun {
+    fn command(&self) -> std::process::Command {
         let mut cmd = proc::command(self.caller, "pamtester");
         cmd.arg("-v");
         for (k, v) in &self.items {
             cmd.arg(format!("-I{k}={v}"));
         }
         cmd.args([self.service.name(), &self.user, "authenticate"]);
+        cmd
+    }
+
+    /// Start it without waiting, to answer prompts one by one after reading them (answers
+    /// given with [`answer`](Auth::answer) are written first). Finish with
+    /// [`Interactive::finish`](crate::interact::Interactive::finish) and
+    /// [`PamRun::from_output`].
+    pub fn interactive(self) -> crate::interact::Interactive {
+        let mut run = crate::interact::Interactive::spawn(self.command());
+        for a in &self.answers {
+            run.write_line(a);
+        }
+        run
+    }
+
+    /// Run it.
+    pub fn run(self) -> PamRun {
+        let cmd = self.command();
         let mut stdin = Vec::new();
         for a in &self.answers {
             stdin.extend_from_slice(a);
@@ -176,6 +193,15 @@ pub struct PamRun {
 }
 
 impl PamRun {
+    /// Wrap the output of a pamtester run started by other means (e.g. driven step by step
+    /// with [`Interactive`](crate::interact::Interactive)) against `service`.
+    pub fn from_output(output: proc::Output, service: &PamService) -> PamRun {
+        PamRun {
+            output,
+            service: service.contents.clone(),
+        }
+    }
+
     /// pamtester reported success (exit 0 and "successfully authenticated").
     pub fn succeeded(&self) -> bool {
         self.output.success()

@@ -80,7 +80,7 @@ impl Drop for User {
 
 /// Run `user(mod|add|del)` built by `make`, retrying while another process holds the
 /// account files' lock (`useradd` exit 10 / "cannot lock").
-fn accounts_cmd(make: impl Fn() -> Command) -> proc::Output {
+pub(crate) fn accounts_cmd(make: impl Fn() -> Command) -> proc::Output {
     let _turn = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let mut attempt = 0;
     loop {

@@ -152,7 +152,9 @@ impl Core {
                 Some(p) if p.expires > now => p.clone(),
                 _ => return Err(Error::NoPendingEnrollment(account.name.clone())),
             };
-            let check = totp::check(&pending.key, code, now, window, record.last_step)
+            // Why no replay mark here: the mark belongs to the old key's codes; this key's
+            // codes were never used (the old key may have spent the same time step as proof).
+            let check = totp::check(&pending.key, code, now, window, None)
                 .map_err(Error::InvalidArgument)?;
             let totp::Check::Accepted { step } = check else {
                 return Err(Error::WrongCode(account.name.clone()));
@@ -167,7 +169,7 @@ impl Core {
             };
             record.totp = Some(pending.key);
             record.pending = None;
-            record.last_step = Some(step);
+            record.last_step = Some(record.last_step.map_or(step, |last| last.max(step)));
             record.note(
                 now,
                 if first {
