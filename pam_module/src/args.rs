@@ -260,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_argument_list_is_exactly_what_parse_accepts() {
+        // `twostepctl doctor` judges PAM lines by twostep_proto::module_args::NAMES.
+        let valid = |name: &str| match name {
+            "bus" => "bus=unix:path=/run/x.sock".to_owned(),
+            "bus_uid" => "bus_uid=0".to_owned(),
+            "timeout" => "timeout=5".to_owned(),
+            "failmode" => "failmode=closed".to_owned(),
+            flag => flag.to_owned(),
+        };
+        for name in twostep_proto::module_args::NAMES {
+            assert!(parse(&[&valid(name)]).is_ok(), "{name}");
+        }
+        for unknown in ["grace=60", "nulok", "try_first_pass", "use_first_pass"] {
+            assert!(parse(&[unknown]).is_err(), "{unknown}");
+        }
+    }
+
+    #[test]
     fn no_arguments_gives_the_documented_defaults() {
         let args = parse(&[]).unwrap();
         assert_eq!(args.bus, "unix:path=/run/dbus/system_bus_socket");

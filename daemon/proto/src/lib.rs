@@ -52,6 +52,12 @@ pub mod error_name {
     pub const LOCKED: &str = "org.twostep.Error.Locked";
 }
 
+/// The arguments `pam_twostep.so` accepts in `/etc/pam.d` (anything else makes it refuse
+/// every login). `twostepctl doctor` checks PAM lines against this same list.
+pub mod module_args {
+    pub const NAMES: &[&str] = &["bus", "bus_uid", "nullok", "debug", "timeout", "failmode"];
+}
+
 /// Bounds on what crosses the bus, enforced on both sides.
 pub mod limits {
     /// Longest user name accepted (Linux allows 32; NSS back ends may allow more).

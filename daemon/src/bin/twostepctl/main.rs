@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod doctor;
 mod io;
 mod user;
 
@@ -58,6 +59,18 @@ enum Command {
     },
     /// Admin: make the daemon re-read its configuration (an invalid file is refused).
     Reload,
+    /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
+    /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        /// The PAM configuration directory.
+        #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
+        pam_dir: PathBuf,
+        /// sshd's configuration file (default: sshd's own, /etc/ssh/sshd_config).
+        #[arg(long, value_name = "FILE")]
+        sshd_config: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -96,6 +109,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Manpage { dir } = &cli.command {
         return io::manpage(&Cli::command(), dir);
     }
+    // Why before connecting: a daemon or bus that is down is one of doctor's findings.
+    if let Command::Doctor {
+        json,
+        pam_dir,
+        sshd_config,
+    } = &cli.command
+    {
+        return doctor::run(*json, pam_dir, sshd_config.as_deref(), cli.bus.as_deref()).await;
+    }
     let conn = io::connect(cli.bus.as_deref()).await?;
     match cli.command {
         Command::Enroll(a) => user::enroll(&conn, &a, false).await,
@@ -106,6 +128,6 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::User(c) => admin::run(&conn, c).await,
         Command::Locks { json } => admin::locks(&conn, json).await,
         Command::Reload => admin::reload(&conn).await,
-        Command::Completions { .. } | Command::Manpage { .. } => Ok(()),
+        Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. } => Ok(()),
     }
 }
