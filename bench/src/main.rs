@@ -1,1 +1,131 @@
-fn main() {}
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `twostep-bench`: the login benchmarks. Run them with `./scripts/bench` (see BENCHMARKS.md);
+//! the subcommands below are what that script and the orchestrator call.
+//!
+//! ```text
+//! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
+//!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
+//! twostep-bench micro                                  the verification-core microbenchmarks only
+//! twostep-bench login|verify|flood SPEC_JSON           one measurement (started by `run`)
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use twostep_bench::{driver, flood, micro, report, run, verify};
+
+const USAGE: &str =
+    "usage: twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE] \
+                     [--sizes N,N] [--reps N] | micro | login|verify|flood SPEC_JSON";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => cmd_run(&args[1..]),
+        Some("micro") => cmd_micro(),
+        Some("login") => one(&args, driver::run),
+        Some("verify") => one(&args, verify::run),
+        Some("flood") => one(&args, flood::run),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twostep-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A measurement subcommand: spec as JSON in, outcome as JSON out.
+fn one<S: DeserializeOwned, T: Serialize>(
+    args: &[String],
+    f: impl Fn(&S) -> Result<T, String>,
+) -> Result<(), String> {
+    let spec = args.get(1).ok_or(USAGE)?;
+    let spec: S = serde_json::from_str(spec).map_err(|e| format!("bad spec: {e}"))?;
+    let out = f(&spec)?;
+    println!(
+        "{}",
+        serde_json::to_string(&out).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn cmd_micro() -> Result<(), String> {
+    for m in micro::core(1)? {
+        println!("{:<70} {:>10.2} µs  ({} calls)", m.name, m.micros, m.calls);
+    }
+    Ok(())
+}
+
+fn cmd_run(args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
+    let (mut sizes, mut reps) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--work" => work = Some(PathBuf::from(value()?)),
+            "--repo" => repo = Some(PathBuf::from(value()?)),
+            "--write" => write = Some(PathBuf::from(value()?)),
+            "--json" => json = Some(PathBuf::from(value()?)),
+            "--sizes" => {
+                let v: Result<Vec<u32>, _> = value()?.split(',').map(str::parse).collect();
+                sizes = Some(v.map_err(|e| format!("--sizes: {e}"))?);
+            }
+            "--reps" => {
+                reps = Some(
+                    value()?
+                        .parse::<usize>()
+                        .map_err(|e| format!("--reps: {e}"))?,
+                )
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let work = work.ok_or("--work DIR is required")?;
+    let repo = repo.ok_or("--repo DIR is required")?;
+    let mut opts = if quick {
+        run::Options::quick(repo, work)
+    } else {
+        run::Options::full(repo, work)
+    };
+    if let Some(s) = sizes {
+        if s.is_empty() || s.contains(&0) {
+            return Err("--sizes: positive numbers".into());
+        }
+        opts.sizes = s;
+        opts.command.push_str(" --sizes ");
+        opts.command.push_str(
+            &opts
+                .sizes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    if let Some(r) = reps {
+        opts.reps = r.max(1);
+        opts.command.push_str(&format!(" --reps {}", opts.reps));
+    }
+    let results = run::run(&opts)?;
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let md = report::markdown(&results);
+    println!("{md}");
+    if let Some(path) = write {
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::splice(&doc, &md))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("twostep-bench: tables written to {}", path.display());
+    }
+    Ok(())
+}
