@@ -214,8 +214,11 @@ impl Core {
     }
 
     /// Check `answer` against the user's factors (TOTP, then recovery codes). The attempt
-    /// is charged and saved before anything is evaluated; a locked user's answer is not
-    /// evaluated. Saves the record in every case but `Locked`.
+    /// is charged and saved (as a failure, with its event) before anything is evaluated; a
+    /// locked user's answer is not evaluated. A wrong answer needs no second write. On
+    /// success the record is changed in memory (counter reset, replay mark or spent
+    /// recovery code, the failure event withdrawn) and the CALLER saves it, together with
+    /// its own changes, before answering: one more write.
     pub(super) fn verify_factor(
         &self,
         record: &mut Record,
@@ -231,6 +234,7 @@ impl Core {
             return Err(Error::NotEnrolled(record.user.clone()));
         };
         let charge = lockout::charge(record, now, &policy);
+        record.note(now, "failed attempt");
         self.store.save(record)?;
         let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
             answer
@@ -278,12 +282,10 @@ impl Core {
                 },
             },
         };
-        match &outcome {
-            Factor::Totp | Factor::Recovery { .. } => lockout::succeed(record, charge, now),
-            Factor::Wrong { tag, .. } => record.note(now, format!("failure ({tag})")),
-            Factor::Locked(_) => {}
+        if let Factor::Totp | Factor::Recovery { .. } = outcome {
+            lockout::succeed(record, charge, now);
+            record.events.pop(); // the tentative "failed attempt"
         }
-        self.store.save(record)?;
         Ok(match outcome {
             Factor::Wrong { text, tag } => {
                 let text = match locked_message(lockout::state(record, now, &policy), now) {

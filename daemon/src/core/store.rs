@@ -7,7 +7,7 @@
 //! corrupt for that user only, and is never overwritten by the daemon.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -75,11 +75,13 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(corrupt(e.to_string())),
         };
-        let meta = file.metadata().map_err(|e| corrupt(e.to_string()))?;
-        if meta.len() > MAX_RECORD_BYTES {
+        let mut bytes = Vec::with_capacity(4096);
+        file.take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
             return Err(corrupt("record too large".into()));
         }
-        let bytes = fs::read(&path).map_err(|e| corrupt(e.to_string()))?;
         let record: Record =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("invalid record: {e}")))?;
         if record.version != RECORD_VERSION {
@@ -110,7 +112,7 @@ impl Store {
             hex::encode(user.as_bytes()),
             random_suffix()
         ));
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::Storage {
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Storage {
             user: user.to_owned(),
             reason: e.to_string(),
         })?;
