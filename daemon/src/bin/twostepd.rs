@@ -88,7 +88,17 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         twostep_proto::BUS_NAME,
         String::from(bus)
     );
-    serve_signals(&core, &config_path).await?;
+    // Why: without its bus the daemon can answer nobody; exit so the service manager
+    // restarts it against the new bus (a kept, dead connection would look alive).
+    let mut messages = zbus::MessageStream::from(&conn);
+    let bus_gone = async move {
+        use futures_lite::StreamExt;
+        while messages.next().await.is_some() {}
+    };
+    tokio::select! {
+        r = serve_signals(&core, &config_path) => r?,
+        () = bus_gone => return Err("lost the connection to the bus".into()),
+    }
     log::info!("stopping");
     Ok(())
 }
