@@ -420,7 +420,7 @@ impl Core {
             "Two-factor authentication is required for {user}. Set it up now:\n\
              scan this QR code with an authenticator app,\n\n{picture}\n\n\
              or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
-            group4(&key.secret.0),
+            totp::group4(&key.secret.0),
             key.algorithm.as_str(),
             key.digits,
             key.period
@@ -610,14 +610,6 @@ impl Core {
 
 fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }
-}
-
-fn group4(s: &str) -> String {
-    s.as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn recovery_left_message(left: usize) -> String {

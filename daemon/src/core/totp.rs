@@ -69,6 +69,15 @@ fn totp(key: &TotpKey, issuer: Option<&str>, account: &str) -> Result<TOTP, Stri
     .map_err(|e| format!("invalid key parameters: {e}"))
 }
 
+/// A base32 key in groups of four, for people typing it into an app.
+pub fn group4(key: &str) -> String {
+    key.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `otpauth://totp/ISSUER:USER?…` URI of Google's Key URI format.
 ///
 /// # Errors

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use twostep_proto::{Error, UserProxy};
-use twostepd::core::qr;
+use twostepd::core::{qr, totp};
 
 use crate::io::{explain, read_line, read_proof, when};
 
@@ -22,14 +22,6 @@ pub struct EnrollArgs {
     /// Do not draw the QR code in the terminal.
     #[arg(long)]
     no_qr: bool,
-}
-
-fn group4(s: &str) -> String {
-    s.as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn write_qr_file(path: &std::path::Path, uri: &str) -> Result<(), String> {
@@ -102,7 +94,7 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
         let _ = writeln!(
             out,
             "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
-            group4(&secret)
+            totp::group4(&secret)
         );
         if let Some(path) = &a.qr_file {
             let _ = writeln!(out, "QR code also written to {}", path.display());
