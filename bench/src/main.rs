@@ -5,7 +5,10 @@
 //! ```text
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
+//!                   [--only twostep]                   pam_permit and twostep only, progress lines only
 //! twostep-bench micro                                  the verification-core microbenchmarks only
+//! twostep-bench serve REPO WORK USERS                  a bus and twostepd with USERS enrolled, until
+//!                                                      stdin closes (profile with `verify SPEC`)
 //! twostep-bench login|verify|flood SPEC_JSON           one measurement (started by `run`)
 //! ```
 
@@ -17,14 +20,22 @@ use serde::Serialize;
 use twostep_bench::{driver, flood, micro, report, run, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE] \
-                     [--sizes N,N] [--reps N] | micro | login|verify|flood SPEC_JSON";
+    "usage: twostep-bench run [--quick] [--only twostep] --work DIR --repo DIR [--write FILE] \
+                     [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
+                     | login|verify|flood SPEC_JSON";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("micro") => cmd_micro(),
+        Some("serve") => match (args.get(1), args.get(2), args.get(3)) {
+            (Some(repo), Some(work), Some(users)) => users
+                .parse()
+                .map_err(|e| format!("users: {e}"))
+                .and_then(|n| run::serve(repo.as_ref(), work.as_ref(), n)),
+            _ => Err(USAGE.to_owned()),
+        },
         Some("login") => one(&args, driver::run),
         Some("verify") => one(&args, verify::run),
         Some("flood") => one(&args, flood::run),
@@ -62,7 +73,7 @@ fn cmd_micro() -> Result<(), String> {
 }
 
 fn cmd_run(args: &[String]) -> Result<(), String> {
-    let mut quick = false;
+    let (mut quick, mut only) = (false, false);
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -70,6 +81,12 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => quick = true,
+            "--only" => {
+                if value()? != "twostep" {
+                    return Err("--only: only `twostep` is known".into());
+                }
+                only = true;
+            }
             "--work" => work = Some(PathBuf::from(value()?)),
             "--repo" => repo = Some(PathBuf::from(value()?)),
             "--write" => write = Some(PathBuf::from(value()?)),
@@ -114,7 +131,12 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         opts.reps = r.max(1);
         opts.command.push_str(&format!(" --reps {}", opts.reps));
     }
+    opts.only_twostep = only;
     let results = run::run(&opts)?;
+    if only {
+        // A partial run has no peers to compare with: the progress lines are the result.
+        return Ok(());
+    }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;

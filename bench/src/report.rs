@@ -407,10 +407,13 @@ fn verify_table(s: &mut String, res: &Results) {
     let _ = writeln!(
         s,
         "### The daemon alone: Begin + Answer on 2 persistent bus connections\n\n\
-         Begin: caller look-up, user look-up (NSS), record load, new session. Answer: caller \
-         look-up, the check and its durable writes.\n\n\
-         | users | code | logins/s | p50 | p99 | max | Begin p50 | Answer p50 | expected verdicts | daemon VmHWM |\n\
-         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+         Begin: caller look-up, record load (NSS only for non-root callers and users without \
+         a record), new session. Answer: the check and its durable write. Bus floor: \
+         `org.freedesktop.DBus.Peer.Ping` to twostepd on the same 2 connections just before \
+         (answered by zbus without any of twostep's code); a login is two such round trips, so \
+         the ceiling is 2 clients ÷ (2 × Ping p50) even for a daemon that did nothing.\n\n\
+         | users | code | logins/s | p50 | p99 | max | Begin p50 | Answer p50 | bus floor: Ping p50 | ceiling 2 ÷ (2 × Ping p50) | expected verdicts | daemon VmHWM |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for &size in &res.options.sizes {
         for right in [true, false] {
@@ -431,7 +434,7 @@ fn verify_table(s: &mut String, res: &Results) {
             let hwm = runs.iter().map(|r| r.daemon_hwm_kib).max().unwrap_or(0);
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {e}/{n} | {:.1} MiB |",
+                "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0}/s | {e}/{n} | {:.1} MiB |",
                 users(size),
                 if right { "right" } else { "wrong" },
                 m(|r| r.out.per_second),
@@ -440,6 +443,8 @@ fn verify_table(s: &mut String, res: &Results) {
                 m(|r| r.out.latency.max),
                 m(|r| r.out.begin.p50),
                 m(|r| r.out.answer.p50),
+                m(|r| r.out.ping.p50),
+                m(|r| if r.out.ping.p50 > 0.0 { 1e3 / r.out.ping.p50 } else { 0.0 }),
                 hwm as f64 / 1024.0
             );
         }

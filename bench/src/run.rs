@@ -8,7 +8,7 @@
 //! within seconds of each other; deltas are taken per repetition, then the median.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,6 +88,10 @@ pub struct Options {
     pub work: PathBuf,
     /// The command line to print in BENCHMARKS.md.
     pub command: String,
+    /// `--only twostep`: pam_permit and twostep only, no load-cost or flood runs, no tables
+    /// (for a quick look while working on the daemon or the module).
+    #[serde(default)]
+    pub only_twostep: bool,
 }
 
 impl Options {
@@ -105,6 +109,7 @@ impl Options {
             repo,
             work,
             command: "./scripts/bench".into(),
+            only_twostep: false,
         }
     }
 
@@ -341,6 +346,11 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 for workers in [1usize, 2] {
                     for right in [true, false] {
                         for module in Module::ALL {
+                            if opts.only_twostep
+                                && !matches!(module, Module::Permit | Module::Twostep)
+                            {
+                                continue;
+                            }
                             reset(module, &mut dirty)?;
                             let daemon = if module == Module::Twostep {
                                 let d =
@@ -435,7 +445,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                     let (hwm, _) = sys::memory_kib(d.pid());
                     d.stop(&client);
                     say(&format!(
-                        "{size:>6} users  daemon-only {:<5} 2 clients: {:>7.0}/s p50={:.3} ms (Begin {:.3}, Answer {:.3}) p99={:.3} ms expected {}/{}",
+                        "{size:>6} users  daemon-only {:<5} 2 clients: {:>7.0}/s p50={:.3} ms (Begin {:.3}, Answer {:.3}) p99={:.3} ms expected {}/{}; bus floor Ping p50={:.3} ms",
                         if right { "right" } else { "wrong" },
                         out.per_second,
                         out.latency.p50,
@@ -443,7 +453,8 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                         out.answer.p50,
                         out.latency.p99,
                         out.expected,
-                        out.logins
+                        out.logins,
+                        out.ping.p50
                     ));
                     res.verify.push(VerifyRun {
                         size,
@@ -458,7 +469,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
 
         // What loading each module costs a login process: the module on the service's
         // account stack (loaded by pam_start, unloaded by pam_end, never called).
-        if Some(&size) == opts.sizes.first() {
+        if Some(&size) == opts.sizes.first() && !opts.only_twostep {
             for rep in 0..opts.reps {
                 for (name, service) in LOAD_SERVICES {
                     let spec = driver::Spec {
@@ -495,7 +506,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         }
 
         // Issue 5's flood, at the largest size up to 10,000.
-        if Some(size) == flood_size {
+        if Some(size) == flood_size && !opts.only_twostep {
             for rep in 0..opts.reps {
                 reset(Module::Twostep, &mut dirty)?;
                 let d = Twostepd::start(&art.twostepd, &config, &daemon_log, &client)?;
@@ -799,10 +810,12 @@ fn check_record_format(
     }
     let tw = TwostepState::new(&state, unix_now())?;
     let path = tw.path("root");
-    let real: serde_json::Value = serde_json::from_slice(
+    let real = twostepd::core::store::decode(
         &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+        "root",
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let real = serde_json::to_value(real).map_err(|e| e.to_string())?;
     let mut ours = serde_json::to_value(tw.record(0)).map_err(|e| e.to_string())?;
     ours["user"] = serde_json::Value::from("root");
     let shape = |v: &serde_json::Value| -> Vec<String> {
@@ -920,6 +933,34 @@ fn machine() -> String {
         })
         .map_or(0, |k| k / 1024 / 1024);
     format!("{cpus} vCPU ({model}), {mem} GiB, Linux {kernel}")
+}
+
+/// `twostep-bench serve`: a private bus and twostepd with `size` enrolled users, kept until
+/// stdin closes; prints the bus address and the daemon's pid. For profiling the daemon by
+/// hand (strace, perf) while `twostep-bench verify SPEC` drives it. Needs root for nothing
+/// but the ownership check of the state directory.
+///
+/// # Errors
+/// A set-up step failed.
+pub fn serve(repo: &Path, work: &Path, size: u32) -> Result<(), String> {
+    let art = Artifacts::find(repo)?;
+    let bus_dir = work.join("bus");
+    std::fs::create_dir_all(&bus_dir).map_err(|e| e.to_string())?;
+    let bus = Bus::start(&bus_dir, &art.policy)?;
+    let client = BusClient::connect(&bus.address)?;
+    let state_dir = work.join("state");
+    let config = work.join("twostep.toml");
+    std::fs::write(
+        &config,
+        daemon::config_text(&state_dir, &bus.address, WINDOW),
+    )
+    .map_err(|e| e.to_string())?;
+    TwostepState::new(&state_dir, unix_now())?.write_all(size)?;
+    let d = Twostepd::start(&art.twostepd, &config, &work.join("twostepd.log"), &client)?;
+    println!("bus={} pid={}", bus.address, d.pid());
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    d.stop(&client);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use twostep_config::Algorithm;
 use twostepd::core::record::{Record, Secret, TotpKey, MAX_EVENTS};
 use twostepd::core::recovery::{self, HashPool, StoredCode};
+use twostepd::core::store;
 use twostepd::core::UnixTime;
 
 use crate::otp;
@@ -134,12 +135,11 @@ impl TwostepState {
 
     /// The file of `user`, named as the daemon's store names it.
     pub fn path(&self, user: &str) -> PathBuf {
-        self.users_dir
-            .join(format!("{}.json", hex::encode(user.as_bytes())))
+        self.users_dir.join(store::file_name(user))
     }
 
     fn write_one(&self, i: u32) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(&self.record(i)).map_err(|e| e.to_string())?;
+        let bytes = store::file_bytes(&self.record(i))?;
         put(&self.path(&name(i)), &bytes, 0o600)
     }
 

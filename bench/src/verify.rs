@@ -44,8 +44,19 @@ pub struct Outcome {
     /// its durable writes).
     pub begin: Summary,
     pub answer: Summary,
+    /// The bus floor: `org.freedesktop.DBus.Peer.Ping` to the daemon on the same
+    /// connections before the logins (a round trip through dbus-daemon that zbus answers
+    /// without calling any of twostep's code).
+    #[serde(default)]
+    pub ping: Summary,
+    /// Pings per second, all clients together.
+    #[serde(default)]
+    pub ping_per_second: f64,
     pub touched: Vec<u32>,
 }
+
+/// How long each client pings before its logins.
+const PING_SECONDS: f64 = 0.3;
 
 /// The timings of one login over the bus.
 pub struct Timed {
@@ -106,8 +117,10 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let per_client: Vec<Vec<(u64, Timed)>> = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs_f64(spec.seconds);
+    type ClientOut = (Vec<u64>, Vec<(u64, Timed)>);
+    let per_client: Vec<ClientOut> = rt.block_on(async {
+        let ping_deadline = Instant::now() + Duration::from_secs_f64(PING_SECONDS);
+        let deadline = ping_deadline + Duration::from_secs_f64(spec.seconds);
         let mut tasks = Vec::new();
         for _ in 0..spec.clients {
             let conn = zbus::connection::Builder::address(spec.bus.as_str())
@@ -119,10 +132,24 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
             let secrets = Arc::clone(&secrets);
             let spec = spec.clone();
             tasks.push(tokio::spawn(async move {
-                let mut out = Vec::new();
+                let (mut pings, mut out) = (Vec::new(), Vec::new());
                 let Ok(proxy) = LoginProxy::new(&conn).await else {
-                    return out;
+                    return (pings, out);
                 };
+                if let Ok(peer) = zbus::fdo::PeerProxy::builder(&conn)
+                    .destination(twostep_proto::BUS_NAME)
+                    .and_then(|b| b.path(twostep_proto::OBJECT_PATH))
+                {
+                    if let Ok(peer) = peer.build().await {
+                        while Instant::now() < ping_deadline {
+                            let t = Instant::now();
+                            if peer.ping().await.is_err() {
+                                break;
+                            }
+                            pings.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                        }
+                    }
+                }
                 let dspec = driver_spec(&spec);
                 let claimer = Claimer::new(&shared, &secrets, spec.right, &dspec);
                 while Instant::now() < deadline {
@@ -132,7 +159,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
                     claimer.release(claim.user);
                     out.push((crate::shm::monotonic_nanos(), timed));
                 }
-                out
+                (pings, out)
             }));
         }
         let mut all = Vec::new();
@@ -141,7 +168,12 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         }
         Ok::<_, String>(all)
     })?;
-    let mut all: Vec<(u64, Timed)> = per_client.into_iter().flatten().collect();
+    let mut pings: Vec<u64> = per_client
+        .iter()
+        .flat_map(|c| c.0.iter().copied())
+        .collect();
+    let ping_per_second = pings.len() as f64 / PING_SECONDS;
+    let mut all: Vec<(u64, Timed)> = per_client.into_iter().flat_map(|c| c.1).collect();
     all.sort_by_key(|r| r.0);
     let warmup = spec.warmup.min(all.len().saturating_sub(2));
     let measured = &all[warmup..];
@@ -168,6 +200,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         latency: Summary::from_nanos(&mut nanos),
         begin: Summary::from_nanos(&mut begin),
         answer: Summary::from_nanos(&mut answer),
+        ping: Summary::from_nanos(&mut pings),
+        ping_per_second,
         touched: shared.touched(),
     })
 }

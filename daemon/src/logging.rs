@@ -43,10 +43,13 @@ impl log::Log for AuditLog {
             return;
         }
         let line = format!("{}", record.args());
-        let _ = writeln!(
-            std::io::stderr(),
-            "twostepd: {}: {line}",
-            record.level().as_str().to_lowercase()
+        // One write per line, so lines from concurrent threads never interleave.
+        let _ = std::io::stderr().write_all(
+            format!(
+                "twostepd: {}: {line}\n",
+                record.level().as_str().to_lowercase()
+            )
+            .as_bytes(),
         );
         let mut s = self
             .syslog

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The store under bad conditions, through the real stack: a full disk and a corrupt
-//! record. Each fails closed with a clear error and loses nothing. Needs root (mount).
+//! record. Nothing is lost, and what cannot be done fails closed with a clear error.
+//! Needs root (mount).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ impl Drop for Tmpfs {
 
 fn record_path(state: &Path, user: &str) -> PathBuf {
     let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
-    state.join("users").join(format!("{hex}.json"))
+    state.join("users").join(format!("{hex}.rec"))
 }
 
 fn state_dir_config(state: &Path) -> DaemonConfig {
@@ -75,35 +76,43 @@ fn fill(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn a_full_disk_refuses_cleanly_and_spends_nothing() {
+fn a_full_disk_keeps_enrolled_logins_durable_and_refuses_new_records_cleanly() {
     let fs = Tmpfs::mount("512k");
     let state = fs.path().join("state");
     let bus = Bus::start();
     let _daemon = Daemon::start_with(&bus, state_dir_config(&state));
     let pam = PamService::twostep(bus.address(), "");
     let ctl = Ctl::new(&bus);
-    let user = User::create();
-    let e = ctl.enroll(&user);
-    let before = std::fs::read(record_path(&state, user.name())).unwrap_or_default();
-
+    let (alice, bob) = (User::create(), User::create());
+    let e = ctl.enroll(&alice);
     let filler = fill(fs.path());
+
+    // Alice's record is rewritten in place (no new blocks): her logins go on, and what they
+    // change is kept — the code is spent, and the replay is counted as a failure.
     let code = e.code_after(1);
-    let run = pam.login(user.name(), &code);
-    run.assert_refused_with(strerror::AUTHINFO_UNAVAIL);
-    assert!(
-        run.conversation().contains("cannot check this account now"),
-        "a clear message:\n{run}"
-    );
-    // Nothing lost or half-written, and the daemon still answers.
-    assert_eq!(
-        std::fs::read(record_path(&state, user.name())).unwrap_or_default(),
-        before
-    );
-    assert_eq!(ctl.status(&user)["enrolled"], true);
+    pam.login(alice.name(), &code).assert_success();
+    let replay = pam.login(alice.name(), &code);
+    replay.assert_refused_with(strerror::AUTH_ERR);
+    assert!(replay.conversation().contains("already used"), "{replay}");
+    assert_eq!(ctl.status(&alice)["failures"], 1);
+
+    // Bob has no record yet and a new one does not fit: a clear error, nothing half-written,
+    // and the daemon goes on answering.
+    let out = ctl.run(Some(bob.creds()), &["enroll", "--json"], b"");
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("No space left on device"), "{out}");
+    let users = std::fs::read_dir(state.join("users"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(users.len(), 1, "only alice's record: {users:?}");
+    assert_eq!(ctl.status(&alice)["enrolled"], true);
 
     std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("remove filler: {e}"));
-    // The refused attempt spent nothing: the same code works now.
-    pam.login(user.name(), &code).assert_success();
+    let eb = ctl.enroll(&bob);
+    pam.login(bob.name(), &eb.code_after(1)).assert_success();
+    pam.login(alice.name(), &e.code_after(2)).assert_success();
 }
 
 #[test]

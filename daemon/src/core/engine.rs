@@ -213,12 +213,14 @@ impl Core {
             .map_err(Error::Busy)
     }
 
-    /// Check `answer` against the user's factors (TOTP, then recovery codes). The attempt
-    /// is charged and saved (as a failure, with its event) before anything is evaluated; a
-    /// locked user's answer is not evaluated. A wrong answer needs no second write. On
-    /// success the record is changed in memory (counter reset, replay mark or spent
-    /// recovery code, the failure event withdrawn) and the CALLER saves it, together with
-    /// its own changes, before answering: one more write.
+    /// Check `answer` against the user's factors (TOTP, then recovery codes); a locked
+    /// user's answer is not evaluated. Every evaluated attempt costs exactly one durable
+    /// write, made before anything about it is answered: a wrong answer is charged (count,
+    /// time, event) and saved here; on success the record is changed in memory (counter
+    /// reset, replay mark or spent recovery code) and the CALLER saves it, together with its
+    /// own changes, before answering. Nothing is answered if that write fails, so a crash or
+    /// a full disk can lose an attempt only together with its answer. The user's lock, held
+    /// by the caller, makes evaluate-and-write atomic against concurrent attempts.
     pub(super) fn verify_factor(
         &self,
         record: &mut Record,
@@ -233,9 +235,6 @@ impl Core {
         let Some(key) = record.totp.clone() else {
             return Err(Error::NotEnrolled(record.user.clone()));
         };
-        let charge = lockout::charge(record, now, &policy);
-        record.note(now, "failed attempt");
-        self.store.save(record)?;
         let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
             answer
         } else {
@@ -283,11 +282,13 @@ impl Core {
             },
         };
         if let Factor::Totp | Factor::Recovery { .. } = outcome {
-            lockout::succeed(record, charge, now);
-            record.events.pop(); // the tentative "failed attempt"
+            lockout::succeed(record, now);
         }
         Ok(match outcome {
             Factor::Wrong { text, tag } => {
+                lockout::charge(record, now, &policy);
+                record.note(now, "failed attempt");
+                self.store.save(record)?;
                 let text = match locked_message(lockout::state(record, now, &policy), now) {
                     Some(lock) => {
                         self.notify_locked(record, now);
@@ -841,7 +842,7 @@ mod tests {
         let path = d
             .path()
             .join("state/users")
-            .join(format!("{}.json", hex::encode("root")));
+            .join(super::super::store::file_name("root"));
         std::fs::write(&path, b"{garbage").unwrap();
         let r = c.begin_login(&root(), "root", LoginContext::default(), T0);
         assert!(matches!(r, Err(Error::CorruptRecord { .. })));

@@ -89,27 +89,15 @@ pub fn state(rec: &Record, now: UnixTime, p: &LockPolicy) -> LockState {
     }
 }
 
-/// What to restore if the charged attempt succeeds.
-#[must_use]
-#[derive(Debug)]
-pub struct Charge {
-    prev_last_failure: Option<UnixTime>,
-}
-
-/// Count the attempt as a failure (before evaluating it).
-pub fn charge(rec: &mut Record, now: UnixTime, p: &LockPolicy) -> Charge {
-    let prev = rec.last_failure;
+/// Count a failed attempt.
+pub fn charge(rec: &mut Record, now: UnixTime, p: &LockPolicy) {
     rec.failures = live_failures(rec, now, p).saturating_add(1);
     rec.last_failure = Some(now);
-    Charge {
-        prev_last_failure: prev,
-    }
 }
 
-/// The charged attempt succeeded: a success resets the counter.
-pub fn succeed(rec: &mut Record, charge: Charge, now: UnixTime) {
+/// A successful attempt resets the counter.
+pub fn succeed(rec: &mut Record, now: UnixTime) {
     rec.failures = 0;
-    rec.last_failure = charge.prev_last_failure;
     rec.last_success = Some(now);
 }
 
@@ -126,7 +114,7 @@ mod tests {
     };
 
     fn fail(r: &mut Record, t: u64, p: &LockPolicy) {
-        let _ = charge(r, UnixTime(t), p);
+        charge(r, UnixTime(t), p);
     }
 
     #[test]
@@ -156,14 +144,14 @@ mod tests {
     }
 
     #[test]
-    fn success_resets_and_refunds() {
+    fn success_resets_the_count() {
         let mut r = Record::new("a");
         fail(&mut r, 10, &P);
-        let c = charge(&mut r, UnixTime(20), &P);
+        fail(&mut r, 15, &P);
         assert_eq!(r.failures, 2);
-        succeed(&mut r, c, UnixTime(20));
+        succeed(&mut r, UnixTime(20));
         assert_eq!(r.failures, 0);
-        assert_eq!(r.last_failure, Some(UnixTime(10)));
+        assert_eq!(r.last_failure, Some(UnixTime(15)));
         assert_eq!(r.last_success, Some(UnixTime(20)));
     }
 
