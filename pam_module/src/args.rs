@@ -191,7 +191,7 @@ fn malformed(name: &'static str, value: &str, why: &'static str) -> ArgError {
 }
 
 /// Only `unix:path=/absolute`, with a path of plain characters: no `,` (another key),
-/// no `;` (a fallback address, e.g. TCP), no `%` escapes, nothing libdbus would reinterpret.
+/// no `;` (a fallback address, e.g. TCP), no `%` escapes, nothing a bus library would reinterpret.
 fn parse_bus(value: &str) -> Result<String, ArgError> {
     let bad = |why| malformed("bus", value, why);
     let path = value

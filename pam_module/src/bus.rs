@@ -1,27 +1,55 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! [`BusDaemon`]: the [`Daemon`] trait over libdbus (the `dbus` crate, blocking).
+//! [`BusDaemon`]: the [`Daemon`] trait over D-Bus, with rustbus for the messages.
 //!
-//! One private connection per call of the module, to exactly the `bus=` address, opened on
-//! `Begin` and closed when the `BusDaemon` drops. Before anything is sent to the daemon, its
-//! well-known name is resolved to the unique name and the uid owning that name is checked;
-//! every call then goes to the unique name, so a name that changes hands mid-login cannot
-//! take over the conversation. Every call carries the `timeout=` limit: the bus itself never
-//! times a reply out.
+//! One connection per call of the module, to exactly the `bus=` address, opened on `Begin`
+//! and closed when the `BusDaemon` drops. The daemon's well-known name is resolved to its
+//! unique name and the uid owning that name is checked before any reply of the daemon is
+//! used and before an answer is sent; every login call goes to the unique name, so a name
+//! that changes hands mid-login cannot take over the conversation (unique names are never
+//! reused on a bus). Every phase is bounded by `timeout=`: the bus itself never times a
+//! reply out.
 //!
-//! Why calls are driven here rather than by `send_with_reply_and_block`: libdbus first
-//! flushes with no time limit, which hangs for ever while a stuck bus never finishes the
-//! authentication handshake; and it matches a reply by serial alone, while serials are
-//! sequential and easy to guess. `BusDaemon::call` waits with a deadline and accepts only a
-//! reply to its serial from the expected sender (a forgery is dropped and logged).
+//! Round trips; the calls of one round trip are written together:
+//! 1. connect, SASL `AUTH EXTERNAL` → `OK`;
+//! 2. `BEGIN` + `Hello` + `GetNameOwner(BUS_NAME)` (when nobody owns the name yet:
+//!    `StartServiceByName`, then `GetNameOwner` again, one round trip each);
+//! 3. `GetConnectionUnixUser(owner)` + `Login1.Begin` sent to the owner: Begin's reply is
+//!    looked at only after the uid check has passed, and dropped unread if it fails. Begin
+//!    carries the user name and the login context, never an answer;
+//! 4. one round trip per `Answer`.
+//!
+//! rustbus builds, validates, marshals and parses every message. This file owns the socket:
+//! rustbus's `DuplexConn` can only be made by `connect_to_bus`, which has no time limit and
+//! authenticates with rustbus's SASL client (`rustbus::auth::do_auth`), and that client
+//! cannot be used here:
+//! - it claims the *real* uid (`getuid`) while the bus checks the *effective* uid of the
+//!   socket, so the bus rejects setuid hosts whose real uid is the user's (`su`);
+//! - it loops for ever, at full CPU, when the bus closes the socket before its `OK` line
+//!   (a read of 0 bytes is not taken as the end), e.g. a bus dropping incomplete
+//!   connections under load;
+//! - it has no time limit, no cap on the line, and panics on a line that is not UTF-8.
+//!
+//! So the three SASL lines the module needs are written here, bounded (`Conn::authenticate`),
+//! and so is moving bytes: non-blocking, `poll` against the deadline, `MSG_NOSIGNAL` (a bus
+//! that went away must not kill the host with SIGPIPE; rustbus's `sendmsg` does not set it).
 
-use std::cell::OnceCell;
-use std::time::Instant;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::os::unix::io::RawFd;
+use std::time::{Duration, Instant};
 
-use dbus::arg::Dict;
-use dbus::channel::Channel;
-use dbus::strings::{BusName, Interface, Member, Path};
-use dbus::{Message, MessageType};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::time::{TimeVal, TimeValLike};
+use rustbus::message_builder::{MarshalledMessage, MessageBuilder, MessageType};
+use rustbus::params::validate_object_path;
+use rustbus::params::{validate_busname, validate_interface, validate_membername};
+use rustbus::wire::{marshal, unmarshal, util};
 use twostep_proto::{login, Step, BUS_NAME, ERROR_PREFIX, LOGIN_INTERFACE, OBJECT_PATH};
+use zeroize::Zeroizing;
 
 use crate::args::ModuleArgs;
 use crate::flow::{describe_step, Answer, Daemon, DaemonError, ErrorName, LoginContext, Session};
@@ -46,6 +74,19 @@ const TRANSPORT_ERRORS: [&str; 9] = [
     "org.freedesktop.DBus.Error.IOError",
 ];
 
+/// The longest message the D-Bus specification allows (2^27 bytes, header, padding and body).
+///
+/// Why this is the memory bound: rustbus's parser checks every length field against the
+/// bytes it is given (strings, arrays, header fields) and never reserves memory from a
+/// length field, and it is only ever given one whole message, which [`frame_len`] caps here
+/// before a byte of it is stored. The buffer then grows only as bytes really arrive, within
+/// `timeout=`; a longer message ends the login as malformed.
+const MAX_MESSAGE_LEN: u64 = 1 << 27;
+/// The longest SASL line accepted from the bus (`OK <32 hex digits>` is 35 bytes).
+const MAX_AUTH_LINE: usize = 512;
+/// Bytes taken from the socket per read.
+const READ_CHUNK: usize = 8192;
+
 /// Why one call got no usable reply.
 enum CallError {
     /// No reply within `timeout=`.
@@ -54,6 +95,9 @@ enum CallError {
     Disconnected,
     /// An error reply: its name and message.
     Reply { name: String, message: String },
+    /// Bytes that are not a D-Bus message (or not an `OK` from SASL), or a message this
+    /// module cannot build.
+    Malformed(String),
 }
 
 impl CallError {
@@ -63,6 +107,7 @@ impl CallError {
             CallError::Timeout => "no reply within timeout=".into(),
             CallError::Disconnected => "disconnected".into(),
             CallError::Reply { name, message } => format!("{name} {}", Field(Some(message))),
+            CallError::Malformed(why) => format!("malformed: {}", Field(Some(why))),
         }
     }
 
@@ -71,6 +116,7 @@ impl CallError {
         match self {
             CallError::Timeout | CallError::Disconnected => DaemonError::Unreachable(self.show()),
             CallError::Reply { name, message } => classify(name, message),
+            CallError::Malformed(_) => DaemonError::Protocol(self.show()),
         }
     }
 }
@@ -79,12 +125,12 @@ impl CallError {
 pub struct BusDaemon<'a> {
     args: &'a ModuleArgs,
     log: &'a Log,
-    conn: OnceCell<Connected>,
+    conn: RefCell<Option<Connected>>,
 }
 
 /// A registered connection and the checked unique name of the daemon.
 struct Connected {
-    channel: Channel,
+    conn: Conn,
     daemon: String,
 }
 
@@ -94,168 +140,185 @@ impl<'a> BusDaemon<'a> {
         BusDaemon {
             args,
             log,
-            conn: OnceCell::new(),
+            conn: RefCell::new(None),
         }
     }
 
-    fn connected(&self) -> Result<&Connected, DaemonError> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn);
-        }
-        let conn = self.connect()?;
-        Ok(self.conn.get_or_init(|| conn))
-    }
-
-    fn connect(&self) -> Result<Connected, DaemonError> {
+    /// Round trips 1 to 3: connects, registers, resolves and checks the daemon, and returns
+    /// the connection with Begin's reply (not yet looked at).
+    fn connect_and_begin(
+        &self,
+        user: &str,
+        ctx: &LoginContext,
+    ) -> Result<(Connected, MarshalledMessage), DaemonError> {
         let bus = &self.args.bus;
-        // Why open_private with an explicit address: the library defaults read DBUS_*
-        // variables, which a user controls inside setuid sudo.
-        let channel = Channel::open_private(bus).map_err(|e| {
-            DaemonError::Unreachable(format!(
-                "cannot connect to {bus}: {} {}",
-                e.name().unwrap_or("(unnamed error)"),
-                Field(e.message())
+        let path = bus.strip_prefix("unix:path=").ok_or_else(|| {
+            DaemonError::Protocol(format!(
+                "bus address {} is not unix:path=",
+                Field(Some(bus))
             ))
         })?;
-        // Why Hello by hand rather than Channel::register: dbus_bus_register waits libdbus's
-        // default 25 s, after a flush without any limit; this call waits at most timeout=.
-        let hello = method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, "Hello")?;
-        self.call(&channel, DBUS_NAME, hello).map_err(|e| {
-            DaemonError::Unreachable(format!("cannot register on {bus}: {}", e.show()))
+        // One timeout= for connecting, authenticating and registering, as when libdbus did
+        // its handshake inside the time of the Hello call.
+        let deadline = Instant::now() + self.args.timeout;
+        let mut conn = Conn::open(path, deadline)
+            .map_err(|e| DaemonError::Unreachable(format!("cannot connect to {bus}: {e}")))?;
+        conn.authenticate(deadline).map_err(|e| {
+            DaemonError::Unreachable(format!("cannot authenticate to {bus}: {}", e.show()))
         })?;
-        let daemon = self.name_owner(&channel)?;
-        let query = method(
-            DBUS_NAME,
-            DBUS_PATH,
-            DBUS_INTERFACE,
-            "GetConnectionUnixUser",
-        )?
-        .append1(daemon.as_str());
-        let uid: u32 = self
-            .call(&channel, DBUS_NAME, query)
-            .map_err(|e| {
-                DaemonError::Unreachable(format!(
-                    "cannot ask the bus who owns {BUS_NAME}: {}",
-                    e.show()
-                ))
-            })?
-            .read1()
-            .map_err(|e| DaemonError::Protocol(format!("GetConnectionUnixUser reply: {e}")))?;
-        if uid != self.args.bus_uid {
-            self.log.alert(&format!(
-                "{BUS_NAME} on {bus} is owned by {daemon} running as uid {uid}, not uid {}: \
-                 an impostor or a misconfigured bus; not trusted, login refused",
-                self.args.bus_uid
-            ));
-            return Err(DaemonError::WrongOwner { uid });
-        }
-        self.log.debug(&format!(
-            "connected to {bus}; {BUS_NAME} is {daemon}, uid {uid}"
-        ));
-        Ok(Connected { channel, daemon })
+        let daemon = self.register(&mut conn, deadline)?;
+        let begun = self.checked_begin(&mut conn, &daemon, user, ctx)?;
+        Ok((Connected { conn, daemon }, begun))
     }
 
-    /// The unique name owning [`BUS_NAME`], asking the bus to start the daemon (D-Bus
-    /// activation) if nobody owns it yet.
-    fn name_owner(&self, channel: &Channel) -> Result<String, DaemonError> {
+    /// Round trip 2: `Hello` and `GetNameOwner` together; the unique name owning
+    /// [`BUS_NAME`], asking the bus to start the daemon (D-Bus activation) if nobody owns it.
+    fn register(&self, conn: &mut Conn, deadline: Instant) -> Result<String, DaemonError> {
+        let bus = &self.args.bus;
+        let unregistered = |e: &CallError| {
+            DaemonError::Unreachable(format!("cannot register on {bus}: {}", e.show()))
+        };
         let unreachable =
             |what: &str, e: &CallError| DaemonError::Unreachable(format!("{what}: {}", e.show()));
-        match self.get_name_owner(channel) {
+        // Why Hello by hand: the bus must see it first, and its reply (our unique name) is
+        // of no use to the module.
+        let hello = bus_method("Hello")?;
+        let query = name_owner_query()?;
+        let [hello_serial, query_serial] = conn
+            .send([&hello, &query], deadline)
+            .map_err(|e| unregistered(&e))?;
+        let mut pending = vec![Pending::bus(hello_serial), Pending::bus(query_serial)];
+        let mut owner = None;
+        while !pending.is_empty() {
+            let registered = !pending.iter().any(|p| p.serial == hello_serial);
+            let (serial, result) = match conn.next_reply(&mut pending, deadline, self.log) {
+                Ok(got) => got,
+                Err(e) if registered => {
+                    return Err(unreachable("cannot resolve the daemon's bus name", &e))
+                }
+                Err(e) => return Err(unregistered(&e)),
+            };
+            if serial == hello_serial {
+                result.map_err(|e| unregistered(&e))?;
+            } else {
+                owner = Some(result);
+            }
+        }
+        let owner = owner
+            .ok_or_else(|| DaemonError::Protocol("no reply to GetNameOwner".into()))?
+            .and_then(|reply| unique_owner(&reply));
+        match owner {
             Ok(owner) => Ok(owner),
             Err(CallError::Reply { name, .. }) if name == NAME_HAS_NO_OWNER => {
                 self.log.debug(&format!(
                     "{BUS_NAME} has no owner; asking the bus to start it"
                 ));
-                let start = method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, "StartServiceByName")?
-                    .append2(BUS_NAME, 0u32);
-                self.call(channel, DBUS_NAME, start).map_err(|e| {
+                let mut start = bus_method("StartServiceByName")?;
+                start
+                    .body
+                    .push_param2(BUS_NAME, 0u32)
+                    .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
+                self.call(conn, &start, DBUS_NAME).map_err(|e| {
                     unreachable("twostepd is not running and could not be started", &e)
                 })?;
-                self.get_name_owner(channel)
+                self.call(conn, &name_owner_query()?, DBUS_NAME)
+                    .and_then(|reply| unique_owner(&reply))
                     .map_err(|e| unreachable("twostepd was started but owns no name", &e))
             }
             Err(e) => Err(unreachable("cannot resolve the daemon's bus name", &e)),
         }
     }
 
-    fn get_name_owner(&self, channel: &Channel) -> Result<String, CallError> {
-        let failed = |message: &str| CallError::Reply {
-            name: String::new(),
-            message: message.into(),
-        };
-        let query = method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, "GetNameOwner")
-            .map_err(|_| failed("cannot build GetNameOwner"))?
-            .append1(BUS_NAME);
-        let owner: String = self
-            .call(channel, DBUS_NAME, query)?
-            .read1()
-            .map_err(|_| failed("GetNameOwner reply is not a string"))?;
-        // A unique name, and one libdbus will accept as a destination.
-        if owner.starts_with(':') && BusName::new(owner.as_str()).is_ok() {
-            Ok(owner)
-        } else {
-            Err(failed("GetNameOwner returned no unique name"))
-        }
-    }
-
-    /// Sends `msg` and waits, at most `timeout=`, for the reply to it from `sender`.
-    ///
-    /// No bus work happens between calls; while the user types, the connection sits idle and
-    /// whatever arrives (signals) waits in libdbus's queue until the next call drops it.
-    fn call(&self, channel: &Channel, sender: &str, msg: Message) -> Result<Message, CallError> {
-        let deadline = Instant::now() + self.args.timeout;
-        // Queues the message and writes what it can without blocking.
-        let serial = channel.send(msg).map_err(|()| CallError::Disconnected)?;
-        loop {
-            while let Some(mut reply) = channel.pop_message() {
-                let is_reply = matches!(
-                    reply.msg_type(),
-                    MessageType::MethodReturn | MessageType::Error
-                );
-                if !is_reply || reply.get_reply_serial() != Some(serial) {
-                    // A signal such as NameAcquired, or a late reply to nothing we wait for.
-                    continue;
-                }
-                let from = reply.sender().map(|s| s.to_string());
-                if from.as_deref() != Some(sender) {
-                    self.log.alert(&format!(
-                        "dropped a forged reply to call {serial}: it came from {}, not {sender}",
-                        Field(from.as_deref())
-                    ));
-                    continue;
-                }
-                if let Err(e) = reply.as_result() {
-                    return Err(CallError::Reply {
-                        name: e.name().unwrap_or("").into(),
-                        message: e.message().unwrap_or("").into(),
-                    });
-                }
-                return Ok(reply);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(CallError::Timeout);
-            }
-            // One bounded round of I/O: authentication, writing, reading.
-            if channel.read_write(Some(left)).is_err() || !channel.is_connected() {
-                return Err(CallError::Disconnected);
-            }
-        }
-    }
-
-    /// Sends one `org.twostep.Login1` call to the checked unique name.
-    fn login_call(
+    /// Round trip 3: `GetConnectionUnixUser(daemon)` and `Begin` to `daemon`, together.
+    /// Returns Begin's reply only once the owner's uid has been checked.
+    fn checked_begin(
         &self,
-        member: &str,
-        build: impl FnOnce(Message) -> Message,
-    ) -> Result<Message, DaemonError> {
-        let conn = self.connected()?;
-        let msg = build(method(&conn.daemon, OBJECT_PATH, LOGIN_INTERFACE, member)?);
-        self.log.debug(&format!("calling {member}"));
-        self.call(&conn.channel, &conn.daemon, msg).map_err(|e| {
-            self.log.debug(&format!("{member} failed: {}", e.show()));
-            e.classify()
-        })
+        conn: &mut Conn,
+        daemon: &str,
+        user: &str,
+        ctx: &LoginContext,
+    ) -> Result<MarshalledMessage, DaemonError> {
+        let bus = &self.args.bus;
+        let unasked = |e: &CallError| {
+            DaemonError::Unreachable(format!(
+                "cannot ask the bus who owns {BUS_NAME}: {}",
+                e.show()
+            ))
+        };
+        let mut query = bus_method("GetConnectionUnixUser")?;
+        query
+            .body
+            .push_param(daemon)
+            .map_err(|e| DaemonError::Protocol(format!("GetConnectionUnixUser: {e}")))?;
+        let begin = begin_call(daemon, user, ctx)?;
+        self.log.debug(&format!("calling {}", login::BEGIN));
+        let deadline = Instant::now() + self.args.timeout;
+        let [uid_serial, begin_serial] = conn
+            .send([&query, &begin], deadline)
+            .map_err(|e| unasked(&e))?;
+        let mut pending = vec![Pending::bus(uid_serial), Pending::to(begin_serial, daemon)];
+        let mut checked = false;
+        let mut begun = None;
+        while !pending.is_empty() {
+            let (serial, result) = match conn.next_reply(&mut pending, deadline, self.log) {
+                Ok(got) => got,
+                Err(e) if !checked => return Err(unasked(&e)),
+                Err(e) => return Err(self.failed(login::BEGIN, &e)),
+            };
+            if serial == uid_serial {
+                let uid = result
+                    .map_err(|e| unasked(&e))?
+                    .body
+                    .parser()
+                    .get::<u32>()
+                    .map_err(|e| {
+                        DaemonError::Protocol(format!("GetConnectionUnixUser reply: {e}"))
+                    })?;
+                if uid != self.args.bus_uid {
+                    // Begin's reply, here or still on its way, is dropped unread.
+                    self.log.alert(&format!(
+                        "{BUS_NAME} on {bus} is owned by {daemon} running as uid {uid}, not uid \
+                         {}: an impostor or a misconfigured bus; not trusted, login refused",
+                        self.args.bus_uid
+                    ));
+                    return Err(DaemonError::WrongOwner { uid });
+                }
+                self.log.debug(&format!(
+                    "connected to {bus}; {BUS_NAME} is {daemon}, uid {uid}"
+                ));
+                checked = true;
+            } else {
+                // Kept unread until the uid check above has passed.
+                begun = Some(result);
+            }
+        }
+        match (checked, begun) {
+            (true, Some(result)) => result.map_err(|e| self.failed(login::BEGIN, &e)),
+            _ => Err(DaemonError::Protocol("Begin: replies missing".into())),
+        }
+    }
+
+    /// Sends one call and waits, at most `timeout=`, for its reply from `sender`.
+    ///
+    /// No bus work happens between calls: while the user types, the connection sits idle
+    /// and whatever arrives (signals) waits in the socket until the next call drops it.
+    fn call(
+        &self,
+        conn: &mut Conn,
+        msg: &MarshalledMessage,
+        sender: &str,
+    ) -> Result<MarshalledMessage, CallError> {
+        let deadline = Instant::now() + self.args.timeout;
+        let [serial] = conn.send([msg], deadline)?;
+        let mut pending = vec![Pending::to(serial, sender)];
+        let (_, result) = conn.next_reply(&mut pending, deadline, self.log)?;
+        result
+    }
+
+    /// A failed login call: logged (debug) and classified.
+    fn failed(&self, member: &str, e: &CallError) -> DaemonError {
+        self.log.debug(&format!("{member} failed: {}", e.show()));
+        e.classify()
     }
 
     fn decoded(&self, step: Result<Step, twostep_proto::UnknownStep>) -> Result<Step, DaemonError> {
@@ -267,12 +330,28 @@ impl<'a> BusDaemon<'a> {
 
 impl Daemon for BusDaemon<'_> {
     fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), DaemonError> {
-        let entries = ctx.entries();
-        let reply = self.login_call(login::BEGIN, |m| {
-            m.append2(user, Dict::new(entries.iter().copied()))
-        })?;
+        let mut slot = self
+            .conn
+            .try_borrow_mut()
+            .map_err(|_| DaemonError::Protocol("Begin while a call is running".into()))?;
+        let reply = match slot.as_mut() {
+            // A second Begin on the same connection: the owner is checked already.
+            Some(c) => {
+                let begin = begin_call(&c.daemon, user, ctx)?;
+                self.log.debug(&format!("calling {}", login::BEGIN));
+                self.call(&mut c.conn, &begin, &c.daemon)
+                    .map_err(|e| self.failed(login::BEGIN, &e))?
+            }
+            None => {
+                let (connected, reply) = self.connect_and_begin(user, ctx)?;
+                *slot = Some(connected);
+                reply
+            }
+        };
         let (session, kind, message, prompt, digits) = reply
-            .read5::<String, String, String, String, u32>()
+            .body
+            .parser()
+            .get5::<String, String, String, String, u32>()
             .map_err(|e| DaemonError::Protocol(format!("Begin reply: {e}")))?;
         let step = self.decoded(Step::from_wire((kind, message, prompt, digits)))?;
         let session = Session::for_first_step(session, &step).ok_or_else(|| {
@@ -282,33 +361,192 @@ impl Daemon for BusDaemon<'_> {
     }
 
     fn answer(&self, session: &Session, answer: &Answer) -> Result<Step, DaemonError> {
-        if self.conn.get().is_none() {
+        let mut slot = self
+            .conn
+            .try_borrow_mut()
+            .map_err(|_| DaemonError::Protocol("Answer while a call is running".into()))?;
+        let Some(c) = slot.as_mut() else {
             return Err(DaemonError::Protocol("Answer before Begin".into()));
-        }
-        // The answer is copied into libdbus's message buffer, which libdbus frees without
-        // wiping; it lives there only until the call returns.
-        let reply = self.login_call(login::ANSWER, |m| {
-            m.append2(session.as_str(), answer.as_bytes())
-        })?;
+        };
+        let mut msg = login_method(&c.daemon, login::ANSWER)?;
+        // Room for everything up front, so the buffer holding the answer never moves (a
+        // move would leave an unwiped copy behind).
+        msg.body
+            .reserve(64 + session.as_str().len() + answer.as_bytes().len());
+        let pushed = msg.body.push_param2(session.as_str(), answer.as_bytes());
+        let reply = match pushed {
+            Ok(()) => {
+                self.log.debug(&format!("calling {}", login::ANSWER));
+                self.call(&mut c.conn, &msg, &c.daemon)
+            }
+            Err(e) => Err(CallError::Malformed(format!("cannot build Answer: {e}"))),
+        };
+        wipe_body(&mut msg);
+        drop(msg);
+        let reply = reply.map_err(|e| self.failed(login::ANSWER, &e))?;
         let wire = reply
-            .read4::<String, String, String, u32>()
+            .body
+            .parser()
+            .get4::<String, String, String, u32>()
             .map_err(|e| DaemonError::Protocol(format!("Answer reply: {e}")))?;
         self.decoded(Step::from_wire(wire))
     }
 }
 
-/// A method call built from validated names (the `From<&str>` conversions would panic on a
-/// malformed name).
-fn method(dest: &str, path: &str, iface: &str, member: &str) -> Result<Message, DaemonError> {
-    let bad = |what: &str, e: String| DaemonError::Protocol(format!("bad {what}: {e}"));
-    let dest = BusName::new(dest).map_err(|e| bad("bus name", e))?;
-    let path = Path::new(path).map_err(|e| bad("object path", e))?;
-    let iface = Interface::new(iface).map_err(|e| bad("interface", e))?;
-    let member = Member::new(member).map_err(|e| bad("member", e))?;
-    Message::new_method_call(dest, path, iface, member).map_err(|e| bad("message", e))
+/// A call this module waits for: its serial and who alone may answer it.
+struct Pending {
+    serial: u32,
+    sender: String,
 }
 
-/// A D-Bus error reply to a login call, by name. Pure, so it is table-tested.
+impl Pending {
+    fn bus(serial: u32) -> Pending {
+        Pending::to(serial, DBUS_NAME)
+    }
+
+    fn to(serial: u32, sender: &str) -> Pending {
+        Pending {
+            serial,
+            sender: sender.to_owned(),
+        }
+    }
+}
+
+/// What to do with one incoming message.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// A signal (NameAcquired, …), a call, or a reply to nothing pending: dropped.
+    Drop,
+    /// A reply to a pending serial from another sender: dropped, and worth an alert.
+    Forged { serial: u32, expected: String },
+    /// The reply to the pending call with this serial.
+    Reply(u32),
+}
+
+/// Matches a message to the pending calls: by reply serial AND sender. Pure, table-tested.
+fn route(msg: &MarshalledMessage, pending: &[Pending]) -> Route {
+    if !matches!(msg.typ, MessageType::Reply | MessageType::Error) {
+        return Route::Drop;
+    }
+    let Some(serial) = msg.dynheader.response_serial else {
+        return Route::Drop;
+    };
+    let Some(call) = pending.iter().find(|p| p.serial == serial) else {
+        return Route::Drop;
+    };
+    if msg.dynheader.sender.as_deref() == Some(call.sender.as_str()) {
+        Route::Reply(serial)
+    } else {
+        Route::Forged {
+            serial,
+            expected: call.sender.clone(),
+        }
+    }
+}
+
+/// An error reply as [`CallError::Reply`]; a method return as it is.
+fn reply_result(msg: MarshalledMessage) -> Result<MarshalledMessage, CallError> {
+    if msg.typ != MessageType::Error {
+        return Ok(msg);
+    }
+    Err(CallError::Reply {
+        name: msg.dynheader.error_name.clone().unwrap_or_default(),
+        // The first argument of an error is its message, when it is a string.
+        message: msg.body.parser().get::<String>().unwrap_or_default(),
+    })
+}
+
+/// The unique name in a `GetNameOwner` reply.
+fn unique_owner(reply: &MarshalledMessage) -> Result<String, CallError> {
+    let failed = |message: &str| CallError::Reply {
+        name: String::new(),
+        message: message.into(),
+    };
+    let owner = reply
+        .body
+        .parser()
+        .get::<String>()
+        .map_err(|_| failed("GetNameOwner reply is not a string"))?;
+    if owner.starts_with(':') && validate_busname(&owner).is_ok() {
+        Ok(owner)
+    } else {
+        Err(failed("GetNameOwner returned no unique name"))
+    }
+}
+
+/// A method call built from validated names (an invalid one would only fail later, when
+/// the header is marshalled).
+fn method(
+    dest: &str,
+    path: &str,
+    iface: &str,
+    member: &str,
+) -> Result<MarshalledMessage, DaemonError> {
+    let bad = |what: &str, e: rustbus::params::validation::Error| {
+        DaemonError::Protocol(format!("bad {what}: {e}"))
+    };
+    validate_busname(dest).map_err(|e| bad("bus name", e))?;
+    validate_object_path(path).map_err(|e| bad("object path", e))?;
+    validate_interface(iface).map_err(|e| bad("interface", e))?;
+    validate_membername(member).map_err(|e| bad("member", e))?;
+    Ok(MessageBuilder::new()
+        .call(member)
+        .with_interface(iface)
+        .on(path)
+        .at(dest)
+        .build())
+}
+
+fn bus_method(member: &str) -> Result<MarshalledMessage, DaemonError> {
+    method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, member)
+}
+
+fn login_method(daemon: &str, member: &str) -> Result<MarshalledMessage, DaemonError> {
+    method(daemon, OBJECT_PATH, LOGIN_INTERFACE, member)
+}
+
+fn name_owner_query() -> Result<MarshalledMessage, DaemonError> {
+    let mut query = bus_method("GetNameOwner")?;
+    query
+        .body
+        .push_param(BUS_NAME)
+        .map_err(|e| DaemonError::Protocol(format!("GetNameOwner: {e}")))?;
+    Ok(query)
+}
+
+/// `Begin(s user, a{ss} context)` to the daemon's unique name.
+fn begin_call(
+    daemon: &str,
+    user: &str,
+    ctx: &LoginContext,
+) -> Result<MarshalledMessage, DaemonError> {
+    let mut begin = login_method(daemon, login::BEGIN)?;
+    let context: HashMap<&str, &str> = ctx.entries().into_iter().collect();
+    begin
+        .body
+        .push_param2(user, context)
+        .map_err(|e| DaemonError::Protocol(format!("Begin: {e}")))?;
+    Ok(begin)
+}
+
+/// Overwrites the body of a sent message (the answer) in place.
+///
+/// rustbus keeps the body in a private `Vec` with no mutable access, and frees it without
+/// wiping. `reset` keeps the allocation, so pushing as many zero bytes as the old body had
+/// writes over it (a 4-byte length, then zeros) without moving it; `black_box` keeps the
+/// writes from being dropped as dead stores before the free. What cannot be wiped: a copy
+/// rustbus made while growing the buffer (the caller reserves room first so it makes none),
+/// the kernel's socket buffers, and the daemon's copies.
+fn wipe_body(msg: &mut MarshalledMessage) {
+    let len = msg.get_buf().len();
+    msg.body.reset();
+    let zeros = vec![0u8; len.saturating_sub(4)];
+    // Cannot fail: a byte array of at most the old length.
+    let _ = msg.body.push_param(zeros.as_slice());
+    std::hint::black_box(msg.get_buf());
+}
+
+/// Classifies a D-Bus error reply to a login call, by name. Pure, so it is table-tested.
 fn classify(name: &str, message: &str) -> DaemonError {
     if let Some(ours) = ErrorName::from_dbus(name) {
         return DaemonError::Refused(ours);
@@ -326,6 +564,289 @@ fn classify(name: &str, message: &str) -> DaemonError {
     }
 }
 
+/// The whole length of the message at the start of `buf`, once its 16-byte fixed header is
+/// there (`None` before): header, header fields padded to 8, body. The same sum as
+/// rustbus's `RecvConn::bytes_needed_for_current_message`, from rustbus's own header
+/// parser, but capped at [`MAX_MESSAGE_LEN`] and without overflow.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
+    let Some(fixed) = buf.get(..16) else {
+        return Ok(None);
+    };
+    let (_, header) = unmarshal::unmarshal_header(fixed, 0).map_err(|e| e.to_string())?;
+    let (_, fields_len) = util::parse_u32(fixed.get(12..).unwrap_or_default(), header.byteorder)
+        .map_err(|e| e.to_string())?;
+    let body_start = (16 + u64::from(fields_len)).next_multiple_of(8);
+    let total = body_start + u64::from(header.body_len);
+    if total > MAX_MESSAGE_LEN {
+        return Err(format!(
+            "a message of {total} bytes (D-Bus allows {MAX_MESSAGE_LEN})"
+        ));
+    }
+    usize::try_from(total).map(Some).map_err(|e| e.to_string())
+}
+
+/// One whole message (exactly [`frame_len`] bytes), parsed by rustbus.
+fn parse_frame(frame: &[u8]) -> Result<MarshalledMessage, String> {
+    let (fixed, header) = unmarshal::unmarshal_header(frame, 0).map_err(|e| e.to_string())?;
+    let (fields, dynheader) =
+        unmarshal::unmarshal_dynamic_header(&header, frame, fixed).map_err(|e| e.to_string())?;
+    let (body, msg) = unmarshal::unmarshal_next_message(&header, dynheader, frame, fixed + fields)
+        .map_err(|e| e.to_string())?;
+    if fixed + fields + body != frame.len() {
+        return Err("message length does not add up".into());
+    }
+    Ok(msg)
+}
+
+/// The first SASL line: a NUL byte, then `AUTH EXTERNAL` with the uid in ASCII decimal,
+/// hex-encoded. The effective uid: the one the bus reads from the socket (`SO_PEERCRED`).
+fn sasl_auth(euid: u32) -> String {
+    let mut line = String::from("\0AUTH EXTERNAL ");
+    for digit in euid.to_string().bytes() {
+        let _ = write!(line, "{digit:02x}");
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// The bus's answer to [`sasl_auth`], once a whole line is in `buf` (`None` before).
+/// Only `OK <guid>` and nothing after it is accepted.
+fn sasl_reply(buf: &[u8]) -> Option<Result<(), String>> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = buf.get(..end).unwrap_or_default();
+    let rest = buf.get(end + 2..).unwrap_or_default();
+    let guid = line.strip_prefix(b"OK ").unwrap_or_default();
+    Some(
+        if !guid.is_empty() && guid.iter().all(u8::is_ascii_hexdigit) && rest.is_empty() {
+            Ok(())
+        } else if !rest.is_empty() {
+            Err("the bus sent more than one line".into())
+        } else {
+            Err(format!(
+                "the bus answered {}",
+                Field(Some(&String::from_utf8_lossy(line)))
+            ))
+        },
+    )
+}
+
+/// Time left before `deadline`, `None` once it has passed.
+fn time_left(deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then_some(left)
+}
+
+/// The socket, closed on drop (nix 0.26 hands out raw descriptors).
+struct Socket(RawFd);
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = nix::unistd::close(self.0);
+    }
+}
+
+/// One connection to the bus: the socket, bytes read and not yet taken, the next serial.
+struct Conn {
+    sock: Socket,
+    inbuf: Vec<u8>,
+    serial: u32,
+    /// SASL's `BEGIN` still has to go out, in front of the first messages.
+    begin_pending: bool,
+}
+
+impl Conn {
+    /// Connects to the socket at `path` before `deadline`.
+    fn open(path: &str, deadline: Instant) -> Result<Conn, String> {
+        let addr = UnixAddr::new(path).map_err(|e| e.to_string())?;
+        // Why CLOEXEC: the host may fork and exec while the user types; the connection
+        // must not leak into the child.
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let sock = Socket(fd);
+        // Why a blocking connect under SO_SNDTIMEO: connecting to a unix socket waits while
+        // the listener's backlog is full (a hung bus); non-blocking, it fails with EAGAIN
+        // and gives nothing to wait on. The kernel bounds that wait by SO_SNDTIMEO.
+        loop {
+            let left = time_left(deadline).ok_or("no connection within timeout=")?;
+            let micros = i64::try_from(left.as_micros()).unwrap_or(i64::MAX).max(1);
+            socket::setsockopt(fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))
+                .map_err(|e| e.to_string())?;
+            match socket::connect(fd, &addr) {
+                Ok(()) | Err(Errno::EISCONN) => break,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN | Errno::EINPROGRESS) => {
+                    return Err("no connection within timeout=".into())
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
+        Ok(Conn {
+            sock,
+            inbuf: Vec::new(),
+            serial: 1,
+            begin_pending: true,
+        })
+    }
+
+    /// SASL EXTERNAL before `deadline`: `AUTH EXTERNAL <euid>`, expects `OK <guid>`. Its
+    /// `BEGIN` goes out with the first messages ([`Conn::send`]).
+    fn authenticate(&mut self, deadline: Instant) -> Result<(), CallError> {
+        let euid = nix::unistd::geteuid().as_raw();
+        self.write_all(sasl_auth(euid).as_bytes(), deadline)?;
+        loop {
+            if let Some(verdict) = sasl_reply(&self.inbuf) {
+                self.inbuf.clear();
+                return verdict.map_err(CallError::Malformed);
+            }
+            if self.inbuf.len() > MAX_AUTH_LINE {
+                return Err(CallError::Malformed("over-long SASL line".into()));
+            }
+            self.recv_some(deadline)?;
+        }
+    }
+
+    /// Writes the messages together (one round trip), before `deadline`; returns their
+    /// serials.
+    fn send<const N: usize>(
+        &mut self,
+        msgs: [&MarshalledMessage; N],
+        deadline: Instant,
+    ) -> Result<[u32; N], CallError> {
+        let mut serials = [0u32; N];
+        let mut headers = Vec::with_capacity(N);
+        for (slot, msg) in serials.iter_mut().zip(msgs) {
+            *slot = self.serial;
+            self.serial = self.serial.checked_add(1).ok_or(CallError::Disconnected)?;
+            let mut header = Vec::new();
+            marshal::marshal(msg, *slot, &mut header)
+                .map_err(|e| CallError::Malformed(format!("cannot marshal a call: {e}")))?;
+            headers.push(header);
+        }
+        let begin: &[u8] = if self.begin_pending {
+            b"BEGIN\r\n"
+        } else {
+            b""
+        };
+        let total = begin.len()
+            + headers.iter().map(Vec::len).sum::<usize>()
+            + msgs.iter().map(|m| m.get_buf().len()).sum::<usize>();
+        // An Answer's bytes pass through here: wiped on drop, sized once so it never moves.
+        let mut out = Zeroizing::new(Vec::with_capacity(total));
+        out.extend_from_slice(begin);
+        for (header, msg) in headers.iter().zip(msgs) {
+            out.extend_from_slice(header);
+            out.extend_from_slice(msg.get_buf());
+        }
+        self.write_all(&out, deadline)?;
+        self.begin_pending = false;
+        Ok(serials)
+    }
+
+    /// Reads until one of the `pending` calls has its reply, takes that call out of
+    /// `pending` and returns its serial with the reply. Signals and replies to nothing
+    /// pending are dropped; a reply to a pending serial from another sender is a forgery:
+    /// dropped and logged.
+    fn next_reply(
+        &mut self,
+        pending: &mut Vec<Pending>,
+        deadline: Instant,
+        log: &Log,
+    ) -> Result<(u32, Result<MarshalledMessage, CallError>), CallError> {
+        loop {
+            let msg = self.read_message(deadline)?;
+            match route(&msg, pending) {
+                Route::Drop => {}
+                Route::Forged { serial, expected } => log.alert(&format!(
+                    "dropped a forged reply to call {serial}: it came from {}, not {expected}",
+                    Field(msg.dynheader.sender.as_deref())
+                )),
+                Route::Reply(serial) => {
+                    pending.retain(|p| p.serial != serial);
+                    return Ok((serial, reply_result(msg)));
+                }
+            }
+        }
+    }
+
+    /// The next whole message, parsed.
+    fn read_message(&mut self, deadline: Instant) -> Result<MarshalledMessage, CallError> {
+        loop {
+            if let Some(len) = frame_len(&self.inbuf).map_err(CallError::Malformed)? {
+                if self.inbuf.len() >= len {
+                    let rest = self.inbuf.split_off(len);
+                    let frame = std::mem::replace(&mut self.inbuf, rest);
+                    return parse_frame(&frame).map_err(CallError::Malformed);
+                }
+            }
+            self.recv_some(deadline)?;
+        }
+    }
+
+    /// One read of what the socket has, waiting for it at most until `deadline`.
+    fn recv_some(&mut self, deadline: Instant) -> Result<(), CallError> {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            // Checked before every read: a bus that keeps talking cannot stretch the wait.
+            time_left(deadline).ok_or(CallError::Timeout)?;
+            match socket::recv(self.sock.0, &mut chunk, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return Err(CallError::Disconnected),
+                Ok(n) => {
+                    self.inbuf
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    return Ok(());
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => self.wait(PollFlags::POLLIN, deadline)?,
+                Err(_) => return Err(CallError::Disconnected),
+            }
+        }
+    }
+
+    /// Writes all of `bytes` before `deadline`.
+    fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), CallError> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            time_left(deadline).ok_or(CallError::Timeout)?;
+            // Why MSG_NOSIGNAL: a closed connection must be an error, not a SIGPIPE that
+            // kills the host.
+            match socket::send(
+                self.sock.0,
+                rest,
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => return Err(CallError::Disconnected),
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => self.wait(PollFlags::POLLOUT, deadline)?,
+                Err(_) => return Err(CallError::Disconnected),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket is ready for `events` (or hung up), at most until `deadline`.
+    fn wait(&self, events: PollFlags, deadline: Instant) -> Result<(), CallError> {
+        loop {
+            let left = time_left(deadline).ok_or(CallError::Timeout)?;
+            // Rounded up, so the last wait does not spin at 0 ms.
+            let millis = left.as_micros().div_ceil(1000);
+            let millis = i32::try_from(millis).unwrap_or(i32::MAX);
+            let mut fds = [PollFd::new(self.sock.0, events)];
+            match poll(&mut fds, millis) {
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) => return Ok(()),
+                Err(_) => return Err(CallError::Disconnected),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -336,7 +857,10 @@ fn classify(name: &str, message: &str) -> DaemonError {
 mod tests {
     use super::*;
     use crate::flow::Reply;
-    use twostep_proto::error_name;
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use twostep_proto::{error_name, Accept, Verdict};
 
     #[test]
     fn error_replies_by_name() {
@@ -440,5 +964,669 @@ mod tests {
         let daemon = BusDaemon::new(&args, &log);
         let got = daemon.begin("alice", &LoginContext::default());
         assert!(matches!(got, Err(DaemonError::Unreachable(_))));
+    }
+
+    // ---- SASL, framing, routing: pure parts ----
+
+    #[test]
+    fn sasl_claims_the_effective_uid_in_hex_ascii() {
+        assert_eq!(sasl_auth(0), "\0AUTH EXTERNAL 30\r\n");
+        assert_eq!(sasl_auth(1000), "\0AUTH EXTERNAL 31303030\r\n");
+        assert_eq!(
+            sasl_auth(u32::MAX),
+            "\0AUTH EXTERNAL 34323934393637323935\r\n"
+        );
+    }
+
+    #[test]
+    fn sasl_accepts_only_ok_with_a_guid_and_nothing_after_it() {
+        let guid = b"OK 0123456789abcdef0123456789abcdef\r\n";
+        assert_eq!(sasl_reply(guid), Some(Ok(())));
+        for incomplete in [&b""[..], b"OK 0123", b"OK 0123\r", b"\r"] {
+            assert_eq!(sasl_reply(incomplete), None, "{incomplete:?}");
+        }
+        for refused in [
+            &b"REJECTED EXTERNAL\r\n"[..],
+            b"ERROR\r\n",
+            b"OK\r\n",
+            b"OK \r\n",
+            b"OK 12 34\r\n",
+            b"OK 12zz\r\n",
+            b"ok 1234\r\n",
+            b"OK 1234\r\nDATA\r\n",
+            b"\xff\xfe\r\n",
+            b"\r\n",
+        ] {
+            assert!(matches!(sasl_reply(refused), Some(Err(_))), "{refused:?}");
+        }
+        let Some(Err(text)) = sasl_reply(b"REJECTED\nforged line\r\n") else {
+            panic!("accepted");
+        };
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn frames_are_measured_and_capped_at_the_dbus_limit() {
+        let frame = wire(
+            2,
+            9,
+            &[F::ReplySerial(1), F::Sender(DBUS_NAME)],
+            &body_of("x"),
+        );
+        assert_eq!(frame_len(&frame), Ok(Some(frame.len())));
+        assert_eq!(frame_len(&frame[..15]), Ok(None));
+        assert_eq!(frame_len(&frame[..16]), Ok(Some(frame.len())));
+        let with = |body_len: u32, fields_len: u32| {
+            let mut f = frame[..16].to_vec();
+            f[4..8].copy_from_slice(&body_len.to_le_bytes());
+            f[12..16].copy_from_slice(&fields_len.to_le_bytes());
+            frame_len(&f)
+        };
+        assert_eq!(with(0, 0), Ok(Some(16)));
+        assert_eq!(with(1, 1), Ok(Some(25)));
+        assert_eq!(with((1 << 27) - 24, 1), Ok(Some(1 << 27)));
+        assert!(with((1 << 27) - 23, 1).is_err());
+        assert!(with(u32::MAX, u32::MAX).is_err());
+        let mut bad_order = frame.clone();
+        bad_order[0] = b'X';
+        assert!(frame_len(&bad_order).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_parsed_by_rustbus() {
+        let frame = wire(
+            3,
+            9,
+            &[
+                F::ReplySerial(4),
+                F::Sender(":1.7"),
+                F::Error(error_name::LOCKED),
+            ],
+            &body_of("locked out"),
+        );
+        let msg = parse_frame(&frame).unwrap();
+        assert_eq!(msg.typ, MessageType::Error);
+        assert_eq!(msg.dynheader.response_serial, Some(4));
+        assert_eq!(msg.dynheader.sender.as_deref(), Some(":1.7"));
+        let Err(CallError::Reply { name, message }) = reply_result(msg) else {
+            panic!("not an error reply");
+        };
+        assert_eq!(
+            (name.as_str(), message.as_str()),
+            (error_name::LOCKED, "locked out")
+        );
+        // Trailing bytes are not part of it.
+        let mut longer = frame.clone();
+        longer.push(0);
+        assert!(parse_frame(&longer).is_err());
+    }
+
+    /// Mutated and truncated messages, as a hostile peer could send them: errors, never
+    /// a panic (rustbus indexes slices in places).
+    #[test]
+    fn hostile_frames_never_panic() {
+        let mut begin_reply = MarshalledMessage::new();
+        begin_reply
+            .body
+            .push_param5("tok", "prompt-code", "msg", "Code: ", 6u32)
+            .unwrap();
+        let seeds = [
+            wire(2, 9, &[F::ReplySerial(3), F::Sender(":1.7")], &begin_reply),
+            wire(
+                3,
+                9,
+                &[F::ReplySerial(3), F::Sender(":1.7"), F::Error("a.b.C")],
+                &body_of("m"),
+            ),
+            wire(
+                4,
+                2,
+                &[
+                    F::Sender(DBUS_NAME),
+                    F::Path(DBUS_PATH),
+                    F::Interface(DBUS_INTERFACE),
+                    F::Member("NameAcquired"),
+                ],
+                &body_of(":1.5"),
+            ),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pending = [Pending::to(3, ":1.7")];
+        for round in 0..30_000 {
+            let seed = &seeds[round % seeds.len()];
+            let mut frame = seed.clone();
+            for _ in 0..=(next() % 4) {
+                let at = (next() as usize) % frame.len();
+                frame[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                frame.truncate((next() as usize) % frame.len());
+            }
+            if let Ok(Some(len)) = frame_len(&frame) {
+                if let Some(whole) = frame.get(..len) {
+                    if let Ok(msg) = parse_frame(whole) {
+                        let _ = route(&msg, &pending);
+                        if let Ok(msg) = reply_result(msg) {
+                            let _ = msg
+                                .body
+                                .parser()
+                                .get5::<String, String, String, String, u32>();
+                            let _ = msg.body.parser().get4::<String, String, String, u32>();
+                            let _ = msg.body.parser().get::<u32>();
+                            let _ = unique_owner(&msg);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replies_are_matched_by_serial_and_sender() {
+        let msg = |typ, reply_to: Option<u32>, sender: Option<&str>| {
+            let mut m = MarshalledMessage::new();
+            m.typ = typ;
+            m.dynheader.response_serial = reply_to;
+            m.dynheader.sender = sender.map(str::to_owned);
+            m
+        };
+        let pending = [Pending::bus(2), Pending::to(3, ":1.7")];
+        let forged = |serial, expected: &str| Route::Forged {
+            serial,
+            expected: expected.into(),
+        };
+        let cases = [
+            (
+                msg(MessageType::Reply, Some(2), Some(DBUS_NAME)),
+                Route::Reply(2),
+            ),
+            (
+                msg(MessageType::Error, Some(3), Some(":1.7")),
+                Route::Reply(3),
+            ),
+            (
+                msg(MessageType::Reply, Some(3), Some(DBUS_NAME)),
+                forged(3, ":1.7"),
+            ),
+            (
+                msg(MessageType::Reply, Some(3), Some(":1.8")),
+                forged(3, ":1.7"),
+            ),
+            (
+                msg(MessageType::Error, Some(2), Some(":1.7")),
+                forged(2, DBUS_NAME),
+            ),
+            (msg(MessageType::Reply, Some(3), None), forged(3, ":1.7")),
+            (msg(MessageType::Reply, Some(4), Some(":1.7")), Route::Drop),
+            (msg(MessageType::Reply, None, Some(":1.7")), Route::Drop),
+            (msg(MessageType::Signal, Some(3), Some(":1.7")), Route::Drop),
+            (msg(MessageType::Call, Some(3), Some(":1.7")), Route::Drop),
+        ];
+        for (i, (m, want)) in cases.into_iter().enumerate() {
+            assert_eq!(route(&m, &pending), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_sent_answer_is_wiped_in_place() {
+        let mut msg = login_method(":1.7", login::ANSWER).unwrap();
+        msg.body.reserve(64 + 3 + 6);
+        msg.body.push_param2("tok", &b"987654"[..]).unwrap();
+        let before = msg.get_buf().as_ptr();
+        let len = msg.get_buf().len();
+        assert!(msg.get_buf().windows(6).any(|w| w == b"987654"));
+        wipe_body(&mut msg);
+        assert_eq!(msg.get_buf().as_ptr(), before, "the buffer moved");
+        assert_eq!(msg.get_buf().len(), len);
+        assert!(msg.get_buf()[4..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn the_login_context_goes_out_as_a_dict() {
+        let ctx = LoginContext {
+            service: Some("sshd".into()),
+            rhost: Some("10.0.0.1".into()),
+            tty: None,
+        };
+        let begin = begin_call(":1.7", "alice", &ctx).unwrap();
+        assert_eq!(begin.get_sig(), "sa{ss}");
+        let (user, context) = begin
+            .body
+            .parser()
+            .get2::<String, HashMap<String, String>>()
+            .unwrap();
+        assert_eq!(user, "alice");
+        assert_eq!(context.len(), 2);
+        assert_eq!(context[login::CTX_SERVICE], "sshd");
+        assert_eq!(context[login::CTX_RHOST], "10.0.0.1");
+    }
+
+    // ---- Against a scripted bus on a real socket ----
+
+    #[test]
+    fn a_login_takes_two_pipelined_round_trips_after_sasl() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            peer.authenticate();
+            // Round trip 1: both calls are read before anything is answered, so a client
+            // that waited for Hello's reply before asking for the owner would time out.
+            let hello = peer.call("Hello");
+            let query = peer.call("GetNameOwner");
+            assert_eq!(query.body.parser().get::<String>().unwrap(), BUS_NAME);
+            peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+            peer.signal(DBUS_NAME, "NameAcquired", ":1.5");
+            peer.reply(&query, DBUS_NAME, body_of(":1.7"));
+            // Round trip 2: the uid query and Begin together.
+            let uid = peer.call("GetConnectionUnixUser");
+            assert_eq!(uid.body.parser().get::<String>().unwrap(), ":1.7");
+            let begin = peer.call(login::BEGIN);
+            assert_eq!(begin.dynheader.destination.as_deref(), Some(":1.7"));
+            assert_eq!(begin.body.parser().get::<String>().unwrap(), "alice");
+            // A forged Begin reply (right serial, wrong sender) and a reply to nothing,
+            // before the uid and the real one.
+            peer.reply(&begin, ":1.66", step_body("", &done_step()));
+            peer.reply_to_serial(9999, ":1.7", step_body("", &done_step()));
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            peer.reply(&begin, ":1.7", step_body("tok", &code_step()));
+            // Answer: one round trip, to the unique name.
+            let answer = peer.call(login::ANSWER);
+            assert_eq!(answer.dynheader.destination.as_deref(), Some(":1.7"));
+            let (session, code) = answer.body.parser().get2::<String, Vec<u8>>().unwrap();
+            assert_eq!((session.as_str(), code.as_slice()), ("tok", &b"123456"[..]));
+            peer.reply(&answer, ":1.7", wire_step(&done_step()));
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        let (session, step) = daemon.begin("alice", &LoginContext::default()).unwrap();
+        assert_eq!(step, code_step());
+        let Reply::Answer(answer) = Reply::from_bytes(Some(b"123456")) else {
+            panic!("no answer");
+        };
+        assert_eq!(daemon.answer(&session, &answer).unwrap(), done_step());
+        drop(daemon);
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_name_owned_by_another_uid_is_refused_and_begins_reply_dropped() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            let uid = peer.register(":1.7");
+            let begin = peer.call(login::BEGIN);
+            // The impostor answers first; the client must not use it.
+            peer.reply(&begin, ":1.7", step_body("", &done_step()));
+            peer.reply(&uid, DBUS_NAME, body_of(1000u32));
+            // Nothing else is sent (no Answer): the client hangs up.
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        assert_eq!(
+            daemon.begin("alice", &LoginContext::default()).unwrap_err(),
+            DaemonError::WrongOwner { uid: 1000 }
+        );
+        drop(daemon);
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn an_unowned_name_is_activated_then_resolved() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            peer.authenticate();
+            let hello = peer.call("Hello");
+            let query = peer.call("GetNameOwner");
+            peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+            peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+            let start = peer.call("StartServiceByName");
+            peer.reply(&start, DBUS_NAME, body_of(1u32));
+            let query = peer.call("GetNameOwner");
+            peer.reply(&query, DBUS_NAME, body_of(":1.9"));
+            let uid = peer.call("GetConnectionUnixUser");
+            let begin = peer.call(login::BEGIN);
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            peer.error(&begin, ":1.9", error_name::LOCKED);
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        assert_eq!(
+            daemon.begin("alice", &LoginContext::default()).unwrap_err(),
+            DaemonError::Refused(ErrorName::Locked)
+        );
+        drop(daemon);
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_bus_that_never_answers_is_bounded_by_the_timeout() {
+        // Nobody accepts or reads: connect succeeds (backlog), SASL gets no answer.
+        let (args, _listener) = scripted_bus(Duration::from_millis(300));
+        let log = Log::new(false);
+        let started = Instant::now();
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let _ = std::fs::remove_file(args.bus.trim_start_matches("unix:path="));
+    }
+
+    #[test]
+    fn a_bus_closing_during_sasl_is_unreachable_at_once() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            let _ = peer.line();
+            // Dropped: closed before any OK.
+        });
+        let log = Log::new(false);
+        let started = Instant::now();
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_hung_daemon_is_bounded_by_the_timeout_and_unreachable() {
+        let (args, listener) = scripted_bus(Duration::from_millis(400));
+        let bus = serve(listener, |peer| {
+            let uid = peer.register(":1.7");
+            let _begin = peer.call(login::BEGIN);
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            // Begin is never answered.
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let started = Instant::now();
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(400), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_bus_gone_before_the_answer_is_unreachable() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            let uid = peer.register(":1.7");
+            let begin = peer.call(login::BEGIN);
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            peer.reply(&begin, ":1.7", step_body("tok", &code_step()));
+            // Hangs up while the user types.
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        let (session, _) = daemon.begin("alice", &LoginContext::default()).unwrap();
+        bus.join().unwrap();
+        let Reply::Answer(answer) = Reply::from_bytes(Some(b"123456")) else {
+            panic!("no answer");
+        };
+        let got = daemon.answer(&session, &answer);
+        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+    }
+
+    // ---- Test plumbing ----
+
+    fn code_step() -> Step {
+        Step::Prompt {
+            message: String::new(),
+            prompt: "Code: ".into(),
+            accept: Accept::Code { digits: 6 },
+        }
+    }
+
+    fn done_step() -> Step {
+        Step::Done {
+            verdict: Verdict::Success,
+            message: String::new(),
+        }
+    }
+
+    fn body_of<P: rustbus::Marshal>(p: P) -> MarshalledMessage {
+        let mut m = MarshalledMessage::new();
+        m.body.push_param(p).unwrap();
+        m
+    }
+
+    /// Begin's reply: the session token, then the step.
+    fn step_body(session: &str, step: &Step) -> MarshalledMessage {
+        let (kind, message, prompt, digits) = step.to_wire();
+        let mut m = MarshalledMessage::new();
+        m.body
+            .push_param5(session, kind, message, prompt, digits)
+            .unwrap();
+        m
+    }
+
+    /// Answer's reply: the step.
+    fn wire_step(step: &Step) -> MarshalledMessage {
+        let (kind, message, prompt, digits) = step.to_wire();
+        let mut m = MarshalledMessage::new();
+        m.body.push_param4(kind, message, prompt, digits).unwrap();
+        m
+    }
+
+    /// A header field of [`wire`].
+    enum F<'a> {
+        ReplySerial(u32),
+        Sender(&'a str),
+        Error(&'a str),
+        Path(&'a str),
+        Interface(&'a str),
+        Member(&'a str),
+    }
+
+    /// A message as the bus sends it, little-endian, with `body`'s signature and bytes.
+    /// By hand, and only in tests: rustbus's marshaller writes neither the sender nor the
+    /// error name, and a client never needs them.
+    fn wire(typ: u8, serial: u32, fields: &[F<'_>], body: &MarshalledMessage) -> Vec<u8> {
+        fn pad8(v: &mut Vec<u8>) {
+            while v.len() % 8 != 0 {
+                v.push(0);
+            }
+        }
+        fn text(v: &mut Vec<u8>, code: u8, sig: u8, s: &str) {
+            pad8(v);
+            v.extend([code, 1, sig, 0]);
+            v.extend(u32::try_from(s.len()).unwrap().to_le_bytes());
+            v.extend(s.as_bytes());
+            v.push(0);
+        }
+        // The fields start at offset 16, so aligning within them aligns in the message.
+        let mut f = Vec::new();
+        for field in fields {
+            match field {
+                F::ReplySerial(r) => {
+                    pad8(&mut f);
+                    f.extend([5, 1, b'u', 0]);
+                    f.extend(r.to_le_bytes());
+                }
+                F::Sender(s) => text(&mut f, 7, b's', s),
+                F::Error(s) => text(&mut f, 4, b's', s),
+                F::Path(s) => text(&mut f, 1, b'o', s),
+                F::Interface(s) => text(&mut f, 2, b's', s),
+                F::Member(s) => text(&mut f, 3, b's', s),
+            }
+        }
+        let sig = body.get_sig();
+        if !sig.is_empty() {
+            pad8(&mut f);
+            f.extend([8, 1, b'g', 0, u8::try_from(sig.len()).unwrap()]);
+            f.extend(sig.as_bytes());
+            f.push(0);
+        }
+        let mut m = vec![b'l', typ, 0, 1];
+        m.extend(u32::try_from(body.get_buf().len()).unwrap().to_le_bytes());
+        m.extend(serial.to_le_bytes());
+        m.extend(u32::try_from(f.len()).unwrap().to_le_bytes());
+        m.extend(f);
+        pad8(&mut m);
+        m.extend(body.get_buf());
+        m
+    }
+
+    /// Module arguments naming a fresh socket, and its listener.
+    fn scripted_bus(timeout: Duration) -> (ModuleArgs, UnixListener) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = format!(
+            "/tmp/pam_twostep-bus-test-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let args = ModuleArgs {
+            bus: format!("unix:path={path}"),
+            timeout,
+            ..ModuleArgs::default()
+        };
+        (args, listener)
+    }
+
+    /// Runs `script` as the bus, on its own thread (test-only: the module has none).
+    #[allow(clippy::disallowed_methods)]
+    fn serve(
+        listener: UnixListener,
+        script: impl FnOnce(&mut Peer) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut peer = Peer {
+                stream,
+                buf: Vec::new(),
+                serial: 100,
+            };
+            script(&mut peer);
+            if let Ok(addr) = listener.local_addr() {
+                if let Some(path) = addr.as_pathname() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        })
+    }
+
+    /// The bus side of one connection.
+    struct Peer {
+        stream: UnixStream,
+        buf: Vec<u8>,
+        serial: u32,
+    }
+
+    impl Peer {
+        fn fill(&mut self) -> usize {
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).unwrap();
+            self.buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+
+        fn line(&mut self) -> Vec<u8> {
+            loop {
+                if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    return self.buf.drain(..end + 2).collect();
+                }
+                assert!(self.fill() > 0, "closed before a whole line");
+            }
+        }
+
+        /// SASL, then round trip 1 answered with `owner` as the daemon's unique name;
+        /// returns the `GetConnectionUnixUser` call of round trip 2.
+        fn register(&mut self, owner: &str) -> MarshalledMessage {
+            self.authenticate();
+            let hello = self.call("Hello");
+            let query = self.call("GetNameOwner");
+            self.reply(&hello, DBUS_NAME, body_of(":1.5"));
+            self.reply(&query, DBUS_NAME, body_of(owner));
+            self.call("GetConnectionUnixUser")
+        }
+
+        fn authenticate(&mut self) {
+            let euid = nix::unistd::geteuid().as_raw();
+            assert_eq!(self.line(), sasl_auth(euid).into_bytes());
+            self.send(b"OK 0123456789abcdef0123456789abcdef\r\n");
+            assert_eq!(self.line(), b"BEGIN\r\n");
+        }
+
+        fn message(&mut self) -> MarshalledMessage {
+            loop {
+                if let Some(len) = frame_len(&self.buf).unwrap() {
+                    if self.buf.len() >= len {
+                        let frame: Vec<u8> = self.buf.drain(..len).collect();
+                        return parse_frame(&frame).unwrap();
+                    }
+                }
+                assert!(self.fill() > 0, "closed before a whole message");
+            }
+        }
+
+        /// The next message, which must be a call of `member`.
+        fn call(&mut self, member: &str) -> MarshalledMessage {
+            let msg = self.message();
+            assert_eq!(msg.typ, MessageType::Call);
+            assert_eq!(msg.dynheader.member.as_deref(), Some(member));
+            msg
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            // The client may be gone already (a refused login): not this script's failure.
+            let _ = self.stream.write_all(bytes);
+        }
+
+        fn next_serial(&mut self) -> u32 {
+            self.serial += 1;
+            self.serial
+        }
+
+        fn reply(&mut self, to: &MarshalledMessage, sender: &str, body: MarshalledMessage) {
+            self.reply_to_serial(to.dynheader.serial.unwrap(), sender, body);
+        }
+
+        fn reply_to_serial(&mut self, serial: u32, sender: &str, body: MarshalledMessage) {
+            let s = self.next_serial();
+            let frame = wire(2, s, &[F::ReplySerial(serial), F::Sender(sender)], &body);
+            self.send(&frame);
+        }
+
+        fn error(&mut self, to: &MarshalledMessage, sender: &str, name: &str) {
+            let s = self.next_serial();
+            let fields = [
+                F::ReplySerial(to.dynheader.serial.unwrap()),
+                F::Sender(sender),
+                F::Error(name),
+            ];
+            let frame = wire(3, s, &fields, &body_of("refused"));
+            self.send(&frame);
+        }
+
+        fn signal(&mut self, sender: &str, member: &str, arg: &str) {
+            let s = self.next_serial();
+            let fields = [
+                F::Sender(sender),
+                F::Path(DBUS_PATH),
+                F::Interface(DBUS_INTERFACE),
+                F::Member(member),
+            ];
+            let frame = wire(4, s, &fields, &body_of(arg));
+            self.send(&frame);
+        }
+
+        /// Nothing more comes from the client: it hangs up.
+        fn assert_closed(&mut self) {
+            assert!(self.buf.is_empty(), "unread bytes: {:?}", self.buf);
+            assert_eq!(self.fill(), 0, "the client sent more: {:?}", self.buf);
+        }
     }
 }
