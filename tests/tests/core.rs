@@ -175,6 +175,26 @@ fn daemon_not_running_is_refused_quickly() {
 }
 
 #[test]
+fn the_daemon_exits_when_its_bus_goes_away() {
+    // A service manager restarts it against the new bus; a kept, dead connection would look
+    // alive and answer nobody.
+    let bus = Bus::start();
+    let mut daemon = Daemon::start(&bus);
+    drop(bus);
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "twostepd did not exit with a failure: {status:?}\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("lost the connection to the bus"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
 fn bus_socket_absent_is_refused_quickly() {
     let dir = twostep_e2e::unique::temp_dir("nobus");
     let address = format!("unix:path={}", dir.path().join("absent.sock").display());

@@ -80,7 +80,7 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot connect to the bus: {e}"))?;
-    twostepd::bus::serve(&conn, Arc::clone(&core), config_path.clone())
+    let identify = twostepd::bus::serve(&conn, Arc::clone(&core), config_path.clone())
         .await
         .map_err(|e| format!("cannot serve {}: {e}", twostep_proto::BUS_NAME))?;
     log::info!(
@@ -88,16 +88,15 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         twostep_proto::BUS_NAME,
         String::from(bus)
     );
-    // Why: without its bus the daemon can answer nobody; exit so the service manager
-    // restarts it against the new bus (a kept, dead connection would look alive).
-    let mut messages = zbus::MessageStream::from(&conn);
-    let bus_gone = async move {
-        use futures_lite::StreamExt;
-        while messages.next().await.is_some() {}
-    };
+    // Why exit when the watch ends: without its bus the daemon can answer nobody; the
+    // service manager restarts it against the new bus (a kept, dead connection would look
+    // alive).
     tokio::select! {
         r = serve_signals(&core, &config_path) => r?,
-        () = bus_gone => return Err("lost the connection to the bus".into()),
+        r = identify.watch() => return Err(match r {
+            Ok(()) => "lost the connection to the bus".into(),
+            Err(e) => format!("cannot watch the bus: {e}"),
+        }),
     }
     log::info!("stopping");
     Ok(())

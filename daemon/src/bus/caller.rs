@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Who is calling: the message header's sender → GetConnectionCredentials → UnixUserID.
+//!
+//! The answer is remembered per unique name, and [`Identify::watch`] asks for it as soon as a
+//! connection appears on the bus and forgets it when the connection is gone. Why ahead of
+//! time: a PAM module opens a new connection for every login, and its first call would
+//! otherwise wait for one more round trip through the bus. The uid still comes only from
+//! the bus, for exactly that unique name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
-use zbus::names::BusName;
+use zbus::names::{BusName, UniqueName};
 
 use crate::core::Caller;
 use twostep_proto::Error;
@@ -39,6 +45,13 @@ impl Identify {
             .copied()
     }
 
+    fn forget(&self, sender: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(sender);
+    }
+
     fn remember(&self, sender: &str, uid: u32) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         if known.len() >= MAX_CACHED {
@@ -61,16 +74,48 @@ impl Identify {
                 sender: sender.to_string(),
             });
         }
-        let creds = self
-            .dbus
-            .get_connection_credentials(BusName::Unique(sender.clone()))
-            .await
-            .map_err(|_| denied())?;
-        let uid = creds.unix_user_id().ok_or_else(denied)?;
-        self.remember(sender.as_str(), uid);
+        let uid = self.look_up(sender).await.ok_or_else(denied)?;
         Ok(Caller {
             uid,
             sender: sender.to_string(),
         })
+    }
+
+    /// Ask the bus for the uid of `name`, and remember it.
+    async fn look_up(&self, name: &UniqueName<'_>) -> Option<u32> {
+        let creds = self
+            .dbus
+            .get_connection_credentials(BusName::Unique(name.clone()))
+            .await
+            .ok()?;
+        let uid = creds.unix_user_id()?;
+        self.remember(name.as_str(), uid);
+        Some(uid)
+    }
+
+    /// Learn the uid of each new connection as it appears and forget connections that are
+    /// gone, until the bus connection ends (then the daemon has nobody to answer).
+    ///
+    /// # Errors
+    /// The bus refused the subscription.
+    pub async fn watch(&self) -> zbus::Result<()> {
+        use futures_lite::StreamExt;
+        let mut changes = self.dbus.receive_name_owner_changed().await?;
+        while let Some(signal) = changes.next().await {
+            let Ok(args) = signal.args() else { continue };
+            let BusName::Unique(name) = args.name() else {
+                continue;
+            };
+            match (args.old_owner().as_ref(), args.new_owner().as_ref()) {
+                (None, Some(_)) => {
+                    let this = self.clone();
+                    let name = name.to_owned();
+                    tokio::spawn(async move { this.look_up(&name).await });
+                }
+                (_, None) => self.forget(name.as_str()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }

@@ -342,11 +342,12 @@ pub async fn serve(
     conn: &zbus::Connection,
     core: Arc<Core>,
     config_path: PathBuf,
-) -> zbus::Result<()> {
+) -> zbus::Result<Identify> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let identify = Identify::new(dbus);
     let shared = Shared {
         core,
-        identify: Identify::new(dbus),
+        identify: identify.clone(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         rate: Arc::new(RateLimit::default()),
     };
@@ -368,7 +369,7 @@ pub async fn serve(
         .await?;
     match reply {
         zbus::fdo::RequestNameReply::PrimaryOwner | zbus::fdo::RequestNameReply::AlreadyOwner => {
-            Ok(())
+            Ok(identify)
         }
         _ => Err(zbus::Error::NameTaken),
     }
