@@ -606,7 +606,7 @@ fn micro_table(s: &mut String, res: &Results) {
             s,
             "| {} holding {} records | {:.2} | {} |",
             m.name
-                .trim_end_matches(" (temp + fsync + rename + dir fsync)"),
+                .trim_end_matches(" (the other slot in place + fdatasync)"),
             users(*size),
             m.micros,
             m.calls

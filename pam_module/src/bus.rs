@@ -9,14 +9,17 @@
 //! reused on a bus). Every phase is bounded by `timeout=`: the bus itself never times a
 //! reply out.
 //!
-//! Round trips; the calls of one round trip are written together:
-//! 1. connect, SASL `AUTH EXTERNAL` → `OK`;
-//! 2. `BEGIN` + `Hello` + `GetNameOwner(BUS_NAME)` (when nobody owns the name yet:
-//!    `StartServiceByName`, then `GetNameOwner` again, one round trip each);
-//! 3. `GetConnectionUnixUser(owner)` + `Login1.Begin` sent to the owner: Begin's reply is
+//! Round trips after `connect`; the calls of one round trip are written together:
+//! 1. SASL `AUTH EXTERNAL` + `BEGIN` + `Hello` + `GetNameOwner(BUS_NAME)`: the bus answers
+//!    `OK`, then the two replies. (Pipelining the authentication like this is what sd-bus
+//!    does; dbus-daemon and dbus-broker keep the bytes after `BEGIN` as the first messages.
+//!    A bus that refuses the authentication closes the connection or answers something
+//!    other than `OK`, and the login fails closed.) When nobody owns the name yet:
+//!    `StartServiceByName`, then `GetNameOwner` again, one round trip each;
+//! 2. `GetConnectionUnixUser(owner)` + `Login1.Begin` sent to the owner: Begin's reply is
 //!    looked at only after the uid check has passed, and dropped unread if it fails. Begin
 //!    carries the user name and the login context, never an answer;
-//! 4. one round trip per `Answer`.
+//! 3. one round trip per `Answer`.
 //!
 //! rustbus builds, validates, marshals and parses every message. This file owns the socket:
 //! rustbus's `DuplexConn` can only be made by `connect_to_bus`, which has no time limit and
@@ -29,7 +32,8 @@
 //!   connections under load;
 //! - it has no time limit, no cap on the line, and panics on a line that is not UTF-8.
 //!
-//! So the three SASL lines the module needs are written here, bounded (`Conn::authenticate`),
+//! So the three SASL lines the module needs are written here, bounded (`Conn::send`,
+//! `Conn::finish_auth`),
 //! and so is moving bytes: non-blocking, `poll` against the deadline, `MSG_NOSIGNAL` (a bus
 //! that went away must not kill the host with SIGPIPE; rustbus's `sendmsg` does not set it).
 
@@ -144,7 +148,7 @@ impl<'a> BusDaemon<'a> {
         }
     }
 
-    /// Round trips 1 to 3: connects, registers, resolves and checks the daemon, and returns
+    /// Round trips 1 and 2: connects, registers, resolves and checks the daemon, and returns
     /// the connection with Begin's reply (not yet looked at).
     fn connect_and_begin(
         &self,
@@ -163,15 +167,12 @@ impl<'a> BusDaemon<'a> {
         let deadline = Instant::now() + self.args.timeout;
         let mut conn = Conn::open(path, deadline)
             .map_err(|e| DaemonError::Unreachable(format!("cannot connect to {bus}: {e}")))?;
-        conn.authenticate(deadline).map_err(|e| {
-            DaemonError::Unreachable(format!("cannot authenticate to {bus}: {}", e.show()))
-        })?;
         let daemon = self.register(&mut conn, deadline)?;
         let begun = self.checked_begin(&mut conn, &daemon, user, ctx)?;
         Ok((Connected { conn, daemon }, begun))
     }
 
-    /// Round trip 2: `Hello` and `GetNameOwner` together; the unique name owning
+    /// Round trip 1: SASL, `Hello` and `GetNameOwner` together; the unique name owning
     /// [`BUS_NAME`], asking the bus to start the daemon (D-Bus activation) if nobody owns it.
     fn register(&self, conn: &mut Conn, deadline: Instant) -> Result<String, DaemonError> {
         let bus = &self.args.bus;
@@ -229,7 +230,7 @@ impl<'a> BusDaemon<'a> {
         }
     }
 
-    /// Round trip 3: `GetConnectionUnixUser(daemon)` and `Begin` to `daemon`, together.
+    /// Round trip 2: `GetConnectionUnixUser(daemon)` and `Begin` to `daemon`, together.
     /// Returns Begin's reply only once the owner's uid has been checked.
     fn checked_begin(
         &self,
@@ -609,18 +610,16 @@ fn sasl_auth(euid: u32) -> String {
     line
 }
 
-/// The bus's answer to [`sasl_auth`], once a whole line is in `buf` (`None` before).
-/// Only `OK <guid>` and nothing after it is accepted.
-fn sasl_reply(buf: &[u8]) -> Option<Result<(), String>> {
+/// The bus's answer to [`sasl_auth`], once a whole line is in `buf` (`None` before): the
+/// length of that line, which must be `OK <guid>`. What follows it is the first message
+/// (the authentication was pipelined with `BEGIN` and the first calls).
+fn sasl_reply(buf: &[u8]) -> Option<Result<usize, String>> {
     let end = buf.windows(2).position(|w| w == b"\r\n")?;
     let line = buf.get(..end).unwrap_or_default();
-    let rest = buf.get(end + 2..).unwrap_or_default();
     let guid = line.strip_prefix(b"OK ").unwrap_or_default();
     Some(
-        if !guid.is_empty() && guid.iter().all(u8::is_ascii_hexdigit) && rest.is_empty() {
-            Ok(())
-        } else if !rest.is_empty() {
-            Err("the bus sent more than one line".into())
+        if !guid.is_empty() && guid.iter().all(u8::is_ascii_hexdigit) {
+            Ok(end + 2)
         } else {
             Err(format!(
                 "the bus answered {}",
@@ -650,8 +649,17 @@ struct Conn {
     sock: Socket,
     inbuf: Vec<u8>,
     serial: u32,
-    /// SASL's `BEGIN` still has to go out, in front of the first messages.
-    begin_pending: bool,
+    sasl: Sasl,
+}
+
+/// Where the connection's authentication stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sasl {
+    /// Nothing sent yet: `AUTH` and `BEGIN` go out in front of the first messages.
+    Unsent,
+    /// Sent; the bus's `OK` comes before any reply.
+    AwaitingOk,
+    Done,
 }
 
 impl Conn {
@@ -690,19 +698,19 @@ impl Conn {
             sock,
             inbuf: Vec::new(),
             serial: 1,
-            begin_pending: true,
+            sasl: Sasl::Unsent,
         })
     }
 
-    /// SASL EXTERNAL before `deadline`: `AUTH EXTERNAL <euid>`, expects `OK <guid>`. Its
-    /// `BEGIN` goes out with the first messages ([`Conn::send`]).
-    fn authenticate(&mut self, deadline: Instant) -> Result<(), CallError> {
-        let euid = nix::unistd::geteuid().as_raw();
-        self.write_all(sasl_auth(euid).as_bytes(), deadline)?;
+    /// The bus's `OK` to the pipelined `AUTH EXTERNAL`, before `deadline`; the bytes after
+    /// it stay for [`Conn::read_message`].
+    fn finish_auth(&mut self, deadline: Instant) -> Result<(), CallError> {
         loop {
             if let Some(verdict) = sasl_reply(&self.inbuf) {
-                self.inbuf.clear();
-                return verdict.map_err(CallError::Malformed);
+                let line = verdict.map_err(CallError::Malformed)?;
+                self.inbuf.drain(..line);
+                self.sasl = Sasl::Done;
+                return Ok(());
             }
             if self.inbuf.len() > MAX_AUTH_LINE {
                 return Err(CallError::Malformed("over-long SASL line".into()));
@@ -728,11 +736,16 @@ impl Conn {
                 .map_err(|e| CallError::Malformed(format!("cannot marshal a call: {e}")))?;
             headers.push(header);
         }
-        let begin: &[u8] = if self.begin_pending {
-            b"BEGIN\r\n"
-        } else {
-            b""
+        // SASL EXTERNAL with the effective uid, then BEGIN, in front of the first messages.
+        let auth = match self.sasl {
+            Sasl::Unsent => {
+                let mut line = sasl_auth(nix::unistd::geteuid().as_raw());
+                line.push_str("BEGIN\r\n");
+                line
+            }
+            Sasl::AwaitingOk | Sasl::Done => String::new(),
         };
+        let begin = auth.as_bytes();
         let total = begin.len()
             + headers.iter().map(Vec::len).sum::<usize>()
             + msgs.iter().map(|m| m.get_buf().len()).sum::<usize>();
@@ -744,7 +757,9 @@ impl Conn {
             out.extend_from_slice(msg.get_buf());
         }
         self.write_all(&out, deadline)?;
-        self.begin_pending = false;
+        if self.sasl == Sasl::Unsent {
+            self.sasl = Sasl::AwaitingOk;
+        }
         Ok(serials)
     }
 
@@ -776,6 +791,9 @@ impl Conn {
 
     /// The next whole message, parsed.
     fn read_message(&mut self, deadline: Instant) -> Result<MarshalledMessage, CallError> {
+        if self.sasl == Sasl::AwaitingOk {
+            self.finish_auth(deadline)?;
+        }
         loop {
             if let Some(len) = frame_len(&self.inbuf).map_err(CallError::Malformed)? {
                 if self.inbuf.len() >= len {
@@ -979,9 +997,11 @@ mod tests {
     }
 
     #[test]
-    fn sasl_accepts_only_ok_with_a_guid_and_nothing_after_it() {
+    fn sasl_accepts_only_ok_with_a_guid() {
         let guid = b"OK 0123456789abcdef0123456789abcdef\r\n";
-        assert_eq!(sasl_reply(guid), Some(Ok(())));
+        assert_eq!(sasl_reply(guid), Some(Ok(guid.len())));
+        // The first message may follow at once (pipelined).
+        assert_eq!(sasl_reply(b"OK 1234\r\nl\x02\x01\x01"), Some(Ok(9)));
         for incomplete in [&b""[..], b"OK 0123", b"OK 0123\r", b"\r"] {
             assert_eq!(sasl_reply(incomplete), None, "{incomplete:?}");
         }
@@ -993,7 +1013,6 @@ mod tests {
             b"OK 12 34\r\n",
             b"OK 12zz\r\n",
             b"ok 1234\r\n",
-            b"OK 1234\r\nDATA\r\n",
             b"\xff\xfe\r\n",
             b"\r\n",
         ] {
@@ -1210,14 +1229,18 @@ mod tests {
     // ---- Against a scripted bus on a real socket ----
 
     #[test]
-    fn a_login_takes_two_pipelined_round_trips_after_sasl() {
+    fn a_login_takes_two_round_trips_before_the_prompt() {
         let (args, listener) = scripted_bus(Duration::from_secs(5));
         let bus = serve(listener, |peer| {
-            peer.authenticate();
-            // Round trip 1: both calls are read before anything is answered, so a client
-            // that waited for Hello's reply before asking for the owner would time out.
+            // Round trip 1: SASL and both calls are read before anything is answered, so a
+            // client that waited for OK, or for Hello's reply before asking for the owner,
+            // would time out.
+            let euid = nix::unistd::geteuid().as_raw();
+            assert_eq!(peer.line(), sasl_auth(euid).into_bytes());
+            assert_eq!(peer.line(), b"BEGIN\r\n");
             let hello = peer.call("Hello");
             let query = peer.call("GetNameOwner");
+            peer.send(b"OK 0123456789abcdef0123456789abcdef\r\n");
             assert_eq!(query.body.parser().get::<String>().unwrap(), BUS_NAME);
             peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
             peer.signal(DBUS_NAME, "NameAcquired", ":1.5");
