@@ -7,28 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Debian's system.conf default context, minus activation, syslog and the messagebus user
-/// (the same text as `tests/src/bus.rs`); the shipped policy is `<include>`d after it.
-const SYSTEM_DEFAULT_POLICY: &str = r#"
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
-          send_member="UpdateActivationEnvironment"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
-  </policy>
-"#;
+/// Debian's system.conf default context, minus activation, syslog and the messagebus user:
+/// the same file the end-to-end tests use; the shipped policy is `<include>`d after it.
+const SYSTEM_DEFAULT_POLICY: &str = include_str!("../../tests/data/system-bus-default-policy.xml");
 
 /// A running dbus-daemon; killed on drop.
 pub struct Bus {
