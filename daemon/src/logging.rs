@@ -2,35 +2,239 @@
 //! Audit and diagnostics: syslog facility authpriv, plus stderr (the daemon always runs in
 //! the foreground; systemd or the operator's terminal collects it).
 //!
-//! A missing `/dev/log` never stops or slows the daemon: the socket is retried at most
-//! every few seconds, and lines are dropped meanwhile (stderr still has them).
+//! **Logging never blocks a login.** A syslog socket whose receiver stops reading (a stuck
+//! journald or rsyslogd: the datagram queue fills and `send` blocks), or a stderr pipe
+//! nobody drains, would otherwise stall every thread that logs, and every login logs. So
+//! each sink is a [`Sink`]: a bounded queue ([`QUEUE_LINES`] lines) drained by a thread of
+//! its own. [`log::Log::log`] only formats the line and offers it to each queue without
+//! waiting; a full queue, or a line the target refuses, is dropped and counted. When the
+//! sink drains again it first writes how many lines it dropped (at warning level), and the
+//! first drop of a run is announced on the *other* sink with the next line logged, so a
+//! stuck syslog shows up on stderr (the journal's other input under systemd) at once.
+//!
+//! The syslog socket additionally has a send timeout ([`SEND_TIMEOUT`]), so its thread
+//! notices a stuck receiver and keeps counting rather than sleeping on one line forever; a
+//! missing `/dev/log` is retried at most every [`RETRY`], with lines dropped (and counted)
+//! meanwhile. Transport and RFC 3164 framing are the `syslog` crate's.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
-const RETRY: Duration = Duration::from_secs(5);
+/// Lines a sink holds while its receiver does not take them; more are dropped and counted.
+pub const QUEUE_LINES: usize = 1024;
+/// How long one syslog send may wait for a full receiver before the line counts as dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_millis(200);
+/// How often a missing or failed syslog socket is tried again.
+pub const RETRY: Duration = Duration::from_secs(5);
 
-struct Syslog {
-    logger: Option<Logger<LoggerBackend, Formatter3164>>,
-    last_try: Option<Instant>,
+/// One line on its way to a sink.
+struct Line {
+    level: log::Level,
+    text: String,
 }
 
+/// Where a sink's thread writes; `Err` counts the line as dropped.
+pub trait Target: Send + 'static {
+    /// Write one line at `level`.
+    ///
+    /// # Errors
+    /// The line did not get through (receiver full, gone, or timed out).
+    fn write_line(&mut self, level: log::Level, text: &str) -> std::io::Result<()>;
+}
+
+/// A bounded queue and the thread that drains it into a [`Target`].
+pub struct Sink {
+    name: &'static str,
+    tx: SyncSender<Line>,
+    drops: Arc<Drops>,
+}
+
+/// Lines a sink lost since it last reported, and whether that loss is yet to be announced
+/// on the other sink.
+#[derive(Default)]
+struct Drops {
+    count: AtomicU64,
+    announce: AtomicBool,
+}
+
+impl Drops {
+    fn add(&self, n: u64) {
+        if self.count.fetch_add(n, Ordering::Relaxed) == 0 {
+            self.announce.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sink {
+    /// Start the thread that writes into `target`, named `twostepd-log-<name>`.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn spawn(name: &'static str, queue: usize, target: impl Target) -> std::io::Result<Sink> {
+        let (tx, rx) = sync_channel(queue);
+        let drops = Arc::new(Drops::default());
+        let counter = Arc::clone(&drops);
+        std::thread::Builder::new()
+            .name(format!("twostepd-log-{name}"))
+            .spawn(move || drain(&rx, target, &counter))?;
+        Ok(Sink { name, tx, drops })
+    }
+
+    /// Offer a line without waiting; a full queue drops it and counts it.
+    pub fn offer(&self, level: log::Level, text: &str) {
+        let line = Line {
+            level,
+            text: text.to_owned(),
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+            self.drops.add(1);
+        }
+    }
+
+    /// Lines dropped (queue full, or the target refused them) and not yet reported by the
+    /// sink's thread.
+    pub fn dropped(&self) -> u64 {
+        self.drops.count.load(Ordering::Relaxed)
+    }
+
+    /// `true` once after this sink started dropping lines: time to say so elsewhere.
+    fn take_announcement(&self) -> bool {
+        self.drops.announce.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The sink thread: before each line, report what was dropped since the last report.
+fn drain(rx: &Receiver<Line>, mut target: impl Target, drops: &Drops) {
+    while let Ok(line) = rx.recv() {
+        let lost = drops.count.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let note = format!("{lost} log lines were dropped: this log did not take them in time");
+            if target.write_line(log::Level::Warn, &note).is_err() {
+                drops.add(lost);
+            }
+        }
+        if target.write_line(line.level, &line.text).is_err() {
+            drops.add(1);
+        }
+    }
+}
+
+/// stderr, one `write_all` per line so lines of concurrent threads never interleave.
+struct Stderr;
+
+impl Target for Stderr {
+    fn write_line(&mut self, level: log::Level, text: &str) -> std::io::Result<()> {
+        let lower = level.as_str().to_lowercase();
+        std::io::stderr().write_all(format!("twostepd: {lower}: {text}\n").as_bytes())
+    }
+}
+
+/// The local syslog socket (`/dev/log`, then the `syslog` crate's fallbacks), reconnected
+/// at most every [`RETRY`].
+pub struct Syslog {
+    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    last_try: Option<Instant>,
+    path: Option<std::path::PathBuf>,
+}
+
+impl Syslog {
+    /// The host's syslog socket.
+    pub fn system() -> Syslog {
+        Syslog {
+            logger: None,
+            last_try: None,
+            path: None,
+        }
+    }
+
+    /// A socket at `path` (tests).
+    pub fn at(path: &std::path::Path) -> Syslog {
+        Syslog {
+            logger: None,
+            last_try: None,
+            path: Some(path.to_owned()),
+        }
+    }
+
+    fn connect(&self) -> Option<Logger<LoggerBackend, Formatter3164>> {
+        let formatter = Formatter3164 {
+            facility: Facility::LOG_AUTHPRIV,
+            hostname: None,
+            process: "twostepd".into(),
+            pid: std::process::id(),
+        };
+        let logger = match &self.path {
+            None => syslog::unix(formatter),
+            Some(p) => syslog::unix_custom(formatter, p),
+        }
+        .ok()?;
+        // Why: a receiver that stops reading makes a datagram `send` block; the timeout
+        // turns that into a counted drop instead of a thread asleep on one line.
+        let timed = match &logger.backend {
+            LoggerBackend::Unix(s) => s.set_write_timeout(Some(SEND_TIMEOUT)).is_ok(),
+            LoggerBackend::UnixStream(s) => {
+                s.get_ref().set_write_timeout(Some(SEND_TIMEOUT)).is_ok()
+            }
+            _ => true,
+        };
+        timed.then_some(logger)
+    }
+}
+
+impl Target for Syslog {
+    fn write_line(&mut self, level: log::Level, text: &str) -> std::io::Result<()> {
+        if self.logger.is_none() && self.last_try.is_none_or(|t| t.elapsed() >= RETRY) {
+            self.last_try = Some(Instant::now());
+            self.logger = self.connect();
+        }
+        let Some(l) = self.logger.as_mut() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        let sent = match level {
+            log::Level::Error => l.err(text),
+            log::Level::Warn => l.warning(text),
+            log::Level::Info => l.info(text),
+            log::Level::Debug | log::Level::Trace => l.debug(text),
+        };
+        sent.map_err(|e| {
+            // A timeout means the receiver is slow, not gone: keep the socket. Anything
+            // else (receiver restarted, socket removed): reconnect later.
+            let timed_out = matches!(&e, syslog::Error::Io(io)
+                if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+            if !timed_out {
+                self.logger = None;
+            }
+            std::io::Error::other(e.to_string())
+        })
+    }
+}
+
+/// The daemon's logger: every line to stderr and to syslog, never waiting for either.
 pub struct AuditLog {
-    syslog: Mutex<Syslog>,
+    stderr: Sink,
+    syslog: Sink,
     level: log::LevelFilter,
 }
 
-fn connect() -> Option<Logger<LoggerBackend, Formatter3164>> {
-    syslog::unix(Formatter3164 {
-        facility: Facility::LOG_AUTHPRIV,
-        hostname: None,
-        process: "twostepd".into(),
-        pid: std::process::id(),
-    })
-    .ok()
+impl AuditLog {
+    /// A logger over the two given sinks.
+    pub fn new(stderr: Sink, syslog: Sink, level: log::LevelFilter) -> AuditLog {
+        AuditLog {
+            stderr,
+            syslog,
+            level,
+        }
+    }
+
+    /// The two sinks, for tests and reports.
+    pub fn sinks(&self) -> [&Sink; 2] {
+        [&self.stderr, &self.syslog]
+    }
 }
 
 impl log::Log for AuditLog {
@@ -42,32 +246,16 @@ impl log::Log for AuditLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!("{}", record.args());
-        // One write per line, so lines from concurrent threads never interleave.
-        let _ = std::io::stderr().write_all(
-            format!(
-                "twostepd: {}: {line}\n",
-                record.level().as_str().to_lowercase()
-            )
-            .as_bytes(),
-        );
-        let mut s = self
-            .syslog
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if s.logger.is_none() && s.last_try.is_none_or(|t| t.elapsed() >= RETRY) {
-            s.last_try = Some(Instant::now());
-            s.logger = connect();
-        }
-        if let Some(l) = s.logger.as_mut() {
-            let sent = match record.level() {
-                log::Level::Error => l.err(&line),
-                log::Level::Warn => l.warning(&line),
-                log::Level::Info => l.info(&line),
-                log::Level::Debug | log::Level::Trace => l.debug(&line),
-            };
-            if sent.is_err() {
-                s.logger = None;
+        let line = record.args().to_string();
+        let level = record.level();
+        for (sink, other) in [(&self.stderr, &self.syslog), (&self.syslog, &self.stderr)] {
+            sink.offer(level, &line);
+            if sink.take_announcement() {
+                let note = format!(
+                    "{} is not taking log lines; dropping and counting them until it does",
+                    sink.name
+                );
+                other.offer(log::Level::Warn, &note);
             }
         }
     }
@@ -75,21 +263,128 @@ impl log::Log for AuditLog {
     fn flush(&self) {}
 }
 
-/// Install the logger once, at start-up.
+/// Install the logger once, at start-up. If a sink's thread cannot be started, lines for
+/// it are dropped (counted) rather than written in the caller's thread.
 pub fn init(debug: bool) {
     let level = if debug {
         log::LevelFilter::Debug
     } else {
         log::LevelFilter::Info
     };
-    let logger = AuditLog {
-        syslog: Mutex::new(Syslog {
-            logger: None,
-            last_try: None,
-        }),
-        level,
+    let (Ok(stderr), Ok(syslog)) = (
+        Sink::spawn("stderr", QUEUE_LINES, Stderr),
+        Sink::spawn("syslog", QUEUE_LINES, Syslog::system()),
+    ) else {
+        let _ = std::io::stderr().write_all(b"twostepd: error: cannot start the log threads\n");
+        return;
     };
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+    if log::set_boxed_logger(Box::new(AuditLog::new(stderr, syslog, level))).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::Log;
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::Mutex;
+
+    /// A target that records lines and can be told to refuse them.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<(Vec<String>, bool)>>);
+
+    impl Target for Recorder {
+        fn write_line(&mut self, _: log::Level, text: &str) -> std::io::Result<()> {
+            let mut g = self.0.lock().unwrap();
+            if g.1 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            g.0.push(text.to_owned());
+            Ok(())
+        }
+    }
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        // A bounded wait for the sink thread, not a speed assertion.
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("not reached within 10 s: {what}");
+    }
+
+    fn record(log: &AuditLog, text: &str) {
+        log.log(
+            &log::Record::builder()
+                .level(log::Level::Info)
+                .target("twostepd")
+                .args(format_args!("{text}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn a_syslog_receiver_that_never_reads_does_not_block_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        // Bound, never read: after the kernel's datagram queue fills, `send` would block.
+        let _receiver = UnixDatagram::bind(&path).unwrap();
+        let out = Recorder::default();
+        let log = AuditLog::new(
+            Sink::spawn("stderr", 10_000, out.clone()).unwrap(),
+            Sink::spawn("syslog", 16, Syslog::at(&path)).unwrap(),
+            log::LevelFilter::Info,
+        );
+        // Far more lines than the socket queue and the sink's queue hold together: if
+        // logging waited for the receiver, this loop would never end.
+        let lines = 5000;
+        for i in 0..lines {
+            record(&log, &format!("line {i}"));
+        }
+        wait_until("syslog drops counted", || log.sinks()[1].dropped() > 0);
+        // The other sink was told at once, and still has every line.
+        wait_until("stderr has every line", || {
+            out.0.lock().unwrap().0.len() > lines
+        });
+        let got = out.0.lock().unwrap().0.clone();
+        assert!(got
+            .iter()
+            .any(|l| l.contains("syslog is not taking log lines")));
+        assert!(got.iter().any(|l| l == "line 4999"));
+    }
+
+    #[test]
+    fn drops_are_reported_when_the_sink_catches_up() {
+        let target = Recorder::default();
+        target.0.lock().unwrap().1 = true; // refuse everything
+        let sink = Sink::spawn("test", 4, target.clone()).unwrap();
+        for i in 0..50 {
+            sink.offer(log::Level::Info, &format!("lost {i}"));
+        }
+        wait_until("every line dropped", || sink.dropped() == 50);
+        target.0.lock().unwrap().1 = false;
+        sink.offer(log::Level::Info, "back");
+        wait_until("the report and the line", || {
+            target.0.lock().unwrap().0.len() == 2
+        });
+        let got = target.0.lock().unwrap().0.clone();
+        assert_eq!(
+            got,
+            vec![
+                "50 log lines were dropped: this log did not take them in time".to_owned(),
+                "back".to_owned()
+            ]
+        );
+        assert_eq!(sink.dropped(), 0);
+    }
+
+    #[test]
+    fn a_missing_syslog_socket_is_a_counted_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Syslog::at(&dir.path().join("absent.sock"));
+        assert!(s.write_line(log::Level::Info, "x").is_err());
     }
 }

@@ -155,6 +155,8 @@ pub struct Daemon {
     child: Option<Child>,
     bus_address: String,
     run_as: Option<Creds>,
+    /// A socket the daemon sees as `/dev/log` (private mount namespace), if any.
+    syslog: Option<PathBuf>,
     config_path: PathBuf,
     state_dir: PathBuf,
     log: PathBuf,
@@ -178,6 +180,16 @@ impl Daemon {
     /// the daemon cannot own its name then; use [`Bus::permissive`].
     pub fn start_as(bus: &Bus, config: DaemonConfig, user: &User) -> Daemon {
         Daemon::spawn(bus.address(), config, Some(user.creds()))
+    }
+
+    /// Start as root with `config`, in a private mount namespace where `/dev/log` is
+    /// `syslog_socket` (see [`crate::syslog`]); waits until it owns its name.
+    pub fn start_with_syslog(bus: &Bus, config: DaemonConfig, syslog_socket: &Path) -> Daemon {
+        let mut d = Daemon::prepare(bus.address(), &config, None);
+        d.syslog = Some(syslog_socket.to_path_buf());
+        d.launch();
+        d.wait_ready();
+        d
     }
 
     /// Write the config, start (as `run_as`, or root) and wait until it owns its name.
@@ -217,6 +229,7 @@ impl Daemon {
             child: None,
             bus_address: bus_address.to_string(),
             run_as,
+            syslog: None,
             config_path,
             state_dir,
             log,
@@ -234,7 +247,12 @@ impl Daemon {
             .open(&self.log)
             .expect("open daemon log");
         let _ = writeln!(log, "=== harness: start #{} ===", self.starts);
-        let mut cmd = proc::command(self.run_as, artifacts::twostepd());
+        let mut cmd = match &self.syslog {
+            Some(socket) => crate::ns::Namespace::new()
+                .syslog(socket)
+                .command(artifacts::twostepd()),
+            None => proc::command(self.run_as, artifacts::twostepd()),
+        };
         for var in ["RUST_LOG", "RUST_BACKTRACE"] {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);

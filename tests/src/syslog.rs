@@ -96,6 +96,38 @@ impl Syslog {
     }
 }
 
+/// A syslog socket whose receiver never reads: once the kernel's datagram queue
+/// (`net.unix.max_dgram_qlen`, 10 by default) is full, every `send` to it blocks — what a
+/// stuck journald or rsyslogd looks like to a program that logs.
+pub struct StuckSyslog {
+    path: PathBuf,
+    _socket: UnixDatagram,
+    // Last: removed after the socket is closed.
+    _dir: tempfile::TempDir,
+}
+
+impl StuckSyslog {
+    /// Bind a fresh socket (mode 0666) that nobody will ever read.
+    pub fn start() -> StuckSyslog {
+        let dir = unique::temp_dir("stuck-syslog");
+        unique::chmod(dir.path(), 0o755);
+        let path = dir.path().join("log.sock");
+        let socket = UnixDatagram::bind(&path)
+            .unwrap_or_else(|e| panic!("bind syslog socket {}: {e}", path.display()));
+        unique::chmod(&path, 0o666);
+        StuckSyslog {
+            path,
+            _socket: socket,
+            _dir: dir,
+        }
+    }
+
+    /// The socket to bind-mount over `/dev/log`.
+    pub fn socket(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for Syslog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
