@@ -32,11 +32,14 @@ pub const SEND_TIMEOUT: Duration = Duration::from_millis(200);
 /// How often a missing or failed syslog socket is tried again.
 pub const RETRY: Duration = Duration::from_secs(5);
 
-/// One line on its way to a sink.
-struct Line {
-    level: log::Level,
-    text: String,
+/// One line on its way to a sink, or a request to say when everything before it is out.
+enum Msg {
+    Line { level: log::Level, text: String },
+    Flush(std::sync::mpsc::Sender<()>),
 }
+
+/// How long [`log::Log::flush`] waits for each sink at exit.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a sink's thread writes; `Err` counts the line as dropped.
 pub trait Target: Send + 'static {
@@ -50,7 +53,7 @@ pub trait Target: Send + 'static {
 /// A bounded queue and the thread that drains it into a [`Target`].
 pub struct Sink {
     name: &'static str,
-    tx: SyncSender<Line>,
+    tx: SyncSender<Msg>,
     drops: Arc<Drops>,
 }
 
@@ -87,7 +90,7 @@ impl Sink {
 
     /// Offer a line without waiting; a full queue drops it and counts it.
     pub fn offer(&self, level: log::Level, text: &str) {
-        let line = Line {
+        let line = Msg::Line {
             level,
             text: text.to_owned(),
         };
@@ -102,6 +105,27 @@ impl Sink {
         self.drops.count.load(Ordering::Relaxed)
     }
 
+    /// Wait, at most `timeout`, until every line offered before this call is written (or
+    /// dropped). Returns whether that happened in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done, wait) = std::sync::mpsc::channel();
+        let mut msg = Msg::Flush(done);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => return false,
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+
     /// `true` once after this sink started dropping lines: time to say so elsewhere.
     fn take_announcement(&self) -> bool {
         self.drops.announce.swap(false, Ordering::Relaxed)
@@ -109,8 +133,15 @@ impl Sink {
 }
 
 /// The sink thread: before each line, report what was dropped since the last report.
-fn drain(rx: &Receiver<Line>, mut target: impl Target, drops: &Drops) {
-    while let Ok(line) = rx.recv() {
+fn drain(rx: &Receiver<Msg>, mut target: impl Target, drops: &Drops) {
+    while let Ok(msg) = rx.recv() {
+        let (level, text) = match msg {
+            Msg::Line { level, text } => (level, text),
+            Msg::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         let lost = drops.count.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let note = format!("{lost} log lines were dropped: this log did not take them in time");
@@ -118,7 +149,7 @@ fn drain(rx: &Receiver<Line>, mut target: impl Target, drops: &Drops) {
                 drops.add(lost);
             }
         }
-        if target.write_line(line.level, &line.text).is_err() {
+        if target.write_line(level, &text).is_err() {
             drops.add(1);
         }
     }
@@ -260,7 +291,13 @@ impl log::Log for AuditLog {
         }
     }
 
-    fn flush(&self) {}
+    /// Wait (at most [`FLUSH_TIMEOUT`] per sink) until the lines logged so far are out:
+    /// called before the daemon exits, so its last words (why it cannot start) are kept.
+    fn flush(&self) {
+        for sink in self.sinks() {
+            sink.flush(FLUSH_TIMEOUT);
+        }
+    }
 }
 
 /// Install the logger once, at start-up. If a sink's thread cannot be started, lines for
@@ -379,6 +416,17 @@ mod tests {
             ]
         );
         assert_eq!(sink.dropped(), 0);
+    }
+
+    #[test]
+    fn flush_waits_for_the_lines_already_offered() {
+        let target = Recorder::default();
+        let sink = Sink::spawn("test", 64, target.clone()).unwrap();
+        for i in 0..20 {
+            sink.offer(log::Level::Info, &format!("line {i}"));
+        }
+        assert!(sink.flush(Duration::from_secs(10)));
+        assert_eq!(target.0.lock().unwrap().0.len(), 20);
     }
 
     #[test]

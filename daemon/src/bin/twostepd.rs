@@ -40,6 +40,14 @@ fn main() -> ExitCode {
         };
     }
     twostepd::logging::init(args.debug);
+    let code = serve(&args);
+    // Why: log lines are written by the log threads; keep the last ones (why the daemon
+    // stops) before the process ends.
+    log::logger().flush();
+    code
+}
+
+fn serve(args: &Args) -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -59,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.config)) {
+    match runtime.block_on(run(config, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
