@@ -57,6 +57,8 @@ impl From<Version> for i64 {
 #[serde(deny_unknown_fields, default)]
 pub struct Daemon {
     /// Directory of the embedded store (created 0700, owned by root). Default `/var/lib/twostep`.
+    /// Must be absolute: a relative path would depend on the daemon's working directory.
+    #[serde(deserialize_with = "absolute_path")]
     pub state_dir: PathBuf,
     /// `"system"` (default) or a `unix:path=/…` address of a private bus.
     pub bus: BusAddress,
@@ -68,6 +70,19 @@ impl Default for Daemon {
             state_dir: PathBuf::from("/var/lib/twostep"),
             bus: BusAddress::System,
         }
+    }
+}
+
+/// An absolute path, checked while parsing so the error carries its position.
+fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let p = PathBuf::deserialize(d)?;
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{} is not an absolute path",
+            p.display()
+        )))
     }
 }
 
@@ -167,8 +182,11 @@ pub struct Totp {
     pub digits: Bounded<6, 8>,
     /// Seconds per time step, 15 to 300. Default 30.
     pub period: Bounded<15, 300>,
-    /// Time steps accepted either side of now, 0 to 10. Default 1.
-    pub window: Bounded<0, 10>,
+    /// Time steps accepted either side of now, 0 to 2. Default 1. RFC 6238 §5.2
+    /// recommends at most one step for network delay; a wider window multiplies the codes
+    /// an attacker may guess (2 × window + 1 of them per attempt) and says the clocks are
+    /// wrong, which NTP fixes.
+    pub window: Bounded<0, 2>,
     /// Issuer shown by authenticator apps; empty (default) means the host name.
     pub issuer: String,
 }
@@ -350,9 +368,10 @@ impl Config {
     /// Parse `text`, naming `file` in errors.
     ///
     /// # Errors
-    /// As [`Config::load`].
+    /// As [`Config::load`], and settings that contradict each other (see
+    /// [`Config::contradictions`]); those carry no position.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError {
                 file: file.to_owned(),
@@ -360,7 +379,101 @@ impl Config {
                 column,
                 message: e.message().trim().to_owned(),
             }
-        })
+        })?;
+        match config.contradictions() {
+            Some(message) => Err(ConfigError {
+                file: file.to_owned(),
+                line: 0,
+                column: 0,
+                message,
+            }),
+            None => Ok(config),
+        }
+    }
+
+    /// Settings that are each valid but together protect less than they say: an error.
+    ///
+    /// - `require = "groups"` without any group requires nobody;
+    /// - `groups` listed with `require = "none"`: the admin names groups, nobody is required.
+    pub fn contradictions(&self) -> Option<String> {
+        let p = &self.policy;
+        match p.require {
+            Require::Groups if p.groups.is_empty() => Some(
+                "[policy] require = \"groups\" but groups is empty: that requires nobody; \
+                 list the groups whose members must use a second factor"
+                    .into(),
+            ),
+            Require::None if !p.groups.is_empty() => Some(
+                "[policy] groups is set but require = \"none\": nobody is required; \
+                 set require = \"groups\" (or remove groups)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Check the group names against the host's groups (NSS through `exists`, which
+    /// answers `Ok(true)`, `Ok(false)` or the look-up's error).
+    ///
+    /// A group in `groups` (with `require = "groups"`) that does not resolve, or whose
+    /// look-up fails, is an error: its members would silently not be asked for a second
+    /// factor (a misspelt name switches 2FA off for the real group). Unknown
+    /// `exempt_groups` (exempts nobody) and an unknown `admin_group` (root only) are
+    /// warnings: they protect more than they say, not less; so is `groups` with
+    /// `require = "all"` (ignored).
+    pub fn check_groups(&self, exists: impl Fn(&str) -> Result<bool, String>) -> Vec<Finding> {
+        let p = &self.policy;
+        let mut out = Vec::new();
+        let unknown = |name: &str| match exists(name) {
+            Ok(true) => None,
+            Ok(false) => Some(format!("group {name:?} does not exist")),
+            Err(e) => Some(format!("group {name:?} cannot be looked up: {e}")),
+        };
+        if p.require == Require::Groups {
+            for why in p.groups.iter().filter_map(|g| unknown(g)) {
+                out.push(Finding::Error(format!(
+                    "[policy] groups: {why}; its members would not be asked for a second factor"
+                )));
+            }
+        }
+        if p.require == Require::All && !p.groups.is_empty() {
+            out.push(Finding::Warning(
+                "[policy] groups is ignored: require = \"all\" requires everyone".into(),
+            ));
+        }
+        for g in &p.exempt_groups {
+            if let Some(why) = unknown(g) {
+                out.push(Finding::Warning(format!(
+                    "[policy] exempt_groups: {why}; it exempts nobody"
+                )));
+            }
+        }
+        if !p.admin_group.is_empty() {
+            if let Some(why) = unknown(&p.admin_group) {
+                out.push(Finding::Warning(format!(
+                    "[policy] admin_group: {why}; only root may use the admin commands"
+                )));
+            }
+        }
+        out
+    }
+}
+
+/// What [`Config::check_groups`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// The daemon must not run on this: `--check-config` fails, start and reload refuse it.
+    Error(String),
+    /// Protects more than it says; logged at start and reload, printed by `--check-config`.
+    Warning(String),
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Error(m) => write!(f, "error: {m}"),
+            Finding::Warning(m) => write!(f, "warning: {m}"),
+        }
     }
 }
 
@@ -446,6 +559,13 @@ may_toggle = false
             ("version = 2\n", 1, 11, "unsupported config version"),
             ("[totp]\nalgorithm = \"MD5\"\n", 2, 13, "unknown variant"),
             ("[lockout\n", 1, 9, ""),
+            ("[totp]\nwindow = 10\n", 2, 10, "out of range 0..=2"),
+            (
+                "[daemon]\nstate_dir = \"var/lib/x\"\n",
+                2,
+                13,
+                "not an absolute path",
+            ),
         ];
         for (text, line, column, needle) in cases {
             let e = parse(text).unwrap_err();
@@ -473,6 +593,71 @@ may_toggle = false
         assert_eq!(
             Config::parse(&uncommented, &path).unwrap(),
             Config::default()
+        );
+    }
+
+    #[test]
+    fn policies_that_require_nobody_are_errors() {
+        for (text, needle) in [
+            ("[policy]\nrequire = \"groups\"\n", "groups is empty"),
+            (
+                "[policy]\nrequire = \"groups\"\ngroups = []\n",
+                "groups is empty",
+            ),
+            ("[policy]\ngroups = [\"staff\"]\n", "nobody is required"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(needle), "{text:?}: {e}");
+            assert!(e.to_string().starts_with("t.toml: [policy]"), "{e}");
+        }
+        assert!(parse("[policy]\nrequire = \"groups\"\ngroups = [\"staff\"]\n").is_ok());
+        assert!(parse("[policy]\nrequire = \"all\"\ngroups = [\"staff\"]\n").is_ok());
+    }
+
+    #[test]
+    fn unknown_groups_are_errors_where_they_would_exempt_people() {
+        let exists = |g: &str| match g {
+            "staff" | "wheel" => Ok(true),
+            "broken" => Err("nss down".to_owned()),
+            _ => Ok(false),
+        };
+        let c = parse(
+            "[policy]\nrequire = \"groups\"\ngroups = [\"staff\", \"stafff\", \"broken\"]\n\
+             exempt_groups = [\"robots\"]\nadmin_group = \"wheell\"\n",
+        )
+        .unwrap();
+        let f = c.check_groups(exists);
+        let errors: Vec<_> = f
+            .iter()
+            .filter(|x| matches!(x, Finding::Error(_)))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{f:?}");
+        assert!(
+            errors[0].contains("\"stafff\" does not exist"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("cannot be looked up: nss down"),
+            "{errors:?}"
+        );
+        let warnings: Vec<_> = f
+            .iter()
+            .filter(|x| matches!(x, Finding::Warning(_)))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{f:?}");
+        assert!(warnings[0].contains("exempts nobody"), "{warnings:?}");
+        assert!(warnings[1].contains("only root"), "{warnings:?}");
+
+        let ok = parse(
+            "[policy]\nrequire = \"groups\"\ngroups = [\"staff\"]\nadmin_group = \"wheel\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.check_groups(exists), vec![]);
+        let all = parse("[policy]\nrequire = \"all\"\ngroups = [\"nosuch\"]\n").unwrap();
+        assert!(
+            matches!(all.check_groups(exists).as_slice(), [Finding::Warning(w)] if w.contains("ignored"))
         );
     }
 

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! twostepd: the root daemon that owns every secret and decides every login.
 //!
-//! `core` is the logic (no bus); `bus` is the thin D-Bus adapter; `logging` sends audit
-//! lines to syslog (authpriv) and stderr.
+//! `core` is the logic (no bus); `bus` is the thin D-Bus adapter; `configfile` reads and
+//! checks the configuration; `logging` sends audit lines to syslog (authpriv) and stderr.
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod configfile;
 pub mod core;
 pub mod logging;

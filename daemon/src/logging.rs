@@ -57,19 +57,29 @@ pub struct Sink {
     drops: Arc<Drops>,
 }
 
-/// Lines a sink lost since it last reported, and whether that loss is yet to be announced
-/// on the other sink.
+/// Lines a sink lost since it last reported, and the announcement of an outage.
 #[derive(Default)]
 struct Drops {
     count: AtomicU64,
+    /// In an outage that has been (or is about to be) announced; cleared when a line gets
+    /// through again, so each outage is announced once.
+    outage: AtomicBool,
+    /// The other sink should say so with the next line logged.
     announce: AtomicBool,
 }
 
 impl Drops {
-    fn add(&self, n: u64) {
-        if self.count.fetch_add(n, Ordering::Relaxed) == 0 {
+    /// Count `n` lost lines. A *stuck* receiver (`loud`) is announced once per outage; a
+    /// receiver that is simply not there (no syslog daemon on this host) is not.
+    fn add(&self, n: u64, loud: bool) {
+        self.count.fetch_add(n, Ordering::Relaxed);
+        if loud && !self.outage.swap(true, Ordering::Relaxed) {
             self.announce.store(true, Ordering::Relaxed);
         }
+    }
+
+    fn recovered(&self) {
+        self.outage.store(false, Ordering::Relaxed);
     }
 }
 
@@ -95,7 +105,7 @@ impl Sink {
             text: text.to_owned(),
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
-            self.drops.add(1);
+            self.drops.add(1, true);
         }
     }
 
@@ -145,14 +155,21 @@ fn drain(rx: &Receiver<Msg>, mut target: impl Target, drops: &Drops) {
         let lost = drops.count.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let note = format!("{lost} log lines were dropped: this log did not take them in time");
-            if target.write_line(log::Level::Warn, &note).is_err() {
-                drops.add(lost);
+            if let Err(e) = target.write_line(log::Level::Warn, &note) {
+                drops.add(lost, is_stuck(&e));
             }
         }
-        if target.write_line(level, &text).is_err() {
-            drops.add(1);
+        match target.write_line(level, &text) {
+            Ok(()) => drops.recovered(),
+            Err(e) => drops.add(1, is_stuck(&e)),
         }
     }
+}
+
+/// Whether a refused line means a receiver that is there but not taking lines (worth
+/// announcing), rather than no receiver at all.
+fn is_stuck(e: &std::io::Error) -> bool {
+    e.kind() != std::io::ErrorKind::NotConnected
 }
 
 /// stderr, one `write_all` per line so lines of concurrent threads never interleave.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use twostep_config::{BusAddress, Config};
+use twostepd::configfile;
 use twostepd::core::Core;
 
 /// The twostep daemon: owns every secret and decides every second-factor check.
@@ -28,8 +29,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        return match Config::load(&path) {
-            Ok(_) => {
+        return match configfile::load(&path) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
@@ -48,8 +52,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &Args) -> ExitCode {
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
+    let config = match configfile::load(&args.config) {
+        Ok(loaded) => {
+            configfile::log_warnings(&loaded);
+            loaded.config
+        }
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;
@@ -123,9 +130,10 @@ async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Resul
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
                 let root = twostepd::core::Caller { uid: 0, sender: "SIGHUP".into() };
-                let outcome = Config::load(config_path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| core.reload(&root, c).map_err(|e| e.to_string()));
+                let outcome = configfile::load(config_path).and_then(|loaded| {
+                    configfile::log_warnings(&loaded);
+                    core.reload(&root, loaded.config).map_err(|e| e.to_string())
+                });
                 if let Err(e) = outcome {
                     log::error!("reload refused, the previous configuration stays: {e}");
                 }

@@ -316,9 +316,10 @@ impl AdminIface {
         self.0
             .run(move |core| {
                 core.authorize_admin(&caller)?;
-                let config = twostep_config::Config::load(&path)
+                let loaded = crate::configfile::load(&path)
                     .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
-                core.reload(&caller, config)
+                crate::configfile::log_warnings(&loaded);
+                core.reload(&caller, loaded.config)
             })
             .await
     }
