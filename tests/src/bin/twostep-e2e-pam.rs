@@ -203,16 +203,12 @@ fn free_replies(replies: *mut PamResponse, n: usize) {
     unsafe { libc::free(replies.cast()) };
 }
 
-/// The lowest file descriptor number not in use.
-fn lowest_free_fd() -> u64 {
-    let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    // The descriptor read_dir used is closed again by now, so it counts as free.
-    (0..).find(|fd| !open.contains(fd)).unwrap_or(0)
+/// The lowest file descriptor number not in use: the one the next `open` gets.
+fn lowest_free_fd() -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let probe = std::fs::File::open("/dev/null").ok()?;
+    u64::try_from(probe.as_raw_fd()).ok()
+    // `probe` closes here, so that number is free again.
 }
 
 fn usage() -> ExitCode {
@@ -271,7 +267,10 @@ fn main() -> ExitCode {
     if no_fd_left {
         // pam_start has read the service file and loaded its modules: from here on every
         // new descriptor (the module's socket() first) fails with EMFILE.
-        let limit = lowest_free_fd();
+        let Some(limit) = lowest_free_fd() else {
+            eprintln!("cannot find the lowest free descriptor");
+            return ExitCode::from(2);
+        };
         let rlim = libc::rlimit {
             rlim_cur: limit,
             rlim_max: limit,
