@@ -319,9 +319,9 @@ impl Outcome {
             Outcome::BadAnswer(BadAnswer::Shape) => {
                 "refused: answer does not have the shape of a code".into()
             }
-            Outcome::Absent(why) => format!("daemon absent: {}", why.describe()),
+            Outcome::Absent(why) => format!("daemon unreachable (absent): {}", why.describe()),
             Outcome::Daemon(DaemonError::Unanswered(why)) => {
-                format!("daemon did not answer: {why}")
+                format!("daemon unreachable (no usable answer): {why}")
             }
             Outcome::Daemon(DaemonError::WrongOwner { uid }) => format!(
                 "daemon name {} is owned by uid {uid}, not the expected uid; not trusted",

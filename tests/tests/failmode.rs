@@ -167,6 +167,9 @@ fn error_names_from_the_name_owner_never_fail_open() {
         let answers = usize::from(script.begin == Answer::Normally);
         assert_eq!(owner.answers(), answers, "{script:?}\n{run}");
         assert_no_fail_open(&syslog);
+        // The admin learns why failmode=open did not apply.
+        let line = syslog.wait_for(&["pam_twostep", "failmode=open does not apply"], LOG_WAIT);
+        assert!(line.is_some(), "{script:?}:\n{}", syslog.dump());
     }
 }
 
