@@ -1349,6 +1349,16 @@ mod tests {
                 msg(MessageType::Reply, Some(3), Some(DBUS_NAME)),
                 forged(3, ":1.7"),
             ),
+            // The bus driver may refuse a call to the daemon (not delivered), never answer
+            // it; and an error to one of its own calls is just its reply.
+            (
+                msg(MessageType::Error, Some(3), Some(DBUS_NAME)),
+                Route::Bus(3),
+            ),
+            (
+                msg(MessageType::Error, Some(2), Some(DBUS_NAME)),
+                Route::Reply(2),
+            ),
             (
                 msg(MessageType::Reply, Some(3), Some(":1.8")),
                 forged(3, ":1.7"),
