@@ -56,7 +56,10 @@ use twostep_proto::{login, Step, BUS_NAME, ERROR_PREFIX, LOGIN_INTERFACE, OBJECT
 use zeroize::Zeroizing;
 
 use crate::args::ModuleArgs;
-use crate::flow::{describe_step, Answer, Daemon, DaemonError, ErrorName, LoginContext, Session};
+use crate::flow::{
+    describe_step, Absence, Answer, BeginError, Daemon, DaemonError, ErrorName, LoginContext,
+    Session,
+};
 use crate::log::{Field, Log};
 
 const DBUS_NAME: &str = "org.freedesktop.DBus";
@@ -64,9 +67,12 @@ const DBUS_PATH: &str = "/org/freedesktop/DBus";
 const DBUS_INTERFACE: &str = "org.freedesktop.DBus";
 const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
 
-/// Errors that mean "the daemon cannot be reached" (so `failmode` applies). Anything else
-/// that is not one of the daemon's own names is a protocol error and fails closed.
-const TRANSPORT_ERRORS: [&str; 9] = [
+/// Transport error names. From whatever owns the daemon's name, in reply to a login call,
+/// they mean "no usable answer": [`DaemonError::Unanswered`], which fails closed like any
+/// other error name (a name's owner that says "no reply" has replied; only the bus driver
+/// can say the daemon is not there, see [`Absence`]). Any other name that is not one of the
+/// daemon's own is a protocol error.
+const UNANSWERED_ERRORS: [&str; 9] = [
     "org.freedesktop.DBus.Error.NoReply",
     "org.freedesktop.DBus.Error.Timeout",
     "org.freedesktop.DBus.Error.TimedOut",
@@ -97,8 +103,12 @@ enum CallError {
     Timeout,
     /// The connection is gone.
     Disconnected,
-    /// An error reply: its name and message.
+    /// An error reply from the one sender the call waits for (the bus driver for the
+    /// bus's own methods, the daemon's unique name for login calls): its name and message.
     Reply { name: String, message: String },
+    /// An error from the bus driver about a call to another peer: it could not be
+    /// delivered (the daemon's connection is gone, a policy refused it, …).
+    Bus { name: String, message: String },
     /// Bytes that are not a D-Bus message (or not an `OK` from SASL), or a message this
     /// module cannot build.
     Malformed(String),
@@ -111,17 +121,29 @@ impl CallError {
             CallError::Timeout => "no reply within timeout=".into(),
             CallError::Disconnected => "disconnected".into(),
             CallError::Reply { name, message } => format!("{name} {}", Field(Some(message))),
+            CallError::Bus { name, message } => {
+                format!("the bus answered {name} {}", Field(Some(message)))
+            }
             CallError::Malformed(why) => format!("malformed: {}", Field(Some(why))),
         }
     }
 
-    /// A failed login call, as the flow sees it.
+    /// A failed login call, as the flow sees it: never an [`Absence`] (the call was sent).
     fn classify(&self) -> DaemonError {
         match self {
-            CallError::Timeout | CallError::Disconnected => DaemonError::Unreachable(self.show()),
+            CallError::Timeout | CallError::Disconnected | CallError::Bus { .. } => {
+                DaemonError::Unanswered(self.show())
+            }
             CallError::Reply { name, message } => classify(name, message),
             CallError::Malformed(_) => DaemonError::Protocol(self.show()),
         }
+    }
+
+    /// The bus driver's answer to `GetNameOwner`: "nobody owns that name". (Replies to the
+    /// bus's own methods are taken from the sender `org.freedesktop.DBus` only, see
+    /// [`route`], so this is the driver speaking.)
+    fn says_no_owner(&self) -> bool {
+        matches!(self, CallError::Reply { name, .. } if name == NAME_HAS_NO_OWNER)
     }
 }
 
@@ -150,11 +172,16 @@ impl<'a> BusDaemon<'a> {
 
     /// Round trips 1 and 2: connects, registers, resolves and checks the daemon, and returns
     /// the connection with Begin's reply (not yet looked at).
+    ///
+    /// [`BeginError::Absent`] comes from two places only, both before Begin is sent:
+    /// [`Conn::open`] (`ENOENT`, `ECONNREFUSED` from `connect`) and [`Self::register`] (the
+    /// bus driver's `NameHasNoOwner`). Everything from [`Self::checked_begin`] on is a
+    /// [`DaemonError`].
     fn connect_and_begin(
         &self,
         user: &str,
         ctx: &LoginContext,
-    ) -> Result<(Connected, MarshalledMessage), DaemonError> {
+    ) -> Result<(Connected, MarshalledMessage), BeginError> {
         let bus = &self.args.bus;
         let path = bus.strip_prefix("unix:path=").ok_or_else(|| {
             DaemonError::Protocol(format!(
@@ -165,8 +192,16 @@ impl<'a> BusDaemon<'a> {
         // One timeout= for connecting, authenticating and registering, as when libdbus did
         // its handshake inside the time of the Hello call.
         let deadline = Instant::now() + self.args.timeout;
-        let mut conn = Conn::open(path, deadline)
-            .map_err(|e| DaemonError::Unreachable(format!("cannot connect to {bus}: {e}")))?;
+        let mut conn = Conn::open(path, deadline).map_err(|e| match e {
+            OpenError::Absent(why) => {
+                self.log
+                    .debug(&format!("cannot connect to {bus}: {}", why.describe()));
+                BeginError::Absent(why)
+            }
+            OpenError::Failed(why) => {
+                DaemonError::Unanswered(format!("cannot connect to {bus}: {why}")).into()
+            }
+        })?;
         let daemon = self.register(&mut conn, deadline)?;
         let begun = self.checked_begin(&mut conn, &daemon, user, ctx)?;
         Ok((Connected { conn, daemon }, begun))
@@ -174,13 +209,22 @@ impl<'a> BusDaemon<'a> {
 
     /// Round trip 1: SASL, `Hello` and `GetNameOwner` together; the unique name owning
     /// [`BUS_NAME`], asking the bus to start the daemon (D-Bus activation) if nobody owns it.
-    fn register(&self, conn: &mut Conn, deadline: Instant) -> Result<String, DaemonError> {
+    ///
+    /// # Errors
+    /// [`BeginError::Absent`] ([`Absence::NoOwner`]) only when the bus driver says the name
+    /// has no owner, also after the start was asked for; every other failure (no `OK`, a
+    /// hang-up, a timeout, an error other than `NameHasNoOwner`) fails closed.
+    fn register(&self, conn: &mut Conn, deadline: Instant) -> Result<String, BeginError> {
         let bus = &self.args.bus;
         let unregistered = |e: &CallError| {
-            DaemonError::Unreachable(format!("cannot register on {bus}: {}", e.show()))
+            DaemonError::Unanswered(format!("cannot register on {bus}: {}", e.show()))
         };
-        let unreachable =
-            |what: &str, e: &CallError| DaemonError::Unreachable(format!("{what}: {}", e.show()));
+        let unresolved = |e: &CallError| {
+            DaemonError::Unanswered(format!(
+                "cannot resolve the daemon's bus name: {}",
+                e.show()
+            ))
+        };
         // Why Hello by hand: the bus must see it first, and its reply (our unique name) is
         // of no use to the module.
         let hello = bus_method("Hello")?;
@@ -194,10 +238,8 @@ impl<'a> BusDaemon<'a> {
             let registered = !pending.iter().any(|p| p.serial == hello_serial);
             let (serial, result) = match conn.next_reply(&mut pending, deadline, self.log) {
                 Ok(got) => got,
-                Err(e) if registered => {
-                    return Err(unreachable("cannot resolve the daemon's bus name", &e))
-                }
-                Err(e) => return Err(unregistered(&e)),
+                Err(e) if registered => return Err(unresolved(&e).into()),
+                Err(e) => return Err(unregistered(&e).into()),
             };
             if serial == hello_serial {
                 result.map_err(|e| unregistered(&e))?;
@@ -210,23 +252,45 @@ impl<'a> BusDaemon<'a> {
             .and_then(|reply| unique_owner(&reply));
         match owner {
             Ok(owner) => Ok(owner),
-            Err(CallError::Reply { name, .. }) if name == NAME_HAS_NO_OWNER => {
-                self.log.debug(&format!(
-                    "{BUS_NAME} has no owner; asking the bus to start it"
-                ));
-                let mut start = bus_method("StartServiceByName")?;
-                start
-                    .body
-                    .push_param2(BUS_NAME, 0u32)
-                    .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
-                self.call(conn, &start, DBUS_NAME).map_err(|e| {
-                    unreachable("twostepd is not running and could not be started", &e)
-                })?;
-                self.call(conn, &name_owner_query()?, DBUS_NAME)
-                    .and_then(|reply| unique_owner(&reply))
-                    .map_err(|e| unreachable("twostepd was started but owns no name", &e))
+            Err(e) if e.says_no_owner() => self.start_and_resolve(conn),
+            Err(e) => Err(unresolved(&e).into()),
+        }
+    }
+
+    /// After the bus driver said nobody owns [`BUS_NAME`]: `StartServiceByName`, then
+    /// `GetNameOwner` again, one round trip each.
+    fn start_and_resolve(&self, conn: &mut Conn) -> Result<String, BeginError> {
+        self.log.debug(&format!(
+            "{BUS_NAME} has no owner; asking the bus to start it"
+        ));
+        let mut start = bus_method("StartServiceByName")?;
+        start
+            .body
+            .push_param2(BUS_NAME, 0u32)
+            .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
+        match self.call(conn, &start, DBUS_NAME) {
+            // Started, already running, or refused by the bus driver (not activatable, the
+            // start failed): the driver's answer to the next question decides.
+            Ok(_) | Err(CallError::Reply { .. }) => {}
+            Err(e) => {
+                return Err(DaemonError::Unanswered(format!(
+                    "asking the bus to start twostepd: {}",
+                    e.show()
+                ))
+                .into())
             }
-            Err(e) => Err(unreachable("cannot resolve the daemon's bus name", &e)),
+        }
+        match self
+            .call(conn, &name_owner_query()?, DBUS_NAME)
+            .and_then(|reply| unique_owner(&reply))
+        {
+            Ok(owner) => Ok(owner),
+            Err(e) if e.says_no_owner() => Err(BeginError::Absent(Absence::NoOwner)),
+            Err(e) => Err(DaemonError::Unanswered(format!(
+                "cannot resolve the daemon's bus name after starting it: {}",
+                e.show()
+            ))
+            .into()),
         }
     }
 
@@ -241,7 +305,7 @@ impl<'a> BusDaemon<'a> {
     ) -> Result<MarshalledMessage, DaemonError> {
         let bus = &self.args.bus;
         let unasked = |e: &CallError| {
-            DaemonError::Unreachable(format!(
+            DaemonError::Unanswered(format!(
                 "cannot ask the bus who owns {BUS_NAME}: {}",
                 e.show()
             ))
@@ -330,7 +394,7 @@ impl<'a> BusDaemon<'a> {
 }
 
 impl Daemon for BusDaemon<'_> {
-    fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), DaemonError> {
+    fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), BeginError> {
         let mut slot = self
             .conn
             .try_borrow_mut()
@@ -422,9 +486,16 @@ enum Route {
     Forged { serial: u32, expected: String },
     /// The reply to the pending call with this serial.
     Reply(u32),
+    /// An error from the bus driver about the pending call with this serial, which went
+    /// to another peer: the bus could not deliver it. It ends that call (closed).
+    Bus(u32),
 }
 
 /// Matches a message to the pending calls: by reply serial AND sender. Pure, table-tested.
+///
+/// Replies to the bus's own methods are taken from the bus driver only; replies to a login
+/// call from the daemon's unique name only, or an *error* from the bus driver (which alone
+/// can say the call was not delivered; it never answers for the daemon).
 fn route(msg: &MarshalledMessage, pending: &[Pending]) -> Route {
     if !matches!(msg.typ, MessageType::Reply | MessageType::Error) {
         return Route::Drop;
@@ -435,8 +506,11 @@ fn route(msg: &MarshalledMessage, pending: &[Pending]) -> Route {
     let Some(call) = pending.iter().find(|p| p.serial == serial) else {
         return Route::Drop;
     };
-    if msg.dynheader.sender.as_deref() == Some(call.sender.as_str()) {
+    let sender = msg.dynheader.sender.as_deref();
+    if sender == Some(call.sender.as_str()) {
         Route::Reply(serial)
+    } else if sender == Some(DBUS_NAME) && msg.typ == MessageType::Error {
+        Route::Bus(serial)
     } else {
         Route::Forged {
             serial,
@@ -547,7 +621,8 @@ fn wipe_body(msg: &mut MarshalledMessage) {
     std::hint::black_box(msg.get_buf());
 }
 
-/// Classifies a D-Bus error reply to a login call, by name. Pure, so it is table-tested.
+/// Classifies a D-Bus error reply from the daemon's unique name to a login call, by name.
+/// Pure, so it is table-tested. Never an [`Absence`], whatever the name.
 fn classify(name: &str, message: &str) -> DaemonError {
     if let Some(ours) = ErrorName::from_dbus(name) {
         return DaemonError::Refused(ours);
@@ -558,8 +633,8 @@ fn classify(name: &str, message: &str) -> DaemonError {
         .is_some_and(|rest| rest.starts_with('.'))
     {
         DaemonError::Protocol(format!("unknown daemon error {text}"))
-    } else if TRANSPORT_ERRORS.contains(&name) {
-        DaemonError::Unreachable(text)
+    } else if UNANSWERED_ERRORS.contains(&name) {
+        DaemonError::Unanswered(text)
     } else {
         DaemonError::Protocol(text)
     }
@@ -635,6 +710,26 @@ fn time_left(deadline: Instant) -> Option<Duration> {
     (!left.is_zero()).then_some(left)
 }
 
+/// Why [`Conn::open`] has no connection.
+enum OpenError {
+    /// The socket is not there or nobody listens: the daemon is positively absent.
+    Absent(Absence),
+    /// Anything else (a resource error, a permission, a timeout): fails closed.
+    Failed(String),
+}
+
+/// The [`Absence`] a failed `connect()` to a unix socket proves, if any: `ENOENT` (no
+/// socket at the path) and `ECONNREFUSED` (a socket nobody listens on). Every other errno
+/// (`EACCES`, `EAGAIN`, `ENOMEM`, `ETIMEDOUT`, …) says nothing about the daemon being
+/// gone and fails closed. Pure, table-tested.
+fn connect_absence(errno: Errno) -> Option<Absence> {
+    match errno {
+        Errno::ENOENT => Some(Absence::NoSocket),
+        Errno::ECONNREFUSED => Some(Absence::ConnectionRefused),
+        _ => None,
+    }
+}
+
 /// The socket, closed on drop (nix 0.26 hands out raw descriptors).
 struct Socket(RawFd);
 
@@ -664,8 +759,15 @@ enum Sasl {
 
 impl Conn {
     /// Connects to the socket at `path` before `deadline`.
-    fn open(path: &str, deadline: Instant) -> Result<Conn, String> {
-        let addr = UnixAddr::new(path).map_err(|e| e.to_string())?;
+    ///
+    /// # Errors
+    /// [`OpenError::Absent`] only for `connect` failing with `ENOENT` or `ECONNREFUSED`
+    /// ([`connect_absence`]); anything else, `socket()` failing (`EMFILE`, `ENOMEM`, …)
+    /// included, is [`OpenError::Failed`].
+    fn open(path: &str, deadline: Instant) -> Result<Conn, OpenError> {
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| OpenError::Failed(format!("{what}: {e}"));
+        let addr = UnixAddr::new(path).map_err(|e| failed("bad socket path", &e))?;
         // Why CLOEXEC: the host may fork and exec while the user types; the connection
         // must not leak into the child.
         let fd = socket::socket(
@@ -674,26 +776,30 @@ impl Conn {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed("socket()", &e))?;
         let sock = Socket(fd);
         // Why a blocking connect under SO_SNDTIMEO: connecting to a unix socket waits while
         // the listener's backlog is full (a hung bus); non-blocking, it fails with EAGAIN
         // and gives nothing to wait on. The kernel bounds that wait by SO_SNDTIMEO.
+        let timed_out = || OpenError::Failed("no connection within timeout=".into());
         loop {
-            let left = time_left(deadline).ok_or("no connection within timeout=")?;
+            let left = time_left(deadline).ok_or_else(timed_out)?;
             let micros = i64::try_from(left.as_micros()).unwrap_or(i64::MAX).max(1);
             socket::setsockopt(fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed("setsockopt(SO_SNDTIMEO)", &e))?;
             match socket::connect(fd, &addr) {
                 Ok(()) | Err(Errno::EISCONN) => break,
                 Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN | Errno::EINPROGRESS) => {
-                    return Err("no connection within timeout=".into())
+                Err(Errno::EAGAIN | Errno::EINPROGRESS) => return Err(timed_out()),
+                Err(e) => {
+                    return Err(match connect_absence(e) {
+                        Some(why) => OpenError::Absent(why),
+                        None => failed("connect()", &e),
+                    })
                 }
-                Err(e) => return Err(e.to_string()),
             }
         }
-        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
+        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| failed("fcntl()", &e))?;
         Ok(Conn {
             sock,
             inbuf: Vec::new(),
@@ -766,7 +872,8 @@ impl Conn {
     /// Reads until one of the `pending` calls has its reply, takes that call out of
     /// `pending` and returns its serial with the reply. Signals and replies to nothing
     /// pending are dropped; a reply to a pending serial from another sender is a forgery:
-    /// dropped and logged.
+    /// dropped and logged (an error from the bus driver about a call to the daemon is not:
+    /// see [`route`]).
     fn next_reply(
         &mut self,
         pending: &mut Vec<Pending>,
@@ -784,6 +891,14 @@ impl Conn {
                 Route::Reply(serial) => {
                     pending.retain(|p| p.serial != serial);
                     return Ok((serial, reply_result(msg)));
+                }
+                Route::Bus(serial) => {
+                    pending.retain(|p| p.serial != serial);
+                    let (name, message) = match reply_result(msg) {
+                        Err(CallError::Reply { name, message }) => (name, message),
+                        _ => (String::new(), String::new()),
+                    };
+                    return Ok((serial, Err(CallError::Bus { name, message })));
                 }
             }
         }
@@ -907,10 +1022,11 @@ mod tests {
     }
 
     #[test]
-    fn transport_errors_are_unreachable_and_the_rest_fails_closed() {
-        for name in TRANSPORT_ERRORS {
+    fn transport_error_names_from_the_owner_are_unanswered_and_the_rest_protocol() {
+        // Whatever the name: a DaemonError, which has no way to fail open.
+        for name in UNANSWERED_ERRORS {
             assert!(
-                matches!(classify(name, "m"), DaemonError::Unreachable(_)),
+                matches!(classify(name, "m"), DaemonError::Unanswered(_)),
                 "{name}"
             );
         }
@@ -973,7 +1089,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_socket_is_unreachable() {
+    fn a_missing_socket_is_absent() {
         let args = ModuleArgs {
             bus: "unix:path=/nonexistent/twostep-test".into(),
             ..ModuleArgs::default()
@@ -981,7 +1097,67 @@ mod tests {
         let log = Log::new(false);
         let daemon = BusDaemon::new(&args, &log);
         let got = daemon.begin("alice", &LoginContext::default());
-        assert!(matches!(got, Err(DaemonError::Unreachable(_))));
+        assert_eq!(got.unwrap_err(), BeginError::Absent(Absence::NoSocket));
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_is_absent() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        drop(listener);
+        let log = Log::new(false);
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert_eq!(
+            got.unwrap_err(),
+            BeginError::Absent(Absence::ConnectionRefused)
+        );
+        let _ = std::fs::remove_file(args.bus.trim_start_matches("unix:path="));
+    }
+
+    #[test]
+    fn only_enoent_and_econnrefused_from_connect_prove_an_absence() {
+        assert_eq!(connect_absence(Errno::ENOENT), Some(Absence::NoSocket));
+        assert_eq!(
+            connect_absence(Errno::ECONNREFUSED),
+            Some(Absence::ConnectionRefused)
+        );
+        for errno in [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOMEM,
+            Errno::ENOBUFS,
+            Errno::EAGAIN,
+            Errno::EACCES,
+            Errno::EPERM,
+            Errno::ETIMEDOUT,
+            Errno::ENOTDIR,
+            Errno::ELOOP,
+            Errno::ENAMETOOLONG,
+            Errno::EPROTOTYPE,
+            Errno::ECONNRESET,
+            Errno::EINTR,
+            Errno::EIO,
+        ] {
+            assert_eq!(connect_absence(errno), None, "{errno}");
+        }
+    }
+
+    #[test]
+    fn a_path_through_a_file_is_not_absent() {
+        // connect() fails with ENOTDIR, which proves nothing about the daemon.
+        let dir =
+            std::path::PathBuf::from(format!("/tmp/pam_twostep-notdir-{}", std::process::id()));
+        std::fs::write(&dir, b"").unwrap();
+        let args = ModuleArgs {
+            bus: format!("unix:path={}/bus.sock", dir.display()),
+            ..ModuleArgs::default()
+        };
+        let log = Log::new(false);
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        let _ = std::fs::remove_file(&dir);
+        assert!(
+            matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+            "{got:?}"
+        );
     }
 
     // ---- SASL, framing, routing: pure parts ----
@@ -1173,6 +1349,16 @@ mod tests {
                 msg(MessageType::Reply, Some(3), Some(DBUS_NAME)),
                 forged(3, ":1.7"),
             ),
+            // The bus driver may refuse a call to the daemon (not delivered), never answer
+            // it; and an error to one of its own calls is just its reply.
+            (
+                msg(MessageType::Error, Some(3), Some(DBUS_NAME)),
+                Route::Bus(3),
+            ),
+            (
+                msg(MessageType::Error, Some(2), Some(DBUS_NAME)),
+                Route::Reply(2),
+            ),
             (
                 msg(MessageType::Reply, Some(3), Some(":1.8")),
                 forged(3, ":1.7"),
@@ -1278,6 +1464,145 @@ mod tests {
     }
 
     #[test]
+    fn an_error_from_the_bus_about_a_login_call_ends_it_at_once() {
+        // The daemon's connection is gone (restarted, killed): the bus driver answers the
+        // call for it. The login was under way: closed, and without waiting for timeout=.
+        let (args, listener) = scripted_bus(Duration::from_secs(30));
+        let bus = serve(listener, |peer| {
+            let uid = peer.register(":1.7");
+            let begin = peer.call(login::BEGIN);
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            peer.reply(&begin, ":1.7", step_body("tok", &code_step()));
+            let answer = peer.call(login::ANSWER);
+            peer.error(
+                &answer,
+                DBUS_NAME,
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+            );
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        let (session, _) = daemon.begin("alice", &LoginContext::default()).unwrap();
+        let Reply::Answer(answer) = Reply::from_bytes(Some(b"123456")) else {
+            panic!("no answer");
+        };
+        let started = Instant::now();
+        let got = daemon.answer(&session, &answer);
+        assert!(matches!(got, Err(DaemonError::Unanswered(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(daemon);
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn transport_error_names_from_the_owner_fail_closed_for_begin_and_answer() {
+        for name in UNANSWERED_ERRORS {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                let uid = peer.register(":1.7");
+                let begin = peer.call(login::BEGIN);
+                peer.reply(&uid, DBUS_NAME, body_of(0u32));
+                peer.error(&begin, ":1.7", name);
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+            assert!(
+                matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+                "{name}: {got:?}"
+            );
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_unowned_name_that_cannot_be_started_is_absent() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            peer.authenticate();
+            let hello = peer.call("Hello");
+            let query = peer.call("GetNameOwner");
+            peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+            peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+            let start = peer.call("StartServiceByName");
+            peer.error(
+                &start,
+                DBUS_NAME,
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+            );
+            let query = peer.call("GetNameOwner");
+            peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+            // No login call follows.
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert_eq!(got.unwrap_err(), BeginError::Absent(Absence::NoOwner));
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn no_owner_from_anyone_but_the_bus_driver_is_not_absence() {
+        // A forged NameHasNoOwner (from a peer, not the driver) is dropped: no reply comes
+        // within timeout=, which fails closed.
+        let (args, listener) = scripted_bus(Duration::from_millis(300));
+        let bus = serve(listener, |peer| {
+            peer.authenticate();
+            let hello = peer.call("Hello");
+            let query = peer.call("GetNameOwner");
+            peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+            peer.error(&query, ":1.66", NAME_HAS_NO_OWNER);
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert!(
+            matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+            "{got:?}"
+        );
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn other_errors_while_resolving_the_name_fail_closed() {
+        // The driver's other errors to GetNameOwner, and a start that gets no answer.
+        for (first, start_answered) in [
+            ("org.freedesktop.DBus.Error.ServiceUnknown", false),
+            ("org.freedesktop.DBus.Error.LimitsExceeded", false),
+            (NAME_HAS_NO_OWNER, false),
+            (NAME_HAS_NO_OWNER, true),
+        ] {
+            let (args, listener) = scripted_bus(Duration::from_millis(300));
+            let bus = serve(listener, move |peer| {
+                peer.authenticate();
+                let hello = peer.call("Hello");
+                let query = peer.call("GetNameOwner");
+                peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+                peer.error(&query, DBUS_NAME, first);
+                if first == NAME_HAS_NO_OWNER {
+                    let start = peer.call("StartServiceByName");
+                    if start_answered {
+                        peer.reply(&start, DBUS_NAME, body_of(1u32));
+                        // The owner question again, answered by the driver with another
+                        // error than NameHasNoOwner.
+                        let query = peer.call("GetNameOwner");
+                        peer.error(&query, DBUS_NAME, "org.freedesktop.DBus.Error.NoMemory");
+                    }
+                }
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+            assert!(
+                matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+                "{first} {start_answered}: {got:?}"
+            );
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
     fn a_name_owned_by_another_uid_is_refused_and_begins_reply_dropped() {
         let (args, listener) = scripted_bus(Duration::from_secs(5));
         let bus = serve(listener, |peer| {
@@ -1293,7 +1618,7 @@ mod tests {
         let daemon = BusDaemon::new(&args, &log);
         assert_eq!(
             daemon.begin("alice", &LoginContext::default()).unwrap_err(),
-            DaemonError::WrongOwner { uid: 1000 }
+            BeginError::Failed(DaemonError::WrongOwner { uid: 1000 })
         );
         drop(daemon);
         bus.join().unwrap();
@@ -1322,7 +1647,7 @@ mod tests {
         let daemon = BusDaemon::new(&args, &log);
         assert_eq!(
             daemon.begin("alice", &LoginContext::default()).unwrap_err(),
-            DaemonError::Refused(ErrorName::Locked)
+            BeginError::Failed(DaemonError::Refused(ErrorName::Locked))
         );
         drop(daemon);
         bus.join().unwrap();
@@ -1335,7 +1660,10 @@ mod tests {
         let log = Log::new(false);
         let started = Instant::now();
         let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
-        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        assert!(
+            matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+            "{got:?}"
+        );
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
@@ -1343,7 +1671,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bus_closing_during_sasl_is_unreachable_at_once() {
+    fn a_bus_closing_during_sasl_fails_closed_at_once() {
         let (args, listener) = scripted_bus(Duration::from_secs(5));
         let bus = serve(listener, |peer| {
             let _ = peer.line();
@@ -1352,13 +1680,16 @@ mod tests {
         let log = Log::new(false);
         let started = Instant::now();
         let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
-        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        assert!(
+            matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+            "{got:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
         bus.join().unwrap();
     }
 
     #[test]
-    fn a_hung_daemon_is_bounded_by_the_timeout_and_unreachable() {
+    fn a_hung_daemon_is_bounded_by_the_timeout_and_fails_closed() {
         let (args, listener) = scripted_bus(Duration::from_millis(400));
         let bus = serve(listener, |peer| {
             let uid = peer.register(":1.7");
@@ -1370,7 +1701,10 @@ mod tests {
         let log = Log::new(false);
         let started = Instant::now();
         let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
-        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        assert!(
+            matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+            "{got:?}"
+        );
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(400), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
@@ -1378,7 +1712,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bus_gone_before_the_answer_is_unreachable() {
+    fn a_bus_gone_before_the_answer_fails_closed() {
         let (args, listener) = scripted_bus(Duration::from_secs(5));
         let bus = serve(listener, |peer| {
             let uid = peer.register(":1.7");
@@ -1395,7 +1729,7 @@ mod tests {
             panic!("no answer");
         };
         let got = daemon.answer(&session, &answer);
-        assert!(matches!(got, Err(DaemonError::Unreachable(_))), "{got:?}");
+        assert!(matches!(got, Err(DaemonError::Unanswered(_))), "{got:?}");
     }
 
     // ---- Test plumbing ----

@@ -208,13 +208,69 @@ impl ErrorName {
     }
 }
 
-/// Why talking to the daemon failed, as the module sees it.
+/// Why the daemon is positively not there. These are the only conditions `failmode=open`
+/// may let a login through on, and each is established before any login call was sent:
+/// [`Daemon::begin`] alone can report one ([`BeginError::Absent`]), [`Daemon::answer`]
+/// cannot.
+///
+/// Everything else that keeps the daemon from answering (a timeout, a resource error such
+/// as `EMFILE`, `ENOMEM` or `EAGAIN`, a connection lost or refused in any other way, any
+/// error after the first login call, any error name not sent by the bus driver) is a
+/// [`DaemonError`], and fails closed whatever the service's `failmode`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Absence {
+    /// `connect()` to the bus socket failed with `ENOENT`: no socket at the `bus=` path.
+    NoSocket,
+    /// `connect()` to the bus socket failed with `ECONNREFUSED`: nobody listens on it.
+    ConnectionRefused,
+    /// The bus driver itself (sender `org.freedesktop.DBus`) answered `GetNameOwner` with
+    /// `NameHasNoOwner`, also after asking it to start the daemon.
+    NoOwner,
+}
+
+impl Absence {
+    /// Every variant, for exhaustive tests.
+    pub const ALL: [Absence; 3] = [
+        Absence::NoSocket,
+        Absence::ConnectionRefused,
+        Absence::NoOwner,
+    ];
+
+    /// One log-safe phrase.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Absence::NoSocket => "no socket at the bus address (ENOENT)",
+            Absence::ConnectionRefused => "the bus socket refused the connection (ECONNREFUSED)",
+            Absence::NoOwner => "the bus says the daemon's name has no owner",
+        }
+    }
+}
+
+/// Why `Begin` started no conversation.
+#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
+pub enum BeginError {
+    /// The daemon is positively not there: `failmode` applies.
+    Absent(Absence),
+    /// Anything else: fails closed.
+    Failed(DaemonError),
+}
+
+impl From<DaemonError> for BeginError {
+    fn from(e: DaemonError) -> BeginError {
+        BeginError::Failed(e)
+    }
+}
+
+/// Why talking to the daemon failed, as the module sees it. No variant is ever a reason to
+/// fail open: only an [`Absence`] is.
 #[cfg_attr(test, derive(Debug, PartialEq, Eq))]
 pub enum DaemonError {
-    /// No bus, no daemon, a timeout or a lost connection: `failmode` applies.
-    Unreachable(String),
-    /// The daemon's name is owned by another uid than `bus_uid`: never trusted, and never a
-    /// reason to fail open.
+    /// The daemon (or the bus) is there but gave no usable answer: no reply within
+    /// `timeout=`, a lost or refused connection other than an [`Absence`], a resource
+    /// error, a transport error name (`…DBus.Error.NoReply`, `.Timeout`, …) from the name's
+    /// owner, an error from the bus driver about a login call.
+    Unanswered(String),
+    /// The daemon's name is owned by another uid than `bus_uid`: never trusted.
     WrongOwner { uid: u32 },
     /// The daemon answered with one of its named errors.
     Refused(ErrorName),
@@ -239,6 +295,9 @@ pub enum Outcome {
     Verdict(Verdict),
     /// The module refused the answer itself; nothing was sent.
     BadAnswer(BadAnswer),
+    /// The daemon is positively not there ([`Absence`]): the one outcome `failmode`
+    /// applies to.
+    Absent(Absence),
     /// The daemon could not be asked, or refused the request.
     Daemon(DaemonError),
     /// The PAM conversation failed.
@@ -260,7 +319,10 @@ impl Outcome {
             Outcome::BadAnswer(BadAnswer::Shape) => {
                 "refused: answer does not have the shape of a code".into()
             }
-            Outcome::Daemon(DaemonError::Unreachable(why)) => format!("daemon unreachable: {why}"),
+            Outcome::Absent(why) => format!("daemon unreachable (absent): {}", why.describe()),
+            Outcome::Daemon(DaemonError::Unanswered(why)) => {
+                format!("daemon unreachable (no usable answer): {why}")
+            }
             Outcome::Daemon(DaemonError::WrongOwner { uid }) => format!(
                 "daemon name {} is owned by uid {uid}, not the expected uid; not trusted",
                 twostep_proto::BUS_NAME
@@ -280,10 +342,12 @@ pub trait Daemon {
     /// `Begin(user, context)`: the session token and the first step.
     ///
     /// # Errors
-    /// [`DaemonError`] when the daemon cannot be reached or refuses.
-    fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), DaemonError>;
+    /// [`BeginError::Absent`] only when the daemon is positively not there and no login
+    /// call was sent; [`BeginError::Failed`] when it cannot be asked or refuses.
+    fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), BeginError>;
 
-    /// `Answer(session, answer)`: the next step.
+    /// `Answer(session, answer)`: the next step. A login call was sent already, so no
+    /// failure here can be an [`Absence`].
     ///
     /// # Errors
     /// [`DaemonError`] when the daemon cannot be reached or refuses.
@@ -314,7 +378,8 @@ fn converse(
 ) -> Outcome {
     let (session, mut step) = match daemon.begin(user, ctx) {
         Ok(begun) => begun,
-        Err(e) => return Outcome::Daemon(e),
+        Err(BeginError::Absent(why)) => return Outcome::Absent(why),
+        Err(BeginError::Failed(e)) => return Outcome::Daemon(e),
     };
     let mut prompts = 0;
     loop {
@@ -383,11 +448,11 @@ pub fn notice(outcome: &Outcome, args: &ModuleArgs) -> Option<&'static str> {
         Outcome::Verdict(_) => None,
         Outcome::BadAnswer(BadAnswer::Empty) => Some(MSG_NO_CODE),
         Outcome::BadAnswer(_) => Some(MSG_NOT_A_CODE),
-        Outcome::Daemon(DaemonError::Unreachable(_)) => match args.failmode {
-            FailMode::Closed => Some(MSG_UNREACHABLE),
-            FailMode::Open => None,
-        },
-        Outcome::Daemon(DaemonError::WrongOwner { .. }) => Some(MSG_UNREACHABLE),
+        Outcome::Absent(_) if fails_open(outcome, args) => None,
+        Outcome::Absent(_) => Some(MSG_UNREACHABLE),
+        Outcome::Daemon(DaemonError::Unanswered(_) | DaemonError::WrongOwner { .. }) => {
+            Some(MSG_UNREACHABLE)
+        }
         Outcome::Daemon(DaemonError::Refused(name)) => match name {
             ErrorName::Unavailable => Some(MSG_UNAVAILABLE),
             ErrorName::Busy => Some(MSG_BUSY),
@@ -403,6 +468,13 @@ pub fn notice(outcome: &Outcome, args: &ModuleArgs) -> Option<&'static str> {
         Outcome::Daemon(DaemonError::Protocol(_)) | Outcome::TooManySteps => Some(MSG_PROTOCOL),
         Outcome::Conversation => None,
     }
+}
+
+/// Whether `failmode=open` lets this login on without its second factor: only for an
+/// [`Outcome::Absent`] (the daemon positively not there, before any login call). The host
+/// logs every such login at alert level.
+pub fn fails_open(outcome: &Outcome, args: &ModuleArgs) -> bool {
+    matches!(outcome, Outcome::Absent(_)) && args.failmode == FailMode::Open
 }
 
 /// The one mapping from an outcome to a PAM code.
@@ -423,12 +495,14 @@ pub fn pam_code(outcome: &Outcome, args: &ModuleArgs) -> PamResultCode {
             }
         }
         Outcome::BadAnswer(_) => PAM_AUTH_ERR,
-        Outcome::Daemon(DaemonError::Unreachable(_)) => match args.failmode {
-            FailMode::Closed => PAM_AUTHINFO_UNAVAIL,
-            FailMode::Open => PAM_SUCCESS,
-        },
-        // An impostor is never a reason to fail open.
-        Outcome::Daemon(DaemonError::WrongOwner { .. }) => PAM_AUTHINFO_UNAVAIL,
+        // The one place failmode applies: a daemon positively not there.
+        Outcome::Absent(_) if fails_open(outcome, args) => PAM_SUCCESS,
+        Outcome::Absent(_) => PAM_AUTHINFO_UNAVAIL,
+        // A daemon that is there but does not answer, or an impostor: never a reason to
+        // fail open.
+        Outcome::Daemon(DaemonError::Unanswered(_) | DaemonError::WrongOwner { .. }) => {
+            PAM_AUTHINFO_UNAVAIL
+        }
         Outcome::Daemon(DaemonError::Refused(name)) => match name {
             // The daemon is up and fails closed for this user: failmode does not apply.
             ErrorName::Unavailable | ErrorName::Busy => PAM_AUTHINFO_UNAVAIL,
@@ -561,7 +635,7 @@ mod tests {
         Begin {
             user: &'static str,
             ctx: LoginContext,
-            reply: Result<(&'static str, Step), DaemonError>,
+            reply: Result<(&'static str, Step), BeginError>,
         },
         Answer {
             session: &'static str,
@@ -589,7 +663,7 @@ mod tests {
     }
 
     impl Daemon for FakeDaemon {
-        fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), DaemonError> {
+        fn begin(&self, user: &str, ctx: &LoginContext) -> Result<(Session, Step), BeginError> {
             match self.next(&format!("Begin({user})")) {
                 Call::Begin {
                     user: want_user,
@@ -653,7 +727,7 @@ mod tests {
         }
     }
 
-    fn begin(reply: Result<(&'static str, Step), DaemonError>) -> Call {
+    fn begin(reply: Result<(&'static str, Step), BeginError>) -> Call {
         Call::Begin {
             user: "alice",
             ctx: ctx(),
@@ -970,49 +1044,78 @@ mod tests {
 
     // ----- the daemon cannot be asked -----
 
-    fn unreachable() -> DaemonError {
-        DaemonError::Unreachable("no socket".into())
+    fn unanswered() -> DaemonError {
+        DaemonError::Unanswered("no reply within timeout=".into())
     }
 
-    #[test]
-    fn unreachable_fails_closed_with_a_message() {
-        let outcome = run(
-            vec![Conv::Error(MSG_UNREACHABLE)],
-            vec![begin(Err(unreachable()))],
-            &args(),
-        );
-        assert_eq!(outcome, Outcome::Daemon(unreachable()));
-        assert_eq!(
-            pam_code(&outcome, &args()),
-            PamResultCode::PAM_AUTHINFO_UNAVAIL
-        );
-    }
-
-    #[test]
-    fn unreachable_with_failmode_open_lets_the_login_through_silently() {
-        let open = ModuleArgs {
+    fn open() -> ModuleArgs {
+        ModuleArgs {
             failmode: FailMode::Open,
             ..args()
-        };
-        let outcome = run(vec![], vec![begin(Err(unreachable()))], &open);
-        assert_eq!(outcome, Outcome::Daemon(unreachable()));
-        assert_eq!(pam_code(&outcome, &open), PamResultCode::PAM_SUCCESS);
+        }
     }
 
     #[test]
-    fn losing_the_daemon_mid_conversation_is_unreachable() {
-        let outcome = run(
-            vec![
-                Conv::Prompt("Verification code: ", bytes("123456")),
-                Conv::Error(MSG_UNREACHABLE),
-            ],
-            vec![
-                begin(Ok(("s-1", code_prompt("")))),
-                answer(b"123456", Err(unreachable())),
-            ],
-            &args(),
-        );
-        assert_eq!(outcome, Outcome::Daemon(unreachable()));
+    fn an_absent_daemon_fails_closed_with_a_message() {
+        for why in Absence::ALL {
+            let outcome = run(
+                vec![Conv::Error(MSG_UNREACHABLE)],
+                vec![begin(Err(BeginError::Absent(why)))],
+                &args(),
+            );
+            assert_eq!(outcome, Outcome::Absent(why));
+            assert_eq!(
+                pam_code(&outcome, &args()),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL
+            );
+        }
+    }
+
+    #[test]
+    fn an_absent_daemon_with_failmode_open_lets_the_login_through_silently() {
+        for why in Absence::ALL {
+            let outcome = run(vec![], vec![begin(Err(BeginError::Absent(why)))], &open());
+            assert_eq!(outcome, Outcome::Absent(why));
+            assert_eq!(pam_code(&outcome, &open()), PamResultCode::PAM_SUCCESS);
+        }
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_begin_fails_closed_even_with_failmode_open() {
+        for args in [args(), open()] {
+            let outcome = run(
+                vec![Conv::Error(MSG_UNREACHABLE)],
+                vec![begin(Err(unanswered().into()))],
+                &args,
+            );
+            assert_eq!(outcome, Outcome::Daemon(unanswered()));
+            assert_eq!(
+                pam_code(&outcome, &args),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL
+            );
+        }
+    }
+
+    #[test]
+    fn losing_the_daemon_mid_conversation_fails_closed_even_with_failmode_open() {
+        for args in [args(), open()] {
+            let outcome = run(
+                vec![
+                    Conv::Prompt("Verification code: ", bytes("123456")),
+                    Conv::Error(MSG_UNREACHABLE),
+                ],
+                vec![
+                    begin(Ok(("s-1", code_prompt("")))),
+                    answer(b"123456", Err(unanswered())),
+                ],
+                &args,
+            );
+            assert_eq!(outcome, Outcome::Daemon(unanswered()));
+            assert_eq!(
+                pam_code(&outcome, &args),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL
+            );
+        }
     }
 
     #[test]
@@ -1023,7 +1126,7 @@ mod tests {
         };
         let outcome = run(
             vec![Conv::Error(MSG_UNREACHABLE)],
-            vec![begin(Err(DaemonError::WrongOwner { uid: 1000 }))],
+            vec![begin(Err(DaemonError::WrongOwner { uid: 1000 }.into()))],
             &open,
         );
         assert_eq!(
@@ -1043,7 +1146,11 @@ mod tests {
         ];
         for (name, message) in cases {
             let conv = message.map(Conv::Error).into_iter().collect();
-            let outcome = run(conv, vec![begin(Err(DaemonError::Refused(name)))], &args());
+            let outcome = run(
+                conv,
+                vec![begin(Err(DaemonError::Refused(name).into()))],
+                &args(),
+            );
             assert_eq!(outcome, Outcome::Daemon(DaemonError::Refused(name)));
         }
     }
@@ -1099,12 +1206,39 @@ mod tests {
                 [PAM_AUTH_ERR, PAM_AUTH_ERR, PAM_AUTH_ERR, PAM_AUTH_ERR],
             ),
             (
-                Outcome::Daemon(DaemonError::Unreachable("x".into())),
+                Outcome::Absent(Absence::NoSocket),
                 [
                     PAM_AUTHINFO_UNAVAIL,
                     PAM_AUTHINFO_UNAVAIL,
                     PAM_SUCCESS,
                     PAM_SUCCESS,
+                ],
+            ),
+            (
+                Outcome::Absent(Absence::ConnectionRefused),
+                [
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_SUCCESS,
+                    PAM_SUCCESS,
+                ],
+            ),
+            (
+                Outcome::Absent(Absence::NoOwner),
+                [
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_SUCCESS,
+                    PAM_SUCCESS,
+                ],
+            ),
+            (
+                Outcome::Daemon(DaemonError::Unanswered("x".into())),
+                [
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_AUTHINFO_UNAVAIL,
+                    PAM_AUTHINFO_UNAVAIL,
                 ],
             ),
             (
@@ -1184,7 +1318,13 @@ mod tests {
                 [PAM_AUTH_ERR, PAM_AUTH_ERR, PAM_AUTH_ERR, PAM_AUTH_ERR],
             ),
         ];
-        // Every variant of every error name is in the table.
+        // Every absence and every variant of every error name is in the table.
+        for why in Absence::ALL {
+            assert!(
+                table.iter().any(|(o, _)| *o == Outcome::Absent(why)),
+                "{why:?} missing"
+            );
+        }
         for (name, _) in ErrorName::ALL {
             assert!(
                 table.iter().any(|(o, _)| *o == refused(name)),
@@ -1199,10 +1339,35 @@ mod tests {
         }
     }
 
+    /// Every [`DaemonError`] variant. The `match` is exhaustive, so a new variant does not
+    /// compile until it is listed here, and so is checked by the tests below.
+    fn every_daemon_error() -> Vec<DaemonError> {
+        let all = vec![
+            DaemonError::Unanswered(String::new()),
+            DaemonError::WrongOwner { uid: 0 },
+            DaemonError::Protocol(String::new()),
+        ]
+        .into_iter()
+        .chain(ErrorName::ALL.iter().map(|(n, _)| DaemonError::Refused(*n)))
+        .collect::<Vec<_>>();
+        for e in &all {
+            match e {
+                DaemonError::Unanswered(_)
+                | DaemonError::WrongOwner { .. }
+                | DaemonError::Refused(_)
+                | DaemonError::Protocol(_) => {}
+            }
+        }
+        all
+    }
+
     #[test]
     fn only_three_outcomes_ever_let_a_login_on() {
         // Exhaustive over the outcome shapes: SUCCESS or IGNORE only for the daemon's success,
-        // a not-enrolled verdict with nullok, or an unreachable daemon with failmode=open.
+        // a not-enrolled verdict with nullok, or an absent daemon (an `Absence`: no socket,
+        // a refused connection, no owner, all before any login call) with failmode=open.
+        // No `DaemonError` (a timeout, a lost connection, an error name, an impostor…) ever
+        // does, whatever the arguments.
         let all_args = [
             ModuleArgs::default(),
             ModuleArgs {
@@ -1217,16 +1382,10 @@ mod tests {
             Outcome::BadAnswer(BadAnswer::Empty),
             Outcome::BadAnswer(BadAnswer::TooLong),
             Outcome::BadAnswer(BadAnswer::Shape),
-            Outcome::Daemon(DaemonError::WrongOwner { uid: 0 }),
-            Outcome::Daemon(DaemonError::Protocol(String::new())),
             Outcome::Conversation,
             Outcome::TooManySteps,
         ];
-        outcomes.extend(
-            ErrorName::ALL
-                .iter()
-                .map(|(n, _)| Outcome::Daemon(DaemonError::Refused(*n))),
-        );
+        outcomes.extend(every_daemon_error().into_iter().map(Outcome::Daemon));
         for args in &all_args {
             for outcome in &outcomes {
                 let code = pam_code(outcome, args);
@@ -1235,6 +1394,22 @@ mod tests {
                     "{outcome:?} gave {code:?}"
                 );
             }
+        }
+        // And an absence lets a login on only with failmode=open.
+        for why in Absence::ALL {
+            let outcome = Outcome::Absent(why);
+            assert_eq!(
+                pam_code(&outcome, &ModuleArgs::default()),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL
+            );
+            let nullok = ModuleArgs {
+                nullok: true,
+                ..ModuleArgs::default()
+            };
+            assert_eq!(
+                pam_code(&outcome, &nullok),
+                PamResultCode::PAM_AUTHINFO_UNAVAIL
+            );
         }
     }
 
@@ -1246,9 +1421,12 @@ mod tests {
             nullok: true,
             ..closed.clone()
         };
-        let unreachable = Outcome::Daemon(DaemonError::Unreachable("x".into()));
-        assert_eq!(notice(&unreachable, &closed), Some(MSG_UNREACHABLE));
-        assert_eq!(notice(&unreachable, &open), None);
+        let absent = Outcome::Absent(Absence::NoSocket);
+        assert_eq!(notice(&absent, &closed), Some(MSG_UNREACHABLE));
+        assert_eq!(notice(&absent, &open), None);
+        let unanswered = Outcome::Daemon(DaemonError::Unanswered("x".into()));
+        assert_eq!(notice(&unanswered, &closed), Some(MSG_UNREACHABLE));
+        assert_eq!(notice(&unanswered, &open), Some(MSG_UNREACHABLE));
         let not_enrolled = Outcome::Verdict(Verdict::NotEnrolled);
         assert_eq!(notice(&not_enrolled, &closed), Some(MSG_NOT_ENROLLED));
         assert_eq!(notice(&not_enrolled, &open), None);

@@ -34,7 +34,7 @@ use syslog::Severity;
 use crate::args::{FailMode, ModuleArgs};
 use crate::bus::BusDaemon;
 use crate::flow::{DaemonError, Outcome};
-use crate::log::Log;
+use crate::log::{Field, Log};
 use crate::pam_io::PamIo;
 
 /// The module, as `pam_hooks!` wants it.
@@ -132,17 +132,26 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     code
 }
 
-/// The one line per login: outcome and PAM code, at a severity that matches.
+/// The one line per login: outcome and PAM code, at a severity that matches. A login let
+/// on by `failmode=open` is an alert.
 fn audit(log: &Log, outcome: &Outcome, code: &PamResultCode, args: &ModuleArgs) {
     let text = format!("{}; returning {code:?}", outcome.describe());
+    if flow::fails_open(outcome, args) {
+        log.alert(&format!(
+            "FAIL-OPEN: second factor NOT checked ({text}; bus={}) because failmode=open",
+            Field(Some(&args.bus))
+        ));
+        return;
+    }
     match outcome {
         Outcome::Verdict(twostep_proto::Verdict::Success) => log.info(&text),
-        Outcome::Daemon(DaemonError::Unreachable(_)) if args.failmode == FailMode::Open => {
-            log.alert(&format!(
-                "FAIL-OPEN: second factor NOT checked ({text}) because failmode=open"
+        Outcome::Daemon(DaemonError::Unanswered(_)) if args.failmode == FailMode::Open => {
+            log.err(&format!(
+                "{text}; failmode=open does not apply: the daemon is there but gave no answer"
             ));
         }
-        Outcome::Daemon(DaemonError::Unreachable(_) | DaemonError::Protocol(_))
+        Outcome::Absent(_)
+        | Outcome::Daemon(DaemonError::Unanswered(_) | DaemonError::Protocol(_))
         | Outcome::TooManySteps => log.err(&text),
         Outcome::Daemon(DaemonError::WrongOwner { .. }) => log.crit(&text),
         Outcome::Verdict(_)

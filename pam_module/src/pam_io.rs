@@ -9,7 +9,7 @@ use pam::constants::{
     PAM_TEXT_INFO,
 };
 use pam::conv::Conv;
-use pam::items::{RHost, Service, Tty};
+use pam::items::{RHost, Service, Tty, User};
 use pam::module::PamHandle;
 use pam::secret::SecretBytes;
 use twostep_proto::limits;
@@ -111,21 +111,39 @@ impl Prompter for PamIo<'_> {
     }
 }
 
-/// The user name (`pam_get_user`, which may prompt for it).
+/// The user name: the `PAM_USER` item as the application (or a module before this one)
+/// set it. Never `pam_get_user`: that prompts for a name when there is none, and this
+/// module asks for nothing but what the daemon asks for.
 ///
 /// # Errors
-/// A [`Refusal`] with the PAM code: libpam's own, or `PAM_USER_UNKNOWN` for a name that is
-/// empty, longer than [`limits::MAX_USER_LEN`] or holds control characters.
-pub fn read_user(pamh: &mut PamHandle) -> Result<String, Refusal> {
-    match pamh.get_user(None) {
-        Ok(name) => check_user(name),
-        // Linux-PAM: a module whose conversation said "again" returns PAM_INCOMPLETE.
-        Err(PamResultCode::PAM_CONV_AGAIN) => Err(refuse(
-            PamResultCode::PAM_INCOMPLETE,
-            "user name not available yet (PAM_CONV_AGAIN)",
-        )),
-        // pam-bindings reports a non-UTF-8 name as PAM_SYSTEM_ERR.
-        Err(code) => Err(refuse(code, "cannot read the user name")),
+/// A [`Refusal`]: libpam's own code when the item cannot be read; `PAM_USER_UNKNOWN` for
+/// no `PAM_USER` at all, and for a name that is empty, not UTF-8, longer than
+/// [`limits::MAX_USER_LEN`] or holds control characters.
+pub fn read_user(pamh: &PamHandle) -> Result<String, Refusal> {
+    match pamh.get_item::<User>() {
+        Ok(item) => user_name(item.map(|u| u.0)),
+        Err(code) => Err(refuse(code, "cannot read PAM_USER")),
+    }
+}
+
+/// The checks of [`read_user`] on the raw item (`None`: not set).
+fn user_name(raw: Option<&CStr>) -> Result<String, Refusal> {
+    let Some(raw) = raw else {
+        return Err(refuse(
+            PamResultCode::PAM_USER_UNKNOWN,
+            "no user name (PAM_USER is not set); the module does not ask for one",
+        ));
+    };
+    match std::str::from_utf8(raw.to_bytes()) {
+        Ok(name) => check_user(name.to_owned()),
+        Err(_) => {
+            let shown = String::from_utf8_lossy(raw.to_bytes());
+            let shown: String = shown.chars().take(64).collect();
+            Err(refuse(
+                PamResultCode::PAM_USER_UNKNOWN,
+                format!("user name {} is not UTF-8", Field(Some(&shown))),
+            ))
+        }
     }
 }
 
@@ -218,6 +236,32 @@ mod tests {
         ] {
             assert_eq!(value(bad), Err(PamResultCode::PAM_AUTH_ERR), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn raw_user_items() {
+        let code = |raw: Option<&[u8]>| {
+            let c = raw.map(|r| CString::new(r).unwrap());
+            user_name(c.as_deref()).map_err(|r| r.code)
+        };
+        assert_eq!(code(Some(b"alice")), Ok("alice".into()));
+        assert_eq!(code(Some("j\u{f6}rg".as_bytes())), Ok("j\u{f6}rg".into()));
+        // No name, and every odd one: the same answer, never PAM_SYSTEM_ERR.
+        for raw in [
+            None,
+            Some(&b""[..]),
+            Some(b"\xff\xfe"),
+            Some(b"ts_\xc3"),
+            Some(b"a\nb"),
+            Some(&[b'a'; limits::MAX_USER_LEN + 1][..]),
+        ] {
+            assert_eq!(code(raw), Err(PamResultCode::PAM_USER_UNKNOWN), "{raw:?}");
+        }
+        let why = user_name(Some(&CString::new(&b"\xff\nforged"[..]).unwrap()))
+            .err()
+            .unwrap()
+            .why;
+        assert!(!why.contains('\n'), "{why}");
     }
 
     #[test]
