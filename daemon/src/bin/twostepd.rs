@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use twostep_config::{BusAddress, Config};
-use twostepd::core::Core;
+use twostepd::core::store::Store;
+use twostepd::core::{trust, Core};
 
 /// The twostep daemon: owns every secret and decides every second-factor check.
 #[derive(Parser)]
@@ -17,7 +18,9 @@ struct Args {
     /// Configuration file.
     #[arg(long, value_name = "FILE", default_value = twostep_config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Check FILE and exit: 0 if it is valid, 1 with file:line:column otherwise.
+    /// Check FILE and exit: 0 if it is valid, 1 with file:line:column otherwise. The file
+    /// and its state directory must also be safe: owned by root (or the daemon's uid) and
+    /// not writable by group or others, the state directory private (0700).
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
     /// Log every request, not only outcomes.
@@ -28,8 +31,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        return match Config::load(&path) {
-            Ok(_) => {
+        let checked = trust::load_config(&path).and_then(|c| Store::check(&c.daemon.state_dir));
+        return match checked {
+            Ok(()) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
         };
     }
     twostepd::logging::init(args.debug);
-    let config = match Config::load(&args.config) {
+    let config = match trust::load_config(&args.config) {
         Ok(c) => c,
         Err(e) => {
             log::error!("cannot start: {e}");
@@ -115,8 +119,7 @@ async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Resul
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
                 let root = twostepd::core::Caller { uid: 0, sender: "SIGHUP".into() };
-                let outcome = Config::load(config_path)
-                    .map_err(|e| e.to_string())
+                let outcome = trust::load_config(config_path)
                     .and_then(|c| core.reload(&root, c).map_err(|e| e.to_string()));
                 if let Err(e) = outcome {
                     log::error!("reload refused, the previous configuration stays: {e}");

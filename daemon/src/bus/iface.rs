@@ -316,11 +316,34 @@ impl AdminIface {
         self.0
             .run(move |core| {
                 core.authorize_admin(&caller)?;
-                let config = twostep_config::Config::load(&path)
+                let config = crate::core::trust::load_config(&path)
                     .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
                 core.reload(&caller, config)
             })
             .await
+    }
+
+    /// Show a damaged record slot by slot and what a repair writes; with `confirm`, write it.
+    async fn repair_user(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        confirm: bool,
+    ) -> Result<Properties, Error> {
+        let caller = self.0.caller(&hdr).await?;
+        let r = self
+            .0
+            .run(move |core| core.admin_repair(&caller, &user, confirm, clock::now()))
+            .await?;
+        let mut m = Props::default();
+        m.put("path", r.path);
+        m.put("damage", r.damage);
+        m.put("slots", r.slots);
+        m.put("may_be_lost", r.may_be_lost);
+        m.put("restored", r.restored);
+        m.put("written", r.written);
+        m.put("kept", r.kept);
+        Ok(m.0)
     }
 }
 

@@ -220,15 +220,29 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Store, String> {
         let (state, meta) = trust::resolve(state_dir)?;
         match meta {
-            Some(m) if m.file_type().is_symlink() => {
-                return Err(format!("{} is a symbolic link", state.display()))
-            }
             Some(m) => check_private_dir(&state, &m)?,
             None => private_dir(&state)?,
         }
         let users = state.join("users");
         private_dir(&users)?;
         Ok(Store { users })
+    }
+
+    /// What [`Store::open`] would say about `state_dir`, without creating anything (for
+    /// `twostepd --check-config`): a missing directory is fine (the daemon creates it 0700).
+    ///
+    /// # Errors
+    /// The same messages as [`Store::open`].
+    pub fn check(state_dir: &Path) -> Result<(), String> {
+        let (state, meta) = trust::resolve(state_dir)?;
+        let Some(meta) = meta else { return Ok(()) };
+        check_private_dir(&state, &meta)?;
+        let users = state.join("users");
+        match fs::symlink_metadata(&users) {
+            Ok(meta) => check_private_dir(&users, &meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot inspect {}: {e}", users.display())),
+        }
     }
 
     /// Where `user`'s record lives.
@@ -978,6 +992,12 @@ mod tests {
             fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
         }
         Store::open(&state).unwrap();
+        Store::check(&state).unwrap();
+        Store::check(&dir.path().join("not-yet")).unwrap();
+        assert!(!dir.path().join("not-yet").exists());
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o701)).unwrap();
+        assert!(Store::check(&state).unwrap_err().contains("mode 0701"));
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
         // A parent others may write to.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         let err = Store::open(&state).err().unwrap();

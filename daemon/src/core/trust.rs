@@ -89,8 +89,8 @@ fn check_dir_on_way(path: &Path, meta: &Metadata, target: &Path) -> Result<(), S
     let others_write = meta.mode() & 0o022 != 0;
     if !meta.is_dir() || !trusted_owner(meta.uid()) || (others_write && !sticky) {
         return Err(format!(
-            "unsafe path to {}: {} — every directory on the way must be owned by {} and \
-             not writable by group or others (or be sticky, like /tmp)",
+            "unsafe path to {}: {}; expected every directory on the way to be owned by {} \
+             and not writable by group or others (or sticky, like /tmp)",
             target.display(),
             describe(path, meta),
             expected_owner()
