@@ -3,7 +3,8 @@
 //! start-up, `SIGHUP` and `Admin1.Reload` all go through [`load`], so none of them can run on
 //! a policy the others would refuse.
 //!
-//! On top of [`Config::load`] (syntax, ranges, contradictions) this resolves the policy's
+//! Before reading, the file and the directories on the way to it must be safe to trust
+//! (as sshd's StrictModes). On top of [`Config::load`] (syntax, ranges, contradictions) this resolves the policy's
 //! group names through NSS ([`Config::check_groups`]): a required group that does not
 //! resolve is an error, because a misspelt name would silently switch 2FA off for the real
 //! group; names that only widen protection when unknown are warnings, logged at start and
@@ -13,6 +14,8 @@ use std::path::Path;
 
 use twostep_config::{Config, Finding};
 
+use crate::core::trust;
+
 /// A configuration that may be used, with what the admin should still hear about.
 pub struct Loaded {
     pub config: Config,
@@ -20,11 +23,13 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Read, parse and check `path` against the host's groups.
+/// Check that `path` is safe to trust ([`trust::check_config_file`]: owner, mode, the
+/// directories on the way), read and parse it, and check it against the host's groups.
 ///
 /// # Errors
 /// Every reason the file cannot be used, one per line, each naming the file.
 pub fn load(path: &Path) -> Result<Loaded, String> {
+    trust::check_config_file(path)?;
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();

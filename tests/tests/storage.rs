@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use twostep_e2e::pam::strerror;
-use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamService, User};
+use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamService, Stack, User};
 
 /// A small tmpfs, unmounted on drop.
 struct Tmpfs {
@@ -144,4 +144,194 @@ fn a_corrupt_record_fails_closed_for_that_user_only() {
         log.contains(alice.name()) && log.contains("unreadable"),
         "{log}"
     );
+}
+
+/// Generation, payload length and offset of each slot of a record file.
+fn slots(bytes: &[u8]) -> [(u64, usize, usize); 2] {
+    let size = bytes.len() / 2;
+    let slot = |i: usize| {
+        let at = i * size;
+        let word = |r: std::ops::Range<usize>| {
+            bytes[at + r.start..at + r.end]
+                .iter()
+                .rev()
+                .fold(0u64, |n, b| n << 8 | u64::from(*b))
+        };
+        (word(8..16), word(16..20) as usize, at)
+    };
+    [slot(0), slot(1)]
+}
+
+/// The newest slot of a record file: (generation, payload length, offset).
+fn newest(bytes: &[u8]) -> (u64, usize, usize) {
+    let [a, b] = slots(bytes);
+    if b.0 > a.0 {
+        b
+    } else {
+        a
+    }
+}
+
+/// 24-byte slot header, as in the store.
+const HEADER: usize = 24;
+
+fn repair(s: &Stack, user: &User, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["user", "repair", user.name(), "--json"];
+    all.extend_from_slice(args);
+    let out = s.ctl.run(None, &all, b"");
+    assert!(out.success(), "{out}");
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+fn lines(v: &serde_json::Value, key: &str) -> String {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key}: {v}"))
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn bit_rot_in_the_newest_slot_fails_closed_until_a_repair_that_keeps_the_failures() {
+    let s = Stack::start_with(
+        DaemonConfig::default()
+            .set("lockout", "max_failures", "5")
+            .set("lockout", "lockout_seconds", "300")
+            .set("recovery", "count", "2"),
+        "",
+    );
+    let (alice, bob) = (User::create(), User::create());
+    let ea = s.ctl.enroll(&alice);
+    let eb = s.ctl.enroll(&bob);
+    for _ in 0..4 {
+        s.pam
+            .login(alice.name(), &ea.wrong_code())
+            .assert_refused_with(strerror::AUTH_ERR);
+    }
+    assert_eq!(s.ctl.status(&alice)["failures"], 4);
+
+    // One bit flips in the newest slot (which holds the 4th failure).
+    let path = record_path(s.daemon.state_dir(), alice.name());
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (generation, _, at) = newest(&bytes);
+    bytes[at + HEADER + 11] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+
+    // Not the older slot's 3 failures: alice fails closed, whatever she types.
+    s.pam
+        .login(alice.name(), &ea.wrong_code())
+        .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    s.pam
+        .login(alice.name(), &ea.code_after(1))
+        .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    let out = s.ctl.run(Some(alice.creds()), &["status"], b"");
+    assert!(!out.success() && out.stderr.contains("unreadable"), "{out}");
+    assert_eq!(
+        std::fs::read(&path).unwrap_or_default(),
+        bytes,
+        "written to"
+    );
+    s.pam.login(bob.name(), &eb.code_after(1)).assert_success();
+    let log = s.daemon.log();
+    assert!(
+        log.lines().any(|l| l.contains(alice.name())
+            && l.contains(&path.display().to_string())
+            && l.contains("checksum mismatch")
+            && l.contains("twostepctl user repair")),
+        "{log}"
+    );
+
+    // Only an admin may repair; a look writes nothing.
+    let out = s.ctl.run(
+        Some(bob.creds()),
+        &["user", "repair", alice.name(), "--yes"],
+        b"",
+    );
+    let said = out.stderr.to_lowercase();
+    assert!(
+        !out.success()
+            && ["permission", "may not", "not allowed", "denied"]
+                .iter()
+                .any(|w| said.contains(w)),
+        "{out}"
+    );
+    let seen = repair(&s, &alice, &[]);
+    assert_eq!(seen["written"], false, "{seen}");
+    let slots = lines(&seen, "slots");
+    assert!(slots.contains("unreadable (checksum mismatch)"), "{slots}");
+    assert!(
+        slots.contains(&format!(
+            "generation {}, readable: authenticator active, 3 failure(s)",
+            generation - 1
+        )),
+        "{slots}"
+    );
+    assert!(
+        lines(&seen, "may_be_lost").contains(&format!("generation {generation}")),
+        "{seen}"
+    );
+    assert!(
+        lines(&seen, "restored").contains("failures 3 → 4"),
+        "{seen}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap_or_default(), bytes);
+
+    // Confirmed: the failure count is back at the acknowledged 4, never 3.
+    let done = repair(&s, &alice, &["--yes"]);
+    assert_eq!(done["written"], true, "{done}");
+    let kept = PathBuf::from(done["kept"].as_str().unwrap_or_default());
+    assert_eq!(std::fs::read(&kept).unwrap_or_default(), bytes);
+    let st = s.ctl.status(&alice);
+    assert_eq!(st["failures"], 4, "{st}");
+    assert_eq!(st["recovery_codes_left"], 0, "{st}");
+    assert!(s.daemon.log().contains("action=repair outcome=done"));
+
+    // The 5th wrong code locks, and then not even the right code gets in.
+    s.pam
+        .login(alice.name(), &ea.wrong_code())
+        .assert_refused_with(strerror::AUTH_ERR);
+    s.pam
+        .login(alice.name(), &ea.code_after(2))
+        .assert_refused_with(strerror::MAXTRIES);
+}
+
+#[test]
+fn a_torn_write_of_the_newest_slot_fails_closed_and_a_repair_marks_codes_used() {
+    let s = Stack::start_with(DaemonConfig::default().set("recovery", "count", "2"), "");
+    let alice = User::create();
+    let ea = s.ctl.enroll(&alice);
+    s.pam
+        .login(alice.name(), &ea.code_after(1))
+        .assert_success();
+    let path = record_path(s.daemon.state_dir(), alice.name());
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    // The second half of what the last save wrote never reached the disk.
+    let (_, len, at) = newest(&bytes);
+    let written = HEADER + len;
+    bytes[at + written / 2..at + written].fill(0);
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+
+    // The documented rule: a torn slot is not told apart from rot; the user fails closed.
+    s.pam
+        .login(alice.name(), &ea.code_after(2))
+        .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    assert!(s.daemon.log().contains("checksum mismatch"));
+
+    let done = repair(&s, &alice, &["--yes"]);
+    assert_eq!(done["written"], true, "{done}");
+    assert!(lines(&done, "restored").contains("replay mark"), "{done}");
+    let st = s.ctl.status(&alice);
+    assert_eq!(
+        (st["enrolled"].clone(), st["failures"].clone()),
+        (true.into(), 1.into()),
+        "{st}"
+    );
+    // A code that the lost write may have accepted is not accepted again.
+    let run = s.pam.login(alice.name(), &ea.code_after(1));
+    run.assert_refused_with(strerror::AUTH_ERR);
+    // And a second repair finds nothing to do.
+    let again = repair(&s, &alice, &[]);
+    assert_eq!(again["damage"], "", "{again}");
 }

@@ -121,6 +121,13 @@ pub trait Admin {
 
     /// Re-read the configuration file; an invalid file is refused and the old one stays.
     fn reload(&self) -> zbus::Result<()>;
+
+    /// A user whose record is damaged (a slot fails its checksum) fails closed until this:
+    /// shows what each slot holds and what a repair writes, and with `confirm` writes it
+    /// (never lowering failures, locks or replay marks; unused recovery codes become spent;
+    /// the damaged file is kept). Returns `path` s, `damage` s (empty: intact, nothing to
+    /// do), `slots` as, `may_be_lost` as, `restored` as, `written` b, `kept` s.
+    fn repair_user(&self, user: &str, confirm: bool) -> zbus::Result<Properties>;
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use twostep_config::{BusAddress, Config};
 use twostepd::configfile;
+use twostepd::core::store::Store;
 use twostepd::core::Core;
 
 /// The twostep daemon: owns every secret and decides every second-factor check.
@@ -18,7 +19,9 @@ struct Args {
     /// Configuration file.
     #[arg(long, value_name = "FILE", default_value = twostep_config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Check FILE and exit: 0 if it is valid, 1 with file:line:column otherwise.
+    /// Check FILE and exit: 0 if it is valid, 1 with file:line:column otherwise. The file
+    /// and its state directory must also be safe: owned by root (or the daemon's uid) and
+    /// not writable by group or others, the state directory private (0700).
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
     /// Log every request, not only outcomes.
@@ -29,7 +32,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        return match configfile::load(&path) {
+        let checked = configfile::load(&path).and_then(|loaded| {
+            Store::check(&loaded.config.daemon.state_dir)?;
+            Ok(loaded)
+        });
+        return match checked {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     eprintln!("warning: {w}");

@@ -323,6 +323,29 @@ impl AdminIface {
             })
             .await
     }
+
+    /// Show a damaged record slot by slot and what a repair writes; with `confirm`, write it.
+    async fn repair_user(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        confirm: bool,
+    ) -> Result<Properties, Error> {
+        let caller = self.0.caller(&hdr).await?;
+        let r = self
+            .0
+            .run(move |core| core.admin_repair(&caller, &user, confirm, clock::now()))
+            .await?;
+        let mut m = Props::default();
+        m.put("path", r.path);
+        m.put("damage", r.damage);
+        m.put("slots", r.slots);
+        m.put("may_be_lost", r.may_be_lost);
+        m.put("restored", r.restored);
+        m.put("written", r.written);
+        m.put("kept", r.kept);
+        Ok(m.0)
+    }
 }
 
 impl AdminIface {

@@ -9,6 +9,7 @@ use super::policy::{self, Override};
 use super::record::{Event, Record};
 use super::recovery;
 use super::selfservice::locked_until;
+use super::store::SlotView;
 use super::users::{self, Account};
 use super::{authz, Error, UnixTime};
 
@@ -195,5 +196,304 @@ impl Core {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(config);
         log::info!("admin_uid={} action=reload outcome=done", caller.uid);
         Ok(())
+    }
+}
+
+/// What `twostepctl user repair` shows and, when confirmed, did (issue 19, fault 8). The
+/// rule it applies is in `store`'s module doc and in `docs/storage.md`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// The record file.
+    pub path: String,
+    /// Why the user fails closed; empty when the record is intact (nothing to repair).
+    pub damage: String,
+    /// One line per slot: what it holds.
+    pub slots: Vec<String>,
+    /// What the damaged write may have held that no repair can know.
+    pub may_be_lost: Vec<String>,
+    /// The record the repair writes (or wrote), one line per fact; empty when none can be.
+    pub restored: Vec<String>,
+    /// Whether the repaired record was written (only when confirmed).
+    pub written: bool,
+    /// Where the damaged file was kept (when written).
+    pub kept: String,
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), `never` for none.
+fn at(t: Option<UnixTime>) -> String {
+    match t {
+        None => "never".to_owned(),
+        Some(t) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
+        )
+        .to_string(),
+    }
+}
+
+/// One line about a readable record.
+fn summary(r: &Record, now: UnixTime, p: &lockout::LockPolicy) -> String {
+    let lock = match lockout::state(r, now, p) {
+        lockout::LockState::Open => "not locked".to_owned(),
+        lockout::LockState::Until(t) => format!("locked until {}", at(Some(t))),
+        lockout::LockState::UntilUnlocked => "locked until an admin unlocks".to_owned(),
+    };
+    let unused = r.recovery.iter().filter(|c| c.used.is_none()).count();
+    format!(
+        "authenticator {}, {} failure(s) (last {}), {lock}, replay mark {}, {unused} of {} \
+         recovery code(s) unused, last success {}",
+        if r.totp.is_some() {
+            "active"
+        } else {
+            "not set up"
+        },
+        r.failures,
+        at(r.last_failure),
+        r.last_step
+            .map_or("none".to_owned(), |s| format!("time step {s}")),
+        r.recovery.len(),
+        at(r.last_success),
+    )
+}
+
+/// The record a repair writes from the newest readable slot `base`: nothing that the one
+/// write which may have been lost could have done is undone (see `store`'s module doc).
+/// Returns it with one line per change.
+///
+/// - one more failure, dated `now`: the count and any lock are never lowered or shortened;
+/// - the replay mark at the current time step plus `window` for every key on the record:
+///   no code that could have been accepted before `now` is accepted again;
+/// - every unused recovery code marked spent at `now`: the lost write may have spent one.
+pub fn conservative(base: &Record, now: UnixTime, window: u64) -> (Record, Vec<String>) {
+    let mut r = base.clone();
+    let mut changes = Vec::new();
+    r.failures = base.failures.saturating_add(1);
+    r.last_failure = Some(base.last_failure.map_or(now, |t| t.max(now)));
+    changes.push(format!(
+        "failures {} → {}, the last one dated now (a lock is never lowered or shortened)",
+        base.failures, r.failures
+    ));
+    let keys = r.totp.iter().chain(r.pending.iter().map(|p| &p.key));
+    let mark = keys
+        .map(|k| (now.0 / k.period.max(1)).saturating_add(window))
+        .max();
+    if let Some(mark) = mark {
+        let moved = r.last_step.map_or(mark, |s| s.max(mark));
+        if Some(moved) != r.last_step {
+            changes.push(format!(
+                "replay mark → time step {moved}: codes up to now plus the window are refused"
+            ));
+        }
+        r.last_step = Some(moved);
+    }
+    let mut spent = 0;
+    for c in r.recovery.iter_mut().filter(|c| c.used.is_none()) {
+        c.used = Some(now);
+        spent += 1;
+    }
+    if spent > 0 {
+        changes.push(format!(
+            "{spent} unused recovery code(s) marked spent: the user makes new ones \
+             (`twostepctl recovery-codes`)"
+        ));
+    }
+    (r, changes)
+}
+
+impl Core {
+    /// Show what `name`'s damaged record holds, slot by slot, and what a repair would
+    /// write; with `confirm`, write it (keeping the damaged file beside it).
+    ///
+    /// # Errors
+    /// Not an admin; no such user; no record; a record file that is not trusted (type,
+    /// owner, mode: fixed by hand, never read through); with `confirm`, a record with no
+    /// readable slot or a failed write.
+    pub fn admin_repair(
+        &self,
+        caller: &Caller,
+        name: &str,
+        confirm: bool,
+        now: UnixTime,
+    ) -> Result<RepairReport, Error> {
+        self.authorize_admin(caller)?;
+        let account: Account = users::by_name(name)?;
+        let user = account.name.as_str();
+        let policy = self.lock_policy();
+        let window = self.config().totp.window.get();
+        self.with_user(user, || {
+            let Some(seen) = self.store.inspect(user)? else {
+                return Err(Error::InvalidArgument(format!(
+                    "user {user:?} has no record; nothing to repair"
+                )));
+            };
+            let mut report = RepairReport {
+                path: seen.path.display().to_string(),
+                damage: seen.damage.clone().unwrap_or_default(),
+                ..RepairReport::default()
+            };
+            for (i, s) in seen.slots.iter().enumerate() {
+                report.slots.push(match s {
+                    SlotView::Readable {
+                        generation,
+                        record: Ok(r),
+                    } => format!(
+                        "slot {i}: generation {generation}, readable: {}",
+                        summary(r, now, &policy)
+                    ),
+                    SlotView::Readable {
+                        generation,
+                        record: Err(e),
+                    } => format!("slot {i}: generation {generation}, checksum holds but {e}"),
+                    SlotView::Empty => format!("slot {i}: empty (zeros)"),
+                    SlotView::Unreadable(why) => format!("slot {i}: unreadable ({why})"),
+                });
+            }
+            if seen.damage.is_none() {
+                return Ok(report);
+            }
+            let Some((index, generation, base)) = seen.newest_readable() else {
+                report.may_be_lost.push(
+                    "no slot is readable: the user's factors, counters and replay marks are \
+                     lost. Move the file away and have the user enrol again."
+                        .to_owned(),
+                );
+                if confirm {
+                    return Err(Error::InvalidArgument(format!(
+                        "no slot of {user:?}'s record is readable; there is nothing to \
+                         restore from (see {})",
+                        report.path
+                    )));
+                }
+                return Ok(report);
+            };
+            report.may_be_lost = vec![
+                format!(
+                    "The damaged slot may have held the latest acknowledged write \
+                     (generation {}): one change on top of slot {index} (generation \
+                     {generation}), which one is unknown.",
+                    generation.saturating_add(1)
+                ),
+                "It may have been a failed attempt, a successful login, a spent recovery \
+                 code, new recovery codes, an enrolment or a move to a new authenticator, \
+                 or an admin change (reset, unlock, require, exempt, toggle)."
+                    .to_owned(),
+                "The repair makes the first three safe (below). If the user moved to a new \
+                 authenticator or was reset just before the damage, that change is lost: \
+                 ask the user, and run `twostepctl user reset` if in doubt."
+                    .to_owned(),
+            ];
+            for e in base.events.iter().rev().take(3) {
+                report
+                    .may_be_lost
+                    .push(format!("last event in slot {index}: {} {}", at(Some(e.at)), e.what));
+            }
+            let (mut repaired, changes) = conservative(base, now, window);
+            repaired.note(
+                now,
+                format!(
+                    "admin repair by uid {}: restored generation {generation}; {}",
+                    caller.uid,
+                    changes.join("; ")
+                ),
+            );
+            report.restored = changes;
+            report
+                .restored
+                .push(format!("then: {}", summary(&repaired, now, &policy)));
+            if confirm {
+                let kept = self.store.replace_damaged(
+                    &repaired,
+                    generation.saturating_add(2),
+                    now,
+                )?;
+                report.written = true;
+                report.kept = kept.display().to_string();
+                log::warn!(
+                    "admin_uid={} user={user} action=repair outcome=done restored_generation={generation} kept={}",
+                    caller.uid,
+                    report.kept
+                );
+            }
+            Ok(report)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::{Secret, TotpKey};
+    use crate::core::recovery::StoredCode;
+
+    fn key(period: u64) -> TotpKey {
+        TotpKey {
+            secret: Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            algorithm: twostep_config::Algorithm::SHA1,
+            digits: 6,
+            period,
+            created: UnixTime(1),
+        }
+    }
+
+    fn code(id: &str, used: Option<u64>) -> StoredCode {
+        StoredCode {
+            id: id.into(),
+            hash: "h".into(),
+            used: used.map(UnixTime),
+        }
+    }
+
+    #[test]
+    fn a_repair_never_lowers_failures_locks_replay_marks_or_revives_codes() {
+        let policy = lockout::LockPolicy {
+            max_failures: 5,
+            lockout_seconds: 300,
+            failure_window_seconds: 900,
+            backoff: false,
+            max_lockout_seconds: 3600,
+        };
+        let now = UnixTime(3_000_000);
+        let mut base = Record::new("alice");
+        base.totp = Some(key(30));
+        base.failures = 3;
+        base.last_failure = Some(UnixTime(2_999_990));
+        base.last_step = Some(99_999);
+        base.recovery = vec![code("abc", Some(5)), code("def", None), code("ghk", None)];
+        let (r, changes) = conservative(&base, now, 1);
+        // The lost write may have been the 4th failure: it counts.
+        assert_eq!(r.failures, 4);
+        assert_eq!(r.last_failure, Some(now));
+        // Any code accepted up to now (±1 step) is refused from here on.
+        assert_eq!(r.last_step, Some(3_000_000 / 30 + 1));
+        assert!(r.recovery.iter().all(|c| c.used.is_some()));
+        assert_eq!(r.recovery[0].used, Some(UnixTime(5)));
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(r.totp, base.totp);
+
+        // From 4 failures, one more locks: the repaired record is locked from now.
+        base.failures = 4;
+        let (r, _) = conservative(&base, now, 1);
+        assert_eq!(
+            lockout::state(&r, now, &policy),
+            lockout::LockState::Until(now.plus(300))
+        );
+        // A lock already running is not shortened; a later replay mark is kept.
+        base.failures = 7;
+        base.last_failure = Some(now.plus(10));
+        base.last_step = Some(u64::MAX - 1);
+        let (r, _) = conservative(&base, now, 1);
+        assert_eq!((r.failures, r.last_failure), (8, Some(now.plus(10))));
+        assert_eq!(r.last_step, Some(u64::MAX - 1));
+
+        // A pending key with another period moves the mark for that period too.
+        let mut pending = Record::new("bob");
+        pending.pending = Some(crate::core::record::Pending {
+            key: key(15),
+            expires: now.plus(600),
+        });
+        let (r, _) = conservative(&pending, now, 2);
+        assert_eq!(r.last_step, Some(3_000_000 / 15 + 2));
+        // Nothing enrolled: no replay mark to move, and none invented.
+        let (r, _) = conservative(&Record::new("carol"), now, 1);
+        assert_eq!((r.failures, r.last_step), (1, None));
     }
 }

@@ -15,6 +15,7 @@ pub mod recovery;
 pub mod selfservice;
 pub mod store;
 pub mod totp;
+pub mod trust;
 pub mod users;
 
 pub use clock::UnixTime;

@@ -4,28 +4,61 @@
 //!
 //! A record file holds two slots of equal size, a multiple of 4 KiB. A slot is a header
 //! (magic, generation, length, CRC-32 of generation, length and payload) followed by the
-//! record as JSON. The record is the valid slot with the highest generation.
+//! record as JSON. The record is the slot with the highest generation.
 //!
 //! Why two slots written in place: a login's write must be durable before it is answered,
 //! and it is on every login path. Writing the *other* slot in place and `fdatasync`ing it
 //! changes no metadata (same size, same blocks), so it costs one data flush (≈0.1 ms on the
 //! benchmark machine) where a temporary file, fsync, rename and directory fsync cost
-//! 0.5–0.9 ms; and a full disk cannot stop an enrolled user's logins. A write torn by a crash
-//! leaves a slot whose checksum fails, and the other slot still holds the last state that
-//! was acknowledged. A new file, or one whose record outgrew its slots, is written whole:
-//! temporary file, fsync, rename, directory fsync.
+//! 0.5–0.9 ms; and a full disk cannot stop an enrolled user's logins. A new file, or one
+//! whose record outgrew its slots, is written whole: temporary file (`O_EXCL|O_NOFOLLOW`),
+//! fsync, rename, directory fsync; both of its slots then hold the record.
 //!
-//! A file without a valid slot is corrupt for that user only, and the daemon never
-//! overwrites it. Every save runs under the user's lock (see `engine`), so the slot a save
-//! overwrites is never the one a concurrent reader relies on.
+//! # Damage: never roll back an acknowledged write (issue 19, fault 8)
+//!
+//! Every slot of a record file must pass its checksum. If one does not, the user's logins
+//! fail closed (`CorruptRecord`, logged with the path and what each slot holds) and the
+//! daemon writes nothing to that file, until an admin runs `twostepctl user repair USER`.
+//! Why not fall back to the other slot: a slot that fails its checksum is either a torn
+//! write (never acknowledged, harmless to drop) or an acknowledged write that rotted, and
+//! from the bytes alone the two cannot be told apart. Falling back would silently undo a
+//! failure count, a lock, a replay mark or a spent recovery code.
+//!
+//! What a repair may assume, and why: a save always writes generation `g + 1` into the slot
+//! that does not hold the current generation `g`, so while a slot holding `g` is readable at
+//! most **one** save — one operation on the record — can have been lost. The repair (see
+//! `core::admin`) starts from the newest readable slot and undoes nothing that one operation
+//! could have done: it charges one more failure at the time of the repair (a lock is never
+//! lowered or shortened), moves the replay mark to the current time step plus the window
+//! (no code that could have been accepted is accepted again), and marks every unused
+//! recovery code as spent (the lost write may have spent one). The file it replaces is kept
+//! beside the record as `<record>.damaged-<unix time>`.
+//!
+//! The only slot allowed to be all zeros is the second slot of a file written by twostep
+//! before this rule (magic `twostep\x01`), which left it empty; the first save of such a
+//! file writes both slots in the current format (magic `twostep\x02`).
+//!
+//! # Trust (issue 19, fault 7)
+//!
+//! The state directory and `users/` are directories owned by the daemon's uid with no
+//! access for group or others, reached through safe directories (see [`super::trust`]);
+//! anything else refuses the start, and nothing is `chmod`-ed. A record file is opened with
+//! `O_NOFOLLOW|O_NONBLOCK` and used only when it is a regular file owned by the daemon's
+//! uid, with no permission bits for group or others (0600) and no other name (one link);
+//! otherwise that user fails closed (logged with path, owner and mode) and the file is
+//! neither read nor written. Other users are not affected.
+//!
+//! Every save runs under the user's lock (see `engine`), so the slot a save overwrites is
+//! never the one a concurrent reader relies on.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::record::{Record, RECORD_VERSION};
-use super::Error;
+use super::trust::{self, describe, euid};
+use super::{Error, UnixTime};
 
 /// Slots are whole blocks of this size.
 const BLOCK: usize = 4096;
@@ -33,7 +66,10 @@ const BLOCK: usize = 4096;
 const MAX_SLOT: usize = 256 * 1024;
 /// Magic, generation (u64 LE), payload length (u32 LE), CRC-32 (u32 LE).
 const HEADER: usize = 24;
-const MAGIC: &[u8; 8] = b"twostep\x01";
+/// The current format: both slots of a file are always written.
+const MAGIC: &[u8; 8] = b"twostep\x02";
+/// Written before issue 19: a new file's second slot was left as zeros.
+const MAGIC_V1: &[u8; 8] = b"twostep\x01";
 /// File name suffix of a record.
 pub const SUFFIX: &str = ".rec";
 
@@ -47,40 +83,166 @@ struct Current<'a> {
     generation: u64,
     payload: &'a [u8],
     slot_size: usize,
+    /// The other slot is of the old format (or empty): a save writes both.
+    upgrade: bool,
+}
+
+/// One slot as found on disk.
+enum Slot<'a> {
+    Valid {
+        generation: u64,
+        payload: &'a [u8],
+        legacy: bool,
+    },
+    /// All zeros: never written.
+    Empty,
+    /// Header or checksum does not hold.
+    Damaged(&'static str),
+}
+
+/// One slot of a record file, decoded for an admin's repair.
+#[derive(Debug)]
+pub enum SlotView {
+    /// The checksum holds; the record it decodes to, or why it does not decode.
+    Readable {
+        generation: u64,
+        record: Result<Box<Record>, String>,
+    },
+    /// All zeros: never written (allowed only as the second slot of an old-format file).
+    Empty,
+    /// The header or checksum does not hold: a torn write or rot.
+    Unreadable(String),
+}
+
+/// What a user's record file holds, slot by slot ([`Store::inspect`]).
+#[derive(Debug)]
+pub struct Inspection {
+    /// The record file.
+    pub path: PathBuf,
+    /// Its two slots, in file order; empty when the file is not a record file at all.
+    pub slots: Vec<SlotView>,
+    /// Why the user fails closed; `None` when the record is intact.
+    pub damage: Option<String>,
+}
+
+impl Inspection {
+    /// The newest slot that is readable and decodes to this user's record.
+    pub fn newest_readable(&self) -> Option<(usize, u64, &Record)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                SlotView::Readable {
+                    generation,
+                    record: Ok(r),
+                } => Some((i, *generation, &**r)),
+                _ => None,
+            })
+            .max_by_key(|(i, g, _)| (*g, std::cmp::Reverse(*i)))
+    }
+}
+
+/// Require a directory the daemon keeps secrets in: owned by the daemon's uid, no access
+/// for group or others.
+fn check_private_dir(path: &Path, meta: &Metadata) -> Result<(), String> {
+    if !meta.is_dir() || meta.uid() != euid() || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "unsafe state directory {}: expected a directory owned by uid {} (this daemon) \
+             with mode 0700 (no access for group or others); twostepd does not change it \
+             itself — fix the owner and mode (chown/chmod) and start again",
+            describe(path, meta),
+            euid()
+        ));
+    }
+    Ok(())
+}
+
+/// Create `dir` 0700 if it is missing, then require it private.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let meta =
+        fs::symlink_metadata(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+    check_private_dir(dir, &meta)
+}
+
+/// Require a record file safe to believe (see the module doc, "Trust").
+fn check_record(path: &Path, meta: &Metadata) -> Result<(), String> {
+    if !meta.is_file() || meta.uid() != euid() || meta.mode() & 0o7077 != 0 || meta.nlink() != 1 {
+        return Err(format!(
+            "refused {} with {} link(s): expected a regular file owned by uid {} with mode 0600 \
+             and no other name; it was neither read nor written",
+            describe(path, meta),
+            meta.nlink(),
+            euid()
+        ));
+    }
+    Ok(())
+}
+
+/// Open a record without following links or blocking, and check it; `None` if there is
+/// none. Why `lstat` first: a device or FIFO is refused before it is ever opened.
+fn open_record(path: &Path, write: bool) -> Result<Option<File>, String> {
+    let before = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    };
+    check_record(path, &before)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
+    check_record(path, &meta)?;
+    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+        return Err(format!("{} changed while it was opened", path.display()));
+    }
+    Ok(Some(file))
 }
 
 impl Store {
-    /// Open (and create) the store under `state_dir`: the directory and `users/` are made
-    /// 0700. A directory owned by another uid is refused.
+    /// Open (and create) the store under `state_dir`. A missing state directory or `users/`
+    /// is created 0700. An existing one must be a directory owned by this daemon's uid with
+    /// no access for group or others, reached through directories and links only root or
+    /// this daemon can change; it is never `chmod`-ed.
     ///
     /// # Errors
-    /// A message for the operator when the directory cannot be created or is not ours.
+    /// A message for the operator naming the path, its owner and mode and what is
+    /// expected, or why the directory cannot be created.
     pub fn open(state_dir: &Path) -> Result<Store, String> {
-        let users = state_dir.join("users");
-        for dir in [state_dir, users.as_path()] {
-            match DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-            }
-            let meta = fs::symlink_metadata(dir)
-                .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
-            if !meta.is_dir() {
-                return Err(format!("{} is not a directory", dir.display()));
-            }
-            if meta.uid() != nix::unistd::geteuid().as_raw() {
-                return Err(format!(
-                    "{} is owned by uid {}, not by this daemon",
-                    dir.display(),
-                    meta.uid()
-                ));
-            }
-            if meta.mode() & 0o077 != 0 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
-            }
+        let (state, meta) = trust::resolve(state_dir)?;
+        match meta {
+            Some(m) => check_private_dir(&state, &m)?,
+            None => private_dir(&state)?,
         }
+        let users = state.join("users");
+        private_dir(&users)?;
         Ok(Store { users })
+    }
+
+    /// What [`Store::open`] would say about `state_dir`, without creating anything (for
+    /// `twostepd --check-config`): a missing directory is fine (the daemon creates it 0700).
+    ///
+    /// # Errors
+    /// The same messages as [`Store::open`].
+    pub fn check(state_dir: &Path) -> Result<(), String> {
+        let (state, meta) = trust::resolve(state_dir)?;
+        let Some(meta) = meta else { return Ok(()) };
+        check_private_dir(&state, &meta)?;
+        let users = state.join("users");
+        match fs::symlink_metadata(&users) {
+            Ok(meta) => check_private_dir(&users, &meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot inspect {}: {e}", users.display())),
+        }
     }
 
     /// Where `user`'s record lives.
@@ -91,19 +253,17 @@ impl Store {
     /// The user's record, `None` if the user has none.
     ///
     /// # Errors
-    /// [`Error::CorruptRecord`] when the file exists but has no valid record.
+    /// [`Error::CorruptRecord`] when the file exists but is not trusted (type, owner, mode),
+    /// or any of its slots is damaged (logged, with the path).
     pub fn load(&self, user: &str) -> Result<Option<Record>, Error> {
-        let corrupt = |reason: String| Error::CorruptRecord {
-            user: user.to_owned(),
-            reason,
+        let Some(file) = open_record(&self.path_for(user), false).map_err(|r| refused(user, r))?
+        else {
+            return Ok(None);
         };
-        let file = match File::open(self.path_for(user)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(corrupt(e.to_string())),
-        };
-        let bytes = read_bounded(file).map_err(&corrupt)?;
-        decode(&bytes, user).map(Some).map_err(corrupt)
+        let bytes = read_bounded(&file).map_err(|e| corrupt(user, e))?;
+        decode(&bytes, user)
+            .map(Some)
+            .map_err(|reason| refused(user, format!("{}: {reason}", self.path_for(user).display())))
     }
 
     /// Replace the user's record durably: the other slot in place, or the whole file when
@@ -111,9 +271,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Storage`] when a step fails (the old record is then left as it was);
-    /// [`Error::CorruptRecord`] when the file on disk has no valid record (it is left alone).
+    /// [`Error::CorruptRecord`] when the file on disk is not trusted or damaged (it is left
+    /// alone).
     pub fn save(&self, record: &Record) -> Result<(), Error> {
         let user = record.user.as_str();
+        let path = self.path_for(user);
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
@@ -122,40 +284,37 @@ impl Store {
             user: user.to_owned(),
             reason,
         })?;
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path_for(user))
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return self.write_whole(user, &payload, 1)
-            }
-            Err(e) => return Err(fail("open", e)),
+        let Some(file) = open_record(&path, true).map_err(|r| refused(user, r))? else {
+            return self.write_whole(user, &payload, 1);
         };
-        let mut bytes = Vec::with_capacity(2 * BLOCK);
-        (&mut file)
-            .take(2 * MAX_SLOT as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail("read", e))?;
-        // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, user).map_err(|reason| Error::CorruptRecord {
+        let bytes = read_bounded(&file).map_err(|e| Error::Storage {
             user: user.to_owned(),
-            reason,
+            reason: format!("read: {e}"),
         })?;
+        // Checked as a load checks it: a file the daemon cannot read is never overwritten.
+        let (current, _) = decode_current(&bytes, user)
+            .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
         if HEADER + payload.len() > current.slot_size {
             drop(file);
             return self.write_whole(user, &payload, generation);
         }
+        let new = slot(generation, &payload);
         let target = 1 - current.index;
-        let offset = (target * current.slot_size) as u64;
-        file.write_all_at(&slot(generation, &payload), offset)
+        file.write_all_at(&new, (target * current.slot_size) as u64)
             .map_err(|e| fail("write", e))?;
-        file.sync_data().map_err(|e| fail("fdatasync", e))
+        file.sync_data().map_err(|e| fail("fdatasync", e))?;
+        if current.upgrade {
+            // An old-format file: its other slot becomes a copy too, so that from now on
+            // every slot of this file is written and checked.
+            file.write_all_at(&new, (current.index * current.slot_size) as u64)
+                .map_err(|e| fail("write", e))?;
+            file.sync_data().map_err(|e| fail("fdatasync", e))?;
+        }
+        Ok(())
     }
 
-    /// A new file in slot 0: temporary file, fsync, rename, directory fsync.
+    /// A new file, `payload` in both slots: temporary file, fsync, rename, directory fsync.
     fn write_whole(&self, user: &str, payload: &[u8], generation: u64) -> Result<(), Error> {
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
@@ -172,6 +331,7 @@ impl Store {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)
                 .map_err(|e| fail("create", e))?;
             f.write_all(&bytes).map_err(|e| fail("write", e))?;
@@ -186,7 +346,93 @@ impl Store {
     }
 
     fn sync_dir(&self) -> std::io::Result<()> {
-        File::open(&self.users).and_then(|d| d.sync_all())
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.users)
+            .and_then(|d| d.sync_all())
+    }
+
+    /// What `user`'s record file holds, slot by slot, and why it fails closed if it does:
+    /// for `twostepctl user repair`. `None` when the user has no record.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRecord`] when the file is not trusted (type, owner, mode): a repair
+    /// never reads through it; [`Error::Storage`] when it cannot be read.
+    pub fn inspect(&self, user: &str) -> Result<Option<Inspection>, Error> {
+        let path = self.path_for(user);
+        let Some(file) = open_record(&path, false).map_err(|r| refused(user, r))? else {
+            return Ok(None);
+        };
+        let bytes = read_bounded(&file).map_err(|e| Error::Storage {
+            user: user.to_owned(),
+            reason: format!("read: {e}"),
+        })?;
+        let damage = decode_current(&bytes, user).err();
+        let slots = match slots(&bytes) {
+            Ok((_, found)) => found
+                .iter()
+                .map(|s| match s {
+                    Slot::Valid {
+                        generation,
+                        payload,
+                        ..
+                    } => SlotView::Readable {
+                        generation: *generation,
+                        record: decode_payload(payload, user).map(Box::new),
+                    },
+                    Slot::Empty => SlotView::Empty,
+                    Slot::Damaged(why) => SlotView::Unreadable((*why).to_owned()),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Some(Inspection {
+            path,
+            slots,
+            damage,
+        }))
+    }
+
+    /// Replace `user`'s damaged record with `record` (at `generation`) written whole, and
+    /// keep the bytes it replaces as `<record>.damaged-<at>` (mode 0600, not a record:
+    /// [`Store::users`] does not list it). For an admin's repair, under the user's lock.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRecord`] when the file is not trusted; [`Error::Storage`] when a
+    /// step fails (the damaged file is then left as it was).
+    pub fn replace_damaged(
+        &self,
+        record: &Record,
+        generation: u64,
+        at: UnixTime,
+    ) -> Result<PathBuf, Error> {
+        let user = record.user.as_str();
+        let fail = |what: &str, e: String| Error::Storage {
+            user: user.to_owned(),
+            reason: format!("{what}: {e}"),
+        };
+        let payload = payload(record).map_err(|e| fail("encode", e))?;
+        let path = self.path_for(user);
+        let old = match open_record(&path, false).map_err(|r| refused(user, r))? {
+            Some(f) => read_bounded(&f).map_err(|e| fail("read", e))?,
+            None => Vec::new(),
+        };
+        let mut kept = path.clone().into_os_string();
+        kept.push(format!(".damaged-{}", at.0));
+        let kept = PathBuf::from(kept);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&kept)
+            .map_err(|e| fail("keep the damaged file", e.to_string()))?;
+        f.write_all(&old)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| fail("keep the damaged file", e.to_string()))?;
+        self.write_whole(user, &payload, generation)?;
+        Ok(kept)
     }
 
     /// The user names of every record, from the file names (no record is read).
@@ -231,6 +477,20 @@ impl Store {
     }
 }
 
+/// A record file refused or damaged: logged here (path, owner, mode or slots), and the
+/// user fails closed.
+fn refused(user: &str, reason: String) -> Error {
+    log::error!("record of user={user} fails closed: {reason}");
+    corrupt(user, reason)
+}
+
+fn corrupt(user: &str, reason: String) -> Error {
+    Error::CorruptRecord {
+        user: user.to_owned(),
+        reason,
+    }
+}
+
 /// The file name of `user`'s record.
 pub fn file_name(user: &str) -> String {
     format!("{}{SUFFIX}", hex::encode(user.as_bytes()))
@@ -256,15 +516,20 @@ pub fn decode(bytes: &[u8], user: &str) -> Result<Record, String> {
 
 fn decode_current<'a>(bytes: &'a [u8], user: &str) -> Result<(Current<'a>, Record), String> {
     let current = current(bytes)?;
+    let record = decode_payload(current.payload, user)?;
+    Ok((current, record))
+}
+
+fn decode_payload(payload: &[u8], user: &str) -> Result<Record, String> {
     let record: Record =
-        serde_json::from_slice(current.payload).map_err(|e| format!("invalid record: {e}"))?;
+        serde_json::from_slice(payload).map_err(|e| format!("invalid record: {e}"))?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
     }
     if record.user != user {
         return Err("record belongs to another user".into());
     }
-    Ok((current, record))
+    Ok(record)
 }
 
 fn payload(record: &Record) -> Result<Vec<u8>, String> {
@@ -275,50 +540,116 @@ fn payload(record: &Record) -> Result<Vec<u8>, String> {
     Ok(payload)
 }
 
-fn read_bounded(file: File) -> Result<Vec<u8>, String> {
+fn read_bounded(mut file: &File) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(2 * BLOCK);
-    file.take(2 * MAX_SLOT as u64 + 1)
+    (&mut file)
+        .take(2 * MAX_SLOT as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
     Ok(bytes)
 }
 
-/// The newest valid slot of a record file.
-fn current(bytes: &[u8]) -> Result<Current<'_>, String> {
+/// The slot size and both slots of a record file.
+fn slots(bytes: &[u8]) -> Result<(usize, [Slot<'_>; 2]), String> {
     let len = bytes.len();
     if len == 0 || len % (2 * BLOCK) != 0 || len > 2 * MAX_SLOT {
         return Err(format!("not a record file ({len} bytes)"));
     }
     let slot_size = len / 2;
     let (first, second) = bytes.split_at(slot_size);
-    let valid = [parse_slot(first), parse_slot(second)];
-    let newest = match valid {
-        [Some(a), Some(b)] if b.0 > a.0 => Some((1, b)),
-        [Some(a), _] => Some((0, a)),
-        [None, Some(b)] => Some((1, b)),
-        [None, None] => None,
+    Ok((slot_size, [parse_slot(first), parse_slot(second)]))
+}
+
+/// The newest slot of a record file whose every slot holds (see the module doc).
+fn current(bytes: &[u8]) -> Result<Current<'_>, String> {
+    let (slot_size, found) = slots(bytes)?;
+    let pick = |index, generation, payload, upgrade| {
+        Ok(Current {
+            index,
+            generation,
+            payload,
+            slot_size,
+            upgrade,
+        })
     };
-    let (index, (generation, payload)) = newest.ok_or("no valid slot (checksum mismatch)")?;
-    Ok(Current {
-        index,
-        generation,
-        payload,
-        slot_size,
-    })
+    match found {
+        [Slot::Valid {
+            generation: a,
+            payload: pa,
+            legacy: la,
+        }, Slot::Valid {
+            generation: b,
+            payload: pb,
+            legacy: lb,
+        }] => {
+            if a == b && pa != pb {
+                Err(format!(
+                    "damaged: both slots claim generation {a} with different contents"
+                ))
+            } else if b > a {
+                pick(1, b, pb, la)
+            } else {
+                pick(0, a, pa, lb)
+            }
+        }
+        [Slot::Valid {
+            generation,
+            payload,
+            legacy: true,
+        }, Slot::Empty] => pick(0, generation, payload, true),
+        [first, second] => Err(damage_text(&first, &second)),
+    }
+}
+
+/// What is wrong with a file whose slots do not all hold, for logs and errors.
+fn damage_text(first: &Slot<'_>, second: &Slot<'_>) -> String {
+    let one = |i: usize, s: &Slot<'_>| match s {
+        Slot::Valid { generation, .. } => format!("slot {i} holds generation {generation}"),
+        Slot::Empty => format!("slot {i} is empty (zeros)"),
+        Slot::Damaged(why) => format!("slot {i} is unreadable ({why})"),
+    };
+    format!(
+        "damaged: {}, {}; a damaged slot may have held the latest acknowledged state, so this \
+         user fails closed until an admin runs `twostepctl user repair`",
+        one(0, first),
+        one(1, second)
+    )
 }
 
 /// A slot's generation and payload, if its header and checksum hold.
-fn parse_slot(slot: &[u8]) -> Option<(u64, &[u8])> {
-    let (header, rest) = slot.split_at_checked(HEADER)?;
-    let (magic, fields) = header.split_at(MAGIC.len());
-    if magic != MAGIC {
-        return None;
+fn parse_slot(slot: &[u8]) -> Slot<'_> {
+    if slot.iter().all(|b| *b == 0) {
+        return Slot::Empty;
     }
-    let generation = u64::from_le_bytes(fields.get(..8)?.try_into().ok()?);
-    let length = u32::from_le_bytes(fields.get(8..12)?.try_into().ok()?);
-    let crc = u32::from_le_bytes(fields.get(12..16)?.try_into().ok()?);
-    let payload = rest.get(..usize::try_from(length).ok()?)?;
-    (checksum(generation, length, payload) == crc).then_some((generation, payload))
+    let Some((header, rest)) = slot.split_at_checked(HEADER) else {
+        return Slot::Damaged("too short");
+    };
+    let (magic, fields) = header.split_at(MAGIC.len());
+    let legacy = match magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => return Slot::Damaged("bad magic"),
+    };
+    let u64_at = |at: usize| fields.get(at..at + 8).and_then(|b| b.try_into().ok());
+    let u32_at = |at: usize| fields.get(at..at + 4).and_then(|b| b.try_into().ok());
+    let (Some(generation), Some(length), Some(crc)) = (
+        u64_at(0).map(u64::from_le_bytes),
+        u32_at(8).map(u32::from_le_bytes),
+        u32_at(12).map(u32::from_le_bytes),
+    ) else {
+        return Slot::Damaged("short header");
+    };
+    let Some(payload) = usize::try_from(length).ok().and_then(|l| rest.get(..l)) else {
+        return Slot::Damaged("length out of range");
+    };
+    if checksum(generation, length, payload) != crc {
+        return Slot::Damaged("checksum mismatch");
+    }
+    Slot::Valid {
+        generation,
+        payload,
+        legacy,
+    }
 }
 
 /// Header and payload of one slot (what a save writes; the rest of the slot is left as is).
@@ -334,11 +665,13 @@ fn slot(generation: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A file with `payload` in slot 0 and an empty slot 1, each slot whole blocks.
+/// A file with `payload` in both slots, each slot whole blocks.
 fn whole_file(generation: u64, payload: &[u8]) -> Vec<u8> {
     let slot_size = (HEADER + payload.len()).div_ceil(BLOCK) * BLOCK;
-    let mut bytes = slot(generation, payload);
-    bytes.resize(2 * slot_size, 0);
+    let mut one = slot(generation, payload);
+    one.resize(slot_size, 0);
+    let mut bytes = one.clone();
+    bytes.extend_from_slice(&one);
     bytes
 }
 
@@ -360,11 +693,23 @@ fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state")).unwrap();
         (dir, s)
+    }
+
+    /// A new file of mode 0600, as the store and tools that prepare state write them.
+    fn write_private(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .unwrap();
+        f.write_all(bytes).unwrap();
     }
 
     fn with_failures(user: &str, n: u32) -> Record {
@@ -411,24 +756,258 @@ mod tests {
         assert_eq!(after.len(), 2 * BLOCK as u64);
     }
 
+    /// Generation of each slot of `user`'s file, and the index of the newest.
+    fn newest_slot(s: &Store, user: &str) -> (usize, usize) {
+        let bytes = fs::read(s.path_for(user)).unwrap();
+        let c = current(&bytes).unwrap();
+        (c.index, c.slot_size)
+    }
+
+    /// Assert that `user` fails closed with `needle` in the reason, that a save is refused
+    /// and leaves the file as it was.
+    fn assert_fails_closed(s: &Store, user: &str, needle: &str) {
+        let before = fs::read(s.path_for(user)).unwrap();
+        match s.load(user) {
+            Err(Error::CorruptRecord { reason, .. }) => {
+                assert!(reason.contains(needle), "{reason}");
+            }
+            other => panic!("expected CorruptRecord, got {other:?}"),
+        }
+        let saved = s.save(&with_failures(user, 0));
+        assert!(
+            matches!(saved, Err(Error::CorruptRecord { .. })),
+            "{saved:?}"
+        );
+        assert_eq!(fs::read(s.path_for(user)).unwrap(), before);
+    }
+
     #[test]
-    fn a_torn_write_leaves_the_previous_record() {
+    fn bit_rot_in_either_slot_fails_closed_instead_of_rolling_back() {
+        for newest in [true, false] {
+            let (_d, s) = store();
+            s.save(&with_failures("bob", 0)).unwrap();
+            for n in 1..=4 {
+                s.save(&with_failures("alice", n)).unwrap();
+            }
+            let (index, size) = newest_slot(&s, "alice");
+            let rotten = if newest { index } else { 1 - index };
+            let path = s.path_for("alice");
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[rotten * size + HEADER + 7] ^= 0x04;
+            fs::write(&path, &bytes).unwrap();
+            // Not the older slot's 3 failures: nothing at all, until repaired.
+            assert_fails_closed(&s, "alice", "checksum mismatch");
+            let err = s.load("alice").unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("slot {rotten} is unreadable")),
+                "{err}"
+            );
+            assert!(err.contains("twostepctl user repair"), "{err}");
+            assert_eq!(s.load("bob").unwrap(), Some(with_failures("bob", 0)));
+        }
+    }
+
+    #[test]
+    fn a_torn_write_fails_closed_until_repaired() {
         let (_d, s) = store();
-        s.save(&with_failures("alice", 1)).unwrap(); // slot 0, generation 1
+        s.save(&with_failures("alice", 1)).unwrap(); // both slots, generation 1
         s.save(&with_failures("alice", 2)).unwrap(); // slot 1, generation 2
-                                                     // A crash in the middle of writing slot 1 (half the payload zeroed).
+                                                     // A crash in the middle of writing slot 1: the second half of what was written
+                                                     // never reached the disk.
         let path = s.path_for("alice");
         let mut bytes = fs::read(&path).unwrap();
-        for b in &mut bytes[BLOCK + HEADER + 10..BLOCK + HEADER + 20] {
+        let written = HEADER
+            + serde_json::to_vec(&with_failures("alice", 2))
+                .unwrap()
+                .len();
+        for b in &mut bytes[BLOCK + written / 2..BLOCK + written] {
             *b = 0;
         }
         fs::write(&path, &bytes).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 1)));
-        // The next save goes to the torn slot and wins.
-        s.save(&with_failures("alice", 7)).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 7)));
+        assert_fails_closed(&s, "alice", "slot 1 is unreadable");
+
+        // What an admin's repair sees: the older slot decoded, the torn one unreadable.
+        let seen = s.inspect("alice").unwrap().unwrap();
+        assert!(seen.damage.as_deref().unwrap().contains("slot 1"));
+        assert!(matches!(
+            &seen.slots[..],
+            [
+                SlotView::Readable { generation: 1, record: Ok(r) },
+                SlotView::Unreadable(_)
+            ] if **r == with_failures("alice", 1)
+        ));
+        assert_eq!(seen.newest_readable().map(|(i, g, _)| (i, g)), Some((0, 1)));
+
+        // The repair writes a whole new file and keeps the damaged one aside.
+        let kept = s
+            .replace_damaged(&with_failures("alice", 9), 3, UnixTime(1234))
+            .unwrap();
+        assert_eq!(fs::read(&kept).unwrap(), bytes);
+        assert!(kept.to_string_lossy().ends_with(".rec.damaged-1234"));
+        assert_eq!(fs::metadata(&kept).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 9)));
+        assert_eq!(s.users().unwrap(), ["alice"]);
+        assert!(s.inspect("alice").unwrap().unwrap().damage.is_none());
+        // Saves go on in place from the new generation.
+        s.save(&with_failures("alice", 10)).unwrap();
         let bytes = fs::read(&path).unwrap();
-        assert_eq!(current(&bytes).unwrap().index, 1);
+        assert_eq!(current(&bytes).unwrap().generation, 4);
+    }
+
+    #[test]
+    fn a_zeroed_slot_or_two_slots_claiming_one_generation_is_damage() {
+        let (_d, s) = store();
+        s.save(&with_failures("alice", 1)).unwrap();
+        let path = s.path_for("alice");
+        let mut bytes = fs::read(&path).unwrap();
+        for b in &mut bytes[BLOCK..] {
+            *b = 0;
+        }
+        fs::write(&path, &bytes).unwrap();
+        assert_fails_closed(&s, "alice", "slot 1 is empty");
+
+        let mut two = whole_file(5, &payload(&with_failures("alice", 1)).unwrap());
+        let other = slot(5, &payload(&with_failures("alice", 2)).unwrap());
+        two[BLOCK..BLOCK + other.len()].copy_from_slice(&other);
+        fs::write(&path, &two).unwrap();
+        assert_fails_closed(&s, "alice", "both slots claim generation 5");
+    }
+
+    #[test]
+    fn an_old_format_file_with_an_empty_second_slot_is_read_and_upgraded() {
+        let (_d, s) = store();
+        let path = s.path_for("alice");
+        let mut old = whole_file(7, &payload(&with_failures("alice", 2)).unwrap());
+        old[..MAGIC_V1.len()].copy_from_slice(MAGIC_V1);
+        for b in &mut old[BLOCK..] {
+            *b = 0;
+        }
+        write_private(&path, &old);
+        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 2)));
+        s.save(&with_failures("alice", 3)).unwrap();
+        // Both slots now hold generation 8 in the current format...
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(&bytes[..MAGIC.len()], MAGIC);
+        assert_eq!(&bytes[BLOCK..BLOCK + MAGIC.len()], MAGIC);
+        assert_eq!(current(&bytes).unwrap().generation, 8);
+        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 3)));
+        // ...so a slot zeroed later is damage, not "never written".
+        let mut zeroed = bytes.clone();
+        for b in &mut zeroed[BLOCK..] {
+            *b = 0;
+        }
+        fs::write(&path, &zeroed).unwrap();
+        assert_fails_closed(&s, "alice", "slot 1 is empty");
+    }
+
+    #[test]
+    fn an_untrusted_record_file_is_neither_read_nor_written() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let (dir, s) = store();
+        s.save(&with_failures("bob", 1)).unwrap();
+        // A valid record outside the state directory, reached by a link.
+        let outside = dir.path().join("outside.rec");
+        fs::write(&outside, file_bytes(&with_failures("alice", 0)).unwrap()).unwrap();
+        let path = s.path_for("alice");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let before = fs::read(&outside).unwrap();
+        match s.load("alice") {
+            Err(Error::CorruptRecord { reason, .. }) => {
+                assert!(reason.contains("a symbolic link"), "{reason}");
+                assert!(reason.contains(&path.display().to_string()), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            s.save(&with_failures("alice", 5)),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert!(matches!(
+            s.inspect("alice"),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert_eq!(fs::read(&outside).unwrap(), before);
+        assert!(fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        fs::remove_file(&path).unwrap();
+
+        let good = file_bytes(&with_failures("alice", 0)).unwrap();
+        let set = |mode: u32, uid: u32| {
+            let _ = fs::remove_file(&path);
+            fs::write(&path, &good).unwrap();
+            // chown first: it clears set-id bits.
+            std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        for (mode, uid, needle) in [
+            (0o666, 0, "mode 0666"),
+            (0o644, 0, "mode 0644"),
+            (0o640, 0, "mode 0640"),
+            (0o4600, 0, "mode 4600"),
+            (0o600, 65534, "owned by uid 65534"),
+        ] {
+            set(mode, uid);
+            let err = s.load("alice").unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("expected"), "{err}");
+            let saved = s.save(&with_failures("alice", 5));
+            assert!(
+                matches!(saved, Err(Error::CorruptRecord { .. })),
+                "{saved:?}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), good);
+            assert_eq!(s.load("bob").unwrap(), Some(with_failures("bob", 1)));
+        }
+        // A second name (hard link) elsewhere.
+        set(0o600, 0);
+        let other_name = dir.path().join("other-name");
+        fs::hard_link(&path, &other_name).unwrap();
+        let err = s.load("alice").unwrap_err().to_string();
+        assert!(err.contains("2 link(s)"), "{err}");
+        fs::remove_file(&other_name).unwrap();
+        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 0)));
+        // A FIFO is refused without blocking.
+        fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = s.load("alice").unwrap_err().to_string();
+        assert!(err.contains("a FIFO"), "{err}");
+    }
+
+    #[test]
+    fn an_unsafe_state_directory_is_refused_and_left_as_it_is() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        Store::open(&state).unwrap();
+        for (target, mode) in [(state.clone(), 0o755), (state.join("users"), 0o750)] {
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).unwrap();
+            let err = Store::open(&state).err().unwrap();
+            assert!(err.contains(&target.display().to_string()), "{err}");
+            assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+            assert!(err.contains("expected a directory owned by uid 0"), "{err}");
+            assert!(err.contains("mode 0700"), "{err}");
+            // Not silently chmod-ed.
+            assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, mode);
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Store::open(&state).unwrap();
+        Store::check(&state).unwrap();
+        Store::check(&dir.path().join("not-yet")).unwrap();
+        assert!(!dir.path().join("not-yet").exists());
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o701)).unwrap();
+        assert!(Store::check(&state).unwrap_err().contains("mode 0701"));
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        // A parent others may write to.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Store::open(&state).err().unwrap();
+        assert!(err.contains("unsafe path") && err.contains("0777"), "{err}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        // A file where the directory should be.
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = Store::open(&file).err().unwrap();
+        assert!(err.contains("a regular file"), "{err}");
     }
 
     #[test]
@@ -502,7 +1081,7 @@ mod tests {
     fn file_bytes_is_what_the_store_reads() {
         let (_d, s) = store();
         let r = with_failures("carol", 2);
-        fs::write(s.path_for("carol"), file_bytes(&r).unwrap()).unwrap();
+        write_private(&s.path_for("carol"), &file_bytes(&r).unwrap());
         assert_eq!(s.load("carol").unwrap(), Some(r.clone()));
         assert_eq!(decode(&file_bytes(&r).unwrap(), "carol").unwrap(), r);
         assert!(decode(&file_bytes(&r).unwrap(), "dave").is_err());
@@ -513,12 +1092,17 @@ mod tests {
         let (_d, s) = store();
         let r = with_failures("alice", 1);
         s.save(&r).unwrap();
-        // Make the record path a directory: the write must fail and leave no temp file.
+        // Make the record path a directory: a save refuses it (not a regular file), and the
+        // whole-file write under it fails and leaves no temp file.
         let p = s.path_for("carol");
         fs::create_dir(&p).unwrap();
         fs::write(p.join("x"), b"x").unwrap();
         assert!(matches!(
             s.save(&Record::new("carol")),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert!(matches!(
+            s.write_whole("carol", b"{}", 1),
             Err(Error::Storage { .. })
         ));
         let leftovers: Vec<_> = fs::read_dir(&s.users)

@@ -37,6 +37,17 @@ pub enum UserCommand {
     DenyToggle { name: String },
     /// Clear the user's failed attempts and lock.
     Unlock { name: String },
+    /// A user whose record is damaged fails closed: show what each copy of the record
+    /// holds and what a repair writes; with --yes write it (failures, locks and replay
+    /// marks never go back; unused recovery codes are marked spent).
+    Repair {
+        name: String,
+        /// Write the repaired record (the damaged file is kept beside it).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String> {
@@ -44,6 +55,7 @@ pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String
     let (name, done, result) = match cmd {
         UserCommand::List { json } => return list(&admin, json, false).await,
         UserCommand::Show { name, json } => return show(&admin, &name, json).await,
+        UserCommand::Repair { name, yes, json } => return repair(&admin, &name, yes, json).await,
         UserCommand::Reset { name } => {
             let r = admin.reset_user(&name).await;
             (name, "factors forgotten; they enrol again", r)
@@ -246,6 +258,69 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         for e in events {
             println!("  {}  {}", when(t(e, "at")), s(e, "what"));
         }
+    }
+    Ok(())
+}
+
+async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Result<(), String> {
+    let p = admin
+        .repair_user(name, yes)
+        .await
+        .map_err(|e| format!("{name}: {}", explain(e)))?;
+    let text = |k: &str| {
+        p.get(k)
+            .and_then(|v| <&str>::try_from(&**v).ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let lines = |k: &str| -> Vec<String> {
+        match p.get(k).map(|v| &**v) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|e| <&str>::try_from(e).ok().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let written = p
+        .get("written")
+        .and_then(|v| bool::try_from(&**v).ok())
+        .unwrap_or(false);
+    let (path, damage, kept) = (text("path"), text("damage"), text("kept"));
+    let (slots, may_be_lost, restored) = (lines("slots"), lines("may_be_lost"), lines("restored"));
+    if json {
+        let r = json!({
+            "user": name, "path": path, "damage": damage, "slots": slots,
+            "may_be_lost": may_be_lost, "restored": restored, "written": written, "kept": kept,
+        });
+        println!("{r}");
+        return Ok(());
+    }
+    println!("Record of {name}: {path}");
+    for l in &slots {
+        println!("  {l}");
+    }
+    if damage.is_empty() {
+        println!("The record is intact: nothing to repair.");
+        return Ok(());
+    }
+    println!("Damage: {damage}");
+    println!("What may have been lost:");
+    for l in &may_be_lost {
+        println!("  {l}");
+    }
+    if restored.is_empty() {
+        println!("Nothing can be restored from this file.");
+        return Ok(());
+    }
+    println!("The repair writes the readable state, and:");
+    for l in &restored {
+        println!("  {l}");
+    }
+    if written {
+        println!("Written. The damaged file is kept as {kept}");
+    } else {
+        println!("Nothing was written. To write it: twostepctl user repair {name} --yes");
     }
     Ok(())
 }
