@@ -18,6 +18,7 @@ pub mod bus;
 pub mod cleanup;
 pub mod ctl;
 pub mod daemon;
+pub mod documented;
 pub mod fake_owner;
 pub mod flows;
 pub mod group;

@@ -56,11 +56,13 @@ pub struct SudoersDropIn {
 
 impl SudoersDropIn {
     /// The drop-in of the tests: `user` may run anything as anyone after authenticating
-    /// through PAM service `service`; no tty needed, no cached credentials, one attempt,
-    /// no mail. `extra_defaults` (e.g. `"!pam_silent"`) are appended to the Defaults line.
+    /// through PAM service `service` (for `sudo -i` too: `pam_login_service`); no tty
+    /// needed, no cached credentials, one attempt, no mail. `extra_defaults` (e.g.
+    /// `"!pam_silent"`) are appended to the Defaults line.
     pub fn for_user(user: &str, service: &str, extra_defaults: &[&str]) -> SudoersDropIn {
         let mut defaults = vec![
             format!("pam_service={service}"),
+            format!("pam_login_service={service}"),
             "!use_pty".into(),
             "timestamp_timeout=0".into(),
             "passwd_tries=1".into(),
@@ -74,6 +76,20 @@ impl SudoersDropIn {
                  Defaults:{user} {}\n\
                  {user} ALL=(ALL:ALL) ALL\n",
                 defaults.join(", ")
+            ),
+        )
+    }
+
+    /// `user` may run anything as anyone, with the test defaults of
+    /// [`for_user`](SudoersDropIn::for_user) but no PAM service named: the `Defaults` lines
+    /// of `head` (e.g. a documented drop-in) decide which services sudo uses.
+    pub fn with_head(user: &str, head: &str) -> SudoersDropIn {
+        SudoersDropIn::install(
+            user,
+            &format!(
+                "# twostep e2e\n{head}\n\
+                 Defaults:{user} !use_pty, timestamp_timeout=0, passwd_tries=1, !mail_badpass\n\
+                 {user} ALL=(ALL:ALL) ALL\n"
             ),
         )
     }
@@ -140,8 +156,14 @@ pub fn sudo(user: &LoginUser, args: &[&str], stdin: &str) -> Output {
 /// Like [`sudo`], in a private mount namespace whose `/dev/log` is `syslog`, so the test
 /// sees what the module logged (sudo itself logs there too).
 pub fn sudo_logged(user: &LoginUser, args: &[&str], stdin: &str, syslog: &Syslog) -> Output {
+    sudo_in(Namespace::new().syslog(syslog.socket()), user, args, stdin)
+}
+
+/// Like [`sudo`], in the private mount namespace `ns` (e.g. with test stacks bind-mounted
+/// over `/etc/pam.d/sudo` and `/etc/pam.d/sudo-i`: only this sudo sees them).
+pub fn sudo_in(ns: Namespace, user: &LoginUser, args: &[&str], stdin: &str) -> Output {
     let creds = user.user().creds();
-    let mut cmd = Namespace::new().syslog(syslog.socket()).command("setpriv");
+    let mut cmd = ns.command("setpriv");
     cmd.arg(format!("--reuid={}", creds.uid))
         .arg(format!("--regid={}", creds.gid))
         .args(["--clear-groups", "--", "sudo"])

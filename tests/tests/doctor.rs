@@ -62,7 +62,15 @@ impl Setup {
             dir,
         };
         setup.sshd(SSHD_CLEAN);
+        // The machine's sudoers may hold other tests' drop-ins: an empty one of our own.
+        setup.sudoers("");
         setup
+    }
+
+    /// Write the sudoers file the doctor reads (`--sudoers`).
+    fn sudoers(&self, text: &str) -> &Self {
+        std::fs::write(self.dir.path().join("sudoers"), text).expect("write sudoers");
+        self
     }
 
     /// Write PAM file `name` in the temp PAM dir.
@@ -110,6 +118,8 @@ impl Setup {
             .arg(&self.pam_dir)
             .arg("--sshd-config")
             .arg(&self.sshd_config)
+            .arg("--sudoers")
+            .arg(self.dir.path().join("sudoers"))
             .args(extra);
         proc::run(cmd, b"", Duration::from_secs(60))
     }
@@ -248,7 +258,11 @@ fn sufficient_pam_unix_before_the_module_is_reported_with_file_and_line() {
     );
     let d = setup.doctor(bus.address());
     let at = format!("{}:2", setup.path("sshd"));
-    d.assert_problems(&[("error", "pam-skips-module", &at)]);
+    // A wrong password goes on to the module too (`sufficient` ignores a failure).
+    d.assert_problems(&[
+        ("error", "pam-module-after-failed-password", &at),
+        ("error", "pam-skips-module", &at),
+    ]);
     let f = d.finding("pam-skips-module");
     assert_eq!(f["services"], serde_json::json!(["sshd"]));
     assert!(
@@ -263,7 +277,7 @@ fn sufficient_pam_unix_before_the_module_is_reported_with_file_and_line() {
     let text = setup.doctor_text(bus.address());
     assert_eq!(text.status.code(), Some(1), "{text}");
     assert!(text.stdout.contains(&format!("error   {at}: ")), "{text}");
-    assert!(text.stderr.contains("1 error(s)"), "{text}");
+    assert!(text.stderr.contains("2 error(s)"), "{text}");
 }
 
 #[test]
@@ -274,7 +288,7 @@ fn success_done_before_the_module_is_reported() {
     setup.pam(
         "sshd",
         &format!(
-            "auth required pam_unix.so\n\
+            "auth requisite pam_unix.so\n\
              auth [success=done default=ignore] pam_faillock.so authsucc\n{}",
             module(&bus, "")
         ),
@@ -327,11 +341,12 @@ fn includes_and_substacks_are_followed() {
     );
     setup.pam("twostep-auth", "@include common-auth\n");
     let d = setup.doctor(bus.address());
-    d.assert_problems(&[(
-        "error",
-        "pam-skips-module",
-        &format!("{}:1", setup.path("common-auth")),
-    )]);
+    let at = format!("{}:1", setup.path("common-auth"));
+    // On a wrong password, `default=ignore` goes on to the module as well.
+    d.assert_problems(&[
+        ("error", "pam-module-after-failed-password", &at),
+        ("error", "pam-skips-module", &at),
+    ]);
     let f = d.finding("pam-skips-module");
     assert_eq!(
         f["services"],
@@ -353,7 +368,9 @@ fn includes_and_substacks_are_followed() {
         assert!(via.contains(&want.as_str()), "{want} not in {via:?}");
     }
 
-    // A `sufficient` inside a substack ends only the substack: the module after it runs.
+    // A `sufficient` inside a substack ends only the substack: the module after it runs
+    // (no pam-skips-module) — but so it does when the password failed: `die` in a
+    // substack ends only the substack, so the code is asked after a wrong password.
     setup.remove("common-auth").remove("twostep-auth");
     setup
         .pam(
@@ -366,7 +383,11 @@ fn includes_and_substacks_are_followed() {
         )
         .pam("sshd", "auth required pam_unix.so\n");
     let d = setup.doctor(bus.address());
-    d.assert_clean();
+    d.assert_problems(&[(
+        "error",
+        "pam-module-after-failed-password",
+        &format!("{}:1", setup.path("password-auth")),
+    )]);
     // … but before the module inside the same substack, it skips it.
     setup.pam(
         "password-auth",
@@ -377,11 +398,11 @@ fn includes_and_substacks_are_followed() {
         "auth substack password-auth\nauth required pam_permit.so\n",
     );
     let d = setup.doctor(bus.address());
-    d.assert_problems(&[(
-        "error",
-        "pam-skips-module",
-        &format!("{}:1", setup.path("password-auth")),
-    )]);
+    let at = format!("{}:1", setup.path("password-auth"));
+    d.assert_problems(&[
+        ("error", "pam-module-after-failed-password", &at),
+        ("error", "pam-skips-module", &at),
+    ]);
 }
 
 #[test]
@@ -600,4 +621,107 @@ fn daemon_down_is_a_finding_and_up_is_not() {
         d.output
     );
     assert!(d.output.elapsed < Duration::from_secs(20), "{}", d.output);
+}
+
+/// Issue 19, fault 10: the README's old stack (`auth required pam_unix.so`, then the
+/// module) asks for the code after a wrong password; `requisite` does not.
+#[test]
+fn a_module_reached_after_a_failed_password_is_reported() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let setup = Setup::new();
+    setup.pam(
+        "sshd",
+        &format!("auth required pam_unix.so\n{}", module(&bus, "")),
+    );
+    let d = setup.doctor(bus.address());
+    d.assert_problems(&[(
+        "error",
+        "pam-module-after-failed-password",
+        &format!("{}:1", setup.path("sshd")),
+    )]);
+    assert!(
+        d.finding("pam-module-after-failed-password")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("when the password is wrong the stack goes on to pam_twostep"),
+        "{}",
+        d.output
+    );
+    setup.pam(
+        "sshd",
+        &format!("auth requisite pam_unix.so\n{}", module(&bus, "")),
+    );
+    setup.doctor(bus.address()).assert_clean();
+}
+
+/// Issue 19, fault 10: sudo's login service (`sudo -i`) without the module while `sudo`
+/// has it, a sudoers service name with no PAM file (capitals, typo), and a PAM file libpam
+/// never reads; each gone in the fixed setup.
+#[test]
+fn sudo_services_without_the_module_are_reported() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let setup = Setup::new();
+    password_then_code(&setup, "sudo", &bus);
+    setup.pam("other", "@include common-auth\n").pam(
+        "sudo-i",
+        "session required pam_limits.so\n@include common-auth\n",
+    );
+    let d = setup.doctor(bus.address());
+    d.assert_problems(&[("error", "sudo-service-without-module", "")]);
+    assert_eq!(d.json["sudo"]["checked"], true, "{}", d.output);
+    password_then_code(&setup, "sudo-i", &bus);
+    setup.doctor(bus.address()).assert_clean();
+
+    // The drop-in of the old docs/sudo.md: pam_service only.
+    let sudoers = setup.dir.path().join("sudoers").display().to_string();
+    let drop_ins = setup.dir.path().join("sudoers.d");
+    std::fs::create_dir(&drop_ins).expect("create sudoers.d");
+    setup.sudoers(&format!("@includedir {}\n", drop_ins.display()));
+    let drop_in = drop_ins.join("twostep");
+    // sudo's own files as Debian ships them (no module); alice's service has it.
+    setup
+        .pam("sudo", "@include common-auth\n")
+        .pam("sudo-i", "@include common-auth\n");
+    password_then_code(&setup, "sudo-twostep", &bus);
+    std::fs::write(&drop_in, "Defaults:alice pam_service=sudo-twostep\n").expect("write");
+    let at = format!("{}:1", drop_in.display());
+    let d = setup.doctor(bus.address());
+    d.assert_problems(&[("error", "sudo-service-without-module", &at)]);
+    // The fixed one.
+    password_then_code(&setup, "sudo-twostep-i", &bus);
+    std::fs::write(
+        &drop_in,
+        "Defaults:alice pam_service=sudo-twostep, pam_login_service=sudo-twostep-i\n",
+    )
+    .expect("write");
+    setup.doctor(bus.address()).assert_clean();
+
+    // Capitals: libpam looks for the lower-case name, finds no file, uses `other`.
+    setup.remove("sudo-twostep").remove("sudo-twostep-i");
+    password_then_code(&setup, "Sudo-Twostep", &bus);
+    std::fs::write(
+        &drop_in,
+        "Defaults:alice pam_service=Sudo-Twostep, pam_login_service=Sudo-Twostep\n",
+    )
+    .expect("write");
+    let d = setup.doctor(bus.address());
+    d.assert_problems(&[
+        ("error", "sudo-service-missing", &at),
+        ("error", "sudo-service-missing", &at),
+        ("warning", "pam-file-never-read", ""),
+        // Only the misnamed file had the module: no service reaches it.
+        ("warning", "pam-module-nowhere", ""),
+    ]);
+    assert!(
+        d.output.stdout.contains("which asks for no code"),
+        "{}",
+        d.output
+    );
+    assert!(
+        d.json["sudo"]["sudoers"] == sudoers.as_str(),
+        "{}",
+        d.output
+    );
 }

@@ -5,12 +5,15 @@
 //! `/etc/sudoers` and `/etc/pam.d/sudo` are never touched.
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
+use twostep_e2e::documented::{self, DocStack};
 use twostep_e2e::logins::{self, LoginUser};
-use twostep_e2e::sudo::{sudo, sudo_logged, SudoersDropIn};
+use twostep_e2e::ns::Namespace;
+use twostep_e2e::sudo::{sudo, sudo_in, sudo_logged, SudoersDropIn};
 use twostep_e2e::syslog::Syslog;
-use twostep_e2e::{otp, Bus, Ctl, Daemon, DaemonConfig, PamService};
+use twostep_e2e::{otp, Bus, Ctl, Daemon, DaemonConfig, Enrolled, Output, PamService};
 
 fn u64_of(status: &serde_json::Value, key: &str) -> u64 {
     status
@@ -229,4 +232,120 @@ fn sudo_with_the_daemon_down_is_refused() {
         Duration::from_secs(5),
     );
     assert!(line.is_some(), "{}", syslog.dump());
+}
+
+/// The PAM file docs/sudo.md shows under the caption `` `/etc/pam.d/NAME` ``, for the
+/// built module on `bus`.
+fn documented_service(name: &str, bus: &Bus) -> PamService {
+    let block = documented::block("docs/sudo.md", &format!("`/etc/pam.d/{name}`"));
+    PamService::new(&DocStack { block }.render(bus.address()))
+}
+
+/// One `sudo -S -k MODE id -u` run as `user` (`run` decides where), fed the password and
+/// the code: the password prompt, then the code prompt, then root.
+fn asks_password_then_code(
+    mode: &str,
+    user: &LoginUser,
+    code: &str,
+    run: &dyn Fn(&[&str], &str) -> Output,
+) {
+    let out = run(
+        &["-S", "-k", mode, "id", "-u"],
+        &format!("{}\n{code}\n", user.password()),
+    );
+    assert!(out.success(), "sudo {mode}: {out}");
+    assert_eq!(out.stdout.trim(), "0", "sudo {mode} ran as root:\n{out}");
+    let password_prompt = out
+        .stderr
+        .find(&format!("[sudo] password for {}", user.name()));
+    let code_prompt = out.stderr.find("Verification code: ");
+    assert!(
+        matches!((password_prompt, code_prompt), (Some(p), Some(c)) if p < c),
+        "sudo {mode} must ask for the password, then the code:\n{out}"
+    );
+}
+
+/// `sudo -i` and `sudo -s` each ask for the code; a wrong code on `sudo -i` is refused
+/// and counted; a wrong password on `sudo -i` never reaches the code.
+fn sudo_i_and_sudo_s_ask(
+    ctl: &Ctl,
+    user: &LoginUser,
+    e: &Enrolled,
+    run: &dyn Fn(&[&str], &str) -> Output,
+) {
+    asks_password_then_code("-i", user, &e.code_after(1), run);
+    asks_password_then_code("-s", user, &e.code_after(2), run);
+
+    let out = run(
+        &["-S", "-k", "-i", "echo", "ran"],
+        &format!("{}\n{}\n", user.password(), e.wrong_code()),
+    );
+    assert!(!out.success(), "sudo -i with a wrong code: {out}");
+    assert!(!out.stdout.contains("ran"), "{out}");
+    assert!(out.stderr.contains("Verification code: "), "{out}");
+    assert_eq!(u64_of(&ctl.status(user.user()), "failures"), 1);
+
+    let out = run(
+        &["-S", "-k", "-i", "echo", "ran"],
+        &format!("wrong-{}\n{}\n", user.password(), e.wrong_code()),
+    );
+    assert!(!out.success(), "sudo -i with a wrong password: {out}");
+    assert!(!out.stderr.contains("Verification code"), "{out}");
+    assert_eq!(
+        u64_of(&ctl.status(user.user()), "failures"),
+        1,
+        "a wrong password must not be charged"
+    );
+}
+
+/// Issue 19, fault 10: the drop-in of docs/sudo.md (read from the page, with the user and
+/// the services renamed) must cover `sudo -i` (`pam_login_service`) as well as `sudo -s`
+/// (`pam_service`); with `pam_service` alone, `sudo -i` gave root for the password alone.
+#[test]
+fn sudo_i_and_sudo_s_ask_for_the_code_with_the_documented_drop_in() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let service = documented_service("sudo-twostep", &bus);
+    let login_service = documented_service("sudo-twostep-i", &bus);
+    let user = LoginUser::create();
+    let drop_in = documented::block("docs/sudo.md", "`/etc/sudoers.d/twostep`");
+    let head: Vec<String> = drop_in
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("Defaults"))
+        .map(|l| {
+            l.replace("alice", user.name())
+                .replace("sudo-twostep-i", login_service.name())
+                .replace("sudo-twostep", service.name())
+        })
+        .collect();
+    assert!(!head.is_empty(), "no Defaults line in:\n{}", drop_in.text());
+    let _sudoers = SudoersDropIn::with_head(user.name(), &head.join("\n"));
+    let e = ctl.enroll(user.user());
+    sudo_i_and_sudo_s_ask(&ctl, &user, &e, &|args, stdin| sudo(&user, args, stdin));
+}
+
+/// The other way docs/sudo.md shows: the module in `/etc/pam.d/sudo` and
+/// `/etc/pam.d/sudo-i` (sudo's default service names). The page's two blocks are
+/// bind-mounted over the real files in a private mount namespace, so only the sudo run
+/// there sees them; the drop-in names no service.
+#[test]
+fn sudo_i_asks_for_the_code_with_the_documented_sudo_and_sudo_i_files() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let sudo_file = documented_service("sudo", &bus);
+    let sudo_i_file = documented_service("sudo-i", &bus);
+    let user = LoginUser::create();
+    let _sudoers = SudoersDropIn::with_head(user.name(), "");
+    let e = ctl.enroll(user.user());
+    let pam_d = Path::new("/etc/pam.d");
+    let run = |args: &[&str], stdin: &str| {
+        let ns = Namespace::new()
+            .bind(&pam_d.join(sudo_file.name()), &pam_d.join("sudo"))
+            .bind(&pam_d.join(sudo_i_file.name()), &pam_d.join("sudo-i"));
+        sudo_in(ns, &user, args, stdin)
+    };
+    sudo_i_and_sudo_s_ask(&ctl, &user, &e, &run);
 }

@@ -7,11 +7,15 @@
 //!   `done` only ends the substack, jumps count entries at their own level);
 //! - sshd's effective configuration (`sshd -T`), with file and line from the config files
 //!   (`Include` and `Match` followed), when sshd's PAM stack relies on the module;
+//! - sudo's two PAM services (`pam_service`, `pam_login_service` for `sudo -i`) from the
+//!   sudoers files: both must exist under their lower-cased names and ask for the code;
 //! - twostepd on every bus the module lines name (`bus=`, `bus_uid=`), with its own short
 //!   connection: a daemon that is down is one of the findings.
 //!
 //! Every decision is a pure function over texts ([`analyze_pam`], [`analyze_sshd`],
 //! [`daemon_findings`]) with table-driven tests on inline files; the rest is thin I/O.
+
+mod sudoers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -828,6 +832,90 @@ fn denies(stack: &[Handler], landing: Landing) -> bool {
         })
 }
 
+/// What a password module returns when the password is wrong or cannot be checked.
+const PASSWORD_FAILURES: [&str; 6] = [
+    "auth_err",
+    "user_unknown",
+    "authinfo_unavail",
+    "maxtries",
+    "cred_insufficient",
+    "authtok_err",
+];
+
+fn is_password_module(h: &Handler) -> bool {
+    h.module()
+        .is_some_and(|(_, m)| PASSWORD_MODULES.contains(&m))
+}
+
+/// The entries that can run next after entry `i` took `action`; empty: the stack ends.
+/// `die` and `done` end a substack only (libpam); a bad jump fails the stack.
+fn next_entries(stack: &[Handler], i: usize, action: Action) -> Vec<usize> {
+    let level = stack.get(i).map_or(0, |h| h.level);
+    let following = Some(i + 1).filter(|&j| j < stack.len());
+    match action {
+        Action::Ok | Action::Bad | Action::Ignore | Action::Reset => {
+            following.into_iter().collect()
+        }
+        Action::Jump(n) => jump(stack, i, n)
+            .and_then(|(_, landing)| landing)
+            .into_iter()
+            .collect(),
+        Action::Die | Action::Done if level == 0 => Vec::new(),
+        Action::Die | Action::Done => (i + 1..stack.len())
+            .find(|&j| stack[j].level < level)
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Whether entry `t` can run after the password module at `p` failed. Every way the
+/// entries in between may return is followed, except that `pam_deny` only fails,
+/// `pam_permit` only succeeds, and another password module that succeeds means the
+/// password was right after all (only its failures are followed).
+fn runs_after_failure(stack: &[Handler], p: usize, t: usize) -> bool {
+    let failures = |i: usize| -> Vec<Action> {
+        stack[i].module().map_or_else(Vec::new, |(control, _)| {
+            PASSWORD_FAILURES
+                .iter()
+                .map(|v| control.action(v))
+                .collect()
+        })
+    };
+    let mut todo: Vec<usize> = failures(p)
+        .into_iter()
+        .flat_map(|a| next_entries(stack, p, a))
+        .collect();
+    let mut seen = vec![false; stack.len()];
+    while let Some(j) = todo.pop() {
+        if j == t {
+            return true;
+        }
+        if std::mem::replace(&mut seen[j], true) {
+            continue;
+        }
+        let h = &stack[j];
+        let actions: Vec<Action> = match &h.kind {
+            HandlerKind::Substack => vec![Action::Ok],
+            HandlerKind::Broken(_) => vec![Action::Bad],
+            HandlerKind::Module { control, .. } => match h.module().map(|(_, m)| m) {
+                _ if is_password_module(h) => failures(j),
+                Some("pam_deny.so") => vec![control.action("auth_err")],
+                Some("pam_permit.so") => vec![control.action("success")],
+                _ => control
+                    .explicit
+                    .iter()
+                    .map(|(_, a)| *a)
+                    .chain([control.default])
+                    .collect(),
+            },
+        };
+        for a in actions {
+            todo.extend(next_entries(stack, j, a));
+        }
+    }
+    false
+}
+
 fn pam_code_name(value: &str) -> String {
     format!("PAM_{}", value.to_ascii_uppercase())
 }
@@ -1004,7 +1092,7 @@ fn analyze_stack(service: &str, file: &str, stack: &[Handler]) -> (ServiceInfo, 
     if let Some(p) = password_at.filter(|&p| p > t) {
         push(
             Finding::new(
-                Severity::Warning,
+                Severity::Error,
                 "pam-module-before-password",
                 format!(
                     "pam_twostep runs before the password module ({}): anyone who knows a user name can make the daemon count wrong codes and lock that user out",
@@ -1013,6 +1101,26 @@ fn analyze_stack(service: &str, file: &str, stack: &[Handler]) -> (ServiceInfo, 
                 Some(stack[t].at.clone()),
             ),
             &stack[t],
+        );
+    }
+
+    // 5b. After a failed password (issue 19, fault 10): a wrong password that does not
+    // end the stack reaches the code prompt; strangers then lock the user out with wrong
+    // codes, and a right code typed after a mistyped password is spent.
+    if let Some(p) =
+        (0..t).find(|&p| is_password_module(&stack[p]) && runs_after_failure(stack, p, t))
+    {
+        push(
+            Finding::new(
+                Severity::Error,
+                "pam-module-after-failed-password",
+                format!(
+                    "`{}`: when the password is wrong the stack goes on to pam_twostep, which asks for the code anyway: anyone who knows a user name can lock that user out with wrong codes, and a right code typed after a wrong password is spent; end the stack on a failed password (`requisite`, `[success=ok default=die]`, or Debian's `@include common-auth`)",
+                    stack[p].text(),
+                ),
+                Some(stack[p].at.clone()),
+            ),
+            &stack[p],
         );
     }
 
@@ -1115,12 +1223,32 @@ pub struct PamReport {
 /// Every service in `dir`: its stack, what it reaches, and every way around the module.
 pub fn analyze_pam(files: &dyn Files, dir: &str) -> PamReport {
     let loader = Loader { files, dir };
-    let names: Vec<String> = files
+    let mut findings = Vec::new();
+    let mut names: Vec<String> = files
         .list(dir)
         .into_iter()
         .filter(|n| is_service_name(n))
         .filter(|n| files.read(&join(dir, n)).is_ok())
         .collect();
+    // libpam lower-cases the service name before it looks for the file: a file with a
+    // capital letter is never a service (issue 19, fault 10).
+    names.retain(|n| {
+        if *n == n.to_ascii_lowercase() {
+            return true;
+        }
+        findings.push(Finding::new(
+            Severity::Warning,
+            "pam-file-never-read",
+            format!(
+                "{}: libpam lower-cases service names, so no program ever reads this file; a program configured with the name `{n}` reads {} instead, or {} when that does not exist",
+                join(dir, n),
+                join(dir, &n.to_ascii_lowercase()),
+                join(dir, "other")
+            ),
+            None,
+        ));
+        false
+    });
     let mut included = BTreeSet::new();
     for name in &names {
         let text = files.read(&join(dir, name)).unwrap_or_default();
@@ -1136,7 +1264,6 @@ pub fn analyze_pam(files: &dyn Files, dir: &str) -> PamReport {
         }
     }
     let mut services = Vec::new();
-    let mut findings = Vec::new();
     for name in names
         .iter()
         .filter(|n| !(included.contains(*n) && is_fragment_name(n)))
@@ -1234,6 +1361,137 @@ pub fn failmode_findings(services: &[ServiceInfo], down: &BTreeSet<String>) -> V
         }
     }
     merge(out)
+}
+
+// ------------------------------------------------------------------------------------------
+// sudo
+
+/// What one PAM service name leads to.
+struct Resolved {
+    /// The file libpam reads: the service's own (lower-cased name) or `other`.
+    file: String,
+    /// The service's own file exists.
+    own: bool,
+    /// libpam has no `auth` entry at all: every authentication fails.
+    empty: bool,
+    /// The stack reaches pam_twostep.
+    module: bool,
+}
+
+fn resolve(files: &dyn Files, dir: &str, name: &str) -> Resolved {
+    let lower = name.to_ascii_lowercase();
+    let loader = Loader { files, dir };
+    let (stack, file) = loader.service(&lower);
+    Resolved {
+        own: file == join(dir, &lower),
+        file,
+        empty: stack.is_empty(),
+        module: stack.iter().any(Handler::is_twostep),
+    }
+}
+
+/// sudo's services (issue 19, fault 10): each name sudoers sets must have its PAM file
+/// (libpam lower-cases the name; a missing file means `other`), and `sudo -i`'s service
+/// must ask for the code when `sudo`'s does (and the other way round).
+pub fn sudo_findings(
+    files: &dyn Files,
+    dir: &str,
+    settings: &[sudoers::SudoSetting],
+) -> (Vec<Finding>, Vec<sudoers::SudoPair>) {
+    let mut out = Vec::new();
+    for s in settings {
+        let r = resolve(files, dir, &s.value);
+        if r.own {
+            continue;
+        }
+        let lower = s.value.to_ascii_lowercase();
+        let capitals = if lower == s.value {
+            String::new()
+        } else {
+            format!(
+                " (libpam lower-cases service names{})",
+                if files.exists(&join(dir, &s.value)) {
+                    format!(": {} is never read", join(dir, &s.value))
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let (severity, then) = if r.empty {
+            (
+                Severity::Warning,
+                "which has no auth lines: sudo refuses everyone",
+            )
+        } else if r.module {
+            (Severity::Warning, "which reaches pam_twostep")
+        } else {
+            (
+                Severity::Error,
+                "which asks for no code: root for the password alone",
+            )
+        };
+        out.push(
+            Finding::new(
+                severity,
+                "sudo-service-missing",
+                format!(
+                    "sudoers sets {}={}, but there is no {}{capitals}: libpam uses {}, {then}",
+                    s.option.name(),
+                    s.value,
+                    join(dir, &lower),
+                    r.file
+                ),
+                Some(s.at.clone()),
+            )
+            .service(&lower),
+        );
+    }
+    let pairs = sudoers::pairs(settings);
+    for p in &pairs {
+        let service = resolve(files, dir, &p.service);
+        let login = resolve(files, dir, &p.login_service);
+        let who = if p.scope.is_empty() {
+            String::new()
+        } else {
+            format!(" for Defaults{}", p.scope)
+        };
+        let (bare, bare_at, what, protected, other_what) =
+            if service.module && !login.module && !login.empty {
+                (
+                    &login,
+                    &p.login_service_at,
+                    format!(
+                        "`sudo -i`{who} authenticates through PAM service `{}`",
+                        p.login_service
+                    ),
+                    &service,
+                    format!("`sudo` ({})", p.service),
+                )
+            } else if login.module && !service.module && !service.empty {
+                (
+                    &service,
+                    &p.service_at,
+                    format!(
+                        "`sudo`, `sudo -s`{who} authenticate through PAM service `{}`",
+                        p.service
+                    ),
+                    &login,
+                    format!("`sudo -i` ({})", p.login_service),
+                )
+            } else {
+                continue;
+            };
+        out.push(Finding::new(
+            Severity::Error,
+            "sudo-service-without-module",
+            format!(
+                "{what} ({}), which does not reach pam_twostep, while {other_what}, {}, does: root for the password alone that way, and the timestamp it leaves lets the other skip the code until it expires; put the module in both, or set pam_service and pam_login_service to services that have it",
+                bare.file, protected.file
+            ),
+            bare_at.clone().or_else(|| p.service_at.clone()).or_else(|| p.login_service_at.clone()),
+        ).service(&p.service.to_ascii_lowercase()).service(&p.login_service.to_ascii_lowercase()));
+    }
+    (merge(out), pairs)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1952,6 +2210,8 @@ struct Report {
     services: Vec<ServiceInfo>,
     findings: Vec<Finding>,
     sshd: SshdCheck,
+    /// The sudoers file, and the service pairs found there (`None`: not readable).
+    sudo: (String, Option<Vec<sudoers::SudoPair>>),
     daemons: Vec<(String, u32, DaemonState)>,
 }
 
@@ -2014,8 +2274,21 @@ impl Report {
                 serde_json::json!({"bus": bus, "expected_uid": uid, "running": running, "owner_uid": owner, "problem": problem})
             })
             .collect();
+        let sudo = match &self.sudo {
+            (file, Some(pairs)) => serde_json::json!({
+                "checked": true,
+                "sudoers": file,
+                "services": pairs.iter().map(|p| serde_json::json!({
+                    "scope": p.scope,
+                    "pam_service": p.service,
+                    "pam_login_service": p.login_service,
+                })).collect::<Vec<_>>(),
+            }),
+            (file, None) => serde_json::json!({"checked": false, "sudoers": file}),
+        };
         serde_json::json!({
             "ok": self.count(Severity::Error) + self.count(Severity::Warning) == 0,
+            "sudo": sudo,
             "errors": self.count(Severity::Error),
             "warnings": self.count(Severity::Warning),
             "pam_dir": self.pam_dir,
@@ -2074,6 +2347,27 @@ impl Report {
             SshdCheck::Checked { config } => writeln!(s, "sshd: checked (sshd -T, {config})"),
             SshdCheck::Skipped(why) => writeln!(s, "sshd: not checked: {why}"),
         };
+        let _ = match &self.sudo {
+            (file, Some(pairs)) => {
+                let list: Vec<String> = pairs
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}{} and {} (-i)",
+                            if p.scope.is_empty() {
+                                String::new()
+                            } else {
+                                format!("Defaults{}: ", p.scope)
+                            },
+                            p.service,
+                            p.login_service
+                        )
+                    })
+                    .collect();
+                writeln!(s, "sudo: checked ({file}): {}", list.join("; "))
+            }
+            (file, None) => writeln!(s, "sudo: not checked: cannot read {file}"),
+        };
         let (errors, warnings) = (self.count(Severity::Error), self.count(Severity::Warning));
         let _ = if errors + warnings == 0 {
             writeln!(s, "no problems found")
@@ -2097,6 +2391,7 @@ pub async fn run(
     json: bool,
     pam_dir: &Path,
     sshd_config: Option<&Path>,
+    sudoers: Option<&Path>,
     bus: Option<&str>,
 ) -> Result<(), String> {
     let dir = pam_dir.to_string_lossy().into_owned();
@@ -2176,6 +2471,23 @@ pub async fn run(
         }
     };
 
+    // sudo's two services.
+    let sudoers_file = sudoers.map_or_else(
+        || sudoers::SUDOERS.to_owned(),
+        |p| p.to_string_lossy().into_owned(),
+    );
+    let sudo_pairs = match sudoers::read_sudoers(&files, &sudoers_file) {
+        Some(settings) => {
+            let (f, pairs) = sudo_findings(&files, &dir, &settings);
+            findings.extend(f);
+            Some(pairs)
+        }
+        None if sudoers.is_some() => {
+            return Err(format!("cannot read {sudoers_file}"));
+        }
+        None => None,
+    };
+
     // The daemon on every bus the module lines name (and --bus).
     let mut targets: BTreeSet<(String, u32)> = pam
         .services
@@ -2206,6 +2518,7 @@ pub async fn run(
         services: pam.services,
         findings: merge(findings),
         sshd,
+        sudo: (sudoers_file, sudo_pairs),
         daemons,
     };
     if json {
@@ -2427,11 +2740,14 @@ auth\toptional\t\t\tpam_cap.so
             (
                 "sufficient pam_unix before the module",
                 vec![("sshd", "auth sufficient pam_unix.so\nauth required pam_twostep.so\n")],
-                vec![("pam-skips-module", "/etc/pam.d/sshd:1")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/sshd:1"),
+                    ("pam-skips-module", "/etc/pam.d/sshd:1"),
+                ],
             ),
             (
                 "success=done before the module (faillock authsucc pattern)",
-                vec![("sudo", "auth required pam_unix.so\nauth [success=done default=ignore] pam_faillock.so authsucc\nauth required pam_twostep.so\n")],
+                vec![("sudo", "auth requisite pam_unix.so\nauth [success=done default=ignore] pam_faillock.so authsucc\nauth required pam_twostep.so\n")],
                 vec![("pam-skips-module", "/etc/pam.d/sudo:2")],
             ),
             (
@@ -2440,12 +2756,15 @@ auth\toptional\t\t\tpam_cap.so
                     ("common-auth", "auth [success=2 default=ignore] pam_unix.so\nauth required pam_twostep.so\nauth requisite pam_deny.so\nauth required pam_permit.so\n"),
                     ("login", "@include common-auth\n"),
                 ],
-                vec![("pam-skips-module", "/etc/pam.d/common-auth:1")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/common-auth:1"),
+                    ("pam-skips-module", "/etc/pam.d/common-auth:1"),
+                ],
             ),
             (
                 "jump of 1 over the module lands on pam_deny: safe",
                 vec![("login", "auth [success=1 default=ignore] pam_unix.so\nauth required pam_twostep.so\nauth requisite pam_deny.so\nauth required pam_permit.so\n")],
-                vec![],
+                vec![("pam-module-after-failed-password", "/etc/pam.d/login:1")],
             ),
             (
                 "gentoo system-auth: jump of 1 skips faillock authfail, module appended: safe",
@@ -2461,7 +2780,10 @@ auth\toptional\t\t\tpam_cap.so
                     ("system-auth", "auth required pam_env.so\nauth requisite pam_faillock.so preauth\nauth [success=1 new_authtok_reqd=1 ignore=ignore default=bad] pam_unix.so try_first_pass nullok\nauth required pam_twostep.so\nauth [default=die] pam_faillock.so authfail\nauth optional pam_permit.so\n"),
                     ("sshd", "auth include system-auth\n"),
                 ],
-                vec![("pam-skips-module", "/etc/pam.d/system-auth:3")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/system-auth:3"),
+                    ("pam-skips-module", "/etc/pam.d/system-auth:3"),
+                ],
             ),
             (
                 "sufficient in an @include'd file reaches every service",
@@ -2470,7 +2792,10 @@ auth\toptional\t\t\tpam_cap.so
                     ("sshd", "@include common-auth\nauth required pam_twostep.so\n"),
                     ("sudo", "@include common-auth\nauth required pam_twostep.so\n"),
                 ],
-                vec![("pam-skips-module", "/etc/pam.d/common-auth:1")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/common-auth:1"),
+                    ("pam-skips-module", "/etc/pam.d/common-auth:1"),
+                ],
             ),
             (
                 "substack: sufficient inside ends only the substack, the module after it runs",
@@ -2478,7 +2803,7 @@ auth\toptional\t\t\tpam_cap.so
                     ("password-auth", "auth sufficient pam_unix.so\nauth required pam_deny.so\n"),
                     ("sshd", "auth substack password-auth\nauth required pam_twostep.so\n"),
                 ],
-                vec![],
+                vec![("pam-module-after-failed-password", "/etc/pam.d/password-auth:1")],
             ),
             (
                 "substack: sufficient before the module inside the same substack",
@@ -2486,21 +2811,24 @@ auth\toptional\t\t\tpam_cap.so
                     ("password-auth", "auth sufficient pam_unix.so\nauth required pam_twostep.so\n"),
                     ("sshd", "auth substack password-auth\nauth required pam_permit.so\n"),
                 ],
-                vec![("pam-skips-module", "/etc/pam.d/password-auth:1")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/password-auth:1"),
+                    ("pam-skips-module", "/etc/pam.d/password-auth:1"),
+                ],
             ),
             (
                 "substack counts as one entry for a jump",
                 vec![
-                    ("password-auth", "auth required pam_unix.so\nauth optional pam_cap.so\n"),
+                    ("password-auth", "auth requisite pam_unix.so\nauth optional pam_cap.so\n"),
                     ("sshd", "auth [success=1 default=ignore] pam_env.so\nauth substack password-auth\nauth required pam_twostep.so\n"),
                 ],
-                vec![],
+                vec![("pam-module-after-failed-password", "/etc/pam.d/password-auth:1")],
             ),
             (
                 "the module optional or sufficient: its failure is ignored",
                 vec![
-                    ("sshd", "auth required pam_unix.so\nauth sufficient pam_twostep.so\nauth required pam_permit.so\n"),
-                    ("sudo", "auth required pam_unix.so\nauth optional pam_twostep.so\n"),
+                    ("sshd", "auth requisite pam_unix.so\nauth sufficient pam_twostep.so\nauth required pam_permit.so\n"),
+                    ("sudo", "auth requisite pam_unix.so\nauth optional pam_twostep.so\n"),
                 ],
                 vec![
                     ("pam-module-failure-ignored", "/etc/pam.d/sshd:2"),
@@ -2509,30 +2837,30 @@ auth\toptional\t\t\tpam_cap.so
             ),
             (
                 "sufficient module followed by pam_deny: its failure still fails",
-                vec![("sshd", "auth required pam_unix.so\nauth sufficient pam_twostep.so\nauth requisite pam_deny.so\n")],
+                vec![("sshd", "auth requisite pam_unix.so\nauth sufficient pam_twostep.so\nauth requisite pam_deny.so\n")],
                 vec![],
             ),
             (
                 "authinfo_unavail=ignore lets an unreachable daemon through",
-                vec![("sshd", "auth required pam_unix.so\nauth [success=ok authinfo_unavail=ignore default=bad] pam_twostep.so\n")],
+                vec![("sshd", "auth requisite pam_unix.so\nauth [success=ok authinfo_unavail=ignore default=bad] pam_twostep.so\n")],
                 vec![("pam-module-failure-ignored", "/etc/pam.d/sshd:2")],
             ),
             (
                 "the module twice (profile in common-auth and a line in sudo)",
                 vec![
-                    ("common-auth", "auth required pam_unix.so\nauth required pam_twostep.so nullok\n"),
+                    ("common-auth", "auth requisite pam_unix.so\nauth required pam_twostep.so nullok\n"),
                     ("sudo", "@include common-auth\nauth required pam_twostep.so\n"),
                 ],
                 vec![("pam-module-twice", "/etc/pam.d/sudo:2")],
             ),
             (
                 "the module before the password",
-                vec![("login", "auth required pam_twostep.so\nauth required pam_unix.so\n")],
+                vec![("login", "auth required pam_twostep.so\nauth requisite pam_unix.so\n")],
                 vec![("pam-module-before-password", "/etc/pam.d/login:1")],
             ),
             (
                 "-auth and an unknown argument",
-                vec![("sshd", "auth required pam_unix.so\n-auth required pam_twostep.so nulok\n")],
+                vec![("sshd", "auth requisite pam_unix.so\n-auth required pam_twostep.so nulok\n")],
                 vec![
                     ("pam-bad-argument", "/etc/pam.d/sshd:2"),
                     ("pam-module-optional-load", "/etc/pam.d/sshd:2"),
@@ -2546,8 +2874,8 @@ auth\toptional\t\t\tpam_cap.so
             (
                 "pam_rootok in su: only root, harmless; in sshd: everyone",
                 vec![
-                    ("su", "auth sufficient pam_rootok.so\nauth required pam_unix.so\nauth required pam_twostep.so\n"),
-                    ("sshd", "auth sufficient pam_rootok.so\nauth required pam_unix.so\nauth required pam_twostep.so\n"),
+                    ("su", "auth sufficient pam_rootok.so\nauth requisite pam_unix.so\nauth required pam_twostep.so\n"),
+                    ("sshd", "auth sufficient pam_rootok.so\nauth requisite pam_unix.so\nauth required pam_twostep.so\n"),
                 ],
                 vec![("pam-skips-module", "/etc/pam.d/sshd:1")],
             ),
@@ -2566,17 +2894,64 @@ auth\toptional\t\t\tpam_cap.so
             ),
             (
                 "reset after the module forgets its failure",
-                vec![("sshd", "auth required pam_unix.so\nauth required pam_twostep.so\nauth [success=reset default=ignore] pam_env.so\nauth required pam_permit.so\n")],
+                vec![("sshd", "auth requisite pam_unix.so\nauth required pam_twostep.so\nauth [success=reset default=ignore] pam_env.so\nauth required pam_permit.so\n")],
                 vec![("pam-reset-after-module", "/etc/pam.d/sshd:3")],
             ),
             (
                 "ignore=done after a success ends the stack",
-                vec![("sshd", "auth required pam_unix.so\nauth [success=ok ignore=done default=bad] pam_succeed_if.so user ingroup x\nauth required pam_twostep.so\n")],
+                vec![("sshd", "auth requisite pam_unix.so\nauth [success=ok ignore=done default=bad] pam_succeed_if.so user ingroup x\nauth required pam_twostep.so\n")],
                 vec![("pam-skips-module", "/etc/pam.d/sshd:2")],
             ),
             (
+                "issue 19: required pam_unix goes on to the code after a wrong password",
+                vec![("sshd", "auth required pam_unix.so\nauth required pam_twostep.so\n")],
+                vec![("pam-module-after-failed-password", "/etc/pam.d/sshd:1")],
+            ),
+            (
+                "issue 19: requisite pam_unix, or [success=ok default=die], ends it",
+                vec![
+                    ("sshd", "auth requisite pam_unix.so\nauth required pam_twostep.so\n"),
+                    ("sudo", "auth [success=ok default=die] pam_unix.so\nauth required pam_twostep.so\n"),
+                ],
+                vec![],
+            ),
+            (
+                "issue 19: Fedora's sufficient pam_unix, the module after pam_deny",
+                vec![("system-auth", "auth required pam_env.so\nauth sufficient pam_unix.so nullok\nauth required pam_deny.so\nauth required pam_twostep.so\n"), ("sudo", "auth include system-auth\n")],
+                vec![
+                    ("pam-module-after-failed-password", "/etc/pam.d/system-auth:2"),
+                    ("pam-skips-module", "/etc/pam.d/system-auth:2"),
+                ],
+            ),
+            (
+                "issue 19: the Fedora stack of packaging/README.md",
+                vec![("system-auth", "auth required pam_env.so\nauth required pam_faildelay.so delay=2000000\nauth requisite pam_unix.so nullok\nauth required pam_twostep.so nullok\n"), ("sudo", "auth include system-auth\n")],
+                vec![],
+            ),
+            (
+                "issue 19: pam_faillock's documented pattern, the module after it",
+                vec![("sshd", "auth required pam_faillock.so preauth\nauth [success=1 default=bad] pam_unix.so\nauth [default=die] pam_faillock.so authfail\nauth required pam_twostep.so\n")],
+                vec![],
+            ),
+            (
+                "issue 19: two password modules as alternatives (pam-auth-update Primary block)",
+                vec![
+                    ("common-auth", "auth [success=2 default=ignore] pam_unix.so nullok\nauth [success=1 default=ignore] pam_sss.so use_first_pass\nauth requisite pam_deny.so\nauth required pam_permit.so\nauth required pam_twostep.so nullok\n"),
+                    ("sshd", "@include common-auth\n"),
+                ],
+                vec![],
+            ),
+            (
+                "issue 19: a failed substack does not end the parent: the module after it runs",
+                vec![
+                    ("system-auth", "auth requisite pam_unix.so\n"),
+                    ("su", "auth substack system-auth\nauth required pam_twostep.so\n"),
+                ],
+                vec![("pam-module-after-failed-password", "/etc/pam.d/system-auth:1")],
+            ),
+            (
                 "jump past the end of the stack is a bad jump (fails), not a bypass",
-                vec![("sshd", "auth required pam_unix.so\nauth [success=2 default=ignore] pam_env.so\nauth required pam_twostep.so\n")],
+                vec![("sshd", "auth requisite pam_unix.so\nauth [success=2 default=ignore] pam_env.so\nauth required pam_twostep.so\n")],
                 vec![],
             ),
         ];
@@ -2588,6 +2963,151 @@ auth\toptional\t\t\tpam_cap.so
                 want.iter().map(|(k, a)| (*k, (*a).to_owned())).collect();
             assert_eq!(got, want, "case: {name}\n{:#?}", report.findings);
         }
+    }
+
+    /// Debian 12's /etc/pam.d/sudo-i: its own `@include common-auth`, not `sudo`.
+    const DEBIAN_SUDO_I: &str = "session required pam_limits.so\n@include common-auth\n@include common-account\n@include common-session\n";
+
+    fn sudo_kinds(mem: &Mem, sudoers: &str) -> Vec<(&'static str, String)> {
+        let settings = sudoers::read_sudoers(mem, sudoers).expect("sudoers readable");
+        let (findings, _) = sudo_findings(mem, "/etc/pam.d", &settings);
+        kinds(&findings)
+    }
+
+    #[test]
+    fn sudo_services_are_checked() {
+        let with_module = "@include common-auth\nauth required pam_twostep.so\n";
+        let base = || {
+            installed(Mem::pam(&[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                ("other", "@include common-auth\n"),
+                ("sudo", with_module),
+                ("sudo-i", with_module),
+            ]))
+            .with(
+                "/etc/sudoers",
+                "Defaults env_reset\n@includedir /etc/sudoers.d\n",
+            )
+        };
+        // The module in /etc/pam.d/sudo only: `sudo -i` gives root for the password alone.
+        let mem = base().with("/etc/pam.d/sudo-i", DEBIAN_SUDO_I);
+        assert_eq!(
+            sudo_kinds(&mem, "/etc/sudoers"),
+            vec![("sudo-service-without-module", String::new())]
+        );
+        let (f, _) = sudo_findings(&mem, "/etc/pam.d", &[]);
+        assert!(
+            f[0].message.contains(
+                "`sudo -i` authenticates through PAM service `sudo-i` (/etc/pam.d/sudo-i)"
+            ),
+            "{f:#?}"
+        );
+        // In both: clean.
+        let mem = base();
+        assert_eq!(sudo_kinds(&mem, "/etc/sudoers"), vec![]);
+        // The old docs/sudo.md drop-in: pam_service only, for alice.
+        let drop_in = "Defaults:alice pam_service=sudo-twostep\n";
+        let mem = base()
+            .with("/etc/pam.d/sudo", "@include common-auth\n")
+            .with("/etc/pam.d/sudo-i", DEBIAN_SUDO_I)
+            .with("/etc/pam.d/sudo-twostep", with_module)
+            .with("/etc/sudoers.d/twostep", drop_in);
+        assert_eq!(
+            sudo_kinds(&mem, "/etc/sudoers"),
+            vec![(
+                "sudo-service-without-module",
+                "/etc/sudoers.d/twostep:1".to_owned()
+            )]
+        );
+        // The fixed drop-in; an editor backup with a dot is not read by sudo.
+        let mem = mem
+            .with("/etc/pam.d/sudo-twostep-i", with_module)
+            .with(
+                "/etc/sudoers.d/twostep",
+                "Defaults:alice pam_service=sudo-twostep, pam_login_service=sudo-twostep-i\n",
+            )
+            .with("/etc/sudoers.d/twostep.bak", drop_in);
+        assert_eq!(sudo_kinds(&mem, "/etc/sudoers"), vec![]);
+        // A name with capitals: libpam looks for the lower-case file, finds none, uses
+        // `other` (the password alone).
+        let mem = base().with("/etc/pam.d/Sudo-Twostep", with_module).with(
+            "/etc/sudoers.d/twostep",
+            "Defaults:alice pam_service=Sudo-Twostep, pam_login_service=Sudo-Twostep\n",
+        );
+        let settings = sudoers::read_sudoers(&mem, "/etc/sudoers").expect("sudoers");
+        let (f, _) = sudo_findings(&mem, "/etc/pam.d", &settings);
+        let missing = (
+            "sudo-service-missing",
+            "/etc/sudoers.d/twostep:1".to_owned(),
+        );
+        assert_eq!(kinds(&f), vec![missing.clone(), missing]);
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(
+            f[0].message
+                .contains("/etc/pam.d/Sudo-Twostep is never read"),
+            "{f:#?}"
+        );
+        assert!(
+            f[0].message
+                .contains("libpam uses /etc/pam.d/other, which asks for no code"),
+            "{f:#?}"
+        );
+        let report = analyze_pam(&mem, "/etc/pam.d");
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.kind == "pam-file-never-read"),
+            "{:#?}",
+            report.findings
+        );
+        assert!(!report.services.iter().any(|s| s.name == "Sudo-Twostep"));
+        // A typo: no such file at all; `other` asks for no code, `sudo -i` does.
+        let mem = base().with(
+            "/etc/sudoers.d/twostep",
+            "Defaults pam_service=sudo-twostpe\n",
+        );
+        let at = "/etc/sudoers.d/twostep:1".to_owned();
+        assert_eq!(
+            sudo_kinds(&mem, "/etc/sudoers"),
+            vec![
+                ("sudo-service-missing", at.clone()),
+                ("sudo-service-without-module", at)
+            ]
+        );
+    }
+
+    #[test]
+    fn sudoers_lines_and_includes() {
+        let mem = Mem(BTreeMap::new())
+            .with("/etc/sudoers", "# comment pam_service=no\nDefaults\tenv_reset, pam_service=\"a\" # x\n#include sudoers.local\nDefaults:%admins pam_login_service=b,\\\n  pam_service=c\n")
+            .with("/etc/sudoers.local", "Defaults>root pam_login_service = d\n");
+        let got: Vec<(String, &str, String, usize)> = sudoers::read_sudoers(&mem, "/etc/sudoers")
+            .expect("readable")
+            .into_iter()
+            .map(|s| (s.scope, s.option.name(), s.value, s.at.line))
+            .collect();
+        let want: Vec<(String, &str, String, usize)> = vec![
+            (String::new(), "pam_service", "a".into(), 2),
+            (">root".into(), "pam_login_service", "d".into(), 1),
+            (":%admins".into(), "pam_login_service", "b".into(), 4),
+            (":%admins".into(), "pam_service", "c".into(), 4),
+        ];
+        assert_eq!(got, want);
+        let settings = sudoers::read_sudoers(&mem, "/etc/sudoers").expect("readable");
+        let pairs: Vec<(String, String, String)> = sudoers::pairs(&settings)
+            .into_iter()
+            .map(|p| (p.scope, p.service, p.login_service))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (String::new(), "a".into(), "sudo-i".into()),
+                (">root".into(), "a".into(), "d".into()),
+                (":%admins".into(), "c".into(), "b".into()),
+            ]
+        );
+        assert!(sudoers::read_sudoers(&mem, "/etc/no-sudoers").is_none());
     }
 
     #[test]
@@ -2636,7 +3156,7 @@ auth\toptional\t\t\tpam_cap.so
     fn module_lines_carry_their_arguments() {
         let mem = installed(Mem::pam(&[(
             "sshd",
-            "auth required pam_unix.so\nauth required /opt/x/libpam_twostep.so bus=unix:path=/tmp/b.sock failmode=open nullok bus_uid=1000\n",
+            "auth requisite pam_unix.so\nauth required /opt/x/libpam_twostep.so bus=unix:path=/tmp/b.sock failmode=open nullok bus_uid=1000\n",
         )]))
         .with("/opt/x/libpam_twostep.so", "");
         let report = analyze_pam(&mem, "/etc/pam.d");

@@ -70,6 +70,10 @@ enum Command {
         /// sshd's configuration file (default: sshd's own, /etc/ssh/sshd_config).
         #[arg(long, value_name = "FILE")]
         sshd_config: Option<PathBuf>,
+        /// sudo's configuration file, read with its includes (default: /etc/sudoers,
+        /// skipped when it cannot be read).
+        #[arg(long, value_name = "FILE")]
+        sudoers: Option<PathBuf>,
     },
     /// Print a shell completion script.
     Completions {
@@ -114,9 +118,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         json,
         pam_dir,
         sshd_config,
+        sudoers,
     } = &cli.command
     {
-        return doctor::run(*json, pam_dir, sshd_config.as_deref(), cli.bus.as_deref()).await;
+        return doctor::run(
+            *json,
+            pam_dir,
+            sshd_config.as_deref(),
+            sudoers.as_deref(),
+            cli.bus.as_deref(),
+        )
+        .await;
     }
     let conn = io::connect(cli.bus.as_deref()).await?;
     match cli.command {
