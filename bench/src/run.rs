@@ -809,15 +809,16 @@ fn check_record_format(
         ));
     }
     let tw = TwostepState::new(&state, unix_now())?;
-    let path = tw.path("root");
+    let path = tw.path(0);
     let real = twostepd::core::store::decode(
         &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        "root",
+        0,
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
     let real = serde_json::to_value(real).map_err(|e| e.to_string())?;
     let mut ours = serde_json::to_value(tw.record(0)).map_err(|e| e.to_string())?;
     ours["user"] = serde_json::Value::from("root");
+    ours["uid"] = serde_json::Value::from(0);
     let shape = |v: &serde_json::Value| -> Vec<String> {
         let mut keys = Vec::new();
         if let Some(o) = v.as_object() {

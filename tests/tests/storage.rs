@@ -49,9 +49,9 @@ impl Drop for Tmpfs {
     }
 }
 
-fn record_path(state: &Path, user: &str) -> PathBuf {
-    let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
-    state.join("users").join(format!("{hex}.rec"))
+/// The record file of `user`'s account: records are keyed by uid (`uid-<uid>.rec`).
+fn record_path(state: &Path, user: &User) -> PathBuf {
+    state.join("users").join(format!("uid-{}.rec", user.uid()))
 }
 
 fn state_dir_config(state: &Path) -> DaemonConfig {
@@ -124,7 +124,7 @@ fn a_corrupt_record_fails_closed_for_that_user_only() {
     let (alice, bob) = (User::create(), User::create());
     let ea = ctl.enroll(&alice);
     let eb = ctl.enroll(&bob);
-    let path = record_path(daemon.state_dir(), alice.name());
+    let path = record_path(daemon.state_dir(), &alice);
     std::fs::write(&path, b"{\"version\": 1, \"user\": tru").unwrap_or_else(|e| panic!("{e}"));
 
     // Even with nullok, an unreadable record is not "not enrolled".

@@ -210,6 +210,8 @@ fn count(n: usize) -> u32 {
 fn user_props(u: UserInfo, with_events: bool) -> Properties {
     let mut m = Props::default();
     m.put("user", u.name);
+    m.put("uid", u.uid);
+    m.put("enrolled_as", u.enrolled_as);
     m.put("enrolled", u.enrolled);
     m.put("pending_enrollment", u.pending);
     m.put("recovery_codes_left", count(u.recovery_left));
@@ -344,7 +346,9 @@ pub async fn serve(
     config_path: PathBuf,
 ) -> zbus::Result<Identify> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-    let identify = Identify::new(dbus);
+    let gone = Arc::clone(&core);
+    // Why: a login conversation lives no longer than the connection that began it.
+    let identify = Identify::new(dbus).on_gone(move |name| gone.end_connection(name));
     let shared = Shared {
         core,
         identify: identify.clone(),

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The embedded store: one file per user under `state_dir/users/`, named by the hex encoding
-//! of the user name (never the raw name).
+//! The embedded store: one file per account under `state_dir/users/`, named by its uid
+//! (`uid-<decimal>.rec`), so every name of one uid shares one record and no file name is
+//! ever built from a user name. Files of the earlier, name-keyed layout
+//! (`<hex of the name>.rec`) are moved to their uid by [`Store::migrate_legacy`].
 //!
 //! A record file holds two slots of equal size, a multiple of 4 KiB. A slot is a header
 //! (magic, generation, length, CRC-32 of generation, length and payload) followed by the
@@ -36,6 +38,8 @@ const HEADER: usize = 24;
 const MAGIC: &[u8; 8] = b"twostep\x01";
 /// File name suffix of a record.
 pub const SUFFIX: &str = ".rec";
+/// File name prefix of a uid-keyed record (not a hex digit: never clashes with a legacy name).
+pub const UID_PREFIX: &str = "uid-";
 
 pub struct Store {
     users: PathBuf,
@@ -83,27 +87,27 @@ impl Store {
         Ok(Store { users })
     }
 
-    /// Where `user`'s record lives.
-    pub fn path_for(&self, user: &str) -> PathBuf {
-        self.users.join(file_name(user))
+    /// Where the record of account `uid` lives.
+    pub fn path_for(&self, uid: u32) -> PathBuf {
+        self.users.join(file_name(uid))
     }
 
-    /// The user's record, `None` if the user has none.
+    /// The record of account `uid`, `None` if it has none.
     ///
     /// # Errors
-    /// [`Error::CorruptRecord`] when the file exists but has no valid record.
-    pub fn load(&self, user: &str) -> Result<Option<Record>, Error> {
+    /// [`Error::CorruptRecord`] when the file exists but has no valid record of `uid`.
+    pub fn load(&self, uid: u32) -> Result<Option<Record>, Error> {
         let corrupt = |reason: String| Error::CorruptRecord {
-            user: user.to_owned(),
+            user: format!("uid {uid}"),
             reason,
         };
-        let file = match File::open(self.path_for(user)) {
+        let file = match File::open(self.path_for(uid)) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(corrupt(e.to_string())),
         };
         let bytes = read_bounded(file).map_err(&corrupt)?;
-        decode(&bytes, user).map(Some).map_err(corrupt)
+        decode(&bytes, uid).map(Some).map_err(corrupt)
     }
 
     /// Replace the user's record durably: the other slot in place, or the whole file when
@@ -114,6 +118,12 @@ impl Store {
     /// [`Error::CorruptRecord`] when the file on disk has no valid record (it is left alone).
     pub fn save(&self, record: &Record) -> Result<(), Error> {
         let user = record.user.as_str();
+        let Some(uid) = record.uid else {
+            return Err(Error::Storage {
+                user: user.to_owned(),
+                reason: "record without a uid".into(),
+            });
+        };
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
@@ -125,11 +135,11 @@ impl Store {
         let mut file = match OpenOptions::new()
             .read(true)
             .write(true)
-            .open(self.path_for(user))
+            .open(self.path_for(uid))
         {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return self.write_whole(user, &payload, 1)
+                return self.write_whole(uid, user, &payload, 1)
             }
             Err(e) => return Err(fail("open", e)),
         };
@@ -139,14 +149,14 @@ impl Store {
             .read_to_end(&mut bytes)
             .map_err(|e| fail("read", e))?;
         // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, user).map_err(|reason| Error::CorruptRecord {
+        let (current, _) = decode_current(&bytes, uid).map_err(|reason| Error::CorruptRecord {
             user: user.to_owned(),
             reason,
         })?;
         let generation = current.generation.saturating_add(1);
         if HEADER + payload.len() > current.slot_size {
             drop(file);
-            return self.write_whole(user, &payload, generation);
+            return self.write_whole(uid, user, &payload, generation);
         }
         let target = 1 - current.index;
         let offset = (target * current.slot_size) as u64;
@@ -156,17 +166,21 @@ impl Store {
     }
 
     /// A new file in slot 0: temporary file, fsync, rename, directory fsync.
-    fn write_whole(&self, user: &str, payload: &[u8], generation: u64) -> Result<(), Error> {
+    fn write_whole(
+        &self,
+        uid: u32,
+        user: &str,
+        payload: &[u8],
+        generation: u64,
+    ) -> Result<(), Error> {
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
         };
         let bytes = whole_file(generation, payload);
-        let tmp = self.users.join(format!(
-            ".{}.{}.tmp",
-            hex::encode(user.as_bytes()),
-            random_suffix()
-        ));
+        let tmp = self
+            .users
+            .join(format!(".{UID_PREFIX}{uid}.{}.tmp", random_suffix()));
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -176,7 +190,7 @@ impl Store {
                 .map_err(|e| fail("create", e))?;
             f.write_all(&bytes).map_err(|e| fail("write", e))?;
             f.sync_all().map_err(|e| fail("fsync", e))?;
-            fs::rename(&tmp, self.path_for(user)).map_err(|e| fail("rename", e))
+            fs::rename(&tmp, self.path_for(uid)).map_err(|e| fail("rename", e))
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -189,20 +203,60 @@ impl Store {
         File::open(&self.users).and_then(|d| d.sync_all())
     }
 
-    /// The user names of every record, from the file names (no record is read).
+    /// The uids of every record, from the file names (no record is read).
     ///
     /// # Errors
     /// The directory cannot be listed.
-    pub fn users(&self) -> Result<Vec<String>, String> {
+    pub fn users(&self) -> Result<Vec<u32>, String> {
+        let mut uids = Vec::new();
+        let dir = fs::read_dir(&self.users).map_err(|e| format!("cannot list records: {e}"))?;
+        for entry in dir.flatten() {
+            let file = entry.file_name();
+            if let Some(uid) = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(SUFFIX))
+                .and_then(|f| f.strip_prefix(UID_PREFIX))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                uids.push(uid);
+            }
+        }
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Remove the record of account `uid` (durably).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file exists and cannot be removed.
+    pub fn remove(&self, uid: u32) -> Result<(), Error> {
+        let fail = |reason: String| Error::Storage {
+            user: format!("uid {uid}"),
+            reason,
+        };
+        match fs::remove_file(self.path_for(uid)) {
+            Ok(()) => self
+                .sync_dir()
+                .map_err(|e| fail(format!("fsync directory: {e}"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// The user names of the records still in the earlier, name-keyed layout.
+    ///
+    /// # Errors
+    /// The directory cannot be listed.
+    pub fn legacy_names(&self) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
         let dir = fs::read_dir(&self.users).map_err(|e| format!("cannot list records: {e}"))?;
         for entry in dir.flatten() {
             let file = entry.file_name();
-            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(SUFFIX)) else {
-                continue;
-            };
-            if let Some(name) = hex::decode(stem)
-                .ok()
+            if let Some(name) = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(SUFFIX))
+                .filter(|f| !f.starts_with(UID_PREFIX))
+                .and_then(|stem| hex::decode(stem).ok())
                 .and_then(|b| String::from_utf8(b).ok())
             {
                 names.push(name);
@@ -212,27 +266,78 @@ impl Store {
         Ok(names)
     }
 
-    /// Remove the user's record (durably).
+    /// Move `user`'s name-keyed record (if any) to account `uid`, whose lock the caller
+    /// holds. Atomic and durable: the uid-keyed file is written whole (temporary file,
+    /// fsync, rename, directory fsync) before the old file is removed (directory fsync);
+    /// a crash in between leaves both, and the next call removes the old one.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the file exists and cannot be removed.
-    pub fn remove(&self, user: &str) -> Result<(), Error> {
-        let fail = |reason: String| Error::Storage {
+    /// [`Error::CorruptRecord`] when the old file is unreadable (it is left alone: that
+    /// user's logins fail closed), [`Error::Storage`] when a step fails.
+    pub fn migrate_legacy(&self, user: &str, uid: u32) -> Result<Migration, Error> {
+        let legacy = self.users.join(legacy_file_name(user));
+        let file = match File::open(&legacy) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Migration::Nothing),
+            Err(e) => {
+                return Err(Error::CorruptRecord {
+                    user: user.to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let corrupt = |reason: String| Error::CorruptRecord {
             user: user.to_owned(),
             reason,
         };
-        match fs::remove_file(self.path_for(user)) {
-            Ok(()) => self
-                .sync_dir()
-                .map_err(|e| fail(format!("fsync directory: {e}"))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(fail(e.to_string())),
+        let bytes = read_bounded(file).map_err(&corrupt)?;
+        let mut record = decode_legacy(&bytes, user).map_err(corrupt)?;
+        record.uid = Some(uid);
+        match self.load(uid)? {
+            None => {
+                let generation = current(&bytes).map_or(1, |c| c.generation);
+                self.write_whole(uid, user, &payload_or_storage(&record)?, generation)?;
+            }
+            // A crash after the write, before the removal: the same record twice.
+            Some(existing) if existing == record => {}
+            // Another name of this uid had its own record: the uid-keyed one stays.
+            Some(_) => return Ok(Migration::Conflict),
         }
+        fs::remove_file(&legacy)
+            .and_then(|()| self.sync_dir())
+            .map_err(|e| Error::Storage {
+                user: user.to_owned(),
+                reason: format!("remove the name-keyed record: {e}"),
+            })?;
+        Ok(Migration::Moved(Box::new(record)))
     }
 }
 
-/// The file name of `user`'s record.
-pub fn file_name(user: &str) -> String {
+/// What [`Store::migrate_legacy`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// No name-keyed record of that user.
+    Nothing,
+    /// Moved: the record now stored under the uid.
+    Moved(Box<Record>),
+    /// The uid already has a different record; the name-keyed file is left in place.
+    Conflict,
+}
+
+fn payload_or_storage(record: &Record) -> Result<Vec<u8>, Error> {
+    payload(record).map_err(|reason| Error::Storage {
+        user: record.user.clone(),
+        reason,
+    })
+}
+
+/// The file name of the record of account `uid`.
+pub fn file_name(uid: u32) -> String {
+    format!("{UID_PREFIX}{uid}{SUFFIX}")
+}
+
+/// The file name a record of `user` had in the earlier, name-keyed layout.
+pub fn legacy_file_name(user: &str) -> String {
     format!("{}{SUFFIX}", hex::encode(user.as_bytes()))
 }
 
@@ -249,20 +354,34 @@ pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
 /// The record in a record file's bytes, checked as [`Store::load`] checks it.
 ///
 /// # Errors
-/// Why the bytes are not a valid record of `user`.
-pub fn decode(bytes: &[u8], user: &str) -> Result<Record, String> {
-    decode_current(bytes, user).map(|(_, record)| record)
+/// Why the bytes are not a valid record of account `uid`.
+pub fn decode(bytes: &[u8], uid: u32) -> Result<Record, String> {
+    decode_current(bytes, uid).map(|(_, record)| record)
 }
 
-fn decode_current<'a>(bytes: &'a [u8], user: &str) -> Result<(Current<'a>, Record), String> {
+fn decode_current(bytes: &[u8], uid: u32) -> Result<(Current<'_>, Record), String> {
+    let (current, record) = decode_any(bytes)?;
+    if record.uid != Some(uid) {
+        return Err("record belongs to another account".into());
+    }
+    Ok((current, record))
+}
+
+/// A record file of the name-keyed layout: it carries no uid, and the name it names.
+fn decode_legacy(bytes: &[u8], user: &str) -> Result<Record, String> {
+    let (_, record) = decode_any(bytes)?;
+    if record.uid.is_some() || record.user != user {
+        return Err("record belongs to another user".into());
+    }
+    Ok(record)
+}
+
+fn decode_any(bytes: &[u8]) -> Result<(Current<'_>, Record), String> {
     let current = current(bytes)?;
     let record: Record =
         serde_json::from_slice(current.payload).map_err(|e| format!("invalid record: {e}"))?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
-    }
-    if record.user != user {
-        return Err("record belongs to another user".into());
     }
     Ok((current, record))
 }
@@ -367,8 +486,21 @@ mod tests {
         (dir, s)
     }
 
+    fn uid_of(user: &str) -> u32 {
+        match user {
+            "alice" => 1001,
+            "bob" => 1002,
+            "carol" => 1003,
+            _ => 1004,
+        }
+    }
+
+    fn rec(user: &str) -> Record {
+        Record::for_account(user, uid_of(user))
+    }
+
     fn with_failures(user: &str, n: u32) -> Record {
-        let mut r = Record::new(user);
+        let mut r = rec(user);
         r.failures = n;
         r
     }
@@ -376,37 +508,35 @@ mod tests {
     #[test]
     fn round_trip_and_private_modes() {
         let (dir, s) = store();
-        assert_eq!(s.load("alice").unwrap(), None);
+        assert_eq!(s.load(1001).unwrap(), None);
         let r = with_failures("alice", 3);
         s.save(&r).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(r));
+        assert_eq!(s.load(1001).unwrap(), Some(r));
         let state = dir.path().join("state");
         assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
         assert_eq!(
             fs::metadata(state.join("users")).unwrap().mode() & 0o777,
             0o700
         );
-        let file = state
-            .join("users")
-            .join(format!("{}.rec", hex::encode("alice")));
+        let file = state.join("users").join("uid-1001.rec");
         assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(s.users().unwrap(), ["alice"]);
+        assert_eq!(s.users().unwrap(), [1001]);
     }
 
     #[test]
     fn saves_alternate_slots_in_place() {
         let (_d, s) = store();
         s.save(&with_failures("alice", 0)).unwrap();
-        let before = fs::metadata(s.path_for("alice")).unwrap();
+        let before = fs::metadata(s.path_for(1001)).unwrap();
         for n in 1..=5 {
             s.save(&with_failures("alice", n)).unwrap();
-            assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", n)));
-            let bytes = fs::read(s.path_for("alice")).unwrap();
+            assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", n)));
+            let bytes = fs::read(s.path_for(1001)).unwrap();
             let c = current(&bytes).unwrap();
             assert_eq!(c.generation, u64::from(n) + 1);
             assert_eq!(c.index, usize::try_from(n % 2).unwrap());
         }
-        let after = fs::metadata(s.path_for("alice")).unwrap();
+        let after = fs::metadata(s.path_for(1001)).unwrap();
         assert_eq!((before.ino(), before.len()), (after.ino(), after.len()));
         assert_eq!(after.len(), 2 * BLOCK as u64);
     }
@@ -417,16 +547,16 @@ mod tests {
         s.save(&with_failures("alice", 1)).unwrap(); // slot 0, generation 1
         s.save(&with_failures("alice", 2)).unwrap(); // slot 1, generation 2
                                                      // A crash in the middle of writing slot 1 (half the payload zeroed).
-        let path = s.path_for("alice");
+        let path = s.path_for(1001);
         let mut bytes = fs::read(&path).unwrap();
         for b in &mut bytes[BLOCK + HEADER + 10..BLOCK + HEADER + 20] {
             *b = 0;
         }
         fs::write(&path, &bytes).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 1)));
+        assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", 1)));
         // The next save goes to the torn slot and wins.
         s.save(&with_failures("alice", 7)).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 7)));
+        assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", 7)));
         let bytes = fs::read(&path).unwrap();
         assert_eq!(current(&bytes).unwrap().index, 1);
     }
@@ -434,8 +564,8 @@ mod tests {
     #[test]
     fn a_record_that_outgrows_its_slots_is_rewritten_whole() {
         let (_d, s) = store();
-        s.save(&Record::new("alice")).unwrap();
-        let mut big = Record::new("alice");
+        s.save(&rec("alice")).unwrap();
+        let mut big = rec("alice");
         for i in 0..200 {
             big.events.push(super::super::record::Event {
                 at: super::super::UnixTime(i),
@@ -443,25 +573,30 @@ mod tests {
             });
         }
         s.save(&big).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(big.clone()));
-        let len = fs::metadata(s.path_for("alice")).unwrap().len();
+        assert_eq!(s.load(1001).unwrap(), Some(big.clone()));
+        let len = fs::metadata(s.path_for(1001)).unwrap().len();
         assert!(
             len > 2 * BLOCK as u64 && len % (2 * BLOCK as u64) == 0,
             "{len}"
         );
         // And the generation went on: a later in-place save still wins.
         s.save(&with_failures("alice", 4)).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 4)));
+        assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", 4)));
     }
 
     #[test]
     fn file_names_never_carry_the_raw_name() {
         let (_d, s) = store();
-        for name in ["../../etc/passwd", "a/b", ".hidden", "ü"] {
-            let r = Record::new(name);
+        for (uid, name) in [
+            (1, "../../etc/passwd"),
+            (2, "a/b"),
+            (3, ".hidden"),
+            (4, "ü"),
+        ] {
+            let r = Record::for_account(name, uid);
             s.save(&r).unwrap();
-            assert_eq!(s.load(name).unwrap(), Some(r));
-            let p = s.path_for(name);
+            assert_eq!(s.load(uid).unwrap(), Some(r));
+            let p = s.path_for(uid);
             assert_eq!(p.parent(), Some(s.users.as_path()));
         }
     }
@@ -469,43 +604,46 @@ mod tests {
     #[test]
     fn corrupt_record_fails_closed_for_that_user_only_and_is_never_overwritten() {
         let (_d, s) = store();
-        s.save(&Record::new("alice")).unwrap();
-        s.save(&Record::new("bob")).unwrap();
+        s.save(&rec("alice")).unwrap();
+        s.save(&rec("bob")).unwrap();
         let valid_slot_with = |payload: &[u8]| whole_file(1, payload);
         let cases: Vec<Vec<u8>> = vec![
             b"{not json".to_vec(),
             Vec::new(),
             vec![0; 2 * BLOCK],
             valid_slot_with(b"{not json"),
-            valid_slot_with(br#"{"version":1,"user":"alice","surprise":1}"#),
-            valid_slot_with(br#"{"version":99,"user":"alice","failures":0}"#),
+            valid_slot_with(br#"{"version":1,"user":"alice","uid":1001,"surprise":1}"#),
+            valid_slot_with(br#"{"version":99,"user":"alice","uid":1001,"failures":0}"#),
         ];
         for bytes in cases {
-            fs::write(s.path_for("alice"), &bytes).unwrap();
-            assert!(matches!(s.load("alice"), Err(Error::CorruptRecord { .. })));
-            assert!(s.load("bob").unwrap().is_some());
+            fs::write(s.path_for(1001), &bytes).unwrap();
+            assert!(matches!(s.load(1001), Err(Error::CorruptRecord { .. })));
+            assert!(s.load(1002).unwrap().is_some());
             let saved = s.save(&with_failures("alice", 1));
             assert!(
                 matches!(saved, Err(Error::CorruptRecord { .. })),
                 "{saved:?}"
             );
-            assert_eq!(fs::read(s.path_for("alice")).unwrap(), bytes);
+            assert_eq!(fs::read(s.path_for(1001)).unwrap(), bytes);
         }
-        // A record copied under another user's name is refused too.
-        fs::copy(s.path_for("bob"), s.path_for("alice")).unwrap();
-        assert!(matches!(s.load("alice"), Err(Error::CorruptRecord { .. })));
-        let err = s.load("alice").unwrap_err().to_string();
-        assert!(err.contains("alice") && err.contains("unreadable"), "{err}");
+        // A record copied under another account's uid is refused too.
+        fs::copy(s.path_for(1002), s.path_for(1001)).unwrap();
+        assert!(matches!(s.load(1001), Err(Error::CorruptRecord { .. })));
+        let err = s.load(1001).unwrap_err().to_string();
+        assert!(
+            err.contains("uid 1001") && err.contains("unreadable"),
+            "{err}"
+        );
     }
 
     #[test]
     fn file_bytes_is_what_the_store_reads() {
         let (_d, s) = store();
         let r = with_failures("carol", 2);
-        fs::write(s.path_for("carol"), file_bytes(&r).unwrap()).unwrap();
-        assert_eq!(s.load("carol").unwrap(), Some(r.clone()));
-        assert_eq!(decode(&file_bytes(&r).unwrap(), "carol").unwrap(), r);
-        assert!(decode(&file_bytes(&r).unwrap(), "dave").is_err());
+        fs::write(s.path_for(1003), file_bytes(&r).unwrap()).unwrap();
+        assert_eq!(s.load(1003).unwrap(), Some(r.clone()));
+        assert_eq!(decode(&file_bytes(&r).unwrap(), 1003).unwrap(), r);
+        assert!(decode(&file_bytes(&r).unwrap(), 1004).is_err());
     }
 
     #[test]
@@ -514,20 +652,17 @@ mod tests {
         let r = with_failures("alice", 1);
         s.save(&r).unwrap();
         // Make the record path a directory: the write must fail and leave no temp file.
-        let p = s.path_for("carol");
+        let p = s.path_for(1003);
         fs::create_dir(&p).unwrap();
         fs::write(p.join("x"), b"x").unwrap();
-        assert!(matches!(
-            s.save(&Record::new("carol")),
-            Err(Error::Storage { .. })
-        ));
+        assert!(matches!(s.save(&rec("carol")), Err(Error::Storage { .. })));
         let leftovers: Vec<_> = fs::read_dir(&s.users)
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
-        assert_eq!(s.load("alice").unwrap(), Some(r));
+        assert_eq!(s.load(1001).unwrap(), Some(r));
     }
 
     #[test]
@@ -540,5 +675,54 @@ mod tests {
         nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
         let err = Store::open(&state).err().unwrap();
         assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn a_name_keyed_record_moves_to_its_uid_once_and_durably() {
+        let (_d, s) = store();
+        let mut old = Record::new("alice");
+        old.failures = 2;
+        old.last_step = Some(7);
+        let legacy = s.users.join(legacy_file_name("alice"));
+        fs::write(&legacy, file_bytes(&old).unwrap()).unwrap();
+        assert_eq!(s.legacy_names().unwrap(), ["alice"]);
+        assert_eq!(s.load(1001).unwrap(), None);
+        // Another name's legacy file is not this user's.
+        assert_eq!(s.migrate_legacy("bob", 1001).unwrap(), Migration::Nothing);
+        let Migration::Moved(moved) = s.migrate_legacy("alice", 1001).unwrap() else {
+            panic!("not moved")
+        };
+        assert_eq!(
+            (moved.uid, moved.failures, moved.last_step),
+            (Some(1001), 2, Some(7))
+        );
+        assert_eq!(s.load(1001).unwrap(), Some(*moved.clone()));
+        assert!(!legacy.exists());
+        assert!(s.legacy_names().unwrap().is_empty());
+        assert_eq!(s.users().unwrap(), [1001]);
+        // A crash between the write and the removal leaves both: the next call removes
+        // the old file and keeps the record.
+        fs::write(&legacy, file_bytes(&old).unwrap()).unwrap();
+        assert!(matches!(
+            s.migrate_legacy("alice", 1001),
+            Ok(Migration::Moved(_))
+        ));
+        assert!(!legacy.exists());
+        // A different record already under the uid wins; the old file is left alone.
+        s.save(&with_failures("alice", 0)).unwrap();
+        fs::write(&legacy, file_bytes(&old).unwrap()).unwrap();
+        assert_eq!(
+            s.migrate_legacy("alice", 1001).unwrap(),
+            Migration::Conflict
+        );
+        assert!(legacy.exists());
+        assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", 0)));
+        // An unreadable old file fails closed and stays.
+        fs::write(s.users.join(legacy_file_name("carol")), b"{garbage").unwrap();
+        assert!(matches!(
+            s.migrate_legacy("carol", 1003),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert_eq!(s.load(1003).unwrap(), None);
     }
 }
