@@ -523,11 +523,13 @@ pub fn session_flood_table(res: &Results) -> String {
     let _ = writeln!(s, "{SESSION_FLOOD_BEGIN}\n");
     let intro = format!(
         "### Issue 19: user B's logins while user A's logins are begun and never answered ({} users)\n\n\
-         Produced by `{} --only session-flood` on {} (commit {}); {}.\n\n\
+         Produced by `{}` on {} (commit {}); {}.\n\n\
          B: one closed loop of right-code logins through libpam + pam_twostep. A: 4 root threads \
          open bus connections, begin two of A's logins on each and never answer; each thread keeps \
-         its 64 newest connections open and closes the oldest (a script opening `ssh`/`su` logins \
-         and hanging up at the code prompt). The daemon's defaults: 2 conversations per connection, \
+         its 24 newest connections open and closes the oldest (a script opening `ssh`/`su` logins \
+         and hanging up at the code prompt). Why 24: dbus-daemon allows one uid 256 connections \
+         (`max_connections_per_user`), and B's logins connect as root too; a flood past that \
+         limit is refused by the bus itself, for everyone (see the note below the table). The daemon's defaults: 2 conversations per connection, \
          16 per account, 4096 in all, ended when their connection leaves the bus. Medians over {} \
          repetition(s); B p99 / quiet is taken per repetition. Target: B's p99 within 2× of quiet, \
          and no B login refused.",
@@ -539,6 +541,14 @@ pub fn session_flood_table(res: &Results) -> String {
         res.session_flood.len()
     );
     phases_table(&mut s, &intro, &res.session_flood);
+    let _ = writeln!(
+        s,
+        "Beyond the daemon: every unanswered root login holds a bus connection, and the system \
+         bus refuses a uid's 257th. Logins hanging at the prompt past that (more than `sshd`'s \
+         `MaxStartups` lets through by default) make the module's connection fail for every \
+         root caller, and it fails closed. The daemon cannot bound that; the bus limit and \
+         sshd's `MaxStartups`/`LoginGraceTime` do.\n"
+    );
     let _ = writeln!(s, "{SESSION_FLOOD_END}");
     s
 }

@@ -366,7 +366,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                     bus: bus.address.clone(),
                     users: size,
                     flooders: 4,
-                    ring: 64,
+                    ring: 24,
                     seconds: opts.flood_seconds,
                     period: PERIOD,
                     window: WINDOW,
