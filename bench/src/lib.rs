@@ -15,6 +15,7 @@ pub mod otp;
 pub mod pam;
 pub mod report;
 pub mod run;
+pub mod session_flood;
 pub mod shm;
 pub mod stats;
 pub mod sys;

@@ -6,10 +6,12 @@
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
 //!                   [--only twostep]                   pam_permit and twostep only, progress lines only
+//!                   [--only session-flood]             issue 19's session flood alone, into its own
+//!                                                      section of the --write file
 //! twostep-bench micro                                  the verification-core microbenchmarks only
 //! twostep-bench serve REPO WORK USERS                  a bus and twostepd with USERS enrolled, until
 //!                                                      stdin closes (profile with `verify SPEC`)
-//! twostep-bench login|verify|flood SPEC_JSON           one measurement (started by `run`)
+//! twostep-bench login|verify|flood|session-flood SPEC_JSON   one measurement (started by `run`)
 //! ```
 
 use std::path::PathBuf;
@@ -17,12 +19,12 @@ use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use twostep_bench::{driver, flood, micro, report, run, verify};
+use twostep_bench::{driver, flood, micro, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep] --work DIR --repo DIR [--write FILE] \
+    "usage: twostep-bench run [--quick] [--only twostep|session-flood] --work DIR --repo DIR [--write FILE] \
                      [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
-                     | login|verify|flood SPEC_JSON";
+                     | login|verify|flood|session-flood SPEC_JSON";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Some("login") => one(&args, driver::run),
         Some("verify") => one(&args, verify::run),
         Some("flood") => one(&args, flood::run),
+        Some("session-flood") => one(&args, session_flood::run),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -73,7 +76,7 @@ fn cmd_micro() -> Result<(), String> {
 }
 
 fn cmd_run(args: &[String]) -> Result<(), String> {
-    let (mut quick, mut only) = (false, false);
+    let (mut quick, mut only, mut only_session_flood) = (false, false, false);
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -81,12 +84,11 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => quick = true,
-            "--only" => {
-                if value()? != "twostep" {
-                    return Err("--only: only `twostep` is known".into());
-                }
-                only = true;
-            }
+            "--only" => match value()?.as_str() {
+                "twostep" => only = true,
+                "session-flood" => only_session_flood = true,
+                _ => return Err("--only: `twostep` or `session-flood`".into()),
+            },
             "--work" => work = Some(PathBuf::from(value()?)),
             "--repo" => repo = Some(PathBuf::from(value()?)),
             "--write" => write = Some(PathBuf::from(value()?)),
@@ -132,7 +134,30 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         opts.command.push_str(&format!(" --reps {}", opts.reps));
     }
     opts.only_twostep = only;
+    opts.only_session_flood = only_session_flood;
+    if only_session_flood {
+        opts.command.push_str(" --only session-flood");
+    }
     let results = run::run(&opts)?;
+    if only_session_flood {
+        let md = report::session_flood_table(&results);
+        println!("{md}");
+        if let Some(path) = write {
+            let doc = std::fs::read_to_string(&path).unwrap_or_default();
+            let doc = report::splice_between(
+                &doc,
+                report::SESSION_FLOOD_BEGIN,
+                report::SESSION_FLOOD_END,
+                &md,
+            );
+            std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!(
+                "twostep-bench: session-flood table written to {}",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
     if only {
         // A partial run has no peers to compare with: the progress lines are the result.
         return Ok(());

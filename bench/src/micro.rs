@@ -179,7 +179,7 @@ pub fn store(
         entry(
             &format!("Store::load in {where_} (open, read 8 KiB, 2 CRC-32, parse JSON)"),
             per_call(10, loads / 10, || {
-                let _ = std::hint::black_box(store.load(&record.user));
+                let _ = std::hint::black_box(store.load(record.uid.unwrap_or_default()));
             }),
             loads,
         ),

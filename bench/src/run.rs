@@ -22,7 +22,7 @@ use crate::driver::{self, unix_now, Mode};
 use crate::micro::{self, Micro};
 use crate::sys::{self, DevLog};
 use crate::users::{self, GoogleState, OathState, TwostepState};
-use crate::{flood, otp, verify};
+use crate::{flood, otp, session_flood, verify};
 
 /// TOTP acceptance window, in steps either side, for every module (the defaults: twostep
 /// `window = 1`, google-authenticator `WINDOW_SIZE 3`, pam_oath `window=1`).
@@ -92,6 +92,10 @@ pub struct Options {
     /// (for a quick look while working on the daemon or the module).
     #[serde(default)]
     pub only_twostep: bool,
+    /// `--only session-flood`: issue 19's session flood alone (at the largest size up to
+    /// 10,000), written into its own section of BENCHMARKS.md.
+    #[serde(default)]
+    pub only_session_flood: bool,
 }
 
 impl Options {
@@ -110,6 +114,7 @@ impl Options {
             work,
             command: "./scripts/bench".into(),
             only_twostep: false,
+            only_session_flood: false,
         }
     }
 
@@ -198,6 +203,9 @@ pub struct Results {
     pub startup_ms: Vec<(u32, f64)>,
     pub hwm_kib: Vec<(u32, u64)>,
     pub flood: Vec<(u32, flood::Outcome)>,
+    /// Issue 19: A's logins begun and never answered while B logs in.
+    #[serde(default)]
+    pub session_flood: Vec<(u32, flood::Outcome)>,
     pub load: Vec<LoadRun>,
     pub micro: Vec<Micro>,
     pub getpwnam: Vec<(u32, Micro)>,
@@ -284,6 +292,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         startup_ms: Vec::new(),
         hwm_kib: Vec::new(),
         flood: Vec::new(),
+        session_flood: Vec::new(),
         load: Vec::new(),
         micro: Vec::new(),
         getpwnam: Vec::new(),
@@ -303,6 +312,9 @@ pub fn run(opts: &Options) -> Result<Results, String> {
     let etc_passwd = Path::new("/etc/passwd");
     let flood_size = opts.sizes.iter().copied().filter(|s| *s <= 10_000).max();
     for &size in &opts.sizes {
+        if opts.only_session_flood && Some(size) != flood_size {
+            continue;
+        }
         say(&format!("--- {size} users: writing state ---"));
         let passwd = Path::new("/etc").join(format!(".passwd-{size}"));
         users::write_passwd(&passwd, &passwd_original, size)?;
@@ -339,6 +351,52 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 Module::Oath => oath.reset(&touched, size),
             }
         };
+        // Issue 19's session flood, at the largest size up to 10,000 (alone with
+        // `--only session-flood`, otherwise after issue 5's flood below).
+        let session_flood_here = Some(size) == flood_size && !opts.only_twostep;
+        let run_session_flood = |dirty: &mut HashMap<Module, Vec<u32>>,
+                                 res: &mut Results|
+         -> Result<(), String> {
+            for rep in 0..opts.reps {
+                reset(Module::Twostep, dirty)?;
+                let d = Twostepd::start(&art.twostepd, &config, &daemon_log, &client)?;
+                let spec = session_flood::Spec {
+                    confdir: confdir.clone(),
+                    service: Module::Twostep.service().into(),
+                    bus: bus.address.clone(),
+                    users: size,
+                    flooders: 4,
+                    ring: 24,
+                    seconds: opts.flood_seconds,
+                    period: PERIOD,
+                    window: WINDOW,
+                    seed: 1977 + rep as u64,
+                };
+                let mut out: flood::Outcome = subprocess(
+                    &exe,
+                    "session-flood",
+                    &spec,
+                    3.0 * opts.flood_seconds + 60.0,
+                )?;
+                dirty.insert(Module::Twostep, std::mem::take(&mut out.touched));
+                d.stop(&client);
+                for p in &out.phases {
+                    say(&format!(
+                        "session flood: {:<70} B p50={:.3} ms p99={:.3} ms ({} logins, {} failed); A {:.0} Begins/s {:?}",
+                        p.name, p.b.p50, p.b.p99, p.b.n, p.b_failed, p.flood_per_second, p.flood_outcomes
+                    ));
+                }
+                res.session_flood.push((size, out));
+            }
+            Ok(())
+        };
+        if opts.only_session_flood {
+            if session_flood_here {
+                run_session_flood(&mut dirty, &mut res)?;
+            }
+            reset(Module::Twostep, &mut dirty)?;
+            continue;
+        }
         // Why this order: a module's runs sit next to the baseline's, and its right-code
         // runs next to its wrong-code runs, so both comparisons see the same machine load.
         for rep in 0..opts.reps {
@@ -534,11 +592,18 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 res.flood.push((size, out));
             }
         }
+        if session_flood_here {
+            run_session_flood(&mut dirty, &mut res)?;
+        }
         for module in Module::ALL {
             reset(module, &mut dirty)?;
         }
     }
     sys::unmount(Path::new("/etc"))?;
+    if opts.only_session_flood {
+        res.elapsed_s = t0.elapsed().as_secs_f64();
+        return Ok(res);
+    }
 
     say("--- microbenchmarks ---");
     let scale = if opts.quick { 1 } else { 3 };
@@ -809,15 +874,16 @@ fn check_record_format(
         ));
     }
     let tw = TwostepState::new(&state, unix_now())?;
-    let path = tw.path("root");
+    let path = tw.path(0);
     let real = twostepd::core::store::decode(
         &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        "root",
+        0,
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
     let real = serde_json::to_value(real).map_err(|e| e.to_string())?;
     let mut ours = serde_json::to_value(tw.record(0)).map_err(|e| e.to_string())?;
     ours["user"] = serde_json::Value::from("root");
+    ours["uid"] = serde_json::Value::from(0);
     let shape = |v: &serde_json::Value| -> Vec<String> {
         let mut keys = Vec::new();
         if let Some(o) = v.as_object() {

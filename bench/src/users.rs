@@ -127,20 +127,21 @@ impl TwostepState {
     pub fn record(&self, i: u32) -> Record {
         let mut r = self.template.clone();
         r.user = name(i);
+        r.uid = Some(UID_BASE + i);
         if let Some(k) = r.totp.as_mut() {
             k.secret = Secret(otp::base32(&otp::secret_for(i)));
         }
         r
     }
 
-    /// The file of `user`, named as the daemon's store names it.
-    pub fn path(&self, user: &str) -> PathBuf {
-        self.users_dir.join(store::file_name(user))
+    /// The file of account `uid`, named as the daemon's store names it.
+    pub fn path(&self, uid: u32) -> PathBuf {
+        self.users_dir.join(store::file_name(uid))
     }
 
     fn write_one(&self, i: u32) -> Result<(), String> {
         let bytes = store::file_bytes(&self.record(i))?;
-        put(&self.path(&name(i)), &bytes, 0o600)
+        put(&self.path(UID_BASE + i), &bytes, 0o600)
     }
 
     /// Write records `0..size` (the state directory and `users/` 0700).

@@ -26,6 +26,7 @@ pub struct Config {
     pub enrollment: Enrollment,
     pub recovery: Recovery,
     pub policy: Policy,
+    pub login: Login,
 }
 
 /// `version = 1`.
@@ -277,6 +278,33 @@ pub enum RecoveryMode {
     /// A code logs in once and switches 2FA off for the user, who must enrol again.
     #[serde(rename = "disables-2fa")]
     Disables2fa,
+}
+
+/// `[login]`: login conversations (a prompt the daemon waits on). Every bound holds for
+/// root callers too (sshd, sudo and su call as root for every user).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Login {
+    /// How long a prompt waits for its answer, in seconds, 10 to 3600. Default 300.
+    pub prompt_timeout_seconds: Bounded<10, 3600>,
+    /// Conversations open at once on one bus connection, 1 to 16 (a PAM transaction needs
+    /// one, two when it runs the auth stack twice). Default 2.
+    pub max_sessions_per_connection: Bounded<1, 16>,
+    /// Conversations open at once for one account (uid), 1 to 4096. Default 16.
+    pub max_sessions_per_user: Bounded<1, 4096>,
+    /// Conversations open at once in all, 16 to 65536. Default 4096.
+    pub max_sessions: Bounded<16, 65536>,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            prompt_timeout_seconds: Bounded::new(300),
+            max_sessions_per_connection: Bounded::new(2),
+            max_sessions_per_user: Bounded::new(16),
+            max_sessions: Bounded::new(4096),
+        }
+    }
 }
 
 /// `[policy]`

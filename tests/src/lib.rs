@@ -13,9 +13,11 @@
 //! `/etc/pam.d/twostep-e2e-<unique>` files and `ts_<unique>` users, and removes them.
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod artifacts;
 pub mod bus;
 pub mod cleanup;
+pub mod client;
 pub mod ctl;
 pub mod daemon;
 pub mod documented;

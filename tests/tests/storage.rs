@@ -49,9 +49,9 @@ impl Drop for Tmpfs {
     }
 }
 
-fn record_path(state: &Path, user: &str) -> PathBuf {
-    let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
-    state.join("users").join(format!("{hex}.rec"))
+/// The record file of `user`'s account: records are keyed by uid (`uid-<uid>.rec`).
+fn record_path(state: &Path, user: &User) -> PathBuf {
+    state.join("users").join(format!("uid-{}.rec", user.uid()))
 }
 
 fn state_dir_config(state: &Path) -> DaemonConfig {
@@ -124,7 +124,7 @@ fn a_corrupt_record_fails_closed_for_that_user_only() {
     let (alice, bob) = (User::create(), User::create());
     let ea = ctl.enroll(&alice);
     let eb = ctl.enroll(&bob);
-    let path = record_path(daemon.state_dir(), alice.name());
+    let path = record_path(daemon.state_dir(), &alice);
     std::fs::write(&path, b"{\"version\": 1, \"user\": tru").unwrap_or_else(|e| panic!("{e}"));
 
     // Even with nullok, an unreadable record is not "not enrolled".
@@ -213,7 +213,7 @@ fn bit_rot_in_the_newest_slot_fails_closed_until_a_repair_that_keeps_the_failure
     assert_eq!(s.ctl.status(&alice)["failures"], 4);
 
     // One bit flips in the newest slot (which holds the 4th failure).
-    let path = record_path(s.daemon.state_dir(), alice.name());
+    let path = record_path(s.daemon.state_dir(), &alice);
     let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
     let (generation, _, at) = newest(&bytes);
     bytes[at + HEADER + 11] ^= 0x10;
@@ -305,7 +305,7 @@ fn a_torn_write_of_the_newest_slot_fails_closed_and_a_repair_marks_codes_used() 
     s.pam
         .login(alice.name(), &ea.code_after(1))
         .assert_success();
-    let path = record_path(s.daemon.state_dir(), alice.name());
+    let path = record_path(s.daemon.state_dir(), &alice);
     let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
     // The second half of what the last save wrote never reached the disk.
     let (_, len, at) = newest(&bytes);

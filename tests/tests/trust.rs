@@ -13,9 +13,8 @@ use std::time::Duration;
 use twostep_e2e::pam::strerror;
 use twostep_e2e::{artifacts, proc, unique, Bus, Daemon, DaemonConfig, Stack, User};
 
-fn record_path(state: &Path, user: &str) -> PathBuf {
-    let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
-    state.join("users").join(format!("{hex}.rec"))
+fn record_path(state: &Path, user: &User) -> PathBuf {
+    state.join("users").join(format!("uid-{}.rec", user.uid()))
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -41,7 +40,7 @@ fn a_record_replaced_by_a_symlink_fails_closed_and_its_target_is_untouched() {
     let (alice, bob) = (User::create(), User::create());
     let ea = s.ctl.enroll(&alice);
     let eb = s.ctl.enroll(&bob);
-    let path = record_path(s.daemon.state_dir(), alice.name());
+    let path = record_path(s.daemon.state_dir(), &alice);
     // A valid copy of alice's own record outside the state directory: were it followed, a
     // login would succeed and a failure would be written into it.
     let outside = s.daemon.dir().join("outside.rec");
@@ -67,7 +66,7 @@ fn a_record_replaced_by_a_symlink_fails_closed_and_its_target_is_untouched() {
         .lines()
         .find(|l| l.contains(&path.display().to_string()) && l.contains("symbolic link"))
         .unwrap_or_else(|| panic!("no log line names {} as a link:\n{log}", path.display()));
-    assert!(line.contains(alice.name()), "{line}");
+    assert!(line.contains(&format!("uid {}", alice.uid())), "{line}");
 }
 
 #[test]
@@ -79,7 +78,7 @@ fn a_record_with_an_unsafe_mode_or_owner_fails_closed_for_that_user_only() {
     let (alice, bob) = (User::create(), User::create());
     let ea = s.ctl.enroll(&alice);
     let eb = s.ctl.enroll(&bob);
-    let path = record_path(s.daemon.state_dir(), alice.name());
+    let path = record_path(s.daemon.state_dir(), &alice);
     let good = read(&path);
     for (mode, uid, said) in [
         (0o666, 0, "mode 0666".to_owned()),

@@ -20,9 +20,13 @@ use twostep_proto::Error;
 /// Unique names remembered before the cache starts over.
 const MAX_CACHED: usize = 4096;
 
+/// What to do when a connection leaves the bus (its unique name).
+type GoneHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Identify {
     dbus: DBusProxy<'static>,
+    gone: Option<GoneHook>,
     /// uid per unique bus name. Why this is sound: the bus never reuses a unique name, and a
     /// connection's uid cannot change, so a name's answer stays true as long as the bus runs
     /// (and this connection with it).
@@ -33,8 +37,17 @@ impl Identify {
     pub fn new(dbus: DBusProxy<'static>) -> Identify {
         Identify {
             dbus,
+            gone: None,
             known: Arc::default(),
         }
+    }
+
+    /// Also call `hook` with the unique name of every connection that leaves the bus
+    /// (seen by [`Identify::watch`]): per-connection state ends with the connection.
+    #[must_use]
+    pub fn on_gone(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Identify {
+        self.gone = Some(Arc::new(hook));
+        self
     }
 
     fn cached(&self, sender: &str) -> Option<u32> {
@@ -112,7 +125,12 @@ impl Identify {
                     let name = name.to_owned();
                     tokio::spawn(async move { this.look_up(&name).await });
                 }
-                (_, None) => self.forget(name.as_str()),
+                (_, None) => {
+                    self.forget(name.as_str());
+                    if let Some(gone) = &self.gone {
+                        gone(name.as_str());
+                    }
+                }
                 _ => {}
             }
         }

@@ -12,7 +12,7 @@ impl From<Core> for Wire {
             Core::AccessDenied(_) => Wire::AccessDenied(text),
             Core::UnknownUser(_) => Wire::UnknownUser(text),
             Core::InvalidArgument(_) => Wire::InvalidArgument(text),
-            Core::CorruptRecord { .. } | Core::Storage { .. } => {
+            Core::CorruptRecord { .. } | Core::Storage { .. } | Core::FormerAccount { .. } => {
                 log::error!("{text}");
                 Wire::Unavailable(text)
             }

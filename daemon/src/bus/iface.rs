@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Semaphore;
 use zbus::message::Header;
@@ -22,25 +22,82 @@ use twostep_proto::{limits, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
 const MAX_IN_FLIGHT: usize = 64;
+/// Calls in flight on one connection (root included): a PAM transaction or a twostepctl
+/// run makes one at a time, so one connection cannot take the whole pool.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 4;
+/// Calls in flight per non-root uid.
+const MAX_IN_FLIGHT_PER_UID: usize = 8;
+
+/// Calls in flight per connection and per non-root uid.
+#[derive(Default)]
+struct InFlight {
+    by_sender: HashMap<String, usize>,
+    by_uid: HashMap<u32, usize>,
+}
+
+/// One admitted call; its counts are released on drop (when the method returns).
+struct Slot {
+    table: Arc<Mutex<InFlight>>,
+    sender: String,
+    uid: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = t.by_sender.get_mut(&self.sender) {
+            *n -= 1;
+            if *n == 0 {
+                t.by_sender.remove(&self.sender);
+            }
+        }
+        if let Some(n) = t.by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                t.by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Shared {
     core: Arc<Core>,
     identify: Identify,
     in_flight: Arc<Semaphore>,
+    per_caller: Arc<Mutex<InFlight>>,
     rate: Arc<RateLimit>,
 }
 
 impl Shared {
-    /// The caller, identified by the bus and within its call rate.
-    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, Error> {
+    /// The caller, identified by the bus, within its call rate and its calls in flight
+    /// (per connection, and per uid unless root); the slot is held until the method returns.
+    async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Slot), Error> {
         let caller = self.identify.caller(hdr).await?;
-        if self.rate.admit(caller.uid, std::time::Instant::now()) {
-            Ok(caller)
-        } else {
+        if !self.rate.admit(caller.uid, std::time::Instant::now()) {
             log::warn!("caller_uid={} outcome=rate-limited", caller.uid);
-            Err(Error::Busy("too many calls; slow down".into()))
+            return Err(Error::Busy("too many calls; slow down".into()));
         }
+        let mut t = self
+            .per_caller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let on_conn = t.by_sender.get(&caller.sender).copied().unwrap_or(0);
+        let of_uid = t.by_uid.get(&caller.uid).copied().unwrap_or(0);
+        if on_conn >= MAX_IN_FLIGHT_PER_CONNECTION
+            || (caller.uid != 0 && of_uid >= MAX_IN_FLIGHT_PER_UID)
+        {
+            return Err(Error::Busy("too many calls in flight; slow down".into()));
+        }
+        *t.by_sender.entry(caller.sender.clone()).or_insert(0) += 1;
+        *t.by_uid.entry(caller.uid).or_insert(0) += 1;
+        drop(t);
+        let slot = Slot {
+            table: Arc::clone(&self.per_caller),
+            sender: caller.sender.clone(),
+            uid: caller.uid,
+        };
+        Ok((caller, slot))
     }
 
     /// Run `f` on the blocking pool, bounded by [`MAX_IN_FLIGHT`].
@@ -78,7 +135,7 @@ impl LoginIface {
         user: String,
         context: HashMap<String, String>,
     ) -> Result<(String, String, String, String, u32), Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let ctx = LoginContext::from_map(&context)?;
         let (id, step) = self
             .0
@@ -95,7 +152,7 @@ impl LoginIface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(String, String, String, u32), Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         if session.len() > limits::MAX_SESSION_LEN {
             return Err(Error::NoSession("no such login session".into()));
         }
@@ -116,7 +173,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         proof: Vec<u8>,
     ) -> Result<PendingEnrollment, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         let p = self
             .0
@@ -138,7 +195,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         code: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let code = Zeroizing::new(code);
         let codes = self
             .0
@@ -153,7 +210,7 @@ impl UserIface {
         #[zbus(header)] hdr: Header<'_>,
         proof: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         let codes = self
             .0
@@ -164,7 +221,7 @@ impl UserIface {
 
     /// Switch 2FA off for the caller.
     async fn disable(&self, #[zbus(header)] hdr: Header<'_>, proof: Vec<u8>) -> Result<(), Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let proof = Zeroizing::new(proof);
         self.0
             .run(move |core| core.disable(&caller, &proof, clock::now()))
@@ -173,7 +230,7 @@ impl UserIface {
 
     /// The calling user's state.
     async fn status(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Properties, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let s = self
             .0
             .run(move |core| core.status(&caller, clock::now()))
@@ -210,6 +267,8 @@ fn count(n: usize) -> u32 {
 fn user_props(u: UserInfo, with_events: bool) -> Properties {
     let mut m = Props::default();
     m.put("user", u.name);
+    m.put("uid", u.uid);
+    m.put("enrolled_as", u.enrolled_as);
     m.put("enrolled", u.enrolled);
     m.put("pending_enrollment", u.pending);
     m.put("recovery_codes_left", count(u.recovery_left));
@@ -233,7 +292,7 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
 impl AdminIface {
     /// Every user with a record.
     async fn list_users(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<Properties>, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let users = self
             .0
             .run(move |core| core.admin_list(&caller, clock::now()))
@@ -247,7 +306,7 @@ impl AdminIface {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
     ) -> Result<Properties, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let u = self
             .0
             .run(move |core| core.admin_show(&caller, &user, clock::now()))
@@ -311,7 +370,7 @@ impl AdminIface {
 
     /// Re-read the configuration file; an invalid one is refused and the old one stays.
     async fn reload(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let path = self.1.clone();
         self.0
             .run(move |core| {
@@ -331,7 +390,7 @@ impl AdminIface {
         user: String,
         confirm: bool,
     ) -> Result<Properties, Error> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _slot) = self.0.caller(&hdr).await?;
         let r = self
             .0
             .run(move |core| core.admin_repair(&caller, &user, confirm, clock::now()))
@@ -350,7 +409,7 @@ impl AdminIface {
 
 impl AdminIface {
     async fn act(&self, hdr: &Header<'_>, user: String, action: Action) -> Result<(), Error> {
-        let caller = self.0.caller(hdr).await?;
+        let (caller, _slot) = self.0.caller(hdr).await?;
         self.0
             .run(move |core| core.admin_act(&caller, &user, action, clock::now()))
             .await
@@ -368,11 +427,14 @@ pub async fn serve(
     config_path: PathBuf,
 ) -> zbus::Result<Identify> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-    let identify = Identify::new(dbus);
+    let gone = Arc::clone(&core);
+    // Why: a login conversation lives no longer than the connection that began it.
+    let identify = Identify::new(dbus).on_gone(move |name| gone.end_connection(name));
     let shared = Shared {
         core,
         identify: identify.clone(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        per_caller: Arc::default(),
         rate: Arc::new(RateLimit::default()),
     };
     let server = conn.object_server();

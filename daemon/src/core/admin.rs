@@ -3,7 +3,7 @@
 
 use twostep_config::Config;
 
-use super::engine::{Caller, Core};
+use super::engine::{check_identity, Caller, Core};
 use super::lockout;
 use super::policy::{self, Override};
 use super::record::{Event, Record};
@@ -17,6 +17,10 @@ use super::{authz, Error, UnixTime};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
+    pub uid: u32,
+    /// The name the record was made under (differs for another name of the same uid, or a
+    /// former account whose uid was re-used; then `error` says so).
+    pub enrolled_as: String,
     pub enrolled: bool,
     pub pending: bool,
     pub recovery_left: usize,
@@ -77,19 +81,26 @@ impl Core {
         authz::may_admin(caller.uid, &groups, &admin_group)
     }
 
-    fn info(&self, name: &str, now: UnixTime) -> UserInfo {
-        let record = match self.with_user(name, || self.store.load(name)) {
-            Ok(r) => r.unwrap_or_else(|| Record::new(name)),
+    /// What an admin sees of `account` (the record read as stored; a record of a former
+    /// account is shown, with the reason its logins fail in `error`).
+    fn info(&self, account: &Account, now: UnixTime) -> UserInfo {
+        let name = account.name.as_str();
+        let record = match self.with_user(account.uid, || self.load_unchecked(account)) {
+            Ok(r) => r.unwrap_or_else(|| Record::for_account(name, account.uid)),
             Err(e) => {
                 return UserInfo {
                     name: name.to_owned(),
+                    uid: account.uid,
                     error: e.to_string(),
                     ..UserInfo::default()
                 }
             }
         };
-        let requirement = users::by_name(name)
-            .and_then(|account| self.requirement(&account, &record))
+        let identity = check_identity(account, &record);
+        let requirement = identity
+            .as_ref()
+            .map_err(|e| Error::Busy(e.to_string()))
+            .and_then(|()| self.requirement(account, &record))
             .unwrap_or_else(|e| policy::Requirement {
                 required: false,
                 why: e.to_string(),
@@ -97,6 +108,8 @@ impl Core {
         let config = self.config();
         UserInfo {
             name: name.to_owned(),
+            uid: account.uid,
+            enrolled_as: record.user.clone(),
             enrolled: record.totp.is_some(),
             pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
             recovery_left: recovery::left(&record.recovery),
@@ -108,7 +121,7 @@ impl Core {
             locked_until: locked_until(lockout::state(&record, now, &self.lock_policy())),
             last_success: record.last_success.map_or(0, |t| t.0),
             last_failure: record.last_failure.map_or(0, |t| t.0),
-            error: String::new(),
+            error: identity.err().map(|e| e.to_string()).unwrap_or_default(),
             events: record.events,
         }
     }
@@ -119,8 +132,48 @@ impl Core {
     /// Not an admin, or the store cannot be listed.
     pub fn admin_list(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
         self.authorize_admin(caller)?;
-        let names = self.store.users().map_err(Error::Busy)?;
-        Ok(names.iter().map(|n| self.info(n, now)).collect())
+        let uids = self.store.users().map_err(Error::Busy)?;
+        Ok(uids
+            .into_iter()
+            .map(|uid| self.info_of_uid(uid, now))
+            .collect())
+    }
+
+    /// [`Core::info`] of a record found by its uid: the account is the name the record was
+    /// made under if NSS still gives it this uid, otherwise whoever has the uid now.
+    fn info_of_uid(&self, uid: u32, now: UnixTime) -> UserInfo {
+        let stored = self.with_user(uid, || self.store.load(uid));
+        let made_under = match &stored {
+            Ok(Some(r)) => r.user.clone(),
+            Ok(None) => String::new(),
+            Err(e) => {
+                return UserInfo {
+                    name: format!("uid {uid}"),
+                    uid,
+                    error: e.to_string(),
+                    ..UserInfo::default()
+                }
+            }
+        };
+        let account = match users::by_name(&made_under) {
+            Ok(a) if a.uid == uid => a,
+            _ => match users::by_uid(uid) {
+                Ok(a) => a,
+                Err(_) => {
+                    return UserInfo {
+                        name: made_under.clone(),
+                        uid,
+                        enrolled_as: made_under,
+                        error: format!(
+                            "no account has uid {uid} any more; `twostepctl user reset` applies \
+                             once one does"
+                        ),
+                        ..UserInfo::default()
+                    }
+                }
+            },
+        };
+        self.info(&account, now)
     }
 
     /// One user (who need not have a record yet).
@@ -135,7 +188,7 @@ impl Core {
     ) -> Result<UserInfo, Error> {
         self.authorize_admin(caller)?;
         let account = users::by_name(name)?;
-        Ok(self.info(&account.name, now))
+        Ok(self.info(&account, now))
     }
 
     /// Apply `action` to `name`.
@@ -151,7 +204,10 @@ impl Core {
     ) -> Result<(), Error> {
         self.authorize_admin(caller)?;
         let account: Account = users::by_name(name)?;
-        self.update(&account.name, |r| {
+        if action == Action::Reset {
+            self.replace_former_record(caller, &account, now)?;
+        }
+        self.update(&account, |r| {
             match action {
                 Action::Reset | Action::Disable => r.forget_factors(),
                 Action::Require(o) => r.policy_override = o,
@@ -174,6 +230,43 @@ impl Core {
             action.name()
         );
         Ok(())
+    }
+
+    /// A reset of an account whose uid carries a former account's record (see
+    /// `engine::check_identity`): the record is replaced by a fresh one of this account, so
+    /// the old enrolment, counters and overrides are gone and nothing is inherited.
+    fn replace_former_record(
+        &self,
+        caller: &Caller,
+        account: &Account,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        self.with_user(account.uid, || {
+            let Some(old) = self.load_unchecked(account)? else {
+                return Ok(());
+            };
+            match check_identity(account, &old) {
+                Err(Error::FormerAccount { .. }) => {}
+                other => return other,
+            }
+            let mut fresh = Record::for_account(&account.name, account.uid);
+            fresh.note(
+                now,
+                format!(
+                    "admin reset by uid {}: record of former account {:?} dropped",
+                    caller.uid, old.user
+                ),
+            );
+            self.store.save(&fresh)?;
+            log::warn!(
+                "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={}",
+                caller.uid,
+                account.name,
+                account.uid,
+                old.user
+            );
+            Ok(())
+        })
     }
 
     /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery).
@@ -319,8 +412,8 @@ impl Core {
         let user = account.name.as_str();
         let policy = self.lock_policy();
         let window = self.config().totp.window.get();
-        self.with_user(user, || {
-            let Some(seen) = self.store.inspect(user)? else {
+        self.with_user(account.uid, || {
+            let Some(seen) = self.store.inspect(account.uid)? else {
                 return Err(Error::InvalidArgument(format!(
                     "user {user:?} has no record; nothing to repair"
                 )));

@@ -13,10 +13,16 @@ pub fn may_run_login(caller_uid: u32, target: &Account) -> Result<(), Error> {
     if caller_uid == 0 || caller_uid == target.uid {
         Ok(())
     } else {
-        Err(Error::AccessDenied(format!(
-            "uid {caller_uid} may not run the login check for another user"
-        )))
+        Err(not_for_others(caller_uid))
     }
+}
+
+/// The one answer a non-root caller gets for any name that is not one of its own, whether
+/// that name exists or not (nothing to enumerate users with).
+pub fn not_for_others(caller_uid: u32) -> Error {
+    Error::AccessDenied(format!(
+        "uid {caller_uid} may run the login check only for its own account"
+    ))
 }
 
 /// Admin methods: root, or a member of the configured admin group (`groups` are the

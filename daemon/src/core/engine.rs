@@ -1,10 +1,22 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The daemon's state and its login conversations.
 //!
-//! Every operation on a user's record runs under that user's lock, so count-and-check is
-//! atomic per user; different users never wait for each other.
+//! Every operation on an account's record runs under that account's lock, so count-and-check
+//! is atomic per account; different accounts never wait for each other.
+//!
+//! Identity: records, locks, sessions, failure counters and replay marks belong to the
+//! account, the uid an exact NSS look-up of the name gives, so every name of one uid
+//! (`useradd -o`) shares them. A record also carries the name it was made under. When that
+//! name no longer resolves to the uid (the uid was re-used by a new account after
+//! `userdel`, or the account was renamed), the record is not handed to the new name, nor
+//! dropped silently: that uid's logins fail closed with [`Error::FormerAccount`], which
+//! tells the admin to run `twostepctl user reset NAME` (the new account then starts without
+//! 2FA). See docs/admin.md, "Accounts, uids and re-used uids".
+//!
+//! Login conversations are bounded per bus connection, per account and in all, root callers
+//! included (`[login]` in the config), and end when their connection leaves the bus.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use twostep_config::{Config, RecoveryMode};
@@ -14,17 +26,16 @@ use super::lockout::{self, LockPolicy, LockState};
 use super::policy::{self, Requirement};
 use super::record::{Record, TotpKey};
 use super::recovery::{self, HashPool};
-use super::store::Store;
+use super::store::{Migration, Store};
 use super::totp::{self, Check};
 use super::users::{self, Account};
 use super::{authz, qr, Error, UnixTime};
 
-/// How long a login prompt waits for its answer.
-const SESSION_SECONDS: u64 = 300;
-/// Login sessions in flight, in all.
-const MAX_SESSIONS: usize = 4096;
-/// Login sessions in flight per non-root caller uid.
-const MAX_SESSIONS_PER_UID: usize = 16;
+/// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
+const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
+/// Unique names of connections that left the bus, remembered so that a Begin still running
+/// when its connection left does not leave a session behind (the bus never re-uses a name).
+const MAX_DEPARTED: usize = 4096;
 /// argon2 computations at once (one per core on the reference machine).
 const HASH_WORKERS: usize = 2;
 /// Warn when this few recovery codes are left.
@@ -86,8 +97,9 @@ enum Awaiting {
 
 struct Session {
     caller: Caller,
-    /// The user's name (checked when the session began).
-    user: String,
+    /// The account, resolved by exact NSS look-up when the session began (the name is
+    /// the one the login used).
+    account: Account,
     ctx: LoginContext,
     expires: UnixTime,
     awaiting: Awaiting,
@@ -108,12 +120,82 @@ pub(super) enum Factor {
     Locked(String),
 }
 
+/// The login conversations in flight, and the connections that left the bus.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Session>,
+    departed: HashSet<String>,
+    departed_order: VecDeque<String>,
+}
+
+/// The bounds on login conversations, from `[login]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub per_connection: usize,
+    pub per_user: usize,
+    pub total: usize,
+}
+
+impl SessionLimits {
+    fn from_config(c: &Config) -> SessionLimits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        SessionLimits {
+            per_connection: n(c.login.max_sessions_per_connection.get()),
+            per_user: n(c.login.max_sessions_per_user.get()),
+            total: n(c.login.max_sessions.get()),
+        }
+    }
+}
+
+/// Whether one more session may begin for `uid` on `caller`'s connection next to `open`
+/// (live sessions only). Root callers are bound like everyone: per connection, per target
+/// account and in all; non-root callers also per caller uid.
+///
+/// # Errors
+/// [`Error::Busy`] naming the bound that was hit (never a user name).
+fn admit<'a>(
+    open: impl Iterator<Item = (&'a Caller, u32)>,
+    caller: &Caller,
+    uid: u32,
+    limits: SessionLimits,
+) -> Result<(), Error> {
+    let (mut total, mut connection, mut user, mut caller_uid) = (0, 0, 0, 0);
+    for (c, target) in open {
+        total += 1;
+        connection += usize::from(c.sender == caller.sender);
+        user += usize::from(target == uid);
+        caller_uid += usize::from(c.uid == caller.uid);
+    }
+    let busy = |what: &str| {
+        Err(Error::Busy(format!(
+            "too many login conversations open {what}"
+        )))
+    };
+    if connection >= limits.per_connection {
+        return busy("on this connection");
+    }
+    if user >= limits.per_user {
+        return busy("for this account");
+    }
+    if caller.uid != 0 && caller_uid >= MAX_SESSIONS_PER_CALLER_UID {
+        return busy("by this caller");
+    }
+    if total >= limits.total {
+        return busy("in all");
+    }
+    Ok(())
+}
+
 pub struct Core {
     pub(super) config: RwLock<Arc<Config>>,
     pub(super) issuer: String,
     pub(super) store: Store,
-    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    locks: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
+    sessions: Mutex<Sessions>,
+    /// Names of name-keyed records not yet moved to their uid because NSS failed at start;
+    /// retried before any record is looked at, so another name of the same uid never
+    /// misses the record.
+    unmigrated: Mutex<Vec<String>>,
     pub(super) hashes: HashPool,
 }
 
@@ -137,14 +219,66 @@ impl Core {
             config.totp.issuer.clone()
         }
         .replace(':', "-");
-        Ok(Core {
+        let core = Core {
             config: RwLock::new(Arc::new(config)),
             issuer,
             store,
             locks: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
+            unmigrated: Mutex::new(Vec::new()),
             hashes: HashPool::new(HASH_WORKERS),
-        })
+        };
+        let legacy = core.store.legacy_names()?;
+        core.migrate(legacy);
+        Ok(core)
+    }
+
+    /// Move name-keyed records to their uid (the layout before records were keyed by
+    /// account). A name NSS does not know is left in place and logged (its account is gone;
+    /// the record is kept for the admin); a failed look-up is retried later.
+    fn migrate(&self, names: Vec<String>) {
+        let mut retry = Vec::new();
+        for name in names {
+            let account = match users::by_name(&name) {
+                Ok(a) => a,
+                Err(Error::UnknownUser(_)) => {
+                    log::warn!(
+                        "user={name} outcome=not-migrated reason=\"name-keyed record of an account \
+                         NSS does not know; left in place\""
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("user={name} outcome=migration-deferred reason=\"{e}\"");
+                    retry.push(name);
+                    continue;
+                }
+            };
+            match self.with_uid_lock(account.uid, || {
+                self.store.migrate_legacy(&name, account.uid)
+            }) {
+                Ok(Migration::Moved(_)) => log::info!(
+                    "user={name} uid={} outcome=migrated (record now keyed by uid)",
+                    account.uid
+                ),
+                Ok(Migration::Nothing) => {}
+                Ok(Migration::Conflict) => log::error!(
+                    "user={name} uid={} outcome=not-migrated reason=\"another name of this uid has \
+                     its own record, which stays in force; the name-keyed record is left in place\"",
+                    account.uid
+                ),
+                Err(e) => log::error!("user={name} outcome=not-migrated reason=\"{e}\""),
+            }
+        }
+        lock(&self.unmigrated).extend(retry);
+    }
+
+    /// Retry the migrations NSS made us defer (cheap when there are none).
+    fn migrate_deferred(&self) {
+        let names = std::mem::take(&mut *lock(&self.unmigrated));
+        if !names.is_empty() {
+            self.migrate(names);
+        }
     }
 
     /// The configuration in force.
@@ -160,9 +294,15 @@ impl Core {
         u8::try_from(self.config().totp.digits.get()).unwrap_or(6)
     }
 
-    /// Run `f` under `user`'s lock.
-    pub(super) fn with_user<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
-        let m = Arc::clone(lock(&self.locks).entry(user.to_owned()).or_default());
+    /// Run `f` under the lock of account `uid` (after any deferred migration, so the
+    /// record `f` looks for is where it belongs).
+    pub(super) fn with_user<T>(&self, uid: u32, f: impl FnOnce() -> T) -> T {
+        self.migrate_deferred();
+        self.with_uid_lock(uid, f)
+    }
+
+    fn with_uid_lock<T>(&self, uid: u32, f: impl FnOnce() -> T) -> T {
+        let m = Arc::clone(lock(&self.locks).entry(uid).or_default());
         let out = {
             let _held = lock(&m);
             f()
@@ -171,19 +311,70 @@ impl Core {
         // through sshd, say) do not accumulate. Others clone it only under the map lock.
         let mut map = lock(&self.locks);
         if Arc::strong_count(&m) == 2 {
-            map.remove(user);
+            map.remove(&uid);
         }
         out
     }
 
-    /// Load `user`'s record under their lock, change it with `f`, and save it if `f` says so.
+    /// The record of `account` as stored (moved from the name-keyed layout on first use),
+    /// without the identity check. The caller holds the account's lock.
+    pub(super) fn load_unchecked(&self, account: &Account) -> Result<Option<Record>, Error> {
+        // The store knows records by uid; errors name the account as the login named it.
+        let named = |e: Error| match e {
+            Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
+                user: format!("{} (uid {})", account.name, account.uid),
+                reason,
+            },
+            Error::Storage { reason, .. } => Error::Storage {
+                user: format!("{} (uid {})", account.name, account.uid),
+                reason,
+            },
+            other => other,
+        };
+        if let Some(r) = self.store.load(account.uid).map_err(named)? {
+            return Ok(Some(r));
+        }
+        match self
+            .store
+            .migrate_legacy(&account.name, account.uid)
+            .map_err(named)?
+        {
+            Migration::Moved(r) => {
+                log::info!(
+                    "user={} uid={} outcome=migrated (record now keyed by uid)",
+                    account.name,
+                    account.uid
+                );
+                Ok(Some(*r))
+            }
+            Migration::Nothing | Migration::Conflict => self.store.load(account.uid).map_err(named),
+        }
+    }
+
+    /// The record of `account`, checked to belong to it (see [`Core::check_identity`]).
+    /// The caller holds the account's lock.
+    ///
+    /// # Errors
+    /// An unreadable record, or [`Error::FormerAccount`].
+    pub(super) fn load(&self, account: &Account) -> Result<Option<Record>, Error> {
+        let record = self.load_unchecked(account)?;
+        if let Some(r) = &record {
+            check_identity(account, r)?;
+        }
+        Ok(record)
+    }
+
+    /// Load `account`'s record under its lock (a new one if it has none), change it with
+    /// `f`, and save it if `f` says so.
     pub(super) fn update<T>(
         &self,
-        user: &str,
+        account: &Account,
         f: impl FnOnce(&mut Record) -> Result<(T, bool), Error>,
     ) -> Result<T, Error> {
-        self.with_user(user, || {
-            let mut record = self.store.load(user)?.unwrap_or_else(|| Record::new(user));
+        self.with_user(account.uid, || {
+            let mut record = self
+                .load(account)?
+                .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
             let (out, changed) = f(&mut record)?;
             if changed {
                 self.store.save(&record)?;
@@ -330,40 +521,42 @@ impl Core {
         now: UnixTime,
     ) -> Result<(String, Step), Error> {
         users::check_name(user)?;
-        // Why NSS only where needed: for root (sshd, sudo) and an enrolled user the record
-        // alone decides, so the hot path does no passwd/group look-up, which is linear in
-        // flat files. A non-root caller is authorized by name → uid first.
-        let mut account = None;
-        if caller.uid != 0 {
-            let a = users::by_name(user)?;
-            authz::may_run_login(caller.uid, &a)?;
-            account = Some(a);
-        }
+        // The account is the uid of an exact NSS look-up: every name of one uid is one
+        // account. A non-root caller may act only for its own uid, and gets the same answer
+        // for a name that does not exist as for another user's (nothing to enumerate).
+        let account = if caller.uid == 0 {
+            users::by_name(user)?
+        } else {
+            match users::by_name(user) {
+                Ok(a) if authz::may_run_login(caller.uid, &a).is_ok() => a,
+                _ => return Err(authz::not_for_others(caller.uid)),
+            }
+        };
+        // Cheap refusal before any record is read: a flood of conversations nobody answers
+        // costs little, and the bounds are checked again when the session is stored.
+        self.session_room(caller, account.uid, now)?;
+        let user = account.name.as_str();
         let record = self
-            .with_user(user, || self.store.load(user))?
-            .unwrap_or_else(|| Record::new(user));
+            .with_user(account.uid, || self.load(&account))?
+            .unwrap_or_else(|| Record::for_account(user, account.uid));
         if record.totp.is_none() {
-            let account = match account {
-                Some(a) => a,
-                None => users::by_name(user)?,
-            };
             let required = self.requirement(&account, &record)?;
             if !required.required {
-                audit(user, &ctx, caller, "not-enrolled");
+                audit(&account, &ctx, caller, "not-enrolled");
                 return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
             }
-            if let Some(reminder) = self.grace(user, now)? {
-                audit(user, &ctx, caller, "success (enrolment grace)");
+            if let Some(reminder) = self.grace(&account, now)? {
+                audit(&account, &ctx, caller, "success (enrolment grace)");
                 return Ok((String::new(), done(Verdict::Success, reminder)));
             }
-            audit(user, &ctx, caller, "enrolment-started");
+            audit(&account, &ctx, caller, "enrolment-started");
             let key = self.new_key(now)?;
             let step = self.enrolment_prompt(&key, user)?;
-            let id = self.new_session(caller, user, ctx, now, Awaiting::EnrolConfirm(key))?;
+            let id = self.new_session(caller, &account, ctx, now, Awaiting::EnrolConfirm(key))?;
             return Ok((id, step));
         }
         if let Some(msg) = locked_message(lockout::state(&record, now, &self.lock_policy()), now) {
-            audit(user, &ctx, caller, "locked");
+            audit(&account, &ctx, caller, "locked");
             return Ok((String::new(), done(Verdict::Locked, msg)));
         }
         let digits = self.digits();
@@ -377,18 +570,19 @@ impl Core {
             prompt: "Verification code: ".into(),
             accept,
         };
-        let id = self.new_session(caller, user, ctx, now, Awaiting::Factor)?;
+        let id = self.new_session(caller, &account, ctx, now, Awaiting::Factor)?;
         Ok((id, step))
     }
 
     /// Within the enrolment grace period: the reminder to show. Starts the period at the
     /// first login that needs it (durably).
-    fn grace(&self, user: &str, now: UnixTime) -> Result<Option<String>, Error> {
+    fn grace(&self, account: &Account, now: UnixTime) -> Result<Option<String>, Error> {
+        let user = account.name.as_str();
         let days = self.config().policy.enroll_grace_days.get();
         if days == 0 {
             return Ok(None);
         }
-        let since = self.update(user, |r| {
+        let since = self.update(account, |r| {
             if r.totp.is_some() {
                 return Ok((None, false));
             }
@@ -433,37 +627,79 @@ impl Core {
         })
     }
 
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits::from_config(&self.config())
+    }
+
+    fn prompt_seconds(&self) -> u64 {
+        self.config().login.prompt_timeout_seconds.get()
+    }
+
+    /// Whether a session for account `uid` could begin on `caller`'s connection now.
+    fn session_room(&self, caller: &Caller, uid: u32, now: UnixTime) -> Result<(), Error> {
+        let mut sessions = lock(&self.sessions);
+        sessions.by_id.retain(|_, s| s.expires > now);
+        if sessions.departed.contains(&caller.sender) {
+            return Err(Error::NoSession);
+        }
+        let open = sessions.by_id.values().map(|s| (&s.caller, s.account.uid));
+        admit(open, caller, uid, self.session_limits())
+    }
+
     fn new_session(
         &self,
         caller: &Caller,
-        user: &str,
+        account: &Account,
         ctx: LoginContext,
         now: UnixTime,
         awaiting: Awaiting,
     ) -> Result<String, Error> {
+        let limits = self.session_limits();
+        let expires = now.plus(self.prompt_seconds());
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.expires > now);
-        let mine = sessions
-            .values()
-            .filter(|s| s.caller.uid == caller.uid)
-            .count();
-        if sessions.len() >= MAX_SESSIONS || (caller.uid != 0 && mine >= MAX_SESSIONS_PER_UID) {
-            return Err(Error::Busy("too many login conversations in flight".into()));
+        sessions.by_id.retain(|_, s| s.expires > now);
+        if sessions.departed.contains(&caller.sender) {
+            // The connection left while this Begin ran: nobody can answer.
+            return Err(Error::NoSession);
         }
+        let open = sessions.by_id.values().map(|s| (&s.caller, s.account.uid));
+        admit(open, caller, account.uid, limits)?;
         let mut raw = [0u8; 16];
         getrandom::getrandom(&mut raw).map_err(|e| Error::Busy(format!("random source: {e}")))?;
         let id = hex::encode(raw);
-        sessions.insert(
+        sessions.by_id.insert(
             id.clone(),
             Session {
                 caller: caller.clone(),
-                user: user.to_owned(),
+                account: account.clone(),
                 ctx,
-                expires: now.plus(SESSION_SECONDS),
+                expires,
                 awaiting,
             },
         );
         Ok(id)
+    }
+
+    /// The connection `sender` left the bus: its login conversations end now, and a Begin
+    /// of it still running stores none.
+    pub fn end_connection(&self, sender: &str) {
+        let mut sessions = lock(&self.sessions);
+        sessions.by_id.retain(|_, s| s.caller.sender != sender);
+        if sessions.departed.insert(sender.to_owned()) {
+            sessions.departed_order.push_back(sender.to_owned());
+        }
+        while sessions.departed_order.len() > MAX_DEPARTED {
+            if let Some(old) = sessions.departed_order.pop_front() {
+                sessions.departed.remove(&old);
+            }
+        }
+    }
+
+    /// Login conversations open now (for tests and diagnostics).
+    pub fn open_sessions(&self, now: UnixTime) -> usize {
+        let mut sessions = lock(&self.sessions);
+        sessions.by_id.retain(|_, s| s.expires > now);
+        sessions.by_id.len()
     }
 
     /// Answer the prompt of session `id`.
@@ -479,36 +715,41 @@ impl Core {
     ) -> Result<Step, Error> {
         let session = {
             let mut sessions = lock(&self.sessions);
-            match sessions.get(id) {
-                Some(s) if s.caller == *caller && s.expires > now => sessions.remove(id),
+            match sessions.by_id.get(id) {
+                Some(s) if s.caller == *caller && s.expires > now => sessions.by_id.remove(id),
                 _ => None,
             }
         }
         .ok_or(Error::NoSession)?;
         let (step, next) = match session.awaiting {
             Awaiting::Factor => (
-                self.answer_factor(caller, &session.user, &session.ctx, answer, now)?,
+                self.answer_factor(caller, &session.account, &session.ctx, answer, now)?,
                 None,
             ),
             Awaiting::EnrolConfirm(ref key) => {
                 let key = key.clone();
-                self.answer_enrolment(caller, &session.user, &session.ctx, key, answer, now)?
+                self.answer_enrolment(caller, &session.account, &session.ctx, key, answer, now)?
             }
             Awaiting::Acknowledge => {
-                audit(&session.user, &session.ctx, caller, "success (enrolled)");
+                audit(&session.account, &session.ctx, caller, "success (enrolled)");
                 (done(Verdict::Success, String::new()), None)
             }
         };
         if let Some(awaiting) = next {
-            // The conversation goes on under the same session id.
-            lock(&self.sessions).insert(
-                id.to_owned(),
-                Session {
-                    awaiting,
-                    expires: now.plus(SESSION_SECONDS),
-                    ..session
-                },
-            );
+            // The conversation goes on under the same session id (it was just taken out,
+            // so it fits its bounds), unless its connection left meanwhile.
+            let expires = now.plus(self.prompt_seconds());
+            let mut sessions = lock(&self.sessions);
+            if !sessions.departed.contains(&caller.sender) {
+                sessions.by_id.insert(
+                    id.to_owned(),
+                    Session {
+                        awaiting,
+                        expires,
+                        ..session
+                    },
+                );
+            }
         }
         Ok(step)
     }
@@ -516,14 +757,14 @@ impl Core {
     fn answer_factor(
         &self,
         caller: &Caller,
-        user: &str,
+        account: &Account,
         ctx: &LoginContext,
         answer: &[u8],
         now: UnixTime,
     ) -> Result<Step, Error> {
         let mode = self.config().recovery.mode;
-        let (step, outcome) = self.with_user(user, || {
-            let Some(mut record) = self.store.load(user)? else {
+        let (step, outcome) = self.with_user(account.uid, || {
+            let Some(mut record) = self.load(account)? else {
                 return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
             };
             if record.totp.is_none() {
@@ -553,7 +794,7 @@ impl Core {
                 Factor::Locked(msg) => (done(Verdict::Locked, msg), "locked"),
             })
         })?;
-        audit(user, ctx, caller, outcome);
+        audit(account, ctx, caller, outcome);
         Ok(step)
     }
 
@@ -562,7 +803,7 @@ impl Core {
     fn answer_enrolment(
         &self,
         caller: &Caller,
-        user: &str,
+        account: &Account,
         ctx: &LoginContext,
         key: TotpKey,
         answer: &[u8],
@@ -571,15 +812,16 @@ impl Core {
         let config = self.config();
         let check = totp::check(&key, answer, now, config.totp.window.get(), None)
             .map_err(Error::InvalidArgument)?;
+        let user = account.name.as_str();
         let Check::Accepted { step } = check else {
-            audit(user, ctx, caller, "enrolment-wrong-code");
+            audit(account, ctx, caller, "enrolment-wrong-code");
             let text = "That code is not right. Log in again to start over, or set up your \
                         authenticator with `twostepctl enroll`.";
             return Ok((done(Verdict::Denied, text.into()), None));
         };
         let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
         let (shown, stored) = recovery::generate(count, &self.hashes).map_err(Error::Busy)?;
-        self.update(user, |record| {
+        self.update(account, |record| {
             if record.totp.is_some() {
                 // Enrolled meanwhile (another login or twostepctl): keep that one.
                 return Err(Error::AlreadyEnrolled(user.to_owned()));
@@ -591,7 +833,7 @@ impl Core {
             record.note(now, login_event("enrolled at login", ctx));
             Ok(((), true))
         })?;
-        audit(user, ctx, caller, "enrolled");
+        audit(account, ctx, caller, "enrolled");
         let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
         let message = format!(
             "Your authenticator is set up. These recovery codes each log you in once if you \
@@ -645,11 +887,33 @@ pub(super) fn locked_message(state: LockState, now: UnixTime) -> Option<String> 
     }
 }
 
+/// Whether `record` belongs to `account`: it was made under this name, or under another
+/// name that NSS still gives this uid (`useradd -o`: one account, several names). A record
+/// made under a name that no longer resolves to this uid belongs to a former account.
+///
+/// # Errors
+/// [`Error::FormerAccount`]; [`Error::Busy`] when NSS fails (fail closed, try again).
+pub(super) fn check_identity(account: &Account, record: &Record) -> Result<(), Error> {
+    if record.user == account.name {
+        return Ok(());
+    }
+    match users::by_name(&record.user) {
+        Ok(a) if a.uid == account.uid => Ok(()),
+        Err(Error::Busy(why)) => Err(Error::Busy(why)),
+        _ => Err(Error::FormerAccount {
+            uid: account.uid,
+            enrolled_as: record.user.clone(),
+            now: account.name.clone(),
+        }),
+    }
+}
+
 /// One audit line per login outcome: who, from where, what. Never a code.
-fn audit(user: &str, ctx: &LoginContext, caller: &Caller, outcome: &str) {
+fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &str) {
     log::info!(
-        "user={} service={} rhost={} tty={} caller_uid={} outcome={}",
-        user,
+        "user={} uid={} service={} rhost={} tty={} caller_uid={} outcome={}",
+        account.name,
+        account.uid,
         or_dash(&ctx.service),
         or_dash(&ctx.rhost),
         or_dash(&ctx.tty),
@@ -723,6 +987,149 @@ mod tests {
             Step::Done { verdict, .. } => *verdict,
             Step::Prompt { .. } => Verdict::Denied,
         }
+    }
+
+    fn account(uid: u32) -> Account {
+        Account {
+            name: format!("u{uid}"),
+            uid,
+            gid: uid,
+        }
+    }
+
+    fn conn(uid: u32, sender: &str) -> Caller {
+        Caller {
+            uid,
+            sender: sender.into(),
+        }
+    }
+
+    #[test]
+    fn session_bounds_hold_for_root_per_connection_per_account_and_in_all() {
+        let limits = SessionLimits {
+            per_connection: 2,
+            per_user: 3,
+            total: 5,
+        };
+        let open = |v: &[(Caller, u32)]| v.iter().map(|(c, u)| (c.clone(), *u)).collect::<Vec<_>>();
+        let check = |v: &[(Caller, u32)], c: &Caller, uid: u32| {
+            let o = open(v);
+            admit(o.iter().map(|(c, u)| (c, *u)), c, uid, limits).is_ok()
+        };
+        let a = conn(0, ":1.1");
+        let b = conn(0, ":1.2");
+        let c = conn(0, ":1.3");
+        // Per connection, root too.
+        assert!(check(&[(a.clone(), 1)], &a, 1));
+        assert!(!check(&[(a.clone(), 1), (a.clone(), 2)], &a, 3));
+        // Per target account, whatever the connection.
+        let three_for_1 = [(a.clone(), 1), (b.clone(), 1), (c.clone(), 1)];
+        assert!(!check(&three_for_1, &conn(0, ":1.4"), 1));
+        assert!(check(&three_for_1, &conn(0, ":1.4"), 2), "another account");
+        // In all.
+        let five = [
+            (a.clone(), 1),
+            (b.clone(), 2),
+            (c.clone(), 3),
+            (conn(0, ":1.4"), 4),
+            (conn(0, ":1.5"), 5),
+        ];
+        assert!(!check(&five, &conn(0, ":1.6"), 6));
+        // Non-root callers also per caller uid.
+        let mine: Vec<(Caller, u32)> = (0..MAX_SESSIONS_PER_CALLER_UID)
+            .map(|i| (conn(1000, &format!(":2.{i}")), 1000))
+            .collect();
+        let roomy = SessionLimits {
+            per_connection: 2,
+            per_user: 1000,
+            total: 1000,
+        };
+        let o = open(&mine);
+        assert!(admit(
+            o.iter().map(|(c, u)| (c, *u)),
+            &conn(1000, ":3.0"),
+            1000,
+            roomy
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_flood_of_unanswered_logins_leaves_room_for_others_and_ends_with_its_connection() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let flooded = account(0);
+        let limits = c.session_limits();
+        // 4096 Begins for one account from 1024 root connections, never answered.
+        let mut opened = 0;
+        for i in 0..4096 {
+            let caller = conn(0, &format!(":9.{}", i % 1024));
+            if c.new_session(
+                &caller,
+                &flooded,
+                LoginContext::default(),
+                T0,
+                Awaiting::Factor,
+            )
+            .is_ok()
+            {
+                opened += 1;
+            }
+        }
+        assert_eq!(opened, limits.per_user);
+        assert_eq!(c.open_sessions(T0), limits.per_user);
+        // Another account still gets its conversation.
+        let other = conn(0, ":8.1");
+        c.new_session(
+            &other,
+            &account(1000),
+            LoginContext::default(),
+            T0,
+            Awaiting::Factor,
+        )
+        .unwrap();
+        // One connection holds at most its bound.
+        let one = conn(0, ":8.2");
+        let on_one = (0..10)
+            .filter(|_| {
+                c.new_session(
+                    &one,
+                    &account(1001),
+                    LoginContext::default(),
+                    T0,
+                    Awaiting::Factor,
+                )
+                .is_ok()
+            })
+            .count();
+        assert_eq!(on_one, limits.per_connection);
+        // The flooding connections leave: their sessions end, and a Begin still running
+        // for a departed connection stores nothing.
+        for i in 0..1024 {
+            c.end_connection(&format!(":9.{i}"));
+        }
+        assert_eq!(c.open_sessions(T0), 1 + limits.per_connection);
+        assert!(matches!(
+            c.new_session(
+                &conn(0, ":9.3"),
+                &flooded,
+                LoginContext::default(),
+                T0,
+                Awaiting::Factor
+            ),
+            Err(Error::NoSession)
+        ));
+        c.new_session(
+            &conn(0, ":8.3"),
+            &flooded,
+            LoginContext::default(),
+            T0,
+            Awaiting::Factor,
+        )
+        .unwrap();
+        // And unanswered sessions expire after the configured prompt timeout.
+        let later = T0.plus(c.config().login.prompt_timeout_seconds.get());
+        assert_eq!(c.open_sessions(later), 0);
     }
 
     #[test]
@@ -842,7 +1249,7 @@ mod tests {
         let path = d
             .path()
             .join("state/users")
-            .join(super::super::store::file_name("root"));
+            .join(super::super::store::file_name(0));
         std::fs::write(&path, b"{garbage").unwrap();
         let r = c.begin_login(&root(), "root", LoginContext::default(), T0);
         assert!(matches!(r, Err(Error::CorruptRecord { .. })));

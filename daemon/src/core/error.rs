@@ -31,4 +31,17 @@ pub enum Error {
     WrongCode(String),
     #[error("user {user:?} is locked {until}")]
     Locked { user: String, until: String },
+    /// The record of this uid was made for an account name that no longer has this uid:
+    /// the uid was re-used after `userdel` (or the account renamed). Fails closed.
+    #[error(
+        "uid {uid} is now {now:?}, but its twostep record was made for {enrolled_as:?}, which \
+         no longer has this uid (uid re-used after userdel, or a renamed account); logins of \
+         {now:?} fail until an administrator runs `twostepctl user reset {now}` (the account \
+         then starts without 2FA and the old enrolment is dropped)"
+    )]
+    FormerAccount {
+        uid: u32,
+        enrolled_as: String,
+        now: String,
+    },
 }

@@ -23,8 +23,14 @@ pub const RECORD_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub version: u32,
-    /// The account name, for listings and audit (file names never carry it raw).
+    /// The account name the record was made under, for listings and audit, and to tell a
+    /// uid re-used by a new account after `userdel` from another name of the same account
+    /// (see `engine::Core::check_identity`). File names never carry it.
     pub user: String,
+    /// The account (uid) the record belongs to; its file is named by it. `None` only in
+    /// records of the earlier, name-keyed layout, which are moved to their uid on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
     /// The confirmed authenticator, if any.
     pub totp: Option<TotpKey>,
     /// An enrolment waiting for its confirming code.
@@ -62,11 +68,21 @@ pub struct Event {
 }
 
 impl Record {
+    /// An empty record of `user` without a uid (the earlier, name-keyed layout; tests and
+    /// tools). The daemon makes records with [`Record::for_account`].
     pub fn new(user: &str) -> Record {
         Record {
             version: RECORD_VERSION,
             user: user.to_owned(),
             ..Record::default()
+        }
+    }
+
+    /// An empty record of the account `uid`, made under the name `user`.
+    pub fn for_account(user: &str, uid: u32) -> Record {
+        Record {
+            uid: Some(uid),
+            ..Record::new(user)
         }
     }
 

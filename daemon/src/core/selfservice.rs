@@ -89,11 +89,10 @@ impl Core {
             key: key.clone(),
             expires,
         };
-        let replacing = self.with_user(&account.name, || {
+        let replacing = self.with_user(account.uid, || {
             let mut record = self
-                .store
-                .load(&account.name)?
-                .unwrap_or_else(|| Record::new(&account.name));
+                .load(&account)?
+                .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
             let replacing = record.totp.is_some();
             if replacing {
                 if proof.is_empty() {
@@ -143,10 +142,9 @@ impl Core {
         } else {
             b""
         };
-        let shown = self.with_user(&account.name, || {
+        let shown = self.with_user(account.uid, || {
             let mut record = self
-                .store
-                .load(&account.name)?
+                .load(&account)?
                 .ok_or_else(|| Error::NoPendingEnrollment(account.name.clone()))?;
             let pending = match &record.pending {
                 Some(p) if p.expires > now => p.clone(),
@@ -196,7 +194,7 @@ impl Core {
         now: UnixTime,
     ) -> Result<Vec<Zeroizing<String>>, Error> {
         let account = users::by_uid(caller.uid)?;
-        let shown = self.with_user(&account.name, || {
+        let shown = self.with_user(account.uid, || {
             let mut record = self.enrolled_record(&account)?;
             self.prove(&mut record, proof, now)?;
             let (shown, stored) = self.recovery_codes()?;
@@ -218,7 +216,7 @@ impl Core {
     /// Required by policy, toggling denied, a wrong proof, a lock, a failed write.
     pub fn disable(&self, caller: &Caller, proof: &[u8], now: UnixTime) -> Result<(), Error> {
         let account = users::by_uid(caller.uid)?;
-        self.with_user(&account.name, || {
+        self.with_user(account.uid, || {
             let mut record = self.enrolled_record(&account)?;
             let required = self.requirement(&account, &record)?;
             if !policy::may_toggle(&self.config().policy, record.may_toggle, &required) {
@@ -245,7 +243,7 @@ impl Core {
     }
 
     fn enrolled_record(&self, account: &Account) -> Result<Record, Error> {
-        match self.store.load(&account.name)? {
+        match self.load(account)? {
             Some(r) if r.totp.is_some() => Ok(r),
             _ => Err(Error::NotEnrolled(account.name.clone())),
         }
@@ -258,8 +256,8 @@ impl Core {
     pub fn status(&self, caller: &Caller, now: UnixTime) -> Result<Status, Error> {
         let account = users::by_uid(caller.uid)?;
         let record = self
-            .with_user(&account.name, || self.store.load(&account.name))?
-            .unwrap_or_else(|| Record::new(&account.name));
+            .with_user(account.uid, || self.load(&account))?
+            .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
         let required = self.requirement(&account, &record)?;
         let state = lockout::state(&record, now, &self.lock_policy());
         Ok(Status {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The embedded store: one file per user under `state_dir/users/`, named by the hex encoding
-//! of the user name (never the raw name).
+//! The embedded store: one file per account under `state_dir/users/`, named by its uid
+//! (`uid-<decimal>.rec`), so every name of one uid shares one record and no file name is
+//! ever built from a user name. Files of the earlier, name-keyed layout
+//! (`<hex of the name>.rec`) are moved to their uid by [`Store::migrate_legacy`].
 //!
 //! A record file holds two slots of equal size, a multiple of 4 KiB. A slot is a header
 //! (magic, generation, length, CRC-32 of generation, length and payload) followed by the
@@ -72,6 +74,8 @@ const MAGIC: &[u8; 8] = b"twostep\x02";
 const MAGIC_V1: &[u8; 8] = b"twostep\x01";
 /// File name suffix of a record.
 pub const SUFFIX: &str = ".rec";
+/// File name prefix of a uid-keyed record (not a hex digit: never clashes with a legacy name).
+pub const UID_PREFIX: &str = "uid-";
 
 pub struct Store {
     users: PathBuf,
@@ -245,25 +249,27 @@ impl Store {
         }
     }
 
-    /// Where `user`'s record lives.
-    pub fn path_for(&self, user: &str) -> PathBuf {
-        self.users.join(file_name(user))
+    /// Where the record of account `uid` lives.
+    pub fn path_for(&self, uid: u32) -> PathBuf {
+        self.users.join(file_name(uid))
     }
 
-    /// The user's record, `None` if the user has none.
+    /// The record of account `uid`, `None` if it has none.
     ///
     /// # Errors
     /// [`Error::CorruptRecord`] when the file exists but is not trusted (type, owner, mode),
-    /// or any of its slots is damaged (logged, with the path).
-    pub fn load(&self, user: &str) -> Result<Option<Record>, Error> {
-        let Some(file) = open_record(&self.path_for(user), false).map_err(|r| refused(user, r))?
-        else {
+    /// any of its slots is damaged, or it holds another account's record (logged, with the
+    /// path).
+    pub fn load(&self, uid: u32) -> Result<Option<Record>, Error> {
+        let who = account(uid);
+        let path = self.path_for(uid);
+        let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
             return Ok(None);
         };
-        let bytes = read_bounded(&file).map_err(|e| corrupt(user, e))?;
-        decode(&bytes, user)
+        let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
+        decode(&bytes, uid)
             .map(Some)
-            .map_err(|reason| refused(user, format!("{}: {reason}", self.path_for(user).display())))
+            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))
     }
 
     /// Replace the user's record durably: the other slot in place, or the whole file when
@@ -275,7 +281,13 @@ impl Store {
     /// alone).
     pub fn save(&self, record: &Record) -> Result<(), Error> {
         let user = record.user.as_str();
-        let path = self.path_for(user);
+        let Some(uid) = record.uid else {
+            return Err(Error::Storage {
+                user: user.to_owned(),
+                reason: "record without a uid".into(),
+            });
+        };
+        let path = self.path_for(uid);
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
@@ -285,19 +297,19 @@ impl Store {
             reason,
         })?;
         let Some(file) = open_record(&path, true).map_err(|r| refused(user, r))? else {
-            return self.write_whole(user, &payload, 1);
+            return self.write_whole(uid, user, &payload, 1);
         };
         let bytes = read_bounded(&file).map_err(|e| Error::Storage {
             user: user.to_owned(),
             reason: format!("read: {e}"),
         })?;
         // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, user)
+        let (current, _) = decode_current(&bytes, uid)
             .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
         if HEADER + payload.len() > current.slot_size {
             drop(file);
-            return self.write_whole(user, &payload, generation);
+            return self.write_whole(uid, user, &payload, generation);
         }
         let new = slot(generation, &payload);
         let target = 1 - current.index;
@@ -315,17 +327,21 @@ impl Store {
     }
 
     /// A new file, `payload` in both slots: temporary file, fsync, rename, directory fsync.
-    fn write_whole(&self, user: &str, payload: &[u8], generation: u64) -> Result<(), Error> {
+    fn write_whole(
+        &self,
+        uid: u32,
+        user: &str,
+        payload: &[u8],
+        generation: u64,
+    ) -> Result<(), Error> {
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
         };
         let bytes = whole_file(generation, payload);
-        let tmp = self.users.join(format!(
-            ".{}.{}.tmp",
-            hex::encode(user.as_bytes()),
-            random_suffix()
-        ));
+        let tmp = self
+            .users
+            .join(format!(".{UID_PREFIX}{uid}.{}.tmp", random_suffix()));
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -336,7 +352,7 @@ impl Store {
                 .map_err(|e| fail("create", e))?;
             f.write_all(&bytes).map_err(|e| fail("write", e))?;
             f.sync_all().map_err(|e| fail("fsync", e))?;
-            fs::rename(&tmp, self.path_for(user)).map_err(|e| fail("rename", e))
+            fs::rename(&tmp, self.path_for(uid)).map_err(|e| fail("rename", e))
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -353,22 +369,23 @@ impl Store {
             .and_then(|d| d.sync_all())
     }
 
-    /// What `user`'s record file holds, slot by slot, and why it fails closed if it does:
-    /// for `twostepctl user repair`. `None` when the user has no record.
+    /// What the record file of account `uid` holds, slot by slot, and why it fails closed if
+    /// it does: for `twostepctl user repair`. `None` when the account has no record.
     ///
     /// # Errors
     /// [`Error::CorruptRecord`] when the file is not trusted (type, owner, mode): a repair
     /// never reads through it; [`Error::Storage`] when it cannot be read.
-    pub fn inspect(&self, user: &str) -> Result<Option<Inspection>, Error> {
-        let path = self.path_for(user);
-        let Some(file) = open_record(&path, false).map_err(|r| refused(user, r))? else {
+    pub fn inspect(&self, uid: u32) -> Result<Option<Inspection>, Error> {
+        let who = account(uid);
+        let path = self.path_for(uid);
+        let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
             return Ok(None);
         };
         let bytes = read_bounded(&file).map_err(|e| Error::Storage {
-            user: user.to_owned(),
+            user: who.clone(),
             reason: format!("read: {e}"),
         })?;
-        let damage = decode_current(&bytes, user).err();
+        let damage = decode_current(&bytes, uid).err();
         let slots = match slots(&bytes) {
             Ok((_, found)) => found
                 .iter()
@@ -379,7 +396,7 @@ impl Store {
                         ..
                     } => SlotView::Readable {
                         generation: *generation,
-                        record: decode_payload(payload, user).map(Box::new),
+                        record: decode_payload(payload, uid).map(Box::new),
                     },
                     Slot::Empty => SlotView::Empty,
                     Slot::Damaged(why) => SlotView::Unreadable((*why).to_owned()),
@@ -412,8 +429,11 @@ impl Store {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
         };
+        let uid = record
+            .uid
+            .ok_or_else(|| fail("replace", "record without a uid".into()))?;
         let payload = payload(record).map_err(|e| fail("encode", e))?;
-        let path = self.path_for(user);
+        let path = self.path_for(uid);
         let old = match open_record(&path, false).map_err(|r| refused(user, r))? {
             Some(f) => read_bounded(&f).map_err(|e| fail("read", e))?,
             None => Vec::new(),
@@ -431,24 +451,64 @@ impl Store {
         f.write_all(&old)
             .and_then(|()| f.sync_all())
             .map_err(|e| fail("keep the damaged file", e.to_string()))?;
-        self.write_whole(user, &payload, generation)?;
+        self.write_whole(uid, user, &payload, generation)?;
         Ok(kept)
     }
 
-    /// The user names of every record, from the file names (no record is read).
+    /// The uids of every record, from the file names (no record is read).
     ///
     /// # Errors
     /// The directory cannot be listed.
-    pub fn users(&self) -> Result<Vec<String>, String> {
+    pub fn users(&self) -> Result<Vec<u32>, String> {
+        let mut uids = Vec::new();
+        let dir = fs::read_dir(&self.users).map_err(|e| format!("cannot list records: {e}"))?;
+        for entry in dir.flatten() {
+            let file = entry.file_name();
+            if let Some(uid) = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(SUFFIX))
+                .and_then(|f| f.strip_prefix(UID_PREFIX))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                uids.push(uid);
+            }
+        }
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Remove the record of account `uid` (durably).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file exists and cannot be removed.
+    pub fn remove(&self, uid: u32) -> Result<(), Error> {
+        let fail = |reason: String| Error::Storage {
+            user: account(uid),
+            reason,
+        };
+        match fs::remove_file(self.path_for(uid)) {
+            Ok(()) => self
+                .sync_dir()
+                .map_err(|e| fail(format!("fsync directory: {e}"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// The user names of the records still in the earlier, name-keyed layout.
+    ///
+    /// # Errors
+    /// The directory cannot be listed.
+    pub fn legacy_names(&self) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
         let dir = fs::read_dir(&self.users).map_err(|e| format!("cannot list records: {e}"))?;
         for entry in dir.flatten() {
             let file = entry.file_name();
-            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(SUFFIX)) else {
-                continue;
-            };
-            if let Some(name) = hex::decode(stem)
-                .ok()
+            if let Some(name) = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(SUFFIX))
+                .filter(|f| !f.starts_with(UID_PREFIX))
+                .and_then(|stem| hex::decode(stem).ok())
                 .and_then(|b| String::from_utf8(b).ok())
             {
                 names.push(name);
@@ -458,23 +518,67 @@ impl Store {
         Ok(names)
     }
 
-    /// Remove the user's record (durably).
+    /// Move `user`'s name-keyed record (if any) to account `uid`, whose lock the caller
+    /// holds. Atomic and durable: the uid-keyed file is written whole (temporary file,
+    /// fsync, rename, directory fsync) before the old file is removed (directory fsync);
+    /// a crash in between leaves both, and the next call removes the old one.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the file exists and cannot be removed.
-    pub fn remove(&self, user: &str) -> Result<(), Error> {
-        let fail = |reason: String| Error::Storage {
+    /// [`Error::CorruptRecord`] when the old file is unreadable (it is left alone: that
+    /// user's logins fail closed), [`Error::Storage`] when a step fails.
+    pub fn migrate_legacy(&self, user: &str, uid: u32) -> Result<Migration, Error> {
+        let legacy = self.users.join(legacy_file_name(user));
+        let Some(file) = open_record(&legacy, false).map_err(|r| refused(user, r))? else {
+            return Ok(Migration::Nothing);
+        };
+        let corrupt = |reason: String| Error::CorruptRecord {
             user: user.to_owned(),
             reason,
         };
-        match fs::remove_file(self.path_for(user)) {
-            Ok(()) => self
-                .sync_dir()
-                .map_err(|e| fail(format!("fsync directory: {e}"))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(fail(e.to_string())),
+        let bytes = read_bounded(&file).map_err(&corrupt)?;
+        let mut record = decode_legacy(&bytes, user).map_err(corrupt)?;
+        record.uid = Some(uid);
+        match self.load(uid)? {
+            None => {
+                let generation = current(&bytes).map_or(1, |c| c.generation);
+                self.write_whole(uid, user, &payload_or_storage(&record)?, generation)?;
+            }
+            // A crash after the write, before the removal: the same record twice.
+            Some(existing) if existing == record => {}
+            // Another name of this uid had its own record: the uid-keyed one stays.
+            Some(_) => return Ok(Migration::Conflict),
         }
+        fs::remove_file(&legacy)
+            .and_then(|()| self.sync_dir())
+            .map_err(|e| Error::Storage {
+                user: user.to_owned(),
+                reason: format!("remove the name-keyed record: {e}"),
+            })?;
+        Ok(Migration::Moved(Box::new(record)))
     }
+}
+
+/// What [`Store::migrate_legacy`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// No name-keyed record of that user.
+    Nothing,
+    /// Moved: the record now stored under the uid.
+    Moved(Box<Record>),
+    /// The uid already has a different record; the name-keyed file is left in place.
+    Conflict,
+}
+
+fn payload_or_storage(record: &Record) -> Result<Vec<u8>, Error> {
+    payload(record).map_err(|reason| Error::Storage {
+        user: record.user.clone(),
+        reason,
+    })
+}
+
+/// How errors and logs name an account at the store's level (the engine adds the name).
+fn account(uid: u32) -> String {
+    format!("uid {uid}")
 }
 
 /// A record file refused or damaged: logged here (path, owner, mode or slots), and the
@@ -491,8 +595,13 @@ fn corrupt(user: &str, reason: String) -> Error {
     }
 }
 
-/// The file name of `user`'s record.
-pub fn file_name(user: &str) -> String {
+/// The file name of the record of account `uid`.
+pub fn file_name(uid: u32) -> String {
+    format!("{UID_PREFIX}{uid}{SUFFIX}")
+}
+
+/// The file name a record of `user` had in the earlier, name-keyed layout.
+pub fn legacy_file_name(user: &str) -> String {
     format!("{}{SUFFIX}", hex::encode(user.as_bytes()))
 }
 
@@ -509,25 +618,39 @@ pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
 /// The record in a record file's bytes, checked as [`Store::load`] checks it.
 ///
 /// # Errors
-/// Why the bytes are not a valid record of `user`.
-pub fn decode(bytes: &[u8], user: &str) -> Result<Record, String> {
-    decode_current(bytes, user).map(|(_, record)| record)
+/// Why the bytes are not a valid record of account `uid`.
+pub fn decode(bytes: &[u8], uid: u32) -> Result<Record, String> {
+    decode_current(bytes, uid).map(|(_, record)| record)
 }
 
-fn decode_current<'a>(bytes: &'a [u8], user: &str) -> Result<(Current<'a>, Record), String> {
+fn decode_current(bytes: &[u8], uid: u32) -> Result<(Current<'_>, Record), String> {
     let current = current(bytes)?;
-    let record = decode_payload(current.payload, user)?;
+    let record = decode_payload(current.payload, uid)?;
     Ok((current, record))
 }
 
-fn decode_payload(payload: &[u8], user: &str) -> Result<Record, String> {
+fn decode_payload(payload: &[u8], uid: u32) -> Result<Record, String> {
+    let record = decode_any(payload)?;
+    if record.uid != Some(uid) {
+        return Err("record belongs to another account".into());
+    }
+    Ok(record)
+}
+
+/// A record file of the name-keyed layout: it carries no uid, and the name it names.
+fn decode_legacy(bytes: &[u8], user: &str) -> Result<Record, String> {
+    let record = decode_any(current(bytes)?.payload)?;
+    if record.uid.is_some() || record.user != user {
+        return Err("record belongs to another user".into());
+    }
+    Ok(record)
+}
+
+fn decode_any(payload: &[u8]) -> Result<Record, String> {
     let record: Record =
         serde_json::from_slice(payload).map_err(|e| format!("invalid record: {e}"))?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
-    }
-    if record.user != user {
-        return Err("record belongs to another user".into());
     }
     Ok(record)
 }
@@ -695,6 +818,19 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn uid_of(user: &str) -> u32 {
+        match user {
+            "alice" => 1001,
+            "bob" => 1002,
+            "carol" => 1003,
+            _ => 1004,
+        }
+    }
+
+    fn rec(user: &str) -> Record {
+        Record::for_account(user, uid_of(user))
+    }
+
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state")).unwrap();
@@ -713,7 +849,7 @@ mod tests {
     }
 
     fn with_failures(user: &str, n: u32) -> Record {
-        let mut r = Record::new(user);
+        let mut r = rec(user);
         r.failures = n;
         r
     }
@@ -721,44 +857,45 @@ mod tests {
     #[test]
     fn round_trip_and_private_modes() {
         let (dir, s) = store();
-        assert_eq!(s.load("alice").unwrap(), None);
+        assert_eq!(s.load(uid_of("alice")).unwrap(), None);
         let r = with_failures("alice", 3);
         s.save(&r).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(r));
+        assert_eq!(s.load(uid_of("alice")).unwrap(), Some(r));
         let state = dir.path().join("state");
         assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
         assert_eq!(
             fs::metadata(state.join("users")).unwrap().mode() & 0o777,
             0o700
         );
-        let file = state
-            .join("users")
-            .join(format!("{}.rec", hex::encode("alice")));
+        let file = state.join("users").join("uid-1001.rec");
         assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(s.users().unwrap(), ["alice"]);
+        assert_eq!(s.users().unwrap(), [1001]);
     }
 
     #[test]
     fn saves_alternate_slots_in_place() {
         let (_d, s) = store();
         s.save(&with_failures("alice", 0)).unwrap();
-        let before = fs::metadata(s.path_for("alice")).unwrap();
+        let before = fs::metadata(s.path_for(uid_of("alice"))).unwrap();
         for n in 1..=5 {
             s.save(&with_failures("alice", n)).unwrap();
-            assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", n)));
-            let bytes = fs::read(s.path_for("alice")).unwrap();
+            assert_eq!(
+                s.load(uid_of("alice")).unwrap(),
+                Some(with_failures("alice", n))
+            );
+            let bytes = fs::read(s.path_for(uid_of("alice"))).unwrap();
             let c = current(&bytes).unwrap();
             assert_eq!(c.generation, u64::from(n) + 1);
             assert_eq!(c.index, usize::try_from(n % 2).unwrap());
         }
-        let after = fs::metadata(s.path_for("alice")).unwrap();
+        let after = fs::metadata(s.path_for(uid_of("alice"))).unwrap();
         assert_eq!((before.ino(), before.len()), (after.ino(), after.len()));
         assert_eq!(after.len(), 2 * BLOCK as u64);
     }
 
     /// Generation of each slot of `user`'s file, and the index of the newest.
     fn newest_slot(s: &Store, user: &str) -> (usize, usize) {
-        let bytes = fs::read(s.path_for(user)).unwrap();
+        let bytes = fs::read(s.path_for(uid_of(user))).unwrap();
         let c = current(&bytes).unwrap();
         (c.index, c.slot_size)
     }
@@ -766,8 +903,8 @@ mod tests {
     /// Assert that `user` fails closed with `needle` in the reason, that a save is refused
     /// and leaves the file as it was.
     fn assert_fails_closed(s: &Store, user: &str, needle: &str) {
-        let before = fs::read(s.path_for(user)).unwrap();
-        match s.load(user) {
+        let before = fs::read(s.path_for(uid_of(user))).unwrap();
+        match s.load(uid_of(user)) {
             Err(Error::CorruptRecord { reason, .. }) => {
                 assert!(reason.contains(needle), "{reason}");
             }
@@ -778,7 +915,7 @@ mod tests {
             matches!(saved, Err(Error::CorruptRecord { .. })),
             "{saved:?}"
         );
-        assert_eq!(fs::read(s.path_for(user)).unwrap(), before);
+        assert_eq!(fs::read(s.path_for(uid_of(user))).unwrap(), before);
     }
 
     #[test]
@@ -791,19 +928,22 @@ mod tests {
             }
             let (index, size) = newest_slot(&s, "alice");
             let rotten = if newest { index } else { 1 - index };
-            let path = s.path_for("alice");
+            let path = s.path_for(uid_of("alice"));
             let mut bytes = fs::read(&path).unwrap();
             bytes[rotten * size + HEADER + 7] ^= 0x04;
             fs::write(&path, &bytes).unwrap();
             // Not the older slot's 3 failures: nothing at all, until repaired.
             assert_fails_closed(&s, "alice", "checksum mismatch");
-            let err = s.load("alice").unwrap_err().to_string();
+            let err = s.load(uid_of("alice")).unwrap_err().to_string();
             assert!(
                 err.contains(&format!("slot {rotten} is unreadable")),
                 "{err}"
             );
             assert!(err.contains("twostepctl user repair"), "{err}");
-            assert_eq!(s.load("bob").unwrap(), Some(with_failures("bob", 0)));
+            assert_eq!(
+                s.load(uid_of("bob")).unwrap(),
+                Some(with_failures("bob", 0))
+            );
         }
     }
 
@@ -814,7 +954,7 @@ mod tests {
         s.save(&with_failures("alice", 2)).unwrap(); // slot 1, generation 2
                                                      // A crash in the middle of writing slot 1: the second half of what was written
                                                      // never reached the disk.
-        let path = s.path_for("alice");
+        let path = s.path_for(uid_of("alice"));
         let mut bytes = fs::read(&path).unwrap();
         let written = HEADER
             + serde_json::to_vec(&with_failures("alice", 2))
@@ -827,7 +967,7 @@ mod tests {
         assert_fails_closed(&s, "alice", "slot 1 is unreadable");
 
         // What an admin's repair sees: the older slot decoded, the torn one unreadable.
-        let seen = s.inspect("alice").unwrap().unwrap();
+        let seen = s.inspect(uid_of("alice")).unwrap().unwrap();
         assert!(seen.damage.as_deref().unwrap().contains("slot 1"));
         assert!(matches!(
             &seen.slots[..],
@@ -845,9 +985,17 @@ mod tests {
         assert_eq!(fs::read(&kept).unwrap(), bytes);
         assert!(kept.to_string_lossy().ends_with(".rec.damaged-1234"));
         assert_eq!(fs::metadata(&kept).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 9)));
-        assert_eq!(s.users().unwrap(), ["alice"]);
-        assert!(s.inspect("alice").unwrap().unwrap().damage.is_none());
+        assert_eq!(
+            s.load(uid_of("alice")).unwrap(),
+            Some(with_failures("alice", 9))
+        );
+        assert_eq!(s.users().unwrap(), [1001]);
+        assert!(s
+            .inspect(uid_of("alice"))
+            .unwrap()
+            .unwrap()
+            .damage
+            .is_none());
         // Saves go on in place from the new generation.
         s.save(&with_failures("alice", 10)).unwrap();
         let bytes = fs::read(&path).unwrap();
@@ -858,7 +1006,7 @@ mod tests {
     fn a_zeroed_slot_or_two_slots_claiming_one_generation_is_damage() {
         let (_d, s) = store();
         s.save(&with_failures("alice", 1)).unwrap();
-        let path = s.path_for("alice");
+        let path = s.path_for(uid_of("alice"));
         let mut bytes = fs::read(&path).unwrap();
         for b in &mut bytes[BLOCK..] {
             *b = 0;
@@ -876,21 +1024,27 @@ mod tests {
     #[test]
     fn an_old_format_file_with_an_empty_second_slot_is_read_and_upgraded() {
         let (_d, s) = store();
-        let path = s.path_for("alice");
+        let path = s.path_for(uid_of("alice"));
         let mut old = whole_file(7, &payload(&with_failures("alice", 2)).unwrap());
         old[..MAGIC_V1.len()].copy_from_slice(MAGIC_V1);
         for b in &mut old[BLOCK..] {
             *b = 0;
         }
         write_private(&path, &old);
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 2)));
+        assert_eq!(
+            s.load(uid_of("alice")).unwrap(),
+            Some(with_failures("alice", 2))
+        );
         s.save(&with_failures("alice", 3)).unwrap();
         // Both slots now hold generation 8 in the current format...
         let bytes = fs::read(&path).unwrap();
         assert_eq!(&bytes[..MAGIC.len()], MAGIC);
         assert_eq!(&bytes[BLOCK..BLOCK + MAGIC.len()], MAGIC);
         assert_eq!(current(&bytes).unwrap().generation, 8);
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 3)));
+        assert_eq!(
+            s.load(uid_of("alice")).unwrap(),
+            Some(with_failures("alice", 3))
+        );
         // ...so a slot zeroed later is damage, not "never written".
         let mut zeroed = bytes.clone();
         for b in &mut zeroed[BLOCK..] {
@@ -908,10 +1062,10 @@ mod tests {
         // A valid record outside the state directory, reached by a link.
         let outside = dir.path().join("outside.rec");
         fs::write(&outside, file_bytes(&with_failures("alice", 0)).unwrap()).unwrap();
-        let path = s.path_for("alice");
+        let path = s.path_for(uid_of("alice"));
         std::os::unix::fs::symlink(&outside, &path).unwrap();
         let before = fs::read(&outside).unwrap();
-        match s.load("alice") {
+        match s.load(uid_of("alice")) {
             Err(Error::CorruptRecord { reason, .. }) => {
                 assert!(reason.contains("a symbolic link"), "{reason}");
                 assert!(reason.contains(&path.display().to_string()), "{reason}");
@@ -923,7 +1077,7 @@ mod tests {
             Err(Error::CorruptRecord { .. })
         ));
         assert!(matches!(
-            s.inspect("alice"),
+            s.inspect(uid_of("alice")),
             Err(Error::CorruptRecord { .. })
         ));
         assert_eq!(fs::read(&outside).unwrap(), before);
@@ -949,7 +1103,7 @@ mod tests {
             (0o600, 65534, "owned by uid 65534"),
         ] {
             set(mode, uid);
-            let err = s.load("alice").unwrap_err().to_string();
+            let err = s.load(uid_of("alice")).unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains("expected"), "{err}");
             let saved = s.save(&with_failures("alice", 5));
             assert!(
@@ -957,20 +1111,26 @@ mod tests {
                 "{saved:?}"
             );
             assert_eq!(fs::read(&path).unwrap(), good);
-            assert_eq!(s.load("bob").unwrap(), Some(with_failures("bob", 1)));
+            assert_eq!(
+                s.load(uid_of("bob")).unwrap(),
+                Some(with_failures("bob", 1))
+            );
         }
         // A second name (hard link) elsewhere.
         set(0o600, 0);
         let other_name = dir.path().join("other-name");
         fs::hard_link(&path, &other_name).unwrap();
-        let err = s.load("alice").unwrap_err().to_string();
+        let err = s.load(uid_of("alice")).unwrap_err().to_string();
         assert!(err.contains("2 link(s)"), "{err}");
         fs::remove_file(&other_name).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 0)));
+        assert_eq!(
+            s.load(uid_of("alice")).unwrap(),
+            Some(with_failures("alice", 0))
+        );
         // A FIFO is refused without blocking.
         fs::remove_file(&path).unwrap();
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let err = s.load("alice").unwrap_err().to_string();
+        let err = s.load(uid_of("alice")).unwrap_err().to_string();
         assert!(err.contains("a FIFO"), "{err}");
     }
 
@@ -1013,8 +1173,8 @@ mod tests {
     #[test]
     fn a_record_that_outgrows_its_slots_is_rewritten_whole() {
         let (_d, s) = store();
-        s.save(&Record::new("alice")).unwrap();
-        let mut big = Record::new("alice");
+        s.save(&rec("alice")).unwrap();
+        let mut big = rec("alice");
         for i in 0..200 {
             big.events.push(super::super::record::Event {
                 at: super::super::UnixTime(i),
@@ -1022,25 +1182,33 @@ mod tests {
             });
         }
         s.save(&big).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(big.clone()));
-        let len = fs::metadata(s.path_for("alice")).unwrap().len();
+        assert_eq!(s.load(uid_of("alice")).unwrap(), Some(big.clone()));
+        let len = fs::metadata(s.path_for(uid_of("alice"))).unwrap().len();
         assert!(
             len > 2 * BLOCK as u64 && len % (2 * BLOCK as u64) == 0,
             "{len}"
         );
         // And the generation went on: a later in-place save still wins.
         s.save(&with_failures("alice", 4)).unwrap();
-        assert_eq!(s.load("alice").unwrap(), Some(with_failures("alice", 4)));
+        assert_eq!(
+            s.load(uid_of("alice")).unwrap(),
+            Some(with_failures("alice", 4))
+        );
     }
 
     #[test]
     fn file_names_never_carry_the_raw_name() {
         let (_d, s) = store();
-        for name in ["../../etc/passwd", "a/b", ".hidden", "ü"] {
-            let r = Record::new(name);
+        for (uid, name) in [
+            (1, "../../etc/passwd"),
+            (2, "a/b"),
+            (3, ".hidden"),
+            (4, "ü"),
+        ] {
+            let r = Record::for_account(name, uid);
             s.save(&r).unwrap();
-            assert_eq!(s.load(name).unwrap(), Some(r));
-            let p = s.path_for(name);
+            assert_eq!(s.load(uid).unwrap(), Some(r));
+            let p = s.path_for(uid);
             assert_eq!(p.parent(), Some(s.users.as_path()));
         }
     }
@@ -1048,43 +1216,55 @@ mod tests {
     #[test]
     fn corrupt_record_fails_closed_for_that_user_only_and_is_never_overwritten() {
         let (_d, s) = store();
-        s.save(&Record::new("alice")).unwrap();
-        s.save(&Record::new("bob")).unwrap();
+        s.save(&rec("alice")).unwrap();
+        s.save(&rec("bob")).unwrap();
         let valid_slot_with = |payload: &[u8]| whole_file(1, payload);
         let cases: Vec<Vec<u8>> = vec![
             b"{not json".to_vec(),
             Vec::new(),
             vec![0; 2 * BLOCK],
             valid_slot_with(b"{not json"),
-            valid_slot_with(br#"{"version":1,"user":"alice","surprise":1}"#),
-            valid_slot_with(br#"{"version":99,"user":"alice","failures":0}"#),
+            valid_slot_with(br#"{"version":1,"user":"alice","uid":1001,"surprise":1}"#),
+            valid_slot_with(br#"{"version":99,"user":"alice","uid":1001,"failures":0}"#),
         ];
         for bytes in cases {
-            fs::write(s.path_for("alice"), &bytes).unwrap();
-            assert!(matches!(s.load("alice"), Err(Error::CorruptRecord { .. })));
-            assert!(s.load("bob").unwrap().is_some());
+            fs::write(s.path_for(uid_of("alice")), &bytes).unwrap();
+            assert!(matches!(
+                s.load(uid_of("alice")),
+                Err(Error::CorruptRecord { .. })
+            ));
+            assert!(s.load(uid_of("bob")).unwrap().is_some());
             let saved = s.save(&with_failures("alice", 1));
             assert!(
                 matches!(saved, Err(Error::CorruptRecord { .. })),
                 "{saved:?}"
             );
-            assert_eq!(fs::read(s.path_for("alice")).unwrap(), bytes);
+            assert_eq!(fs::read(s.path_for(uid_of("alice"))).unwrap(), bytes);
         }
-        // A record copied under another user's name is refused too.
-        fs::copy(s.path_for("bob"), s.path_for("alice")).unwrap();
-        assert!(matches!(s.load("alice"), Err(Error::CorruptRecord { .. })));
-        let err = s.load("alice").unwrap_err().to_string();
-        assert!(err.contains("alice") && err.contains("unreadable"), "{err}");
+        // A record copied under another account's uid is refused too.
+        fs::copy(s.path_for(uid_of("bob")), s.path_for(uid_of("alice"))).unwrap();
+        assert!(matches!(
+            s.load(uid_of("alice")),
+            Err(Error::CorruptRecord { .. })
+        ));
+        let err = s.load(uid_of("alice")).unwrap_err().to_string();
+        assert!(
+            err.contains("uid 1001") && err.contains("another account"),
+            "{err}"
+        );
     }
 
     #[test]
     fn file_bytes_is_what_the_store_reads() {
         let (_d, s) = store();
         let r = with_failures("carol", 2);
-        write_private(&s.path_for("carol"), &file_bytes(&r).unwrap());
-        assert_eq!(s.load("carol").unwrap(), Some(r.clone()));
-        assert_eq!(decode(&file_bytes(&r).unwrap(), "carol").unwrap(), r);
-        assert!(decode(&file_bytes(&r).unwrap(), "dave").is_err());
+        write_private(&s.path_for(uid_of("carol")), &file_bytes(&r).unwrap());
+        assert_eq!(s.load(uid_of("carol")).unwrap(), Some(r.clone()));
+        assert_eq!(
+            decode(&file_bytes(&r).unwrap(), uid_of("carol")).unwrap(),
+            r
+        );
+        assert!(decode(&file_bytes(&r).unwrap(), uid_of("dave")).is_err());
     }
 
     #[test]
@@ -1094,15 +1274,15 @@ mod tests {
         s.save(&r).unwrap();
         // Make the record path a directory: a save refuses it (not a regular file), and the
         // whole-file write under it fails and leaves no temp file.
-        let p = s.path_for("carol");
+        let p = s.path_for(uid_of("carol"));
         fs::create_dir(&p).unwrap();
         fs::write(p.join("x"), b"x").unwrap();
         assert!(matches!(
-            s.save(&Record::new("carol")),
+            s.save(&rec("carol")),
             Err(Error::CorruptRecord { .. })
         ));
         assert!(matches!(
-            s.write_whole("carol", b"{}", 1),
+            s.write_whole(uid_of("carol"), "carol", b"{}", 1),
             Err(Error::Storage { .. })
         ));
         let leftovers: Vec<_> = fs::read_dir(&s.users)
@@ -1111,7 +1291,7 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
-        assert_eq!(s.load("alice").unwrap(), Some(r));
+        assert_eq!(s.load(uid_of("alice")).unwrap(), Some(r));
     }
 
     #[test]
@@ -1124,5 +1304,54 @@ mod tests {
         nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
         let err = Store::open(&state).err().unwrap();
         assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn a_name_keyed_record_moves_to_its_uid_once_and_durably() {
+        let (_d, s) = store();
+        let mut old = Record::new("alice");
+        old.failures = 2;
+        old.last_step = Some(7);
+        let legacy = s.users.join(legacy_file_name("alice"));
+        write_private(&legacy, &file_bytes(&old).unwrap());
+        assert_eq!(s.legacy_names().unwrap(), ["alice"]);
+        assert_eq!(s.load(1001).unwrap(), None);
+        // Another name's legacy file is not this user's.
+        assert_eq!(s.migrate_legacy("bob", 1001).unwrap(), Migration::Nothing);
+        let Migration::Moved(moved) = s.migrate_legacy("alice", 1001).unwrap() else {
+            panic!("not moved")
+        };
+        assert_eq!(
+            (moved.uid, moved.failures, moved.last_step),
+            (Some(1001), 2, Some(7))
+        );
+        assert_eq!(s.load(1001).unwrap(), Some(*moved.clone()));
+        assert!(!legacy.exists());
+        assert!(s.legacy_names().unwrap().is_empty());
+        assert_eq!(s.users().unwrap(), [1001]);
+        // A crash between the write and the removal leaves both: the next call removes
+        // the old file and keeps the record.
+        write_private(&legacy, &file_bytes(&old).unwrap());
+        assert!(matches!(
+            s.migrate_legacy("alice", 1001),
+            Ok(Migration::Moved(_))
+        ));
+        assert!(!legacy.exists());
+        // A different record already under the uid wins; the old file is left alone.
+        s.save(&with_failures("alice", 0)).unwrap();
+        write_private(&legacy, &file_bytes(&old).unwrap());
+        assert_eq!(
+            s.migrate_legacy("alice", 1001).unwrap(),
+            Migration::Conflict
+        );
+        assert!(legacy.exists());
+        assert_eq!(s.load(1001).unwrap(), Some(with_failures("alice", 0)));
+        // An unreadable old file fails closed and stays.
+        write_private(&s.users.join(legacy_file_name("carol")), b"{garbage");
+        assert!(matches!(
+            s.migrate_legacy("carol", 1003),
+            Err(Error::CorruptRecord { .. })
+        ));
+        assert_eq!(s.load(1003).unwrap(), None);
     }
 }

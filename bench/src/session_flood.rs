@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Issue 19's session flood: user B (a pool of users, each right code used once) logs in
+//! through real libpam in a closed loop while flooding threads, as root, begin login
+//! conversations for user A and never answer them — what a script opening `ssh`/`su` logins
+//! and hanging up at the code prompt does. Each flooder keeps a ring of open bus connections,
+//! begins two conversations on each new one and closes the oldest, so the daemon sees a
+//! steady stream of new connections, unanswered prompts and departures. Compared with B alone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use twostep_proto::LoginProxy;
+
+use crate::driver::{Claimer, Mode, Spec as DriverSpec};
+use crate::flood::{Outcome, Phase};
+use crate::shm::{Shared, UserState};
+use crate::stats::Summary;
+use crate::{otp, pam, users};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub confdir: PathBuf,
+    pub service: String,
+    pub bus: String,
+    pub users: u32,
+    pub flooders: usize,
+    /// Connections each flooder keeps open.
+    pub ring: usize,
+    pub seconds: f64,
+    pub period: u64,
+    pub window: u64,
+    pub seed: u64,
+}
+
+/// User A is user 0; B's logins use users 1.. (user 0 is kept busy so B never takes it).
+///
+/// # Errors
+/// Shared memory or the runtime failed.
+pub fn run(spec: &Spec) -> Result<Outcome, String> {
+    let n = usize::try_from(spec.users).map_err(|e| e.to_string())?;
+    let shared = Shared::new(n, 0)?;
+    shared.user(0).store(UserState::BUSY, Ordering::SeqCst);
+    let secrets: Vec<[u8; otp::SECRET_BYTES]> = (0..spec.users).map(otp::secret_for).collect();
+    let dspec = DriverSpec {
+        confdir: spec.confdir.clone(),
+        service: spec.service.clone(),
+        users: spec.users,
+        right: true,
+        mode: Mode::Threads,
+        workers: 1,
+        max_logins: 0,
+        seconds: spec.seconds,
+        min_logins: 0,
+        warmup: 0,
+        period: spec.period,
+        window: spec.window,
+        wrong_budget: 0,
+        seed: spec.seed,
+        baseline: false,
+    };
+    let claimer = Claimer::new(&shared, &secrets, true, &dspec);
+    let confdir =
+        CString::new(spec.confdir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    let service = CString::new(spec.service.as_str()).map_err(|e| e.to_string())?;
+    let a_name = users::name(0);
+
+    let b_loop = || -> (Summary, f64, usize) {
+        let deadline = Instant::now() + Duration::from_secs_f64(spec.seconds);
+        let mut nanos = Vec::new();
+        let mut failed = 0;
+        let start = Instant::now();
+        while Instant::now() < deadline {
+            let Some(claim) = claimer.claim() else { break };
+            let name = CString::new(users::name(u32::try_from(claim.user).unwrap_or(0)))
+                .unwrap_or_default();
+            let out = pam::login(&confdir, &service, &name, &claim.code);
+            claimer.release(claim.user);
+            if out.code != pam::PAM_SUCCESS {
+                failed += 1;
+            }
+            nanos.push(u64::try_from(out.elapsed.as_nanos()).unwrap_or(u64::MAX));
+        }
+        let rate = nanos.len() as f64 / start.elapsed().as_secs_f64();
+        (Summary::from_nanos(&mut nanos), rate, failed)
+    };
+
+    let mut phases = Vec::new();
+    let (b, rate, failed) = b_loop();
+    phases.push(Phase {
+        name: "quiet (B alone)".into(),
+        b,
+        b_per_second: rate,
+        b_failed: failed,
+        ..Phase::default()
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(spec.flooders.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let begins = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..spec.flooders {
+        let (stop, begins, a_name, bus, ring) = (
+            Arc::clone(&stop),
+            Arc::clone(&begins),
+            a_name.clone(),
+            spec.bus.clone(),
+            spec.ring.max(1),
+        );
+        handles.push(rt.spawn(async move {
+            let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+            let mut open: VecDeque<zbus::Connection> = VecDeque::new();
+            while !stop.load(Ordering::Relaxed) {
+                let conn = match zbus::connection::Builder::address(bus.as_str()) {
+                    Ok(b) => b.build().await,
+                    Err(e) => Err(e),
+                };
+                let Ok(conn) = conn else {
+                    *seen.entry("connect failed".into()).or_insert(0) += 1;
+                    continue;
+                };
+                if let Ok(proxy) = LoginProxy::new(&conn).await {
+                    for _ in 0..2 {
+                        let kind = match proxy.begin(&a_name, Default::default()).await {
+                            Ok((_, kind, ..)) => format!("prompt ({kind})"),
+                            Err(zbus::Error::MethodError(name, _, _)) => name
+                                .as_str()
+                                .rsplit('.')
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            Err(_) => "transport error".into(),
+                        };
+                        begins.fetch_add(1, Ordering::Relaxed);
+                        *seen.entry(kind).or_insert(0) += 1;
+                    }
+                }
+                open.push_back(conn);
+                if open.len() > ring {
+                    open.pop_front();
+                }
+            }
+            seen
+        }));
+    }
+    let t = Instant::now();
+    let (b, rate, failed) = b_loop();
+    stop.store(true, Ordering::SeqCst);
+    let elapsed = t.elapsed().as_secs_f64();
+    let mut outcomes = BTreeMap::new();
+    for h in handles {
+        for (k, v) in rt.block_on(h).unwrap_or_default() {
+            *outcomes.entry(k).or_insert(0) += v;
+        }
+    }
+    let total = begins.load(Ordering::SeqCst);
+    phases.push(Phase {
+        name: format!(
+            "{} root threads begin A's logins and never answer ({} open connections each)",
+            spec.flooders, spec.ring
+        ),
+        b,
+        b_per_second: rate,
+        b_failed: failed,
+        flood_attempts: total,
+        flood_per_second: total as f64 / elapsed,
+        flood_outcomes: outcomes,
+    });
+    let mut touched = shared.touched();
+    touched.push(0);
+    Ok(Outcome { phases, touched })
+}
