@@ -47,6 +47,8 @@ const DBUS_NAME: &str = "org.freedesktop.DBus";
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 const DBUS_INTERFACE: &str = "org.freedesktop.DBus";
 const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
+/// The bus driver's answer to `StartServiceByName` for a name nothing can start.
+const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
 
 /// Transport error names. From whatever owns the daemon's name, in reply to a login call,
 /// they mean "no usable answer": [`DaemonError::Unanswered`], which fails closed like any
@@ -227,6 +229,13 @@ impl<'a> BusDaemon<'a> {
 
     /// After the bus driver said nobody owns [`BUS_NAME`]: `StartServiceByName`, then
     /// `GetNameOwner` again, one round trip each.
+    ///
+    /// Only a daemon the bus cannot start at all — the driver answers `ServiceUnknown`: no
+    /// activation file — is absent. A daemon that is activatable but fails to start (it
+    /// exits: `Spawn.ChildExited`; it hangs: `TimedOut`; a limit or a policy refuses the
+    /// start), or that was started and then does not own its name, is a broken daemon, not
+    /// a missing one, and fails closed whatever `failmode=` says: refusing to start is how
+    /// twostepd refuses an unsafe configuration.
     fn start_and_resolve(&self, conn: &mut Conn) -> Result<String, BeginError> {
         self.log.debug(&format!(
             "{BUS_NAME} has no owner; asking the bus to start it"
@@ -237,29 +246,29 @@ impl<'a> BusDaemon<'a> {
             .push_param2(BUS_NAME, 0u32)
             .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
         match self.call(conn, &start, DBUS_NAME) {
-            // Started, already running, or refused by the bus driver (not activatable, the
-            // start failed): the driver's answer to the next question decides.
-            Ok(_) | Err(CallError::Reply { .. }) => {}
+            // Started, or started by someone else meanwhile: it must own its name now.
+            Ok(_) => {}
+            // Only the bus driver's replies reach here (`call` routes by sender).
+            Err(CallError::Reply { name, .. }) if name == SERVICE_UNKNOWN => {
+                return Err(BeginError::Absent(Absence::NoOwner))
+            }
             Err(e) => {
                 return Err(DaemonError::Unanswered(format!(
-                    "asking the bus to start twostepd: {}",
+                    "the bus could not start twostepd: {}",
                     e.show()
                 ))
                 .into())
             }
         }
-        match self
-            .call(conn, &name_owner_query()?, DBUS_NAME)
+        self.call(conn, &name_owner_query()?, DBUS_NAME)
             .and_then(|reply| unique_owner(&reply))
-        {
-            Ok(owner) => Ok(owner),
-            Err(e) if e.says_no_owner() => Err(BeginError::Absent(Absence::NoOwner)),
-            Err(e) => Err(DaemonError::Unanswered(format!(
-                "cannot resolve the daemon's bus name after starting it: {}",
-                e.show()
-            ))
-            .into()),
-        }
+            .map_err(|e| {
+                DaemonError::Unanswered(format!(
+                    "twostepd was started but does not own its name (it exited or hangs): {}",
+                    e.show()
+                ))
+                .into()
+            })
     }
 
     /// Round trip 2: `GetConnectionUnixUser(daemon)` and `Begin` to `daemon`, together.
@@ -1195,13 +1204,7 @@ mod tests {
             peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
             peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
             let start = peer.call("StartServiceByName");
-            peer.error(
-                &start,
-                DBUS_NAME,
-                "org.freedesktop.DBus.Error.ServiceUnknown",
-            );
-            let query = peer.call("GetNameOwner");
-            peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+            peer.error(&start, DBUS_NAME, SERVICE_UNKNOWN);
             // No login call follows.
             peer.assert_closed();
         });
@@ -1209,6 +1212,46 @@ mod tests {
         let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
         assert_eq!(got.unwrap_err(), BeginError::Absent(Absence::NoOwner));
         bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_fails_to_start_or_to_stay_is_not_absent() {
+        // The start fails (exits, hangs, a limit), or it "starts" and then owns nothing:
+        // a broken daemon fails closed, never open.
+        let failed_starts = [
+            "org.freedesktop.DBus.Error.Spawn.ChildExited",
+            "org.freedesktop.DBus.Error.TimedOut",
+            "org.freedesktop.DBus.Error.LimitsExceeded",
+            "org.freedesktop.DBus.Error.AccessDenied",
+            "org.freedesktop.systemd1.NoSuchUnit",
+        ];
+        for name in failed_starts.iter().map(|n| Some(*n)).chain([None]) {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                peer.authenticate();
+                let hello = peer.call("Hello");
+                let query = peer.call("GetNameOwner");
+                peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+                peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+                let start = peer.call("StartServiceByName");
+                match name {
+                    Some(n) => peer.error(&start, DBUS_NAME, n),
+                    None => {
+                        peer.reply(&start, DBUS_NAME, body_of(1u32));
+                        let query = peer.call("GetNameOwner");
+                        peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+                    }
+                }
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+            assert!(
+                matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+                "{name:?}: {got:?}"
+            );
+            bus.join().unwrap();
+        }
     }
 
     #[test]
