@@ -41,8 +41,24 @@ pub enum Error {
 pub type Properties = HashMap<String, OwnedValue>;
 
 /// What `EnrollBegin` returns: the pending secret, shown once so the user can add it to an
-/// authenticator app. It is never returned again after confirmation.
-pub type PendingEnrollment = (String, String, String, u32, u32, u64);
+/// authenticator app. It is never returned again after confirmation. On the wire a struct
+/// `(sssuut)` in this field order (the contract XML pins it). `Debug` is not derived: the
+/// secret must not reach a log.
+#[derive(zbus::zvariant::Type, serde::Serialize, serde::Deserialize)]
+pub struct PendingEnrollment {
+    /// The shared secret, base32 without padding.
+    pub secret_base32: String,
+    /// The `otpauth://totp/...` URI an authenticator app scans (holds the secret).
+    pub otpauth_uri: String,
+    /// The HMAC algorithm: `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    /// Digits of a code.
+    pub digits: u32,
+    /// Seconds per time step.
+    pub period: u32,
+    /// When the pending enrolment expires, Unix seconds.
+    pub expires_at: u64,
+}
 
 #[zbus::proxy(
     interface = "org.twostep.Login1",

@@ -3,7 +3,8 @@
 
 use clap::Subcommand;
 use serde_json::{json, Value as Json};
-use twostep_proto::{AdminProxy, Properties};
+use twostep_proto::status_key as key;
+use twostep_proto::{repair_key, AdminProxy, Properties};
 use zbus::zvariant::{OwnedValue, Value};
 
 use crate::io::{explain, when};
@@ -156,7 +157,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         .map_err(explain)?
         .iter()
         .map(object)
-        .filter(|u| !locked_only || t(u, "locked_until") != 0)
+        .filter(|u| !locked_only || t(u, key::LOCKED_UNTIL) != 0)
         .collect();
     if json {
         println!("{}", Json::Array(users));
@@ -185,27 +186,27 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         "LAST FAILURE"
     );
     for u in &users {
-        let methods = if !s(u, "error").is_empty() {
+        let methods = if !s(u, key::ERROR).is_empty() {
             "UNREADABLE"
-        } else if s(u, "enrolled") == "yes" {
+        } else if s(u, key::ENROLLED) == "yes" {
             "totp"
         } else {
             "-"
         };
-        let locked = match t(u, "locked_until") {
+        let locked = match t(u, key::LOCKED_UNTIL) {
             0 => "-".to_owned(),
             x => when(x),
         };
         println!(
             "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
-            s(u, "user"),
+            s(u, key::USER),
             methods,
-            s(u, "required"),
-            s(u, "why"),
-            s(u, "recovery_codes_left"),
+            s(u, key::REQUIRED),
+            s(u, key::WHY),
+            s(u, key::RECOVERY_CODES_LEFT),
             locked,
-            when(t(u, "last_success")),
-            when(t(u, "last_failure")),
+            when(t(u, key::LAST_SUCCESS)),
+            when(t(u, key::LAST_FAILURE)),
         );
     }
     Ok(())
@@ -221,28 +222,32 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         println!("{u}");
         return Ok(());
     }
-    if !s(&u, "error").is_empty() {
+    if !s(&u, key::ERROR).is_empty() {
         println!(
             "User:             {name}\nRecord:           UNREADABLE: {}",
-            s(&u, "error")
+            s(&u, key::ERROR)
         );
         return Ok(());
     }
-    println!("User:             {}", s(&u, "user"));
+    println!("User:             {}", s(&u, key::USER));
     println!(
         "Authenticator:    {}",
-        if s(&u, "enrolled") == "yes" {
+        if s(&u, key::ENROLLED) == "yes" {
             "active"
         } else {
             "not set up"
         }
     );
-    println!("Recovery codes:   {} left", s(&u, "recovery_codes_left"));
-    println!("Required:         {} ({})", s(&u, "required"), s(&u, "why"));
-    println!("Override:         {}", s(&u, "override"));
-    println!("May switch off:   {}", s(&u, "may_toggle"));
-    println!("Failed attempts:  {}", s(&u, "failures"));
-    let locked = t(&u, "locked_until");
+    println!("Recovery codes:   {} left", s(&u, key::RECOVERY_CODES_LEFT));
+    println!(
+        "Required:         {} ({})",
+        s(&u, key::REQUIRED),
+        s(&u, key::WHY)
+    );
+    println!("Override:         {}", s(&u, key::OVERRIDE));
+    println!("May switch off:   {}", s(&u, key::MAY_TOGGLE));
+    println!("Failed attempts:  {}", s(&u, key::FAILURES));
+    let locked = t(&u, key::LOCKED_UNTIL);
     println!(
         "Locked:           {}",
         if locked == 0 {
@@ -251,9 +256,9 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:     {}", when(t(&u, "last_success")));
-    println!("Last failure:     {}", when(t(&u, "last_failure")));
-    if let Some(Json::Array(events)) = u.get("events") {
+    println!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
+    println!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    if let Some(Json::Array(events)) = u.get(key::EVENTS) {
         println!("Recent events:");
         for e in events {
             println!("  {}  {}", when(t(e, "at")), s(e, "what"));
@@ -283,11 +288,19 @@ async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Re
         }
     };
     let written = p
-        .get("written")
+        .get(repair_key::WRITTEN)
         .and_then(|v| bool::try_from(&**v).ok())
         .unwrap_or(false);
-    let (path, damage, kept) = (text("path"), text("damage"), text("kept"));
-    let (slots, may_be_lost, restored) = (lines("slots"), lines("may_be_lost"), lines("restored"));
+    let (path, damage, kept) = (
+        text(repair_key::PATH),
+        text(repair_key::DAMAGE),
+        text(repair_key::KEPT),
+    );
+    let (slots, may_be_lost, restored) = (
+        lines(repair_key::SLOTS),
+        lines(repair_key::MAY_BE_LOST),
+        lines(repair_key::RESTORED),
+    );
     if json {
         let r = json!({
             "user": name, "path": path, "damage": damage, "slots": slots,

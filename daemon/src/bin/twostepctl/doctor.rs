@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use twostep_proto::module_results;
+
 /// How long the daemon check on one bus may take (connect, name owner, uid, ping).
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `sshd -T` may take.
@@ -48,17 +50,6 @@ const PASSWORD_MODULES: [&str; 8] = [
     "pam_winbind.so",
     "pam_pwdb.so",
     "pam_userdb.so",
-];
-/// The codes pam_twostep returns when the second factor was not proven
-/// (pam_module/src/flow.rs `pam_code`, lib.rs `guard`).
-const MODULE_FAILURES: [&str; 7] = [
-    "auth_err",
-    "maxtries",
-    "authinfo_unavail",
-    "user_unknown",
-    "conv_err",
-    "service_err",
-    "system_err",
 ];
 /// Services whose program runs PAM as root on behalf of someone else: there `pam_rootok`
 /// (real uid 0) succeeds for everyone.
@@ -1016,7 +1007,7 @@ fn analyze_stack(service: &str, file: &str, stack: &[Handler]) -> (ServiceInfo, 
     // 2. The module's own failure does not fail the stack.
     if let Some((control, _)) = stack[t].module() {
         let mut let_through = Vec::new();
-        for value in MODULE_FAILURES {
+        for &value in module_results::FAILURES {
             let action = control.action(value);
             let landing = match action {
                 Action::Ignore | Action::Reset => Some(t + 1).filter(|&j| j < stack.len()),

@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use twostep_proto::{Error, UserProxy};
+use twostep_proto::status_key as key;
+use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
 
 use crate::io::{explain, read_line, read_proof, when};
@@ -58,7 +59,14 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     } else {
         zeroize::Zeroizing::new(String::new())
     };
-    let (secret, uri, algorithm, digits, period, expires) = user
+    let PendingEnrollment {
+        secret_base32: secret,
+        otpauth_uri: uri,
+        algorithm,
+        digits,
+        period,
+        expires_at: expires,
+    } = user
         .enroll_begin(proof.as_bytes())
         .await
         .map_err(|e| match Error::from(e) {
@@ -176,11 +184,11 @@ pub async fn recovery_codes(
     if count {
         let props = user.status().await.map_err(explain)?;
         let left = props
-            .get("recovery_codes_left")
+            .get(key::RECOVERY_CODES_LEFT)
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0);
         if json {
-            println!("{}", serde_json::json!({ "recovery_codes_left": left }));
+            println!("{}", serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
         } else {
             println!("{left} recovery codes left.");
         }
@@ -231,38 +239,38 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     };
     if json {
         let v = serde_json::json!({
-            "enrolled": b("enrolled"),
-            "pending_enrollment": b("pending_enrollment"),
-            "recovery_codes_left": n("recovery_codes_left"),
-            "required": b("required"),
-            "may_toggle": b("may_toggle"),
-            "failures": n("failures"),
-            "locked_until": t("locked_until"),
-            "last_success": t("last_success"),
-            "last_failure": t("last_failure"),
+            (key::ENROLLED): b(key::ENROLLED),
+            (key::PENDING_ENROLLMENT): b(key::PENDING_ENROLLMENT),
+            (key::RECOVERY_CODES_LEFT): n(key::RECOVERY_CODES_LEFT),
+            (key::REQUIRED): b(key::REQUIRED),
+            (key::MAY_TOGGLE): b(key::MAY_TOGGLE),
+            (key::FAILURES): n(key::FAILURES),
+            (key::LOCKED_UNTIL): t(key::LOCKED_UNTIL),
+            (key::LAST_SUCCESS): t(key::LAST_SUCCESS),
+            (key::LAST_FAILURE): t(key::LAST_FAILURE),
         });
         println!("{v}");
         return Ok(());
     }
-    let app = if b("enrolled") {
+    let app = if b(key::ENROLLED) {
         "active"
-    } else if b("pending_enrollment") {
+    } else if b(key::PENDING_ENROLLMENT) {
         "waiting for its first code (run `twostepctl enroll` again)"
     } else {
         "not set up (run `twostepctl enroll`)"
     };
     println!("Authenticator app:    {app}");
-    println!("Recovery codes left:  {}", n("recovery_codes_left"));
+    println!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
     println!(
         "Required by policy:   {}",
-        if b("required") { "yes" } else { "no" }
+        if b(key::REQUIRED) { "yes" } else { "no" }
     );
     println!(
         "You may switch it off: {}",
-        if b("may_toggle") { "yes" } else { "no" }
+        if b(key::MAY_TOGGLE) { "yes" } else { "no" }
     );
-    println!("Failed attempts:      {}", n("failures"));
-    let locked = t("locked_until");
+    println!("Failed attempts:      {}", n(key::FAILURES));
+    let locked = t(key::LOCKED_UNTIL);
     println!(
         "Locked:               {}",
         if locked == 0 {
@@ -271,7 +279,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:         {}", when(t("last_success")));
-    println!("Last failure:         {}", when(t("last_failure")));
+    println!("Last success:         {}", when(t(key::LAST_SUCCESS)));
+    println!("Last failure:         {}", when(t(key::LAST_FAILURE)));
     Ok(())
 }
