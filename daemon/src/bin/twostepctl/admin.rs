@@ -91,7 +91,7 @@ pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String
         }
     };
     result.map_err(|e| format!("{name}: {}", explain(e)))?;
-    println!("{name}: {done}");
+    outln!("{name}: {done}");
     Ok(())
 }
 
@@ -103,7 +103,7 @@ pub async fn locks(conn: &zbus::Connection, json: bool) -> Result<(), String> {
 pub async fn reload(conn: &zbus::Connection) -> Result<(), String> {
     let admin = AdminProxy::new(conn).await.map_err(explain)?;
     admin.reload().await.map_err(explain)?;
-    println!("configuration reloaded");
+    outln!("configuration reloaded");
     Ok(())
 }
 
@@ -160,11 +160,11 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         .filter(|u| !locked_only || t(u, key::LOCKED_UNTIL) != 0)
         .collect();
     if json {
-        println!("{}", Json::Array(users));
+        outln!("{}", Json::Array(users));
         return Ok(());
     }
     if users.is_empty() {
-        println!(
+        outln!(
             "{}",
             if locked_only {
                 "No user is locked."
@@ -174,7 +174,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
         "USER",
         "METHODS",
@@ -197,7 +197,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
             0 => "-".to_owned(),
             x => when(x),
         };
-        println!(
+        outln!(
             "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
             s(u, key::USER),
             methods,
@@ -219,18 +219,18 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         .map_err(|e| format!("{name}: {}", explain(e)))?;
     let u = object(&p);
     if json {
-        println!("{u}");
+        outln!("{u}");
         return Ok(());
     }
     if !s(&u, key::ERROR).is_empty() {
-        println!(
+        outln!(
             "User:             {name}\nRecord:           UNREADABLE: {}",
             s(&u, key::ERROR)
         );
         return Ok(());
     }
-    println!("User:             {}", s(&u, key::USER));
-    println!(
+    outln!("User:             {}", s(&u, key::USER));
+    outln!(
         "Authenticator:    {}",
         if s(&u, key::ENROLLED) == "yes" {
             "active"
@@ -238,17 +238,17 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
             "not set up"
         }
     );
-    println!("Recovery codes:   {} left", s(&u, key::RECOVERY_CODES_LEFT));
-    println!(
+    outln!("Recovery codes:   {} left", s(&u, key::RECOVERY_CODES_LEFT));
+    outln!(
         "Required:         {} ({})",
         s(&u, key::REQUIRED),
         s(&u, key::WHY)
     );
-    println!("Override:         {}", s(&u, key::OVERRIDE));
-    println!("May switch off:   {}", s(&u, key::MAY_TOGGLE));
-    println!("Failed attempts:  {}", s(&u, key::FAILURES));
+    outln!("Override:         {}", s(&u, key::OVERRIDE));
+    outln!("May switch off:   {}", s(&u, key::MAY_TOGGLE));
+    outln!("Failed attempts:  {}", s(&u, key::FAILURES));
     let locked = t(&u, key::LOCKED_UNTIL);
-    println!(
+    outln!(
         "Locked:           {}",
         if locked == 0 {
             "no".into()
@@ -256,12 +256,12 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
-    println!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    outln!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
+    outln!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
     if let Some(Json::Array(events)) = u.get(key::EVENTS) {
-        println!("Recent events:");
+        outln!("Recent events:");
         for e in events {
-            println!("  {}  {}", when(t(e, "at")), s(e, "what"));
+            outln!("  {}  {}", when(t(e, "at")), s(e, "what"));
         }
     }
     Ok(())
@@ -306,34 +306,34 @@ async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Re
             "user": name, "path": path, "damage": damage, "slots": slots,
             "may_be_lost": may_be_lost, "restored": restored, "written": written, "kept": kept,
         });
-        println!("{r}");
+        outln!("{r}");
         return Ok(());
     }
-    println!("Record of {name}: {path}");
+    outln!("Record of {name}: {path}");
     for l in &slots {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if damage.is_empty() {
-        println!("The record is intact: nothing to repair.");
+        outln!("The record is intact: nothing to repair.");
         return Ok(());
     }
-    println!("Damage: {damage}");
-    println!("What may have been lost:");
+    outln!("Damage: {damage}");
+    outln!("What may have been lost:");
     for l in &may_be_lost {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if restored.is_empty() {
-        println!("Nothing can be restored from this file.");
+        outln!("Nothing can be restored from this file.");
         return Ok(());
     }
-    println!("The repair writes the readable state, and:");
+    outln!("The repair writes the readable state, and:");
     for l in &restored {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if written {
-        println!("Written. The damaged file is kept as {kept}");
+        outln!("Written. The damaged file is kept as {kept}");
     } else {
-        println!("Nothing was written. To write it: twostepctl user repair {name} --yes");
+        outln!("Nothing was written. To write it: twostepctl user repair {name} --yes");
     }
     Ok(())
 }

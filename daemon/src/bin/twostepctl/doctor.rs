@@ -2513,9 +2513,9 @@ pub async fn run(
         daemons,
     };
     if json {
-        println!("{}", report.json());
+        outln!("{}", report.json());
     } else {
-        print!("{}", report.text());
+        crate::io::out(&report.text());
     }
     let (errors, warnings) = (
         report.count(Severity::Error),

@@ -79,15 +79,14 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     if let Some(path) = &a.qr_file {
         write_qr_file(path, &uri)?;
     }
-    let mut out = std::io::stdout().lock();
     if a.json {
         let line = serde_json::json!({
             "secret": secret, "uri": uri, "algorithm": algorithm,
             "digits": digits, "period": period, "expires": expires,
         });
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
     } else {
-        let _ = writeln!(out, "Scan this QR code with your authenticator app:\n");
+        outln!("Scan this QR code with your authenticator app:\n");
         if !a.no_qr {
             // Why pinned colours on a terminal: a light theme would otherwise show the code
             // inverted, which some authenticator apps cannot read.
@@ -97,19 +96,17 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
             } else {
                 qr::terminal(&uri)?
             };
-            let _ = writeln!(out, "{picture}\n");
+            outln!("{picture}\n");
         }
-        let _ = writeln!(
-            out,
+        outln!(
             "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
             totp::group4(&secret)
         );
         if let Some(path) = &a.qr_file {
-            let _ = writeln!(out, "QR code also written to {}", path.display());
+            outln!("QR code also written to {}", path.display());
         }
     }
-    let _ = out.flush();
-    drop(out);
+    crate::io::flush_output();
     for attempt in 1..=3 {
         let Some(code) = read_line(
             &format!("Enter the {digits}-digit code your app shows: "),
@@ -145,13 +142,13 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "active": true, "recovery_codes": codes })
         );
         return;
     }
-    println!(
+    outln!(
         "{}",
         if reset {
             "Your new authenticator is active; the old one no longer works."
@@ -165,14 +162,14 @@ fn show_codes(codes: &[String], json: bool, reset: bool) {
 }
 
 fn print_recovery(codes: &[String]) {
-    println!(
+    outln!(
         "\nRecovery codes — each logs you in once if you lose your phone.\n\
          They are shown only now: write them down or store them safely.\n"
     );
     for c in codes {
-        println!("    {c}");
+        outln!("    {c}");
     }
-    println!();
+    outln!();
 }
 
 pub async fn recovery_codes(
@@ -188,9 +185,9 @@ pub async fn recovery_codes(
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0);
         if json {
-            println!("{}", serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
+            outln!("{}", serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
         } else {
-            println!("{left} recovery codes left.");
+            outln!("{left} recovery codes left.");
         }
         return Ok(());
     }
@@ -200,9 +197,9 @@ pub async fn recovery_codes(
         .await
         .map_err(explain)?;
     if json {
-        println!("{}", serde_json::json!({ "recovery_codes": codes }));
+        outln!("{}", serde_json::json!({ "recovery_codes": codes }));
     } else {
-        println!("New recovery codes; the old ones no longer work.");
+        outln!("New recovery codes; the old ones no longer work.");
         print_recovery(&codes);
     }
     Ok(())
@@ -212,7 +209,7 @@ pub async fn disable(conn: &zbus::Connection) -> Result<(), String> {
     let user = UserProxy::new(conn).await.map_err(explain)?;
     let proof = read_proof()?;
     user.disable(proof.as_bytes()).await.map_err(explain)?;
-    println!("Two-factor authentication is off for your account.");
+    outln!("Two-factor authentication is off for your account.");
     Ok(())
 }
 
@@ -249,7 +246,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             (key::LAST_SUCCESS): t(key::LAST_SUCCESS),
             (key::LAST_FAILURE): t(key::LAST_FAILURE),
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
     let app = if b(key::ENROLLED) {
@@ -259,19 +256,19 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     } else {
         "not set up (run `twostepctl enroll`)"
     };
-    println!("Authenticator app:    {app}");
-    println!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
-    println!(
+    outln!("Authenticator app:    {app}");
+    outln!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
+    outln!(
         "Required by policy:   {}",
         if b(key::REQUIRED) { "yes" } else { "no" }
     );
-    println!(
+    outln!(
         "You may switch it off: {}",
         if b(key::MAY_TOGGLE) { "yes" } else { "no" }
     );
-    println!("Failed attempts:      {}", n(key::FAILURES));
+    outln!("Failed attempts:      {}", n(key::FAILURES));
     let locked = t(key::LOCKED_UNTIL);
-    println!(
+    outln!(
         "Locked:               {}",
         if locked == 0 {
             "no".into()
@@ -279,7 +276,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:         {}", when(t(key::LAST_SUCCESS)));
-    println!("Last failure:         {}", when(t(key::LAST_FAILURE)));
+    outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
+    outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
     Ok(())
 }
