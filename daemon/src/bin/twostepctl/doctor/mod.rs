@@ -40,6 +40,9 @@ use sudo::sudo_findings;
 /// The PAM service OpenSSH uses (its program name, `sshd` on every distribution).
 const SSHD_SERVICE: &str = "sshd";
 
+/// The sudoers file, and the service pairs found there (`None`: not readable).
+type SudoCheck = (String, Option<Vec<sudoers::SudoPair>>);
+
 /// What `run` checked about sshd, for the report.
 enum SshdCheck {
     Checked { config: String },
@@ -53,7 +56,7 @@ struct Report {
     findings: Vec<Finding>,
     sshd: SshdCheck,
     /// The sudoers file, and the service pairs found there (`None`: not readable).
-    sudo: (String, Option<Vec<sudoers::SudoPair>>),
+    sudo: SudoCheck,
     daemons: Vec<(String, u32, DaemonState)>,
 }
 
@@ -228,7 +231,8 @@ impl Report {
 /// `twostepctl doctor`: prints the report; an error (exit 1) when anything is wrong.
 ///
 /// # Errors
-/// A one-line summary when a finding is an error or a warning.
+/// A one-line summary when a finding is an error or a warning; `pam_dir` not a directory;
+/// a `sudoers` file named but unreadable.
 pub async fn run(
     json: bool,
     pam_dir: &Path,
@@ -244,95 +248,136 @@ pub async fn run(
     let pam = analyze_pam(&files, &dir);
     let mut findings = pam.findings;
 
-    // sshd, when its stack relies on the module (or a config was named).
-    let loader = Loader {
-        files: &files,
-        dir: &dir,
+    let (f, sshd) = check_sshd(&files, &dir, sshd_config);
+    findings.extend(f);
+
+    let (f, sudo) = check_sudo(&files, &dir, sudoers)?;
+    findings.extend(f);
+
+    let (f, daemons) = check_daemons(&pam.services, bus).await;
+    findings.extend(f);
+
+    let report = Report {
+        pam_dir: dir,
+        services: pam.services,
+        findings: merge(findings),
+        sshd,
+        sudo,
+        daemons,
     };
+    if json {
+        outln!("{}", report.json());
+    } else {
+        crate::io::out(&report.text());
+    }
+    let (errors, warnings) = (
+        report.count(Severity::Error),
+        report.count(Severity::Warning),
+    );
+    if errors + warnings == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{errors} error(s) and {warnings} warning(s): the second factor can be skipped or is not reached"
+        ))
+    }
+}
+
+/// sshd, when its PAM stack relies on the module (or a config was named): `sshd -T` and
+/// the config files against the rules of [`analyze_sshd`].
+fn check_sshd(files: &Fs, dir: &str, sshd_config: Option<&Path>) -> (Vec<Finding>, SshdCheck) {
+    let mut findings = Vec::new();
+    let loader = Loader { files, dir };
     let (stack, file) = loader.service(SSHD_SERVICE);
     let (sshd_stack, _) = analyze_stack(SSHD_SERVICE, &file, &stack);
-    let sshd = if sshd_stack.modules.is_empty() && sshd_config.is_none() {
-        findings.push(
-            Finding::new(
-                Severity::Info,
-                "sshd-not-protected",
-                format!("sshd's PAM stack ({file}) does not reach pam_twostep: SSH logins have no second factor"),
+    let not_protected = || {
+        Finding::new(
+            Severity::Info,
+            "sshd-not-protected",
+            format!("sshd's PAM stack ({file}) does not reach pam_twostep: SSH logins have no second factor"),
+            None,
+        )
+        .service(SSHD_SERVICE)
+    };
+    if sshd_stack.modules.is_empty() && sshd_config.is_none() {
+        findings.push(not_protected());
+        let check = SshdCheck::Skipped(format!("its PAM stack ({file}) does not use pam_twostep"));
+        return (findings, check);
+    }
+    let check = match find_sshd() {
+        None if sshd_config.is_none() => SshdCheck::Skipped("sshd is not installed".into()),
+        None => {
+            findings.push(Finding::new(
+                Severity::Error,
+                "sshd-unavailable",
+                "sshd is not installed: cannot read its effective configuration".into(),
                 None,
-            )
-            .service(SSHD_SERVICE),
-        );
-        SshdCheck::Skipped(format!("its PAM stack ({file}) does not use pam_twostep"))
-    } else {
-        match find_sshd() {
-            None if sshd_config.is_none() => SshdCheck::Skipped("sshd is not installed".into()),
-            None => {
-                findings.push(Finding::new(
-                    Severity::Error,
-                    "sshd-unavailable",
-                    "sshd is not installed: cannot read its effective configuration".into(),
-                    None,
-                ));
-                SshdCheck::Skipped("sshd is not installed".into())
-            }
-            Some(binary) => {
-                let config_path = sshd_config.map_or_else(
-                    || format!("{SSHD_DIR}/sshd_config"),
-                    |p| p.to_string_lossy().into_owned(),
-                );
-                match sshd_effective(&binary, sshd_config) {
-                    Ok(values) => {
-                        let config = read_sshd_config(&files, &config_path);
-                        if sshd_stack.modules.is_empty() {
-                            findings.push(
-                                Finding::new(
-                                    Severity::Info,
-                                    "sshd-not-protected",
-                                    format!("sshd's PAM stack ({file}) does not reach pam_twostep: SSH logins have no second factor"),
-                                    None,
-                                )
-                                .service(SSHD_SERVICE),
-                            );
-                        } else {
-                            findings.extend(analyze_sshd(&values, &config, &sshd_stack));
-                        }
-                        SshdCheck::Checked {
-                            config: config_path,
-                        }
+            ));
+            SshdCheck::Skipped("sshd is not installed".into())
+        }
+        Some(binary) => {
+            let config_path = sshd_config.map_or_else(
+                || format!("{SSHD_DIR}/sshd_config"),
+                |p| p.to_string_lossy().into_owned(),
+            );
+            match sshd_effective(&binary, sshd_config) {
+                Ok(values) => {
+                    let config = read_sshd_config(files, &config_path);
+                    if sshd_stack.modules.is_empty() {
+                        findings.push(not_protected());
+                    } else {
+                        findings.extend(analyze_sshd(&values, &config, &sshd_stack));
                     }
-                    Err(e) => {
-                        findings.push(Finding::new(
-                            Severity::Error,
-                            "sshd-unavailable",
-                            format!("cannot read sshd's effective configuration: {e}"),
-                            None,
-                        ));
-                        SshdCheck::Skipped(e)
+                    SshdCheck::Checked {
+                        config: config_path,
                     }
+                }
+                Err(e) => {
+                    findings.push(Finding::new(
+                        Severity::Error,
+                        "sshd-unavailable",
+                        format!("cannot read sshd's effective configuration: {e}"),
+                        None,
+                    ));
+                    SshdCheck::Skipped(e)
                 }
             }
         }
     };
+    (findings, check)
+}
 
-    // sudo's two services.
+/// The sudoers file read and sudo's two services checked: the findings, the file, and the
+/// service pairs found (`None`: the default file is not readable; then sudo is skipped).
+///
+/// # Errors
+/// A `sudoers` file named on the command line that cannot be read.
+fn check_sudo(
+    files: &Fs,
+    dir: &str,
+    sudoers: Option<&Path>,
+) -> Result<(Vec<Finding>, SudoCheck), String> {
     let sudoers_file = sudoers.map_or_else(
         || sudoers::SUDOERS.to_owned(),
         |p| p.to_string_lossy().into_owned(),
     );
-    let sudo_pairs = match sudoers::read_sudoers(&files, &sudoers_file) {
+    match sudoers::read_sudoers(files, &sudoers_file) {
         Some(settings) => {
-            let (f, pairs) = sudo_findings(&files, &dir, &settings);
-            findings.extend(f);
-            Some(pairs)
+            let (f, pairs) = sudo_findings(files, dir, &settings);
+            Ok((f, (sudoers_file, Some(pairs))))
         }
-        None if sudoers.is_some() => {
-            return Err(format!("cannot read {sudoers_file}"));
-        }
-        None => None,
-    };
+        None if sudoers.is_some() => Err(format!("cannot read {sudoers_file}")),
+        None => Ok((Vec::new(), (sudoers_file, None))),
+    }
+}
 
-    // The daemon on every bus the module lines name (and --bus).
-    let mut targets: BTreeSet<(String, u32)> = pam
-        .services
+/// The daemon on every bus the module lines name (and `--bus`; the system bus when there
+/// is none), and the `failmode=open` lines whose daemon is down.
+async fn check_daemons(
+    services: &[ServiceInfo],
+    bus: Option<&str>,
+) -> (Vec<Finding>, Vec<(String, u32, DaemonState)>) {
+    let mut targets: BTreeSet<(String, u32)> = services
         .iter()
         .flat_map(|s| s.modules.iter().map(|m| (m.bus.clone(), m.bus_uid)))
         .collect();
@@ -352,31 +397,7 @@ pub async fn run(
         .filter(|(_, uid, s)| !matches!(s, DaemonState::Running { uid: owner } if owner == uid))
         .map(|(b, _, _)| b.clone())
         .collect();
-    findings.extend(daemon_findings(&daemons, &pam.services));
-    findings.extend(failmode_findings(&pam.services, &down));
-
-    let report = Report {
-        pam_dir: dir,
-        services: pam.services,
-        findings: merge(findings),
-        sshd,
-        sudo: (sudoers_file, sudo_pairs),
-        daemons,
-    };
-    if json {
-        outln!("{}", report.json());
-    } else {
-        crate::io::out(&report.text());
-    }
-    let (errors, warnings) = (
-        report.count(Severity::Error),
-        report.count(Severity::Warning),
-    );
-    if errors + warnings == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "{errors} error(s) and {warnings} warning(s): the second factor can be skipped or is not reached"
-        ))
-    }
+    let mut findings = daemon_findings(&daemons, services);
+    findings.extend(failmode_findings(services, &down));
+    (findings, daemons)
 }

@@ -202,31 +202,14 @@ fn pam_code_name(value: &str) -> String {
     format!("PAM_{}", value.to_ascii_uppercase())
 }
 
-/// The findings for one service's `auth` stack, and what the service reaches.
+/// The findings for one service's `auth` stack, and what the service reaches: one function
+/// per family of findings, in this order.
 pub(super) fn analyze_stack(
     service: &str,
     file: &str,
     stack: &[Handler],
 ) -> (ServiceInfo, Vec<Finding>) {
-    let mut out = Vec::new();
-    let mut push = |f: Finding, h: &Handler| {
-        let mut f = f.service(service);
-        f.via = h.via.clone();
-        out.push(f);
-    };
-    for h in stack {
-        if let HandlerKind::Broken(why) = &h.kind {
-            push(
-                Finding::new(
-                    Severity::Warning,
-                    "pam-broken-line",
-                    format!("libpam cannot use this line ({why}): it makes every `auth` of the service fail"),
-                    Some(h.at.clone()),
-                ),
-                h,
-            );
-        }
-    }
+    let mut out = broken_lines(stack);
     let found: Vec<usize> = (0..stack.len())
         .filter(|&i| stack[i].is_twostep())
         .collect();
@@ -235,17 +218,55 @@ pub(super) fn analyze_stack(
         h.module()
             .is_some_and(|(_, m)| PASSWORD_MODULES.contains(&m))
     });
-    let Some(&t) = found.first() else {
-        let info = ServiceInfo {
-            name: service.to_owned(),
-            file: file.to_owned(),
-            modules,
-            password_first: false,
-        };
-        return (info, out);
+    let mut password_first = false;
+    if let Some(&t) = found.first() {
+        password_first = password_at.is_some_and(|p| p < t);
+        out.extend(skipped_on_success(service, stack, t));
+        out.extend(module_failure_ignored(stack, t));
+        out.extend(reset_after_module(stack, t));
+        out.extend(module_twice(stack, &found));
+        out.extend(module_before_password(stack, t, password_at));
+        out.extend(module_after_failed_password(stack, t));
+        out.extend(module_line_findings(stack, &found));
+    }
+    let out = out.into_iter().map(|f| f.service(service)).collect();
+    let info = ServiceInfo {
+        name: service.to_owned(),
+        file: file.to_owned(),
+        modules,
+        password_first,
     };
+    (info, out)
+}
 
-    // 1. Something before the module ends the stack, or jumps over it, on success.
+/// `f` at entry `h`: with the include lines that led there.
+fn at_entry(mut f: Finding, h: &Handler) -> Finding {
+    f.via = h.via.clone();
+    f
+}
+
+/// Lines libpam cannot use: each makes every `auth` of the service fail.
+fn broken_lines(stack: &[Handler]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for h in stack {
+        if let HandlerKind::Broken(why) = &h.kind {
+            out.push(at_entry(
+                Finding::new(
+                    Severity::Warning,
+                    "pam-broken-line",
+                    format!("libpam cannot use this line ({why}): it makes every `auth` of the service fail"),
+                    Some(h.at.clone()),
+                ),
+                h,
+            ));
+        }
+    }
+    out
+}
+
+/// Something before the module (at `t`) ends the stack, or jumps over it, on success.
+fn skipped_on_success(service: &str, stack: &[Handler], t: usize) -> Vec<Finding> {
+    let mut out = Vec::new();
     for (i, h) in stack.iter().enumerate().take(t) {
         let Some((control, module)) = h.module() else {
             continue;
@@ -283,7 +304,7 @@ pub(super) fn analyze_stack(
             } else {
                 (Severity::Error, "")
             };
-            push(
+            out.push(at_entry(
                 Finding::new(
                     severity,
                     "pam-skips-module",
@@ -294,47 +315,56 @@ pub(super) fn analyze_stack(
                     Some(h.at.clone()),
                 ),
                 h,
-            );
+            ));
             break;
         }
     }
+    out
+}
 
-    // 2. The module's own failure does not fail the stack.
-    if let Some((control, _)) = stack[t].module() {
-        let mut let_through = Vec::new();
-        for &value in module_results::FAILURES {
-            let action = control.action(value);
-            let landing = match action {
-                Action::Ignore | Action::Reset => Some(t + 1).filter(|&j| j < stack.len()),
-                // A jump records nothing; a bad jump fails the stack.
-                Action::Jump(n) => match jump(stack, t, n) {
-                    Some((_, landing)) => landing,
-                    None => continue,
-                },
-                _ => continue,
-            };
-            if !denies(stack, landing) {
-                let_through.push(pam_code_name(value));
-            }
-        }
-        if !let_through.is_empty() {
-            push(
-                Finding::new(
-                    Severity::Error,
-                    "pam-module-failure-ignored",
-                    format!(
-                        "`{}`: a failed second factor ({}) does not fail the stack, so the login can succeed without the code; use `required`",
-                        stack[t].text(),
-                        let_through.join(", ")
-                    ),
-                    Some(stack[t].at.clone()),
-                ),
-                &stack[t],
-            );
+/// The module's own failure (any of [`module_results::FAILURES`]) does not fail the
+/// stack.
+fn module_failure_ignored(stack: &[Handler], t: usize) -> Vec<Finding> {
+    let Some((control, _)) = stack[t].module() else {
+        return Vec::new();
+    };
+    let mut let_through = Vec::new();
+    for &value in module_results::FAILURES {
+        let action = control.action(value);
+        let landing = match action {
+            Action::Ignore | Action::Reset => Some(t + 1).filter(|&j| j < stack.len()),
+            // A jump records nothing; a bad jump fails the stack.
+            Action::Jump(n) => match jump(stack, t, n) {
+                Some((_, landing)) => landing,
+                None => continue,
+            },
+            _ => continue,
+        };
+        if !denies(stack, landing) {
+            let_through.push(pam_code_name(value));
         }
     }
+    if let_through.is_empty() {
+        return Vec::new();
+    }
+    vec![at_entry(
+        Finding::new(
+            Severity::Error,
+            "pam-module-failure-ignored",
+            format!(
+                "`{}`: a failed second factor ({}) does not fail the stack, so the login can succeed without the code; use `required`",
+                stack[t].text(),
+                let_through.join(", ")
+            ),
+            Some(stack[t].at.clone()),
+        ),
+        &stack[t],
+    )]
+}
 
-    // 3. A later `reset` forgets the module's failure.
+/// A later `reset` forgets the module's failure.
+fn reset_after_module(stack: &[Handler], t: usize) -> Vec<Finding> {
+    let mut out = Vec::new();
     for h in stack.iter().skip(t + 1) {
         let Some((control, module)) = h.module() else {
             continue;
@@ -342,7 +372,7 @@ pub(super) fn analyze_stack(
         if h.level <= stack[t].level
             && [control.action("success"), control.action("ignore")].contains(&Action::Reset)
         {
-            push(
+            out.push(at_entry(
                 Finding::new(
                     Severity::Error,
                     "pam-reset-after-module",
@@ -353,71 +383,83 @@ pub(super) fn analyze_stack(
                     Some(h.at.clone()),
                 ),
                 h,
-            );
+            ));
         }
     }
+    out
+}
 
-    // 4. Asked twice.
-    if let Some(&second) = found.get(1) {
-        push(
-            Finding::new(
-                Severity::Warning,
-                "pam-module-twice",
-                format!(
-                    "pam_twostep runs twice in this stack (first at {}): users are asked for two codes",
-                    stack[t].at
-                ),
-                Some(stack[second].at.clone()),
+/// Asked twice (`found`: the module's entries, in order).
+fn module_twice(stack: &[Handler], found: &[usize]) -> Vec<Finding> {
+    let (Some(&t), Some(&second)) = (found.first(), found.get(1)) else {
+        return Vec::new();
+    };
+    vec![at_entry(
+        Finding::new(
+            Severity::Warning,
+            "pam-module-twice",
+            format!(
+                "pam_twostep runs twice in this stack (first at {}): users are asked for two codes",
+                stack[t].at
             ),
-            &stack[second],
-        );
-    }
+            Some(stack[second].at.clone()),
+        ),
+        &stack[second],
+    )]
+}
 
-    // 5. Before the password.
-    let password_first = password_at.is_some_and(|p| p < t);
-    if let Some(p) = password_at.filter(|&p| p > t) {
-        push(
-            Finding::new(
-                Severity::Error,
-                "pam-module-before-password",
-                format!(
-                    "pam_twostep runs before the password module ({}): anyone who knows a user name can make the daemon count wrong codes and lock that user out",
-                    stack[p].at
-                ),
-                Some(stack[t].at.clone()),
+/// Before the password (the first password module, at `password_at`).
+fn module_before_password(stack: &[Handler], t: usize, password_at: Option<usize>) -> Vec<Finding> {
+    let Some(p) = password_at.filter(|&p| p > t) else {
+        return Vec::new();
+    };
+    vec![at_entry(
+        Finding::new(
+            Severity::Error,
+            "pam-module-before-password",
+            format!(
+                "pam_twostep runs before the password module ({}): anyone who knows a user name can make the daemon count wrong codes and lock that user out",
+                stack[p].at
             ),
-            &stack[t],
-        );
-    }
+            Some(stack[t].at.clone()),
+        ),
+        &stack[t],
+    )]
+}
 
-    // 5b. After a failed password (issue 19, fault 10): a wrong password that does not
-    // end the stack reaches the code prompt; strangers then lock the user out with wrong
-    // codes, and a right code typed after a mistyped password is spent.
-    if let Some(p) =
+/// After a failed password (issue 19, fault 10): a wrong password that does not end
+/// the stack reaches the code prompt; strangers then lock the user out with wrong codes,
+/// and a right code typed after a mistyped password is spent.
+fn module_after_failed_password(stack: &[Handler], t: usize) -> Vec<Finding> {
+    let Some(p) =
         (0..t).find(|&p| is_password_module(&stack[p]) && runs_after_failure(stack, p, t))
-    {
-        push(
-            Finding::new(
-                Severity::Error,
-                "pam-module-after-failed-password",
-                format!(
-                    "`{}`: when the password is wrong the stack goes on to pam_twostep, which asks for the code anyway: anyone who knows a user name can lock that user out with wrong codes, and a right code typed after a wrong password is spent; end the stack on a failed password (`requisite`, `[success=ok default=die]`, or Debian's `@include common-auth`)",
-                    stack[p].text(),
-                ),
-                Some(stack[p].at.clone()),
+    else {
+        return Vec::new();
+    };
+    vec![at_entry(
+        Finding::new(
+            Severity::Error,
+            "pam-module-after-failed-password",
+            format!(
+                "`{}`: when the password is wrong the stack goes on to pam_twostep, which asks for the code anyway: anyone who knows a user name can lock that user out with wrong codes, and a right code typed after a wrong password is spent; end the stack on a failed password (`requisite`, `[success=ok default=die]`, or Debian's `@include common-auth`)",
+                stack[p].text(),
             ),
-            &stack[p],
-        );
-    }
+            Some(stack[p].at.clone()),
+        ),
+        &stack[p],
+    )]
+}
 
-    // 6. Each module line: how it is loaded and its arguments.
-    for &i in &found {
+/// Each module line: how it is loaded and its arguments.
+fn module_line_findings(stack: &[Handler], found: &[usize]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for &i in found {
         let h = &stack[i];
         let HandlerKind::Module { dash, args, .. } = &h.kind else {
             continue;
         };
         if *dash {
-            push(
+            out.push(at_entry(
                 Finding::new(
                     Severity::Warning,
                     "pam-module-optional-load",
@@ -425,7 +467,7 @@ pub(super) fn analyze_stack(
                     Some(h.at.clone()),
                 ),
                 h,
-            );
+            ));
         }
         for arg in args {
             let key = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k);
@@ -445,18 +487,11 @@ pub(super) fn analyze_stack(
                 )),
             };
             if let Some(f) = finding {
-                push(f, h);
+                out.push(at_entry(f, h));
             }
         }
     }
-
-    let info = ServiceInfo {
-        name: service.to_owned(),
-        file: file.to_owned(),
-        modules,
-        password_first,
-    };
-    (info, out)
+    out
 }
 
 fn module_line(h: &Handler) -> ModuleLine {
