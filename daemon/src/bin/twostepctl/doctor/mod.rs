@@ -14,6 +14,12 @@
 //!
 //! Every decision is a pure function over texts ([`analyze_pam`], [`analyze_sshd`],
 //! [`daemon_findings`]) with table-driven tests on inline files; the rest is thin I/O.
+//!
+//! By concern: `findings` (what is reported), `pam_stack` (PAM lines, controls and the
+//! stack libpam builds), `pam_analysis` (the ways around the module, one function per
+//! family), `sshd`, `sudoers` (reading sudo's files) and `sudo` (its two services),
+//! `daemon` (the daemon on each bus), `io` (files, `sshd -T`); this file runs them and
+//! prints the [`Report`]. The module's PAM codes come from `twostep_proto::module_results`.
 
 mod daemon;
 mod findings;
