@@ -131,6 +131,9 @@ pub mod status_key {
         LAST_SUCCESS,
         LAST_FAILURE,
     ];
+    /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
+    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
+    pub const ADMIN_EXTRA: &[&str] = &[USER, UID, ENROLLED_AS, WHY, OVERRIDE, ERROR];
 }
 
 /// The keys of the `a{sv}` dict `Admin1.RepairUser` returns.
@@ -149,6 +152,8 @@ pub mod repair_key {
     pub const WRITTEN: &str = "written";
     /// `s`: where the damaged file was kept.
     pub const KEPT: &str = "kept";
+    /// Every key, in the order above.
+    pub const ALL: &[&str] = &[PATH, DAMAGE, SLOTS, MAY_BE_LOST, RESTORED, WRITTEN, KEPT];
 }
 
 /// Bounds on what crosses the bus, enforced on both sides.

@@ -86,8 +86,7 @@ pub trait Login {
 )]
 pub trait User {
     /// Start enrolment of the calling user, or with `proof` (a current code or a recovery
-    /// code) move to a new authenticator:
-    /// `(secret_base32, otpauth_uri, algorithm, digits, period, expires_at_unix)`.
+    /// code) move to a new authenticator: the pending key ([`PendingEnrollment`]).
     fn enroll_begin(&self, proof: &[u8]) -> zbus::Result<PendingEnrollment>;
 
     /// Confirm the pending key with a current code; it becomes active. Returns the new
@@ -100,9 +99,10 @@ pub trait User {
     /// Switch 2FA off for the calling user (when policy allows); needs a code.
     fn disable(&self, proof: &[u8]) -> zbus::Result<()>;
 
-    /// The calling user's state: `enrolled` b, `pending_enrollment` b, `recovery_codes_left` u,
-    /// `required` b, `may_toggle` b, `failures` u, `locked_until` t, `last_success` t,
-    /// `last_failure` t (times in Unix seconds, 0 = never/none, u64::MAX = until unlocked).
+    /// The calling user's state, keyed by [`crate::status_key::STATUS`]: `enrolled` b,
+    /// `pending_enrollment` b, `recovery_codes_left` u, `required` b, `may_toggle` b,
+    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t (times in Unix
+    /// seconds, 0 = never/none, u64::MAX = until unlocked).
     fn status(&self) -> zbus::Result<Properties>;
 }
 
