@@ -58,6 +58,104 @@ pub mod module_args {
     pub const NAMES: &[&str] = &["bus", "bus_uid", "nullok", "debug", "timeout", "failmode"];
 }
 
+/// The PAM results `pam_twostep.so` returns from `pam_sm_authenticate`, by libpam's token
+/// names (the `PAM_` constant without its prefix, lower-cased: the words a bracketed control
+/// in `/etc/pam.d` uses). `twostepctl doctor` checks stacks against these lists; a unit test
+/// in the module (`pam_module/src/contract_tests.rs`) runs the module's code mapping over
+/// every outcome and argument set and ties it to them, both ways.
+pub mod module_results {
+    /// What the module returns when the second factor was *not* proven: a wrong or missing
+    /// code, a lock, an unreachable or refusing daemon, a failed conversation, bad module
+    /// arguments (`service_err`), an internal error (`system_err`). A stack must fail on
+    /// every one of them.
+    pub const FAILURES: &[&str] = &[
+        "auth_err",
+        "maxtries",
+        "authinfo_unavail",
+        "user_unknown",
+        "conv_err",
+        "service_err",
+        "system_err",
+    ];
+    /// What the module returns when the login may go on: `success` (the code was proven, or
+    /// `failmode=open` let a login through with the daemon absent) and `ignore` (`nullok`
+    /// and the user has no second factor and none is required).
+    pub const PASSES: &[&str] = &["success", "ignore"];
+}
+
+/// The keys of the `a{sv}` dicts the daemon returns: `User1.Status` (the first nine),
+/// `Admin1.ListUsers` and `Admin1.ShowUser` (all of them; [`EVENTS`](status_key::EVENTS)
+/// only in `ShowUser`). Times are Unix seconds, 0 = never/none, `u64::MAX` = until unlocked.
+pub mod status_key {
+    /// `b`: the user has a confirmed second factor.
+    pub const ENROLLED: &str = "enrolled";
+    /// `b`: an enrolment was begun and not yet confirmed (or expired).
+    pub const PENDING_ENROLLMENT: &str = "pending_enrollment";
+    /// `u`: unused recovery codes.
+    pub const RECOVERY_CODES_LEFT: &str = "recovery_codes_left";
+    /// `b`: policy requires a second factor for this user.
+    pub const REQUIRED: &str = "required";
+    /// `b`: the user may switch 2FA off themselves.
+    pub const MAY_TOGGLE: &str = "may_toggle";
+    /// `u`: failed attempts counted toward the lock.
+    pub const FAILURES: &str = "failures";
+    /// `t`: locked until this time.
+    pub const LOCKED_UNTIL: &str = "locked_until";
+    /// `t`: the last successful second factor.
+    pub const LAST_SUCCESS: &str = "last_success";
+    /// `t`: the last failed attempt.
+    pub const LAST_FAILURE: &str = "last_failure";
+    /// `s` (admin only): the account name.
+    pub const USER: &str = "user";
+    /// `u` (admin only): the account's uid.
+    pub const UID: &str = "uid";
+    /// `s` (admin only): the name the record was enrolled under.
+    pub const ENROLLED_AS: &str = "enrolled_as";
+    /// `s` (admin only): why 2FA is or is not required.
+    pub const WHY: &str = "why";
+    /// `s` (admin only): the per-user requirement override (`required`, `exempt`, `default`).
+    pub const OVERRIDE: &str = "override";
+    /// `s` (admin only): why the record cannot be read (empty: readable).
+    pub const ERROR: &str = "error";
+    /// `a(ts)` (`ShowUser` only): the latest events, oldest first.
+    pub const EVENTS: &str = "events";
+    /// The keys of `User1.Status`.
+    pub const STATUS: &[&str] = &[
+        ENROLLED,
+        PENDING_ENROLLMENT,
+        RECOVERY_CODES_LEFT,
+        REQUIRED,
+        MAY_TOGGLE,
+        FAILURES,
+        LOCKED_UNTIL,
+        LAST_SUCCESS,
+        LAST_FAILURE,
+    ];
+    /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
+    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
+    pub const ADMIN_EXTRA: &[&str] = &[USER, UID, ENROLLED_AS, WHY, OVERRIDE, ERROR];
+}
+
+/// The keys of the `a{sv}` dict `Admin1.RepairUser` returns.
+pub mod repair_key {
+    /// `s`: the record file.
+    pub const PATH: &str = "path";
+    /// `s`: what is damaged (empty: intact, nothing to do).
+    pub const DAMAGE: &str = "damage";
+    /// `as`: what each slot holds.
+    pub const SLOTS: &str = "slots";
+    /// `as`: what a repair may lose.
+    pub const MAY_BE_LOST: &str = "may_be_lost";
+    /// `as`: what a repair restores.
+    pub const RESTORED: &str = "restored";
+    /// `b`: the repair was written.
+    pub const WRITTEN: &str = "written";
+    /// `s`: where the damaged file was kept.
+    pub const KEPT: &str = "kept";
+    /// Every key, in the order above.
+    pub const ALL: &[&str] = &[PATH, DAMAGE, SLOTS, MAY_BE_LOST, RESTORED, WRITTEN, KEPT];
+}
+
 /// Bounds on what crosses the bus, enforced on both sides.
 pub mod limits {
     /// Longest user name accepted (Linux allows 32; NSS back ends may allow more).

@@ -18,7 +18,8 @@ use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::{clock, Caller, Core, Error as CoreError};
-use twostep_proto::{limits, Error, PendingEnrollment, Properties};
+use twostep_proto::status_key as key;
+use twostep_proto::{limits, repair_key, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
 const MAX_IN_FLIGHT: usize = 64;
@@ -179,14 +180,14 @@ impl UserIface {
             .0
             .run(move |core| core.enroll_begin(&caller, &proof, clock::now()))
             .await?;
-        Ok((
-            p.secret_base32,
-            p.uri,
-            p.algorithm.to_owned(),
-            u32::from(p.digits),
-            u32::try_from(p.period).unwrap_or(u32::MAX),
-            p.expires.0,
-        ))
+        Ok(PendingEnrollment {
+            secret_base32: p.secret_base32,
+            otpauth_uri: p.uri,
+            algorithm: p.algorithm.to_owned(),
+            digits: u32::from(p.digits),
+            period: u32::try_from(p.period).unwrap_or(u32::MAX),
+            expires_at: p.expires.0,
+        })
     }
 
     /// Confirm the pending key; returns recovery codes on a first enrolment.
@@ -236,15 +237,15 @@ impl UserIface {
             .run(move |core| core.status(&caller, clock::now()))
             .await?;
         let mut m = Props::default();
-        m.put("enrolled", s.enrolled);
-        m.put("pending_enrollment", s.pending);
-        m.put("recovery_codes_left", count(s.recovery_left));
-        m.put("required", s.required);
-        m.put("may_toggle", s.may_toggle);
-        m.put("failures", s.failures);
-        m.put("locked_until", s.locked_until);
-        m.put("last_success", s.last_success);
-        m.put("last_failure", s.last_failure);
+        m.put(key::ENROLLED, s.enrolled);
+        m.put(key::PENDING_ENROLLMENT, s.pending);
+        m.put(key::RECOVERY_CODES_LEFT, count(s.recovery_left));
+        m.put(key::REQUIRED, s.required);
+        m.put(key::MAY_TOGGLE, s.may_toggle);
+        m.put(key::FAILURES, s.failures);
+        m.put(key::LOCKED_UNTIL, s.locked_until);
+        m.put(key::LAST_SUCCESS, s.last_success);
+        m.put(key::LAST_FAILURE, s.last_failure);
         Ok(m.0)
     }
 }
@@ -266,24 +267,24 @@ fn count(n: usize) -> u32 {
 
 fn user_props(u: UserInfo, with_events: bool) -> Properties {
     let mut m = Props::default();
-    m.put("user", u.name);
-    m.put("uid", u.uid);
-    m.put("enrolled_as", u.enrolled_as);
-    m.put("enrolled", u.enrolled);
-    m.put("pending_enrollment", u.pending);
-    m.put("recovery_codes_left", count(u.recovery_left));
-    m.put("required", u.required);
-    m.put("why", u.why);
-    m.put("override", u.policy_override);
-    m.put("may_toggle", u.may_toggle);
-    m.put("failures", u.failures);
-    m.put("locked_until", u.locked_until);
-    m.put("last_success", u.last_success);
-    m.put("last_failure", u.last_failure);
-    m.put("error", u.error);
+    m.put(key::USER, u.name);
+    m.put(key::UID, u.uid);
+    m.put(key::ENROLLED_AS, u.enrolled_as);
+    m.put(key::ENROLLED, u.enrolled);
+    m.put(key::PENDING_ENROLLMENT, u.pending);
+    m.put(key::RECOVERY_CODES_LEFT, count(u.recovery_left));
+    m.put(key::REQUIRED, u.required);
+    m.put(key::WHY, u.why);
+    m.put(key::OVERRIDE, u.policy_override);
+    m.put(key::MAY_TOGGLE, u.may_toggle);
+    m.put(key::FAILURES, u.failures);
+    m.put(key::LOCKED_UNTIL, u.locked_until);
+    m.put(key::LAST_SUCCESS, u.last_success);
+    m.put(key::LAST_FAILURE, u.last_failure);
+    m.put(key::ERROR, u.error);
     if with_events {
         let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();
-        m.put("events", events);
+        m.put(key::EVENTS, events);
     }
     m.0
 }
@@ -396,13 +397,13 @@ impl AdminIface {
             .run(move |core| core.admin_repair(&caller, &user, confirm, clock::now()))
             .await?;
         let mut m = Props::default();
-        m.put("path", r.path);
-        m.put("damage", r.damage);
-        m.put("slots", r.slots);
-        m.put("may_be_lost", r.may_be_lost);
-        m.put("restored", r.restored);
-        m.put("written", r.written);
-        m.put("kept", r.kept);
+        m.put(repair_key::PATH, r.path);
+        m.put(repair_key::DAMAGE, r.damage);
+        m.put(repair_key::SLOTS, r.slots);
+        m.put(repair_key::MAY_BE_LOST, r.may_be_lost);
+        m.put(repair_key::RESTORED, r.restored);
+        m.put(repair_key::WRITTEN, r.written);
+        m.put(repair_key::KEPT, r.kept);
         Ok(m.0)
     }
 }
