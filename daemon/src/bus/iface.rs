@@ -18,9 +18,7 @@ use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::{clock, Caller, Core, Error as CoreError};
-use twostep_proto::{
-    limits, Begin2Reply, Error, PendingEnrollment, Properties, Step, WireStep, WireStep2,
-};
+use twostep_proto::{limits, Error, PendingEnrollment, Properties, Step, WireStep};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
 const MAX_IN_FLIGHT: usize = 64;
@@ -204,6 +202,8 @@ impl LoginIface {
     }
 }
 
+// The reply types are spelled out as tuples (not `WireStep2`) so that the introspection
+// data lists them as separate out arguments, as the message bodies carry them.
 #[zbus::interface(name = "org.twostep.Login2")]
 impl Login2Iface {
     /// Open a login conversation for `user`:
@@ -213,7 +213,7 @@ impl Login2Iface {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
         context: HashMap<String, String>,
-    ) -> Result<Begin2Reply, Error> {
+    ) -> Result<(String, String, String, String, u32, u32, bool), Error> {
         let (id, step) = self.0.begin_login(&hdr, user, context).await?;
         let (kind, message, prompt, digits, max, echo) = step.to_wire2();
         Ok((id, kind, message, prompt, digits, max, echo))
@@ -225,7 +225,7 @@ impl Login2Iface {
         #[zbus(header)] hdr: Header<'_>,
         session: String,
         answer: Vec<u8>,
-    ) -> Result<WireStep2, Error> {
+    ) -> Result<(String, String, String, u32, u32, bool), Error> {
         let step = self.0.answer_login(&hdr, session, answer).await?;
         Ok(step.to_wire2())
     }

@@ -458,6 +458,7 @@ impl Daemon for BusDaemon<'_> {
             other => other,
         };
         let reply = result.map_err(|e| self.failed(login::BEGIN, &e))?;
+        expect_signature(&reply, c.version, login::BEGIN)?;
         let mut parser = reply.body.parser();
         let session = parser
             .get::<String>()
@@ -497,6 +498,7 @@ impl Daemon for BusDaemon<'_> {
         wipe_body(&mut msg);
         drop(msg);
         let reply = reply.map_err(|e| self.failed(login::ANSWER, &e))?;
+        expect_signature(&reply, c.version, login::ANSWER)?;
         let step = read_step(&mut reply.body.parser(), c.version, login::ANSWER)?;
         self.decoded(step)
     }
@@ -689,6 +691,33 @@ fn begin_call(
         .push_param2(user, context)
         .map_err(|e| DaemonError::Protocol(format!("Begin: {e}")))?;
     Ok(begin)
+}
+
+/// A reply of `member` has exactly the signature of `version`: nothing missing, nothing
+/// added.
+fn expect_signature(
+    reply: &MarshalledMessage,
+    version: Version,
+    member: &str,
+) -> Result<(), DaemonError> {
+    let step = match version {
+        Version::Login2 => "sssuub",
+        Version::Login1 => "sssu",
+    };
+    let want = if member == login::BEGIN {
+        format!("s{step}")
+    } else {
+        step.to_owned()
+    };
+    if reply.get_sig() == want {
+        Ok(())
+    } else {
+        Err(DaemonError::Protocol(format!(
+            "{member} reply of {}: signature {}, not {want}",
+            version.interface(),
+            Field(Some(reply.get_sig()))
+        )))
+    }
 }
 
 /// The step in a reply of `member` (after Begin's session token), in the wire form of
@@ -1643,6 +1672,46 @@ mod tests {
                 Err(BeginError::Failed(DaemonError::Unanswered(_) | DaemonError::Protocol(_))) => {}
                 other => panic!("{sender} {name}: {other:?}"),
             }
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_reply_with_more_than_its_signature_is_refused() {
+        for on_answer in [false, true] {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                let uid = peer.register(":1.7");
+                let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+                peer.reply(&uid, DBUS_NAME, body_of(0u32));
+                let mut body = step_body("tok", &code_step());
+                if !on_answer {
+                    body.body.push_param(7u32).unwrap();
+                    peer.reply(&begin, ":1.7", body);
+                    peer.assert_closed();
+                    return;
+                }
+                peer.reply(&begin, ":1.7", body);
+                let answer = peer.call_on(LOGIN2_INTERFACE, login::ANSWER);
+                let mut body = wire_step(&done_step());
+                body.body.push_param("more").unwrap();
+                peer.reply(&answer, ":1.7", body);
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let daemon = BusDaemon::new(&args, &log);
+            let begun = daemon.begin("alice", &LoginContext::default());
+            if on_answer {
+                let (session, _) = begun.unwrap();
+                let got = daemon.answer(&session, &answer_of(b"123456"));
+                assert!(matches!(got, Err(DaemonError::Protocol(_))), "{got:?}");
+            } else {
+                assert!(
+                    matches!(begun, Err(BeginError::Failed(DaemonError::Protocol(_)))),
+                    "{begun:?}"
+                );
+            }
+            drop(daemon);
             bus.join().unwrap();
         }
     }
