@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedValue, Value};
 
+use twostep_proto::{Step, WireStep};
 use zeroize::Zeroizing;
 
 use super::rate::RateLimit;
@@ -18,7 +19,7 @@ use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::{clock, Caller, Core, Error as CoreError};
-use twostep_proto::{limits, Error, PendingEnrollment, Properties, Step, WireStep};
+use twostep_proto::{limits, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
 const MAX_IN_FLIGHT: usize = 64;
