@@ -35,6 +35,9 @@ pub enum Error {
     WrongCode(String),
     /// Too many failures; nothing was evaluated.
     Locked(String),
+    /// On `Login1`: the next step has a shape that interface cannot carry (the caller's
+    /// module predates `Login2`). The login fails closed; nothing was evaluated for it.
+    NeedsNewerModule(String),
 }
 
 /// `a{sv}` as returned by `Status`.
@@ -76,6 +79,23 @@ pub trait Login {
 
     /// Answer the current prompt of `session`; returns the next step.
     fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<crate::WireStep>;
+}
+
+/// `Begin`'s reply on Login2: the session token, then a [`crate::WireStep2`] flat.
+pub type Begin2Reply = (String, String, String, String, u32, u32, bool);
+
+#[zbus::proxy(
+    interface = "org.twostep.Login2",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait Login2 {
+    /// Open a login conversation for `user`; returns the session token and the first step.
+    fn begin(&self, user: &str, context: HashMap<&str, &str>) -> zbus::Result<Begin2Reply>;
+
+    /// Answer the current prompt of `session`; returns the next step.
+    fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<crate::WireStep2>;
 }
 
 #[zbus::proxy(
@@ -170,6 +190,7 @@ mod tests {
             ),
             (Error::WrongCode(s()), error_name::WRONG_CODE),
             (Error::Locked(s()), error_name::LOCKED),
+            (Error::NeedsNewerModule(s()), error_name::NEEDS_NEWER_MODULE),
         ];
         for (err, name) in cases {
             assert_eq!(err.name().as_str(), name);

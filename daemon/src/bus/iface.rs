@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedValue, Value};
 
+use twostep_proto::{Step, WireStep};
 use zeroize::Zeroizing;
 
 use super::rate::RateLimit;
@@ -122,10 +123,60 @@ impl Shared {
     }
 }
 
+/// `org.twostep.Login1`: for modules before Login2. Same core, same sessions; a step this
+/// interface cannot carry ends in `NeedsNewerModule`.
 pub struct LoginIface(Shared);
+/// `org.twostep.Login2`: steps with answer shapes named by form.
+pub struct Login2Iface(Shared);
 pub struct UserIface(Shared);
 /// The admin interface also knows the config file, for `Reload`.
 pub struct AdminIface(Shared, PathBuf);
+
+impl Shared {
+    /// `Begin` of both login interfaces: the session token and the first step.
+    async fn begin_login(
+        &self,
+        hdr: &Header<'_>,
+        user: String,
+        context: HashMap<String, String>,
+    ) -> Result<(String, Step), Error> {
+        let (caller, _slot) = self.caller(hdr).await?;
+        let ctx = LoginContext::from_map(&context)?;
+        self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
+            .await
+    }
+
+    /// `Answer` of both login interfaces: the next step.
+    async fn answer_login(
+        &self,
+        hdr: &Header<'_>,
+        session: String,
+        answer: Vec<u8>,
+    ) -> Result<Step, Error> {
+        let (caller, _slot) = self.caller(hdr).await?;
+        if session.len() > limits::MAX_SESSION_LEN {
+            return Err(Error::NoSession("no such login session".into()));
+        }
+        let answer = Zeroizing::new(answer);
+        self.run(move |core| core.answer(&caller, &session, &answer, clock::now()))
+            .await
+    }
+}
+
+/// A step on Login1, or `NeedsNewerModule` when that interface cannot carry it. The old
+/// module does not know that error name and fails closed with its text in its log line;
+/// it is never sent a verdict the daemon did not reach.
+fn login1_step(step: &Step) -> Result<WireStep, Error> {
+    step.to_wire().map_err(|e| {
+        log::warn!(
+            "outcome=needs-newer-module a login step has a shape {} cannot carry; the \
+             caller's pam_twostep predates {}",
+            twostep_proto::LOGIN_INTERFACE,
+            twostep_proto::LOGIN2_INTERFACE
+        );
+        Error::NeedsNewerModule(e.to_string())
+    })
+}
 
 #[zbus::interface(name = "org.twostep.Login1")]
 impl LoginIface {
@@ -136,13 +187,8 @@ impl LoginIface {
         user: String,
         context: HashMap<String, String>,
     ) -> Result<(String, String, String, String, u32), Error> {
-        let (caller, _slot) = self.0.caller(&hdr).await?;
-        let ctx = LoginContext::from_map(&context)?;
-        let (id, step) = self
-            .0
-            .run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
-            .await?;
-        let (kind, message, prompt, digits) = step.to_wire();
+        let (id, step) = self.0.begin_login(&hdr, user, context).await?;
+        let (kind, message, prompt, digits) = login1_step(&step)?;
         Ok((id, kind, message, prompt, digits))
     }
 
@@ -153,16 +199,37 @@ impl LoginIface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(String, String, String, u32), Error> {
-        let (caller, _slot) = self.0.caller(&hdr).await?;
-        if session.len() > limits::MAX_SESSION_LEN {
-            return Err(Error::NoSession("no such login session".into()));
-        }
-        let answer = Zeroizing::new(answer);
-        let step = self
-            .0
-            .run(move |core| core.answer(&caller, &session, &answer, clock::now()))
-            .await?;
-        Ok(step.to_wire())
+        let step = self.0.answer_login(&hdr, session, answer).await?;
+        login1_step(&step)
+    }
+}
+
+// The reply types are spelled out as tuples (not `WireStep2`) so that the introspection
+// data lists them as separate out arguments, as the message bodies carry them.
+#[zbus::interface(name = "org.twostep.Login2")]
+impl Login2Iface {
+    /// Open a login conversation for `user`:
+    /// `(session, kind, message, prompt, digits, max, echo)`.
+    async fn begin(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        context: HashMap<String, String>,
+    ) -> Result<(String, String, String, String, u32, u32, bool), Error> {
+        let (id, step) = self.0.begin_login(&hdr, user, context).await?;
+        let (kind, message, prompt, digits, max, echo) = step.to_wire2();
+        Ok((id, kind, message, prompt, digits, max, echo))
+    }
+
+    /// Answer the current prompt: `(kind, message, prompt, digits, max, echo)`.
+    async fn answer(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        session: String,
+        answer: Vec<u8>,
+    ) -> Result<(String, String, String, u32, u32, bool), Error> {
+        let step = self.0.answer_login(&hdr, session, answer).await?;
+        Ok(step.to_wire2())
     }
 }
 
@@ -443,6 +510,9 @@ pub async fn serve(
         .at(twostep_proto::OBJECT_PATH, LoginIface(shared.clone()))
         .await?;
     server
+        .at(twostep_proto::OBJECT_PATH, Login2Iface(shared.clone()))
+        .await?;
+    server
         .at(twostep_proto::OBJECT_PATH, UserIface(shared.clone()))
         .await?;
     server
@@ -459,5 +529,74 @@ pub async fn serve(
             Ok(identify)
         }
         _ => Err(zbus::Error::NameTaken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twostep_proto::{error_name, Accept, Verdict};
+    use zbus::DBusError;
+
+    fn prompt(accept: Accept) -> Step {
+        Step::Prompt {
+            message: String::new(),
+            prompt: "Verification code: ".into(),
+            accept,
+        }
+    }
+
+    #[test]
+    fn login1_carries_todays_steps_unchanged() {
+        let code = login1_step(&prompt(Accept::Digits { n: 6 })).unwrap();
+        assert_eq!(
+            code,
+            (
+                "prompt-code".into(),
+                String::new(),
+                "Verification code: ".into(),
+                6
+            )
+        );
+        let either = login1_step(&prompt(Accept::DigitsOrText {
+            n: 8,
+            max: twostep_proto::MAX_RECOVERY_LEN,
+        }))
+        .unwrap();
+        assert_eq!(
+            (either.0.as_str(), either.3),
+            ("prompt-code-or-recovery", 8)
+        );
+        let ack = login1_step(&prompt(Accept::Acknowledge)).unwrap();
+        assert_eq!(ack.0, "prompt-acknowledge");
+        let done = login1_step(&Step::Done {
+            verdict: Verdict::Locked,
+            message: "m".into(),
+        })
+        .unwrap();
+        assert_eq!(done, ("locked".into(), "m".into(), String::new(), 0));
+    }
+
+    #[test]
+    fn a_step_login1_cannot_carry_is_a_named_error_not_a_verdict() {
+        for accept in [
+            Accept::Text {
+                max: 64,
+                echo: true,
+            },
+            Accept::Text {
+                max: 64,
+                echo: false,
+            },
+            Accept::Digits { n: 4 },
+            Accept::DigitsOrText { n: 10, max: 64 },
+        ] {
+            let e = login1_step(&prompt(accept)).unwrap_err();
+            assert_eq!(e.name().as_str(), error_name::NEEDS_NEWER_MODULE);
+            let Error::NeedsNewerModule(text) = e else {
+                panic!("{accept:?}");
+            };
+            assert!(text.contains("needs a newer pam_twostep"), "{text}");
+        }
     }
 }

@@ -561,9 +561,12 @@ impl Core {
         }
         let digits = self.digits();
         let accept = if recovery::left(&record.recovery) > 0 {
-            Accept::CodeOrRecovery { digits }
+            Accept::DigitsOrText {
+                n: digits,
+                max: twostep_proto::MAX_RECOVERY_LEN,
+            }
         } else {
-            Accept::Code { digits }
+            Accept::Digits { n: digits }
         };
         let step = Step::Prompt {
             message: String::new(),
@@ -623,7 +626,7 @@ impl Core {
         Ok(Step::Prompt {
             message,
             prompt: "Code from your app: ".into(),
-            accept: Accept::Code { digits: key.digits },
+            accept: Accept::Digits { n: key.digits },
         })
     }
 
@@ -1309,7 +1312,10 @@ mod tests {
         assert!(matches!(
             step,
             Step::Prompt {
-                accept: Accept::CodeOrRecovery { digits: 6 },
+                accept: Accept::DigitsOrText {
+                    n: 6,
+                    max: twostep_proto::MAX_RECOVERY_LEN
+                },
                 ..
             }
         ));
@@ -1366,7 +1372,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(accept, Accept::Code { digits: 6 });
+        assert_eq!(accept, Accept::Digits { n: 6 });
         assert!(message.contains('█'), "QR code in the text");
         let key_line = message
             .lines()
