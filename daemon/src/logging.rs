@@ -12,6 +12,11 @@
 //! first drop of a run is announced on the *other* sink with the next line logged, so a
 //! stuck syslog shows up on stderr (the journal's other input under systemd) at once.
 //!
+//! One difference between the two: a logging call waits (at most [`HEALTHY_WAIT`]) for
+//! stderr to take its line while stderr is healthy, so the line is out before the reply that
+//! follows it, as with a plain write; a wait that runs out starts an outage, and no call
+//! waits again until stderr takes a line. Syslog is never waited for.
+//!
 //! The syslog socket additionally has a send timeout ([`SEND_TIMEOUT`]), so its thread
 //! notices a stuck receiver and keeps counting rather than sleeping on one line forever; a
 //! missing `/dev/log` is retried at most every [`RETRY`], with lines dropped (and counted)
@@ -40,6 +45,8 @@ enum Msg {
 
 /// How long [`log::Log::flush`] waits for each sink at exit.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a logging call waits for a healthy stderr to take its line (see the module doc).
+pub const HEALTHY_WAIT: Duration = Duration::from_millis(500);
 
 /// Where a sink's thread writes; `Err` counts the line as dropped.
 pub trait Target: Send + 'static {
@@ -134,6 +141,15 @@ impl Sink {
         }
         wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok()
+    }
+
+    /// While the sink takes lines, wait (at most `timeout`) until this line is out; in an
+    /// outage, return at once. A wait that runs out starts an outage: no later call waits
+    /// until a line gets through again.
+    pub fn wait_while_healthy(&self, timeout: Duration) {
+        if !self.drops.outage.load(Ordering::Relaxed) && !self.flush(timeout) {
+            self.drops.add(0, true);
+        }
     }
 
     /// `true` once after this sink started dropping lines: time to say so elsewhere.
@@ -306,6 +322,9 @@ impl log::Log for AuditLog {
                 other.offer(log::Level::Warn, &note);
             }
         }
+        // Why: stderr is what the service manager (and the tests) read; while it takes
+        // lines, a line is out before the reply that follows it, as with a plain write.
+        self.stderr.wait_while_healthy(HEALTHY_WAIT);
     }
 
     /// Wait (at most [`FLUSH_TIMEOUT`] per sink) until the lines logged so far are out:
@@ -433,6 +452,34 @@ mod tests {
             ]
         );
         assert_eq!(sink.dropped(), 0);
+    }
+
+    #[test]
+    fn a_healthy_sink_is_waited_for_and_a_stuck_one_only_once() {
+        let target = Recorder::default();
+        let sink = Sink::spawn("test", 64, target.clone()).unwrap();
+        sink.offer(log::Level::Info, "first");
+        sink.wait_while_healthy(Duration::from_secs(10));
+        // Out before the call returned.
+        assert_eq!(target.0.lock().unwrap().0, vec!["first".to_owned()]);
+
+        // A sink whose thread is stuck: the first wait runs out and starts an outage; the
+        // next call does not wait at all (it returns although the thread is still stuck).
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+        impl Target for Stuck {
+            fn write_line(&mut self, _: log::Level, _: &str) -> std::io::Result<()> {
+                let _ = self.0.lock().unwrap().recv();
+                Ok(())
+            }
+        }
+        let stuck = Sink::spawn("stuck", 64, Stuck(std::sync::Mutex::new(rx))).unwrap();
+        stuck.offer(log::Level::Info, "held");
+        stuck.wait_while_healthy(Duration::from_millis(50));
+        assert!(stuck.drops.outage.load(Ordering::Relaxed));
+        stuck.offer(log::Level::Info, "next");
+        stuck.wait_while_healthy(Duration::from_secs(3600));
+        drop(tx);
     }
 
     #[test]
