@@ -3,15 +3,14 @@
 
 use twostep_config::Config;
 
-use super::engine::{check_identity, Caller, Core};
-use super::lockout;
+use super::engine::{check_identity, Core};
+use super::lockout::{self, locked_until};
 use super::policy::{self, Override};
 use super::record::{Event, Record};
 use super::recovery;
-use super::selfservice::locked_until;
-use super::store::SlotView;
-use super::users::{self, Account};
-use super::{authz, Error, UnixTime};
+use super::store::{SlotView, Write};
+use super::users::Account;
+use super::{authz, Caller, Error, UnixTime};
 
 /// One user as an admin sees it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -74,8 +73,8 @@ impl Core {
             return Ok(());
         }
         let admin_group = self.config().policy.admin_group.clone();
-        let groups = match users::by_uid(caller.uid) {
-            Ok(account) if !admin_group.is_empty() => users::group_names(&account)?,
+        let groups = match self.accounts().by_uid(caller.uid) {
+            Ok(account) if !admin_group.is_empty() => self.accounts().group_names(&account)?,
             _ => Vec::new(),
         };
         authz::may_admin(caller.uid, &groups, &admin_group)
@@ -85,7 +84,7 @@ impl Core {
     /// account is shown, with the reason its logins fail in `error`).
     fn info(&self, account: &Account, now: UnixTime) -> UserInfo {
         let name = account.name.as_str();
-        let record = match self.with_user(account.uid, || self.load_unchecked(account)) {
+        let record = match self.load_unchecked(account) {
             Ok(r) => r.unwrap_or_else(|| Record::for_account(name, account.uid)),
             Err(e) => {
                 return UserInfo {
@@ -96,11 +95,14 @@ impl Core {
                 }
             }
         };
-        let identity = check_identity(account, &record);
+        let identity = check_identity(self.accounts(), account, &record);
         let requirement = identity
             .as_ref()
-            .map_err(|e| Error::Busy(e.to_string()))
-            .and_then(|()| self.requirement(account, &record))
+            .map_err(|e| Error::Unavailable(e.to_string()))
+            .and_then(|()| {
+                self.settings()
+                    .requirement(self.accounts(), account, &record)
+            })
             .unwrap_or_else(|e| policy::Requirement {
                 required: false,
                 why: e.to_string(),
@@ -118,7 +120,11 @@ impl Core {
             why: requirement.why,
             policy_override: format!("{:?}", record.policy_override).to_lowercase(),
             failures: record.failures,
-            locked_until: locked_until(lockout::state(&record, now, &self.lock_policy())),
+            locked_until: locked_until(lockout::state(
+                &record,
+                now,
+                &self.settings().lock_policy(),
+            )),
             last_success: record.last_success.map_or(0, |t| t.0),
             last_failure: record.last_failure.map_or(0, |t| t.0),
             error: identity.err().map(|e| e.to_string()).unwrap_or_default(),
@@ -132,7 +138,7 @@ impl Core {
     /// Not an admin, or the store cannot be listed.
     pub fn admin_list(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
         self.authorize_admin(caller)?;
-        let uids = self.store.users().map_err(Error::Busy)?;
+        let uids = self.store().list()?;
         Ok(uids
             .into_iter()
             .map(|uid| self.info_of_uid(uid, now))
@@ -142,7 +148,7 @@ impl Core {
     /// [`Core::info`] of a record found by its uid: the account is the name the record was
     /// made under if NSS still gives it this uid, otherwise whoever has the uid now.
     fn info_of_uid(&self, uid: u32, now: UnixTime) -> UserInfo {
-        let stored = self.with_user(uid, || self.store.load(uid));
+        let stored = self.store().load_uid(uid);
         let made_under = match &stored {
             Ok(Some(r)) => r.user.clone(),
             Ok(None) => String::new(),
@@ -155,9 +161,9 @@ impl Core {
                 }
             }
         };
-        let account = match users::by_name(&made_under) {
+        let account = match self.accounts().by_name(&made_under) {
             Ok(a) if a.uid == uid => a,
-            _ => match users::by_uid(uid) {
+            _ => match self.accounts().by_uid(uid) {
                 Ok(a) => a,
                 Err(_) => {
                     return UserInfo {
@@ -187,7 +193,7 @@ impl Core {
         now: UnixTime,
     ) -> Result<UserInfo, Error> {
         self.authorize_admin(caller)?;
-        let account = users::by_name(name)?;
+        let account = self.accounts().by_name(name)?;
         Ok(self.info(&account, now))
     }
 
@@ -203,8 +209,9 @@ impl Core {
         now: UnixTime,
     ) -> Result<(), Error> {
         self.authorize_admin(caller)?;
-        let account: Account = users::by_name(name)?;
+        let account: Account = self.accounts().by_name(name)?;
         if action == Action::Reset {
+            self.replace_vanished_record(caller, &account, now)?;
             self.replace_former_record(caller, &account, now)?;
         }
         self.update(&account, |r| {
@@ -221,7 +228,7 @@ impl Core {
                 now,
                 format!("admin {} by uid {}", action.name(), caller.uid),
             );
-            Ok(((), true))
+            (Write::Save, Ok(()))
         })?;
         log::info!(
             "admin_uid={} user={} action={} outcome=done",
@@ -241,52 +248,78 @@ impl Core {
         account: &Account,
         now: UnixTime,
     ) -> Result<(), Error> {
-        self.with_user(account.uid, || {
-            let Some(old) = self.load_unchecked(account)? else {
-                return Ok(());
+        let dropped = crate::core::store::update(self.store(), account, |slot| {
+            let Some(old) = slot.as_mut() else {
+                return (Write::Keep, Ok(None));
             };
-            match check_identity(account, &old) {
+            match check_identity(self.accounts(), account, old) {
                 Err(Error::FormerAccount { .. }) => {}
-                other => return other,
+                other => return (Write::Keep, other.map(|()| None)),
             }
+            let enrolled_as = old.user.clone();
             let mut fresh = Record::for_account(&account.name, account.uid);
             fresh.note(
                 now,
                 format!(
-                    "admin reset by uid {}: record of former account {:?} dropped",
-                    caller.uid, old.user
+                    "admin reset by uid {}: record of former account {enrolled_as:?} dropped",
+                    caller.uid
                 ),
             );
-            self.store.save(&fresh)?;
+            *old = fresh;
+            (Write::Save, Ok(Some(enrolled_as)))
+        })?;
+        if let Some(enrolled_as) = dropped {
             log::warn!(
-                "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={}",
+                "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={enrolled_as}",
                 caller.uid,
                 account.name,
                 account.uid,
-                old.user
             );
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
-    /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery).
-    /// `state_dir` and `bus` need a restart; a change to them is refused.
+    /// A reset of an enrolled account whose record vanished (see the store's enrolment
+    /// list): a fresh record without a factor takes its place, and the account leaves the
+    /// list, so its logins stop failing closed.
+    fn replace_vanished_record(
+        &self,
+        caller: &Caller,
+        account: &Account,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let mut fresh = Record::for_account(&account.name, account.uid);
+        fresh.note(
+            now,
+            format!(
+                "admin reset by uid {}: the enrolled account's record had vanished",
+                caller.uid
+            ),
+        );
+        if self.store().replace_vanished(account, &fresh)? {
+            log::warn!(
+                "admin_uid={} user={} uid={} action=reset outcome=vanished-record-replaced",
+                caller.uid,
+                account.name,
+                account.uid,
+            );
+        }
+        Ok(())
+    }
+
+    /// For an admin: read the configuration with `load` (only once the caller is
+    /// authorized: nobody else makes the daemon read or judge the file) and put it in force
+    /// ([`Core::apply_config`]).
     ///
     /// # Errors
-    /// Not an admin, or a change that needs a restart.
-    pub fn reload(&self, caller: &Caller, config: Config) -> Result<(), Error> {
+    /// Not an admin, `load`'s error, or a change that needs a restart.
+    pub fn reload(
+        &self,
+        caller: &Caller,
+        load: impl FnOnce() -> Result<Config, Error>,
+    ) -> Result<(), Error> {
         self.authorize_admin(caller)?;
-        let current = self.config();
-        if config.daemon != current.daemon {
-            return Err(Error::InvalidArgument(
-                "[daemon] state_dir and bus change only with a restart; nothing was reloaded"
-                    .into(),
-            ));
-        }
-        *self
-            .config
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(config);
+        self.apply_config(load()?)?;
         log::info!("admin_uid={} action=reload outcome=done", caller.uid);
         Ok(())
     }
@@ -408,12 +441,19 @@ impl Core {
         now: UnixTime,
     ) -> Result<RepairReport, Error> {
         self.authorize_admin(caller)?;
-        let account: Account = users::by_name(name)?;
+        let account: Account = self.accounts().by_name(name)?;
         let user = account.name.as_str();
-        let policy = self.lock_policy();
+        let policy = self.settings().lock_policy();
         let window = self.config().totp.window.get();
-        self.with_user(account.uid, || {
-            let Some(seen) = self.store.inspect(account.uid)? else {
+        // Why a file-store capability: slots, generations and damaged copies are the file
+        // format's; another store keeps its own integrity rules.
+        let Some(files) = self.store().files() else {
+            return Err(Error::InvalidArgument(
+                "this store has no record files to repair".into(),
+            ));
+        };
+        files.with_uid_lock(account.uid, || {
+            let Some(seen) = files.inspect(account.uid)? else {
                 return Err(Error::InvalidArgument(format!(
                     "user {user:?} has no record; nothing to repair"
                 )));
@@ -493,7 +533,7 @@ impl Core {
                 .restored
                 .push(format!("then: {}", summary(&repaired, now, &policy)));
             if confirm {
-                let kept = self.store.replace_damaged(
+                let kept = files.replace_damaged(
                     &repaired,
                     generation.saturating_add(2),
                     now,

@@ -5,13 +5,13 @@
 
 use zeroize::Zeroizing;
 
-use super::engine::{Caller, Core, Factor};
-use super::lockout::{self, LockState};
+use super::engine::{Core, Factor};
+use super::lockout::{self, locked_until};
 use super::policy;
 use super::record::{Pending, Record};
 use super::recovery;
-use super::users::{self, Account};
-use super::{totp, Error, UnixTime};
+use super::store::Write;
+use super::{totp, Caller, Error, UnixTime};
 
 /// What `enroll_begin` hands the user, once.
 pub struct PendingInfo {
@@ -38,34 +38,36 @@ pub struct Status {
     pub last_failure: u64,
 }
 
-pub fn locked_until(state: LockState) -> u64 {
-    match state {
-        LockState::Open => 0,
-        LockState::Until(t) => t.0,
-        LockState::UntilUnlocked => u64::MAX,
-    }
-}
-
 impl Core {
     /// Prove the caller holds a factor: a current code or an unused recovery code (which is
-    /// spent). Counts against the lockout like a login.
-    fn prove(&self, record: &mut Record, proof: &[u8], now: UnixTime) -> Result<(), Error> {
-        match self.verify_factor(record, proof, now)? {
-            Factor::Totp | Factor::Recovery { .. } => Ok(()),
-            Factor::Wrong { tag, .. } => {
+    /// spent). Counts against the lockout like a login. On failure: the error, and whether
+    /// the transaction must still save (a charged wrong attempt).
+    fn prove(
+        &self,
+        record: &mut Record,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<(), (Write, Error)> {
+        match self.verify_factor(record, proof, now) {
+            Err(e) => Err((Write::Keep, e)),
+            Ok(Factor::Totp | Factor::Recovery { .. }) => Ok(()),
+            Ok(Factor::Wrong { tag, .. }) => {
                 log::info!("user={} action=prove outcome={tag}", record.user);
-                Err(Error::WrongCode(record.user.clone()))
+                Err((Write::Save, Error::WrongCode(record.user.clone())))
             }
-            Factor::Locked(msg) => Err(Error::Locked {
-                user: record.user.clone(),
-                until: msg,
-            }),
+            Ok(Factor::Locked(msg)) => Err((
+                Write::Keep,
+                Error::Locked {
+                    user: record.user.clone(),
+                    until: msg,
+                },
+            )),
         }
     }
 
     fn recovery_codes(&self) -> Result<(Vec<Zeroizing<String>>, Vec<recovery::StoredCode>), Error> {
         let count = usize::try_from(self.config().recovery.count.get()).unwrap_or(10);
-        recovery::generate(count, &self.hashes).map_err(Error::Busy)
+        recovery::generate(count, self.hashes()).map_err(Error::Internal)
     }
 
     /// Start enrolment of the caller's own account, or — with `proof` — move an enrolled
@@ -80,29 +82,30 @@ impl Core {
         proof: &[u8],
         now: UnixTime,
     ) -> Result<PendingInfo, Error> {
-        let account = users::by_uid(caller.uid)?;
-        let key = self.new_key(now)?;
-        let uri =
-            totp::otpauth_uri(&key, &self.issuer, &account.name).map_err(Error::InvalidArgument)?;
+        let account = self.accounts().by_uid(caller.uid)?;
+        let key = self.settings().new_key(now)?;
+        let uri = totp::otpauth_uri(&key, self.settings().issuer(), &account.name)
+            .map_err(Error::Internal)?;
         let expires = now.plus(self.config().enrollment.pending_seconds.get());
         let pending = Pending {
             key: key.clone(),
             expires,
         };
-        let replacing = self.with_user(account.uid, || {
-            let mut record = self
-                .load(&account)?
-                .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
+        let replacing = self.update(&account, |record| {
             let replacing = record.totp.is_some();
             if replacing {
                 if proof.is_empty() {
-                    return Err(Error::AlreadyEnrolled(account.name.clone()));
+                    return (
+                        Write::Keep,
+                        Err(Error::AlreadyEnrolled(account.name.clone())),
+                    );
                 }
-                self.prove(&mut record, proof, now)?;
+                if let Err((write, e)) = self.prove(record, proof, now) {
+                    return (write, Err(e));
+                }
             }
             record.pending = Some(pending);
-            self.store.save(&record)?;
-            Ok(replacing)
+            (Write::Save, Ok(replacing))
         })?;
         log::info!(
             "user={} action={} outcome=pending",
@@ -135,33 +138,42 @@ impl Core {
         code: &[u8],
         now: UnixTime,
     ) -> Result<Vec<Zeroizing<String>>, Error> {
-        let account = users::by_uid(caller.uid)?;
+        let account = self.accounts().by_uid(caller.uid)?;
         let window = self.config().totp.window.get();
         let code = if code.len() <= twostep_proto::limits::MAX_ANSWER_LEN {
             code
         } else {
             b""
         };
-        let shown = self.with_user(account.uid, || {
-            let mut record = self
-                .load(&account)?
-                .ok_or_else(|| Error::NoPendingEnrollment(account.name.clone()))?;
+        let shown = self.update(&account, |record| {
             let pending = match &record.pending {
                 Some(p) if p.expires > now => p.clone(),
-                _ => return Err(Error::NoPendingEnrollment(account.name.clone())),
+                _ => {
+                    return (
+                        Write::Keep,
+                        Err(Error::NoPendingEnrollment(account.name.clone())),
+                    )
+                }
             };
             // Why no replay mark here: the mark belongs to the old key's codes; this key's
             // codes were never used (the old key may have spent the same time step as proof).
-            let check = totp::check(&pending.key, code, now, window, None)
-                .map_err(Error::InvalidArgument)?;
-            let totp::Check::Accepted { step } = check else {
-                return Err(Error::WrongCode(account.name.clone()));
+            let step = match totp::check(&pending.key, code, now, window, None) {
+                Ok(totp::Check::Accepted { step }) => step,
+                Ok(_) => return (Write::Keep, Err(Error::WrongCode(account.name.clone()))),
+                Err(reason) => {
+                    let user = account.name.clone();
+                    return (Write::Keep, Err(Error::CorruptRecord { user, reason }));
+                }
             };
             let first = record.totp.is_none() || recovery::left(&record.recovery) == 0;
             let shown = if first {
-                let (shown, stored) = self.recovery_codes()?;
-                record.recovery = stored;
-                shown
+                match self.recovery_codes() {
+                    Ok((shown, stored)) => {
+                        record.recovery = stored;
+                        shown
+                    }
+                    Err(e) => return (Write::Keep, Err(e)),
+                }
             } else {
                 Vec::new()
             };
@@ -176,8 +188,7 @@ impl Core {
                     "new authenticator"
                 },
             );
-            self.store.save(&record)?;
-            Ok(shown)
+            (Write::Save, Ok(shown))
         })?;
         log::info!("user={} action=enroll-confirm outcome=active", account.name);
         Ok(shown)
@@ -193,15 +204,21 @@ impl Core {
         proof: &[u8],
         now: UnixTime,
     ) -> Result<Vec<Zeroizing<String>>, Error> {
-        let account = users::by_uid(caller.uid)?;
-        let shown = self.with_user(account.uid, || {
-            let mut record = self.enrolled_record(&account)?;
-            self.prove(&mut record, proof, now)?;
-            let (shown, stored) = self.recovery_codes()?;
+        let account = self.accounts().by_uid(caller.uid)?;
+        let shown = self.update(&account, |record| {
+            if record.totp.is_none() {
+                return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
+            }
+            if let Err((write, e)) = self.prove(record, proof, now) {
+                return (write, Err(e));
+            }
+            let (shown, stored) = match self.recovery_codes() {
+                Ok(codes) => codes,
+                Err(e) => return (Write::Keep, Err(e)),
+            };
             record.recovery = stored;
             record.note(now, "new recovery codes");
-            self.store.save(&record)?;
-            Ok(shown)
+            (Write::Save, Ok(shown))
         })?;
         log::info!(
             "user={} action=recovery-codes outcome=regenerated",
@@ -215,10 +232,18 @@ impl Core {
     /// # Errors
     /// Required by policy, toggling denied, a wrong proof, a lock, a failed write.
     pub fn disable(&self, caller: &Caller, proof: &[u8], now: UnixTime) -> Result<(), Error> {
-        let account = users::by_uid(caller.uid)?;
-        self.with_user(account.uid, || {
-            let mut record = self.enrolled_record(&account)?;
-            let required = self.requirement(&account, &record)?;
+        let account = self.accounts().by_uid(caller.uid)?;
+        self.update(&account, |record| {
+            if record.totp.is_none() {
+                return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
+            }
+            let required = match self
+                .settings()
+                .requirement(self.accounts(), &account, record)
+            {
+                Ok(r) => r,
+                Err(e) => return (Write::Keep, Err(e)),
+            };
             if !policy::may_toggle(&self.config().policy, record.may_toggle, &required) {
                 let why = if required.required {
                     format!(
@@ -228,25 +253,23 @@ impl Core {
                 } else {
                     "your administrator does not let you switch it off".to_owned()
                 };
-                return Err(Error::AccessDenied(format!(
-                    "cannot switch 2FA off for {}: {why}",
-                    account.name
-                )));
+                return (
+                    Write::Keep,
+                    Err(Error::AccessDenied(format!(
+                        "cannot switch 2FA off for {}: {why}",
+                        account.name
+                    ))),
+                );
             }
-            self.prove(&mut record, proof, now)?;
+            if let Err((write, e)) = self.prove(record, proof, now) {
+                return (write, Err(e));
+            }
             record.forget_factors();
             record.note(now, "switched off by the user");
-            self.store.save(&record)
+            (Write::Save, Ok(()))
         })?;
         log::info!("user={} action=disable outcome=off", account.name);
         Ok(())
-    }
-
-    fn enrolled_record(&self, account: &Account) -> Result<Record, Error> {
-        match self.load(account)? {
-            Some(r) if r.totp.is_some() => Ok(r),
-            _ => Err(Error::NotEnrolled(account.name.clone())),
-        }
     }
 
     /// The caller's own state.
@@ -254,12 +277,14 @@ impl Core {
     /// # Errors
     /// The caller has no account or the record is unreadable.
     pub fn status(&self, caller: &Caller, now: UnixTime) -> Result<Status, Error> {
-        let account = users::by_uid(caller.uid)?;
+        let account = self.accounts().by_uid(caller.uid)?;
         let record = self
-            .with_user(account.uid, || self.load(&account))?
+            .load(&account)?
             .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
-        let required = self.requirement(&account, &record)?;
-        let state = lockout::state(&record, now, &self.lock_policy());
+        let required = self
+            .settings()
+            .requirement(self.accounts(), &account, &record)?;
+        let state = lockout::state(&record, now, &self.settings().lock_policy());
         Ok(Status {
             enrolled: record.totp.is_some(),
             pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
