@@ -27,6 +27,9 @@ pub mod totp;
 pub mod trust;
 pub mod users;
 
+#[cfg(test)]
+mod fake_tests;
+
 pub use authz::Caller;
 pub use clock::UnixTime;
 pub use engine::Core;

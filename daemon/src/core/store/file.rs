@@ -1524,6 +1524,91 @@ mod tests {
         }
     }
 
+    fn acct(user: &str) -> Account {
+        Account {
+            name: user.into(),
+            uid: uid_of(user),
+            gid: uid_of(user),
+        }
+    }
+
+    fn enrolled(user: &str) -> Record {
+        let mut r = rec(user);
+        r.totp = Some(crate::core::record::TotpKey {
+            secret: crate::core::record::Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            algorithm: twostep_config::Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            created: UnixTime(1),
+        });
+        r
+    }
+
+    fn list_file(dir: &tempfile::TempDir) -> String {
+        fs::read_to_string(dir.path().join("state").join(ENROLLED_FILE)).unwrap()
+    }
+
+    #[test]
+    fn the_enrolment_list_follows_enrolments_and_a_listed_missing_record_fails_closed() {
+        use crate::core::store::{update, Store, Write};
+        let (dir, s) = store();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n"));
+        let set = |user: &str, r: Record| {
+            update(&s, &acct(user), |slot| {
+                *slot = Some(r);
+                (Write::Save, Ok(()))
+            })
+        };
+        set("alice", enrolled("alice")).unwrap();
+        set("bob", enrolled("bob")).unwrap();
+        set("carol", rec("carol")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n1002\n"));
+        // Bob is switched off: taken off the list; carol (never enrolled) was never on it.
+        set("bob", rec("bob")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n"));
+
+        fs::remove_file(s.path_for(uid_of("alice"))).unwrap();
+        fs::remove_file(s.path_for(uid_of("bob"))).unwrap();
+        let err = Store::load(&s, &acct("alice")).unwrap_err();
+        assert!(matches!(err, Error::CorruptRecord { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+        let ran = update(&s, &acct("alice"), |_| (Write::Save, Ok(())));
+        assert!(ran.is_err(), "the closure never runs on a vanished record");
+        // Bob is simply not enrolled any more; the list is in the listing.
+        assert_eq!(Store::load(&s, &acct("bob")).unwrap(), None);
+        assert_eq!(Store::list(&s).unwrap(), vec![1001, 1003]);
+        // Read back at the next start.
+        drop(s);
+        let s = FileStore::open(&dir.path().join("state")).unwrap();
+        assert!(Store::load(&s, &acct("alice")).is_err());
+        // The admin's way out; a record that exists is never replaced this way.
+        assert!(s.replace_vanished(&acct("alice"), &rec("alice")).unwrap());
+        assert_eq!(Store::load(&s, &acct("alice")).unwrap(), Some(rec("alice")));
+        assert!(!s.replace_vanished(&acct("alice"), &rec("alice")).unwrap());
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n"));
+    }
+
+    #[test]
+    fn a_state_dir_without_a_list_gets_one_with_every_account_that_has_a_record() {
+        let (dir, s) = store();
+        s.save(&enrolled("alice")).unwrap();
+        s.save(&rec("carol")).unwrap();
+        drop(s);
+        fs::remove_file(dir.path().join("state").join(ENROLLED_FILE)).unwrap();
+        let s = FileStore::open(&dir.path().join("state")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n1003\n"));
+        let meta = fs::metadata(dir.path().join("state").join(ENROLLED_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // An untrusted or garbled list refuses the start.
+        drop(s);
+        let list = dir.path().join("state").join(ENROLLED_FILE);
+        fs::write(&list, "not a list\n").unwrap();
+        assert!(FileStore::open(&dir.path().join("state")).is_err());
+        fs::write(&list, format!("{ENROLLED_HEADER}\n1001\n")).unwrap();
+        fs::set_permissions(&list, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(FileStore::open(&dir.path().join("state")).is_err());
+    }
+
     #[test]
     fn corrupt_record_fails_closed_for_that_user_only_and_is_never_overwritten() {
         let (_d, s) = store();

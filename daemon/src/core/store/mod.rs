@@ -98,6 +98,41 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// A shared store is a store (the daemon owns one box; a test keeps a handle on it).
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn load(&self, who: &Account) -> Result<Option<Record>, Error> {
+        (**self).load(who)
+    }
+
+    fn load_uid(&self, uid: u32) -> Result<Option<Record>, Error> {
+        (**self).load_uid(uid)
+    }
+
+    fn list(&self) -> Result<Vec<u32>, Error> {
+        (**self).list()
+    }
+
+    fn remove(&self, uid: u32) -> Result<(), Error> {
+        (**self).remove(uid)
+    }
+
+    fn transact(
+        &self,
+        who: &Account,
+        f: &mut dyn FnMut(&mut Option<Record>) -> Write,
+    ) -> Result<(), Error> {
+        (**self).transact(who, f)
+    }
+
+    fn replace_vanished(&self, who: &Account, fresh: &Record) -> Result<bool, Error> {
+        (**self).replace_vanished(who, fresh)
+    }
+
+    fn files(&self) -> Option<&FileStore> {
+        (**self).files()
+    }
+}
+
 /// Run `f` over `who`'s record in one transaction (see [`Store::transact`]) and return what
 /// it answers. `f` returns the commit decision and the answer separately, so an answer can
 /// be an error whose change is still saved (a charged wrong attempt).
