@@ -266,9 +266,9 @@ impl Core {
         } else {
             b""
         };
-        let corrupt = |reason: String| Error::CorruptRecord {
+        let corrupt = |e: totp::KeyError| Error::CorruptRecord {
             user: record.user.clone(),
-            reason,
+            reason: e.to_string(),
         };
         let is_code = answer.iter().all(u8::is_ascii_digit);
         let check = if is_code {
@@ -449,8 +449,9 @@ impl Core {
     }
 
     fn enrolment_prompt(&self, key: &TotpKey, user: &str) -> Result<Step, Error> {
-        let uri = totp::otpauth_uri(key, self.settings.issuer(), user).map_err(Error::Internal)?;
-        let picture = qr::terminal(&uri).map_err(Error::Internal)?;
+        let uri = totp::otpauth_uri(key, self.settings.issuer(), user)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let picture = qr::terminal(&uri).map_err(|e| Error::Internal(e.to_string()))?;
         let message = format!(
             "Two-factor authentication is required for {user}. Set it up now:\n\
              scan this QR code with an authenticator app,\n\n{picture}\n\n\
@@ -610,7 +611,7 @@ impl Core {
     ) -> Result<(Step, Option<Awaiting>), Error> {
         let config = self.settings.config();
         let check = totp::check(&key, answer, now, config.totp.window.get(), None)
-            .map_err(Error::Internal)?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let user = account.name.as_str();
         let Check::Accepted { step } = check else {
             audit(account, ctx, caller, "enrolment-wrong-code");
@@ -619,7 +620,8 @@ impl Core {
             return Ok((done(Verdict::Denied, text.into()), None));
         };
         let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
-        let (shown, stored) = recovery::generate(count, &self.hashes).map_err(Error::Internal)?;
+        let (shown, stored) =
+            recovery::generate(count, &self.hashes).map_err(|e| Error::Internal(e.to_string()))?;
         self.update(account, |record| {
             if record.totp.is_some() {
                 // Enrolled meanwhile (another login or twostepctl): keep that one.

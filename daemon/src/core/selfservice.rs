@@ -67,7 +67,7 @@ impl Core {
 
     fn recovery_codes(&self) -> Result<(Vec<Zeroizing<String>>, Vec<recovery::StoredCode>), Error> {
         let count = usize::try_from(self.config().recovery.count.get()).unwrap_or(10);
-        recovery::generate(count, self.hashes()).map_err(Error::Internal)
+        recovery::generate(count, self.hashes()).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Start enrolment of the caller's own account, or — with `proof` — move an enrolled
@@ -85,7 +85,7 @@ impl Core {
         let account = self.accounts().by_uid(caller.uid)?;
         let key = self.settings().new_key(now)?;
         let uri = totp::otpauth_uri(&key, self.settings().issuer(), &account.name)
-            .map_err(Error::Internal)?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let expires = now.plus(self.config().enrollment.pending_seconds.get());
         let pending = Pending {
             key: key.clone(),
@@ -160,8 +160,9 @@ impl Core {
             let step = match totp::check(&pending.key, code, now, window, None) {
                 Ok(totp::Check::Accepted { step }) => step,
                 Ok(_) => return (Write::Keep, Err(Error::WrongCode(account.name.clone()))),
-                Err(reason) => {
+                Err(e) => {
                     let user = account.name.clone();
+                    let reason = e.to_string();
                     return (Write::Keep, Err(Error::CorruptRecord { user, reason }));
                 }
             };

@@ -76,7 +76,7 @@ impl Settings {
     pub fn new_key(&self, now: UnixTime) -> Result<TotpKey, Error> {
         let c = self.config();
         totp::new_key(c.totp.algorithm, self.digits(), c.totp.period.get(), now)
-            .map_err(Error::Internal)
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Whether `account` must use 2FA (its groups from `accounts`).
