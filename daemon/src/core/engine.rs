@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The daemon's front: [`Core`] owns its parts — [`Settings`], a [`Store`], [`Accounts`],
 //! the login [`Sessions`] and the hash pool — and each public method is a few lines over
-//! them. Login conversations are here; self-service is in `selfservice`, admin operations in
-//! `admin`.
+//! them. Login conversations are in `login` (the verify step in `verify`, texts in
+//! `messages`), self-service in `selfservice`, admin operations in `admin`.
 //!
 //! Every operation on an account's record is one store transaction ([`Core::update`]):
 //! count-and-check is atomic per account, and different accounts never wait for each other.
@@ -18,45 +18,25 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use twostep_config::{Config, RecoveryMode};
-use twostep_proto::{limits, Accept, Step, Verdict};
+use twostep_config::Config;
+use twostep_proto::Step;
 
 pub use super::audit::LoginContext;
 pub use super::authz::Caller;
 pub use super::login::SessionLimits;
+pub(super) use super::verify::Factor;
 
-use super::audit::{audit, login_event};
-use super::lockout::{self, locked_message, LockState};
-use super::login::{Awaiting, Session, Sessions};
-use super::record::{Record, TotpKey};
-use super::recovery::{self, HashPool};
+use super::login::{self, Sessions};
+use super::record::Record;
+use super::recovery::HashPool;
 use super::settings::Settings;
 use super::store::{self, FileStore, Migration, Store, Write};
-use super::totp::{self, Check};
-use super::users::{self, Account, Accounts, NssAccounts};
-use super::{authz, qr, Error, UnixTime};
+use super::users::{Account, Accounts, NssAccounts};
+use super::verify;
+use super::{Error, UnixTime};
 
 /// argon2 computations at once (one per core on the reference machine).
 const HASH_WORKERS: usize = 2;
-/// Warn when this few recovery codes are left.
-const FEW_RECOVERY_CODES: usize = 3;
-
-/// Outcome of checking one answer against a user's factors.
-#[must_use]
-pub(super) enum Factor {
-    Totp,
-    Recovery {
-        left: usize,
-    },
-    /// Wrong or replayed, and charged; the text is for the user, the tag for the audit
-    /// line; `locked`: this attempt locked the user.
-    Wrong {
-        text: String,
-        tag: &'static str,
-        locked: bool,
-    },
-    Locked(String),
-}
 
 /// The daemon's state: the parts it owns, each behind its own seam.
 pub struct Core {
@@ -185,6 +165,10 @@ impl Core {
         &self.hashes
     }
 
+    pub(super) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
     /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery,
     /// login bounds), without asking who: for the daemon's own SIGHUP. `[daemon]` needs a
     /// restart; a change to it is refused.
@@ -237,113 +221,6 @@ impl Core {
         })
     }
 
-    /// Check `answer` against the user's factors (TOTP, then recovery codes); a locked
-    /// user's answer is not evaluated. The record is changed in memory only — a wrong
-    /// answer charged (count, time, event), a right one resetting the count and setting
-    /// the replay mark or spending the recovery code — and the CALLER's transaction saves
-    /// it ([`Write::Save`] for every outcome but `Locked`) before anything is answered.
-    /// Nothing is answered if that write fails, so a crash or a full disk can lose an
-    /// attempt only together with its answer.
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`]; [`Error::CorruptRecord`] when the stored key is unusable.
-    pub(super) fn verify_factor(
-        &self,
-        record: &mut Record,
-        answer: &[u8],
-        now: UnixTime,
-    ) -> Result<Factor, Error> {
-        let policy = self.settings.lock_policy();
-        let config = self.settings.config();
-        if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
-            return Ok(Factor::Locked(msg));
-        }
-        let Some(key) = record.totp.clone() else {
-            return Err(Error::NotEnrolled(record.user.clone()));
-        };
-        let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
-            answer
-        } else {
-            b""
-        };
-        let corrupt = |e: totp::KeyError| Error::CorruptRecord {
-            user: record.user.clone(),
-            reason: e.to_string(),
-        };
-        let is_code = answer.iter().all(u8::is_ascii_digit);
-        let check = if is_code {
-            totp::check(
-                &key,
-                answer,
-                now,
-                config.totp.window.get(),
-                record.last_step,
-            )
-            .map_err(corrupt)?
-        } else {
-            Check::Wrong
-        };
-        let outcome = match check {
-            Check::Accepted { step } => {
-                record.last_step = Some(step);
-                Factor::Totp
-            }
-            Check::Replayed => wrong(
-                "That code was already used; wait for the next one.",
-                "replayed",
-            ),
-            Check::Wrong => match recovery::find(answer, &record.recovery, &self.hashes) {
-                Some(i) => {
-                    if let Some(c) = record.recovery.get_mut(i) {
-                        c.used = Some(now);
-                    }
-                    Factor::Recovery {
-                        left: recovery::left(&record.recovery),
-                    }
-                }
-                None => wrong("Wrong verification code.", "wrong-code"),
-            },
-        };
-        Ok(match outcome {
-            Factor::Totp | Factor::Recovery { .. } => {
-                lockout::succeed(record, now);
-                outcome
-            }
-            Factor::Wrong { text, tag, .. } => {
-                lockout::charge(record, now, &policy);
-                record.note(now, "failed attempt");
-                match locked_message(lockout::state(record, now, &policy), now) {
-                    Some(lock) => Factor::Wrong {
-                        text: format!("{text} {lock}"),
-                        tag,
-                        locked: true,
-                    },
-                    None => Factor::Wrong {
-                        text,
-                        tag,
-                        locked: false,
-                    },
-                }
-            }
-            other => other,
-        })
-    }
-
-    /// The user was just locked (and that is durable). Mail to the user goes here once
-    /// mail is configured (the email issue); until then the lock is logged for the admin.
-    pub(super) fn notify_locked(&self, account: &Account, record: &Record, now: UnixTime) {
-        let until = match lockout::state(record, now, &self.settings.lock_policy()) {
-            LockState::Until(t) => t.0.to_string(),
-            LockState::UntilUnlocked => "unlock".into(),
-            LockState::Open => return,
-        };
-        log::warn!(
-            "user={} outcome=locked failures={} until={until}",
-            account.name,
-            record.failures
-        );
-    }
-
     /// Open a login conversation for `user`.
     ///
     /// # Errors
@@ -356,146 +233,7 @@ impl Core {
         ctx: LoginContext,
         now: UnixTime,
     ) -> Result<(String, Step), Error> {
-        // The account is the uid of an exact look-up: every name of one uid is one
-        // account. A non-root caller may act only for its own uid, and gets the same answer
-        // for a name that does not exist as for another user's (nothing to enumerate).
-        let account = if caller.uid == 0 {
-            self.accounts.by_name(user)?
-        } else {
-            users::check_name(user)?;
-            match self.accounts.by_name(user) {
-                Ok(a) if authz::may_run_login(caller.uid, &a).is_ok() => a,
-                _ => return Err(authz::not_for_others(caller.uid)),
-            }
-        };
-        // Cheap refusal before any record is read: a flood of conversations nobody answers
-        // costs little, and the bounds are checked again when the session is stored.
-        let limits = self.settings.session_limits();
-        self.sessions.room(caller, account.uid, limits, now)?;
-        let user = account.name.as_str();
-        let record = self
-            .load(&account)?
-            .unwrap_or_else(|| Record::for_account(user, account.uid));
-        if record.totp.is_none() {
-            let required = self
-                .settings
-                .requirement(self.accounts(), &account, &record)?;
-            if !required.required {
-                audit(&account, &ctx, caller, "not-enrolled");
-                return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
-            }
-            if let Some(reminder) = self.grace(&account, now)? {
-                audit(&account, &ctx, caller, "success (enrolment grace)");
-                return Ok((String::new(), done(Verdict::Success, reminder)));
-            }
-            audit(&account, &ctx, caller, "enrolment-started");
-            let key = self.settings.new_key(now)?;
-            let step = self.enrolment_prompt(&key, user)?;
-            let id = self.new_session(caller, &account, ctx, now, Awaiting::EnrolConfirm(key))?;
-            return Ok((id, step));
-        }
-        let policy = self.settings.lock_policy();
-        if let Some(msg) = locked_message(lockout::state(&record, now, &policy), now) {
-            audit(&account, &ctx, caller, "locked");
-            return Ok((String::new(), done(Verdict::Locked, msg)));
-        }
-        let digits = self.settings.digits();
-        let accept = if recovery::left(&record.recovery) > 0 {
-            Accept::CodeOrRecovery { digits }
-        } else {
-            Accept::Code { digits }
-        };
-        let step = Step::Prompt {
-            message: String::new(),
-            prompt: "Verification code: ".into(),
-            accept,
-        };
-        let id = self.new_session(caller, &account, ctx, now, Awaiting::Factor)?;
-        Ok((id, step))
-    }
-
-    /// Within the enrolment grace period: the reminder to show. Starts the period at the
-    /// first login that needs it (durably).
-    fn grace(&self, account: &Account, now: UnixTime) -> Result<Option<String>, Error> {
-        let user = account.name.as_str();
-        let days = self.settings.config().policy.enroll_grace_days.get();
-        if days == 0 {
-            return Ok(None);
-        }
-        let since = self.update(account, |r| {
-            if r.totp.is_some() {
-                return (Write::Keep, Ok(None));
-            }
-            match r.required_since {
-                Some(t) => (Write::Keep, Ok(Some(t))),
-                None => {
-                    r.required_since = Some(now);
-                    r.note(now, "2FA required: enrolment grace period started");
-                    (Write::Save, Ok(Some(now)))
-                }
-            }
-        })?;
-        let Some(since) = since else { return Ok(None) };
-        let end = since.plus(days.saturating_mul(86_400));
-        if now >= end {
-            return Ok(None);
-        }
-        let left = (end.0 - now.0).div_ceil(86_400);
-        Ok(Some(format!(
-            "Two-factor authentication is required for {user}: set it up with \
-             `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
-            if left == 1 { "" } else { "s" }
-        )))
-    }
-
-    fn enrolment_prompt(&self, key: &TotpKey, user: &str) -> Result<Step, Error> {
-        let uri = totp::otpauth_uri(key, self.settings.issuer(), user)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let picture = qr::terminal(&uri).map_err(|e| Error::Internal(e.to_string()))?;
-        let message = format!(
-            "Two-factor authentication is required for {user}. Set it up now:\n\
-             scan this QR code with an authenticator app,\n\n{picture}\n\n\
-             or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
-            totp::group4(&key.secret.0),
-            key.algorithm.as_str(),
-            key.digits,
-            key.period
-        );
-        Ok(Step::Prompt {
-            message,
-            prompt: "Code from your app: ".into(),
-            accept: Accept::Code { digits: key.digits },
-        })
-    }
-
-    fn new_session(
-        &self,
-        caller: &Caller,
-        account: &Account,
-        ctx: LoginContext,
-        now: UnixTime,
-        awaiting: Awaiting,
-    ) -> Result<String, Error> {
-        let session = Session {
-            caller: caller.clone(),
-            account: account.clone(),
-            ctx,
-            expires: now.plus(self.settings.prompt_seconds()),
-            awaiting,
-        };
-        self.sessions
-            .open(session, self.settings.session_limits(), now)
-    }
-
-    /// The connection `sender` left the bus: its login conversations end now, and a Begin
-    /// of it still running stores none.
-    pub fn end_connection(&self, sender: &str) {
-        self.sessions.end_connection(sender);
-    }
-
-    /// Login conversations open now (for tests and diagnostics).
-    pub fn open_sessions(&self, now: UnixTime) -> usize {
-        self.sessions.count(now)
+        login::begin(self, caller, user, ctx, now)
     }
 
     /// Answer the prompt of session `id`.
@@ -509,170 +247,30 @@ impl Core {
         answer: &[u8],
         now: UnixTime,
     ) -> Result<Step, Error> {
-        let session = self
-            .sessions
-            .take(caller, id, now)
-            .ok_or(Error::NoSession)?;
-        let (step, next) = match session.awaiting {
-            Awaiting::Factor => (
-                self.answer_factor(caller, &session.account, &session.ctx, answer, now)?,
-                None,
-            ),
-            Awaiting::EnrolConfirm(ref key) => {
-                let key = key.clone();
-                self.answer_enrolment(caller, &session.account, &session.ctx, key, answer, now)?
-            }
-            Awaiting::Acknowledge => {
-                audit(&session.account, &session.ctx, caller, "success (enrolled)");
-                (done(Verdict::Success, String::new()), None)
-            }
-        };
-        if let Some(awaiting) = next {
-            let expires = now.plus(self.settings.prompt_seconds());
-            self.sessions.put_back(
-                id,
-                Session {
-                    awaiting,
-                    expires,
-                    ..session
-                },
-            );
-        }
-        Ok(step)
+        login::answer(self, caller, id, answer, now)
     }
 
-    fn answer_factor(
+    /// Check `answer` against `record`'s factors, charging the lockout (see
+    /// [`verify::check`]); the caller's transaction saves.
+    pub(super) fn verify_factor(
         &self,
-        caller: &Caller,
-        account: &Account,
-        ctx: &LoginContext,
+        record: &mut Record,
         answer: &[u8],
         now: UnixTime,
-    ) -> Result<Step, Error> {
-        let mode = self.settings.config().recovery.mode;
-        let (step, outcome, locked) = self.update(account, |record| {
-            if record.totp.is_none() {
-                let step = done(Verdict::NotEnrolled, String::new());
-                return (Write::Keep, Ok((step, "not-enrolled", None)));
-            }
-            let factor = match self.verify_factor(record, answer, now) {
-                Ok(f) => f,
-                Err(e) => return (Write::Keep, Err(e)),
-            };
-            let answered = match factor {
-                Factor::Totp => {
-                    record.note(now, login_event("success", ctx));
-                    (done(Verdict::Success, String::new()), "success", None)
-                }
-                Factor::Recovery { left } => {
-                    let msg = if mode == RecoveryMode::Disables2fa {
-                        record.forget_factors();
-                        record.note(now, "recovery code used: 2FA switched off");
-                        "Recovery code accepted. Two-factor authentication is now off for your \
-                         account: set it up again with `twostepctl enroll`."
-                            .to_owned()
-                    } else {
-                        record.note(now, login_event("success (recovery code)", ctx));
-                        recovery_left_message(left)
-                    };
-                    (done(Verdict::Success, msg), "success-recovery-code", None)
-                }
-                Factor::Wrong { text, tag, locked } => (
-                    done(Verdict::Denied, text),
-                    tag,
-                    locked.then(|| record.clone()),
-                ),
-                Factor::Locked(msg) => {
-                    return (
-                        Write::Keep,
-                        Ok((done(Verdict::Locked, msg), "locked", None)),
-                    )
-                }
-            };
-            (Write::Save, Ok(answered))
-        })?;
-        if let Some(record) = locked {
-            self.notify_locked(account, &record, now);
-        }
-        audit(account, ctx, caller, outcome);
-        Ok(step)
+    ) -> Result<Factor, Error> {
+        verify::check(&self.settings, &self.hashes, record, answer, now)
     }
 
-    /// Confirm a key made for enrolment at login; on success the next step shows the
-    /// recovery codes and waits for Enter.
-    fn answer_enrolment(
-        &self,
-        caller: &Caller,
-        account: &Account,
-        ctx: &LoginContext,
-        key: TotpKey,
-        answer: &[u8],
-        now: UnixTime,
-    ) -> Result<(Step, Option<Awaiting>), Error> {
-        let config = self.settings.config();
-        let check = totp::check(&key, answer, now, config.totp.window.get(), None)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let user = account.name.as_str();
-        let Check::Accepted { step } = check else {
-            audit(account, ctx, caller, "enrolment-wrong-code");
-            let text = "That code is not right. Log in again to start over, or set up your \
-                        authenticator with `twostepctl enroll`.";
-            return Ok((done(Verdict::Denied, text.into()), None));
-        };
-        let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
-        let (shown, stored) =
-            recovery::generate(count, &self.hashes).map_err(|e| Error::Internal(e.to_string()))?;
-        self.update(account, |record| {
-            if record.totp.is_some() {
-                // Enrolled meanwhile (another login or twostepctl): keep that one.
-                return (Write::Keep, Err(Error::AlreadyEnrolled(user.to_owned())));
-            }
-            record.totp = Some(key);
-            record.pending = None;
-            record.last_step = Some(record.last_step.map_or(step, |s| s.max(step)));
-            record.recovery = stored;
-            record.note(now, login_event("enrolled at login", ctx));
-            (Write::Save, Ok(()))
-        })?;
-        audit(account, ctx, caller, "enrolled");
-        let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
-        let message = format!(
-            "Your authenticator is set up. These recovery codes each log you in once if you \
-             lose your phone. They are shown only now: write them down or store them safely.\n\n  {}\n",
-            codes.join("\n  ")
-        );
-        Ok((
-            Step::Prompt {
-                message,
-                prompt: "Press Enter once you have saved them: ".into(),
-                accept: Accept::Acknowledge,
-            },
-            Some(Awaiting::Acknowledge),
-        ))
+    /// The connection `sender` left the bus: its login conversations end now, and a Begin
+    /// of it still running stores none.
+    pub fn end_connection(&self, sender: &str) {
+        self.sessions.end_connection(sender);
     }
-}
 
-fn wrong(text: &str, tag: &'static str) -> Factor {
-    Factor::Wrong {
-        text: text.to_owned(),
-        tag,
-        locked: false,
+    /// Login conversations open now (for tests and diagnostics).
+    pub fn open_sessions(&self, now: UnixTime) -> usize {
+        self.sessions.count(now)
     }
-}
-
-fn done(verdict: Verdict, message: String) -> Step {
-    Step::Done { verdict, message }
-}
-
-fn recovery_left_message(left: usize) -> String {
-    let mut msg = format!(
-        "Recovery code accepted. {left} recovery code{} left.",
-        if left == 1 { "" } else { "s" }
-    );
-    if left <= FEW_RECOVERY_CODES {
-        msg.push_str(" Generate new ones soon with `twostepctl recovery-codes`.");
-    }
-    msg
 }
 
 /// Whether `record` belongs to `account`: it was made under this name, or under another
@@ -705,9 +303,11 @@ pub(super) fn check_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::login::{admit, MAX_SESSIONS_PER_CALLER_UID};
+    use crate::core::login::{admit, Awaiting, MAX_SESSIONS_PER_CALLER_UID};
+    use crate::core::users::Account;
     use twostep_config::Bounded;
     use twostep_proto::Step;
+    use twostep_proto::{Accept, Verdict};
 
     const T0: UnixTime = UnixTime(1_800_000_000);
 
@@ -837,7 +437,8 @@ mod tests {
         let mut opened = 0;
         for i in 0..4096 {
             let caller = conn(0, &format!(":9.{}", i % 1024));
-            if c.new_session(
+            if login::new_session(
+                &c,
                 &caller,
                 &flooded,
                 LoginContext::default(),
@@ -853,7 +454,8 @@ mod tests {
         assert_eq!(c.open_sessions(T0), limits.per_user);
         // Another account still gets its conversation.
         let other = conn(0, ":8.1");
-        c.new_session(
+        login::new_session(
+            &c,
             &other,
             &account(1000),
             LoginContext::default(),
@@ -865,7 +467,8 @@ mod tests {
         let one = conn(0, ":8.2");
         let on_one = (0..10)
             .filter(|_| {
-                c.new_session(
+                login::new_session(
+                    &c,
                     &one,
                     &account(1001),
                     LoginContext::default(),
@@ -883,7 +486,8 @@ mod tests {
         }
         assert_eq!(c.open_sessions(T0), 1 + limits.per_connection);
         assert!(matches!(
-            c.new_session(
+            login::new_session(
+                &c,
                 &conn(0, ":9.3"),
                 &flooded,
                 LoginContext::default(),
@@ -892,7 +496,8 @@ mod tests {
             ),
             Err(Error::NoSession)
         ));
-        c.new_session(
+        login::new_session(
+            &c,
             &conn(0, ":8.3"),
             &flooded,
             LoginContext::default(),

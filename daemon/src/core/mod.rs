@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod lockout;
 pub mod login;
+pub mod messages;
 pub mod policy;
 pub mod qr;
 pub mod record;
@@ -26,6 +27,7 @@ pub mod store;
 pub mod totp;
 pub mod trust;
 pub mod users;
+pub mod verify;
 
 #[cfg(test)]
 mod fake_tests;
