@@ -322,13 +322,7 @@ impl FileStore {
 
     /// Write the enrolment list whole: temporary file, fsync, rename, directory fsync.
     fn write_enrolled(&self, listed: &BTreeSet<u32>) -> std::io::Result<()> {
-        let mut text = String::with_capacity(ENROLLED_HEADER.len() + 8 * listed.len() + 1);
-        text.push_str(ENROLLED_HEADER);
-        text.push('\n');
-        for uid in listed {
-            text.push_str(&uid.to_string());
-            text.push('\n');
-        }
+        let text = enrolled_file_bytes(listed.iter().copied());
         let tmp = self
             .state
             .join(format!(".{ENROLLED_FILE}.{}.tmp", random_suffix()));
@@ -339,7 +333,7 @@ impl FileStore {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
+            f.write_all(&text)?;
             f.sync_all()?;
             fs::rename(&tmp, self.state.join(ENROLLED_FILE))
         })();
@@ -464,9 +458,16 @@ impl FileStore {
         check_private_dir(&state, &meta)?;
         let users = state.join("users");
         match fs::symlink_metadata(&users) {
-            Ok(meta) => check_private_dir(&users, &meta),
+            Ok(meta) => check_private_dir(&users, &meta)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot inspect {}: {e}", users.display())),
+        }
+        // The enrolment list is trusted as a record is (a missing one is made at start).
+        let list = state.join(ENROLLED_FILE);
+        match fs::symlink_metadata(&list) {
+            Ok(meta) => check_record(&list, &meta),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot inspect {}: {e}", users.display())),
+            Err(e) => Err(format!("cannot inspect {}: {e}", list.display())),
         }
     }
 
@@ -910,6 +911,19 @@ pub fn legacy_file_name(user: &str) -> String {
 /// The record cannot be serialized or is too large.
 pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
     Ok(whole_file(1, &payload(record)?))
+}
+
+/// The enrolment list (`state_dir/enrolled`) naming `uids`, as the daemon writes it. For
+/// tools that prepare state directories (the benchmark): a state directory whose records
+/// were enrolled through the daemon has every one of their uids on the list.
+pub fn enrolled_file_bytes(uids: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    let mut text = String::from(ENROLLED_HEADER);
+    text.push('\n');
+    for uid in uids {
+        text.push_str(&uid.to_string());
+        text.push('\n');
+    }
+    text.into_bytes()
 }
 
 /// The record in a record file's bytes, checked as [`FileStore::load`] checks it.
@@ -1605,8 +1619,10 @@ mod tests {
         fs::write(&list, "not a list\n").unwrap();
         assert!(FileStore::open(&dir.path().join("state")).is_err());
         fs::write(&list, format!("{ENROLLED_HEADER}\n1001\n")).unwrap();
+        assert!(FileStore::check(&dir.path().join("state")).is_ok());
         fs::set_permissions(&list, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(FileStore::open(&dir.path().join("state")).is_err());
+        assert!(FileStore::check(&dir.path().join("state")).is_err());
     }
 
     #[test]

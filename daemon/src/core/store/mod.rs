@@ -26,7 +26,10 @@
 pub mod file;
 pub mod memory;
 
-pub use file::{decode, file_bytes, file_name, FileStore, Inspection, Migration, SlotView};
+pub use file::{
+    decode, enrolled_file_bytes, file_bytes, file_name, FileStore, Inspection, Migration, SlotView,
+    ENROLLED_FILE,
+};
 
 use super::record::Record;
 use super::users::Account;
