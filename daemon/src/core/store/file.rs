@@ -68,7 +68,9 @@
 //! written. A crash in between leaves the account listed with a record that says it is not
 //! enrolled: the record is read and wins; the list only ever speaks when the record is gone.
 //! Enrolments and removals are rare (writes are not on the login path), and a list of
-//! 100,000 uids is about 700 KB.
+//! 100,000 uids is about 700 KB. A record that enrols an account not on the list (a file
+//! put in place by hand while the daemon ran) puts it on the list at its first save: one
+//! list write, once per such account.
 //!
 //! The list file is trusted as record files are (regular, owned by the daemon, 0600, one
 //! link); an untrusted or unreadable list refuses the start. A state directory from before
