@@ -57,6 +57,34 @@ pub struct Outcome {
 ///
 /// # Errors
 /// Shared memory, the runtime or a connection failed.
+/// User B's side of a flood: a closed loop of right-code logins through libpam for
+/// `seconds`, users claimed from `claimer`. Returns B's latency summary, logins per second
+/// and how many were refused.
+pub fn b_logins(
+    claimer: &Claimer<'_>,
+    confdir: &CString,
+    service: &CString,
+    seconds: f64,
+) -> (Summary, f64, usize) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut nanos = Vec::new();
+    let mut failed = 0;
+    let start = Instant::now();
+    while Instant::now() < deadline {
+        let Some(claim) = claimer.claim() else { break };
+        let name =
+            CString::new(users::name(u32::try_from(claim.user).unwrap_or(0))).unwrap_or_default();
+        let out = pam::login(confdir, service, &name, &claim.code);
+        claimer.release(claim.user);
+        if out.code != pam::PAM_SUCCESS {
+            failed += 1;
+        }
+        nanos.push(u64::try_from(out.elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+    let rate = nanos.len() as f64 / start.elapsed().as_secs_f64();
+    (Summary::from_nanos(&mut nanos), rate, failed)
+}
+
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let n = usize::try_from(spec.users).map_err(|e| e.to_string())?;
     let shared = Shared::new(n, 0)?;
@@ -97,25 +125,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     };
 
     // B: a closed loop of PAM logins for `seconds`.
-    let b_loop = || -> (Summary, f64, usize) {
-        let deadline = Instant::now() + Duration::from_secs_f64(spec.seconds);
-        let mut nanos = Vec::new();
-        let mut failed = 0;
-        let start = Instant::now();
-        while Instant::now() < deadline {
-            let Some(claim) = claimer.claim() else { break };
-            let name = CString::new(users::name(u32::try_from(claim.user).unwrap_or(0)))
-                .unwrap_or_default();
-            let out = pam::login(&confdir, &service, &name, &claim.code);
-            claimer.release(claim.user);
-            if out.code != pam::PAM_SUCCESS {
-                failed += 1;
-            }
-            nanos.push(u64::try_from(out.elapsed.as_nanos()).unwrap_or(u64::MAX));
-        }
-        let rate = nanos.len() as f64 / start.elapsed().as_secs_f64();
-        (Summary::from_nanos(&mut nanos), rate, failed)
-    };
+    let b_loop = || b_logins(&claimer, &confdir, &service, spec.seconds);
 
     let mut phases = Vec::new();
 

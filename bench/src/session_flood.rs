@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use twostep_proto::LoginProxy;
@@ -19,8 +19,7 @@ use twostep_proto::LoginProxy;
 use crate::driver::{Claimer, Mode, Spec as DriverSpec};
 use crate::flood::{Outcome, Phase};
 use crate::shm::{Shared, UserState};
-use crate::stats::Summary;
-use crate::{otp, pam, users};
+use crate::{otp, users};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
@@ -69,25 +68,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let service = CString::new(spec.service.as_str()).map_err(|e| e.to_string())?;
     let a_name = users::name(0);
 
-    let b_loop = || -> (Summary, f64, usize) {
-        let deadline = Instant::now() + Duration::from_secs_f64(spec.seconds);
-        let mut nanos = Vec::new();
-        let mut failed = 0;
-        let start = Instant::now();
-        while Instant::now() < deadline {
-            let Some(claim) = claimer.claim() else { break };
-            let name = CString::new(users::name(u32::try_from(claim.user).unwrap_or(0)))
-                .unwrap_or_default();
-            let out = pam::login(&confdir, &service, &name, &claim.code);
-            claimer.release(claim.user);
-            if out.code != pam::PAM_SUCCESS {
-                failed += 1;
-            }
-            nanos.push(u64::try_from(out.elapsed.as_nanos()).unwrap_or(u64::MAX));
-        }
-        let rate = nanos.len() as f64 / start.elapsed().as_secs_f64();
-        (Summary::from_nanos(&mut nanos), rate, failed)
-    };
+    let b_loop = || crate::flood::b_logins(&claimer, &confdir, &service, spec.seconds);
 
     let mut phases = Vec::new();
     let (b, rate, failed) = b_loop();

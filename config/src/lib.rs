@@ -422,7 +422,8 @@ impl Config {
     /// Settings that are each valid but together protect less than they say: an error.
     ///
     /// - `require = "groups"` without any group requires nobody;
-    /// - `groups` listed with `require = "none"`: the admin names groups, nobody is required.
+    /// - `groups` listed with `require = "none"`: the admin names groups, nobody is required;
+    /// - a group both required and exempt (exempt wins at login): it requires nobody.
     pub fn contradictions(&self) -> Option<String> {
         let p = &self.policy;
         match p.require {
@@ -436,6 +437,16 @@ impl Config {
                  set require = \"groups\" (or remove groups)"
                     .into(),
             ),
+            Require::Groups => p
+                .groups
+                .iter()
+                .find(|g| p.exempt_groups.contains(g))
+                .map(|g| {
+                    format!(
+                        "[policy] group {g:?} is in both groups and exempt_groups: its members \
+                         would not be required; remove it from one of them"
+                    )
+                }),
             _ => None,
         }
     }
@@ -633,6 +644,10 @@ may_toggle = false
                 "groups is empty",
             ),
             ("[policy]\ngroups = [\"staff\"]\n", "nobody is required"),
+            (
+                "[policy]\nrequire = \"groups\"\ngroups = [\"a\", \"staff\"]\nexempt_groups = [\"staff\"]\n",
+                "in both groups and exempt_groups",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.message.contains(needle), "{text:?}: {e}");

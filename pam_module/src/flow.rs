@@ -92,6 +92,12 @@ pub trait Prompter {
     /// # Errors
     /// [`ConvError`] when the conversation itself fails.
     fn prompt_echo_off(&mut self, text: &str) -> Result<Reply, ConvError>;
+    /// As [`Prompter::prompt_echo_off`] with `PAM_PROMPT_ECHO_ON`: for answers the user may
+    /// see as typed (an email address, a choice between methods).
+    ///
+    /// # Errors
+    /// [`ConvError`] when the conversation itself fails.
+    fn prompt_echo_on(&mut self, text: &str) -> Result<Reply, ConvError>;
     /// Shows `text` in ONE `PAM_PROMPT_ECHO_ON` call and waits for Enter; the reply's
     /// content is discarded.
     ///
@@ -317,7 +323,7 @@ impl Outcome {
             Outcome::BadAnswer(BadAnswer::Empty) => "refused: empty answer".into(),
             Outcome::BadAnswer(BadAnswer::TooLong) => "refused: over-long answer".into(),
             Outcome::BadAnswer(BadAnswer::Shape) => {
-                "refused: answer does not have the shape of a code".into()
+                "refused: answer does not have the shape the prompt accepts".into()
             }
             Outcome::Absent(why) => format!("daemon unreachable (absent): {}", why.describe()),
             Outcome::Daemon(DaemonError::Unanswered(why)) => {
@@ -337,7 +343,8 @@ impl Outcome {
     }
 }
 
-/// The daemon's side: `org.twostep.Login1`.
+/// The daemon's side: `org.twostep.Login2` (or `Login1` on a daemon older than that; the
+/// steps are the same [`Step`]s either way).
 pub trait Daemon {
     /// `Begin(user, context)`: the session token and the first step.
     ///
@@ -423,7 +430,13 @@ fn converse(
                     continue;
                 }
                 // No bus work happens while the user types: the connection just sits idle.
-                let answer = match io.prompt_echo_off(&text) {
+                // The echo follows the shape: off for codes and secrets.
+                let reply = if accept.echo() {
+                    io.prompt_echo_on(&text)
+                } else {
+                    io.prompt_echo_off(&text)
+                };
+                let answer = match reply {
                     Err(ConvError) => return Outcome::Conversation,
                     Ok(Reply::Empty) => return Outcome::BadAnswer(BadAnswer::Empty),
                     Ok(Reply::TooLong) => return Outcome::BadAnswer(BadAnswer::TooLong),
@@ -554,6 +567,8 @@ mod tests {
         /// Expect a PAM_PROMPT_ECHO_OFF call with exactly this text; reply with these bytes
         /// (None = NULL answer).
         Prompt(&'static str, Option<Vec<u8>>),
+        /// Expect a PAM_PROMPT_ECHO_ON call with exactly this text; reply with these bytes.
+        PromptEchoOn(&'static str, Option<Vec<u8>>),
         /// Expect a prompt and make the conversation fail.
         PromptFails(&'static str),
         /// Expect a PAM_PROMPT_ECHO_ON acknowledgement with exactly this text.
@@ -590,9 +605,21 @@ mod tests {
                     assert_eq!(text, want, "prompt text");
                     Err(ConvError)
                 }
+                Conv::PromptEchoOn(want, _) => {
+                    panic!("expected an echo-on prompt {want:?}, got echo off {text:?}")
+                }
                 Conv::Ack(want) => panic!("expected ack {want:?}, got prompt {text:?}"),
                 Conv::Info(want) => panic!("expected info {want:?}, got prompt {text:?}"),
                 Conv::Error(want) => panic!("expected error {want:?}, got prompt {text:?}"),
+            }
+        }
+        fn prompt_echo_on(&mut self, text: &str) -> Result<Reply, ConvError> {
+            match self.next(&format!("echo-on prompt {text:?}")) {
+                Conv::PromptEchoOn(want, reply) => {
+                    assert_eq!(text, want, "prompt text");
+                    Ok(Reply::from_bytes(reply.as_deref()))
+                }
+                _ => panic!("unexpected echo-on prompt {text:?}"),
             }
         }
         fn acknowledge(&mut self, text: &str) -> Result<(), ConvError> {
@@ -716,7 +743,7 @@ mod tests {
         Step::Prompt {
             message: message.into(),
             prompt: "Verification code: ".into(),
-            accept: Accept::Code { digits: 6 },
+            accept: Accept::Digits { n: 6 },
         }
     }
 
@@ -805,7 +832,7 @@ mod tests {
                     Step::Prompt {
                         message: String::new(),
                         prompt: "Code from your app: ".into(),
-                        accept: Accept::Code { digits: 6 },
+                        accept: Accept::Digits { n: 6 },
                     },
                 ))),
                 answer(b"123456", Ok(ack)),
@@ -837,7 +864,7 @@ mod tests {
         let step = Step::Prompt {
             message: String::new(),
             prompt: "Code or recovery code: ".into(),
-            accept: Accept::CodeOrRecovery { digits: 8 },
+            accept: Accept::DigitsOrText { n: 8, max: 64 },
         };
         let outcome = run(
             vec![Conv::Prompt(
@@ -988,6 +1015,124 @@ mod tests {
         refused(Some(b"\xff\xfe\xfd\xfc\xfb\xfa".to_vec()), BadAnswer::Shape);
         // At the cap exactly: still refused by its shape, not by its length.
         refused(Some(vec![b'1'; limits::MAX_ANSWER_LEN]), BadAnswer::Shape);
+    }
+
+    // ----- shapes by form: echo follows the shape, every shape is checked -----
+
+    fn text_prompt(prompt: &str, max: u8, echo: bool) -> Step {
+        Step::Prompt {
+            message: String::new(),
+            prompt: prompt.into(),
+            accept: Accept::Text { max, echo },
+        }
+    }
+
+    #[test]
+    fn text_for_the_eyes_is_asked_with_echo_on() {
+        // Choosing a method, then typing an email address: both visible as typed.
+        let outcome = run(
+            vec![
+                Conv::PromptEchoOn("1 = authenticator app, 2 = email\nChoice: ", bytes("2")),
+                Conv::PromptEchoOn("Email address: ", bytes("alice@example.org")),
+                Conv::Prompt("Code from your email: ", bytes("12345678")),
+            ],
+            vec![
+                begin(Ok((
+                    "s-1",
+                    Step::Prompt {
+                        message: "1 = authenticator app, 2 = email".into(),
+                        prompt: "Choice: ".into(),
+                        accept: Accept::Text { max: 1, echo: true },
+                    },
+                ))),
+                answer(b"2", Ok(text_prompt("Email address: ", 64, true))),
+                answer(
+                    b"alice@example.org",
+                    Ok(Step::Prompt {
+                        message: String::new(),
+                        prompt: "Code from your email: ".into(),
+                        accept: Accept::Digits { n: 8 },
+                    }),
+                ),
+                answer(b"12345678", Ok(done(Verdict::Success, ""))),
+            ],
+            &args(),
+        );
+        assert_eq!(outcome, Outcome::Verdict(Verdict::Success));
+    }
+
+    #[test]
+    fn a_secret_text_is_asked_with_echo_off() {
+        let outcome = run(
+            vec![Conv::Prompt("App password: ", bytes("Tr0ub4dor &3"))],
+            vec![
+                begin(Ok(("s-1", text_prompt("App password: ", 64, false)))),
+                answer(b"Tr0ub4dor &3", Ok(done(Verdict::Success, ""))),
+            ],
+            &args(),
+        );
+        assert_eq!(outcome, Outcome::Verdict(Verdict::Success));
+    }
+
+    #[test]
+    fn code_or_text_admits_a_recovery_code_as_the_daemon_takes_it() {
+        // Upper case, no dashes: the daemon's recovery check takes it; the module sends it.
+        let step = Step::Prompt {
+            message: String::new(),
+            prompt: "Code or recovery code: ".into(),
+            accept: Accept::DigitsOrText { n: 6, max: 64 },
+        };
+        let outcome = run(
+            vec![Conv::Prompt(
+                "Code or recovery code: ",
+                bytes("ABCD2345WXYZ"),
+            )],
+            vec![
+                begin(Ok(("s-1", step))),
+                answer(b"ABCD2345WXYZ", Ok(done(Verdict::Success, ""))),
+            ],
+            &args(),
+        );
+        assert_eq!(outcome, Outcome::Verdict(Verdict::Success));
+    }
+
+    #[test]
+    fn text_outside_its_shape_is_refused_unsent() {
+        let cases: [(&'static str, Vec<u8>, u8); 7] = [
+            ("Email address: ", b"a@b.c\n".to_vec(), 64),
+            ("Email address: ", b"a\tb@c.d".to_vec(), 64),
+            ("Email address: ", b"\x1b[2Ja@b.c".to_vec(), 64),
+            ("Email address: ", b"a@b.c\x7f".to_vec(), 64),
+            ("Email address: ", "café@b.c".as_bytes().to_vec(), 64),
+            ("Email address: ", b"\xff\xfe".to_vec(), 64),
+            ("Email address: ", vec![b'a'; 65], 64),
+        ];
+        for (prompt, reply, max) in cases {
+            for echo in [true, false] {
+                let conv = if echo {
+                    Conv::PromptEchoOn(prompt, Some(reply.clone()))
+                } else {
+                    Conv::Prompt(prompt, Some(reply.clone()))
+                };
+                let outcome = run(
+                    vec![conv, Conv::Error(MSG_NOT_A_CODE)],
+                    vec![begin(Ok(("s-1", text_prompt(prompt, max, echo))))],
+                    &args(),
+                );
+                assert_eq!(outcome, Outcome::BadAnswer(BadAnswer::Shape), "{reply:?}");
+                assert_eq!(pam_code(&outcome, &args()), PamResultCode::PAM_AUTH_ERR);
+            }
+        }
+        // Empty is "no answer", whatever the echo.
+        let outcome = run(
+            vec![
+                Conv::PromptEchoOn("Email address: ", None),
+                Conv::Error(MSG_NO_CODE),
+            ],
+            vec![begin(Ok(("s-1", text_prompt("Email address: ", 64, true))))],
+            &args(),
+        );
+        assert_eq!(outcome, Outcome::BadAnswer(BadAnswer::Empty));
     }
 
     #[test]
@@ -1508,7 +1653,7 @@ mod tests {
         let step = Step::Prompt {
             message: "secret-qr-payload".into(),
             prompt: "Code: ".into(),
-            accept: Accept::Code { digits: 6 },
+            accept: Accept::Digits { n: 6 },
         };
         assert!(!describe_step(&step).contains("secret"));
     }

@@ -24,6 +24,9 @@ pub mod flow;
 pub mod log;
 pub mod pam_io;
 
+#[cfg(test)]
+mod contract_tests;
+
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -70,9 +70,14 @@ impl<'a> PamIo<'a> {
     }
 }
 
-impl Prompter for PamIo<'_> {
-    fn prompt_echo_off(&mut self, text: &str) -> Result<Reply, ConvError> {
-        match self.conv.send(PAM_PROMPT_ECHO_OFF, text) {
+impl PamIo<'_> {
+    /// One prompt of `style` (echo off or on) and its reply, capped before it is copied.
+    fn prompt(
+        &mut self,
+        style: pam::constants::PamMessageStyle,
+        text: &str,
+    ) -> Result<Reply, ConvError> {
+        match self.conv.send(style, text) {
             Ok(secret) => {
                 // The cap comes first; the SecretBytes is wiped when it drops at the end of
                 // this arm.
@@ -89,6 +94,16 @@ impl Prompter for PamIo<'_> {
                 Err(ConvError)
             }
         }
+    }
+}
+
+impl Prompter for PamIo<'_> {
+    fn prompt_echo_off(&mut self, text: &str) -> Result<Reply, ConvError> {
+        self.prompt(PAM_PROMPT_ECHO_OFF, text)
+    }
+
+    fn prompt_echo_on(&mut self, text: &str) -> Result<Reply, ConvError> {
+        self.prompt(PAM_PROMPT_ECHO_ON, text)
     }
 
     fn acknowledge(&mut self, text: &str) -> Result<(), ConvError> {

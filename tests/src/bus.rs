@@ -76,7 +76,18 @@ impl Bus {
         Bus::spawn(Policy::Permissive)
     }
 
+    /// A system-like bus on which `org.twostep.Twostep1` is activatable (as the package's
+    /// D-Bus activation file makes it) by running `exec` as root, and a start may take
+    /// at most `start_timeout` (dbus-daemon's `service_start_timeout`).
+    pub fn activatable(exec: &str, start_timeout: Duration) -> Bus {
+        Bus::spawn_with(Policy::SystemLike, Some((exec, start_timeout)))
+    }
+
     fn spawn(policy: Policy) -> Bus {
+        Bus::spawn_with(policy, None)
+    }
+
+    fn spawn_with(policy: Policy, activation: Option<(&str, Duration)>) -> Bus {
         crate::require_root();
         let dir = unique::temp_dir("bus");
         // Why: test users (twostepctl, pamtester run as a user, a daemon run as a user)
@@ -91,9 +102,28 @@ impl Bus {
             ),
             Policy::Permissive => PERMISSIVE_POLICY.to_string(),
         };
+        let mut activation_config = String::new();
+        if let Some((exec, timeout)) = activation {
+            let services = dir.path().join("services");
+            std::fs::create_dir(&services).expect("create service dir");
+            std::fs::write(
+                services.join(format!("{}.service", crate::bus::TWOSTEP_NAME)),
+                format!(
+                    "[D-BUS Service]\nName={}\nExec={exec}\nUser=root\n",
+                    crate::bus::TWOSTEP_NAME
+                ),
+            )
+            .expect("write activation file");
+            activation_config = format!(
+                "  <servicedir>{}</servicedir>\n  \
+                 <limit name=\"service_start_timeout\">{}</limit>\n",
+                services.display(),
+                timeout.as_millis()
+            );
+        }
         let config = format!(
             "{HEADER}\n<busconfig>\n  <type>system</type>\n  <auth>EXTERNAL</auth>\n  \
-             <listen>{address}</listen>\n{body}</busconfig>\n"
+             <listen>{address}</listen>\n{activation_config}{body}</busconfig>\n"
         );
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).expect("write bus config");

@@ -111,13 +111,7 @@ impl Ctl {
         }
         let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
             .map_err(|e| format!("status output is not JSON ({e}):\n{out}"))?;
-        for key in [
-            "enrolled",
-            "failures",
-            "locked_until",
-            "last_success",
-            "last_failure",
-        ] {
+        for &key in twostep_proto::status_key::STATUS {
             if v.get(key).is_none() {
                 return Err(format!("status lacks key {key:?}:\n{out}"));
             }

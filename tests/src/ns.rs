@@ -3,10 +3,12 @@
 //! harness mounts there is seen by that program and its children only, never by the rest
 //! of the machine, and disappears with the last process.
 //!
-//! Two uses:
+//! Three uses:
 //! - a test PAM file bind-mounted over `/etc/pam.d/su` or `/etc/pam.d/login`, for the
 //!   programs whose PAM service name is fixed (the machine's files are not modified: they
 //!   are hidden from this one process tree);
+//! - a test sudoers file bind-mounted over `/etc/sudoers` for one sudo run (see
+//!   [`Sudoers`](crate::sudo::Sudoers));
 //! - a [`Syslog`](crate::syslog::Syslog) socket at `/dev/log` (or, on a machine without
 //!   `/dev/log`, on a private `/run` at `/run/syslog`, the module's fallback path), so the
 //!   test reads what the module logged.

@@ -16,6 +16,18 @@ use std::time::Duration;
 
 use crate::{proc, unique};
 
+/// A fresh datagram socket `log.sock` (mode 0666) in a 0755 temp dir labelled `label`.
+fn bind(label: &str) -> (tempfile::TempDir, PathBuf, UnixDatagram) {
+    let dir = unique::temp_dir(label);
+    unique::chmod(dir.path(), 0o755);
+    let path = dir.path().join("log.sock");
+    let socket = UnixDatagram::bind(&path)
+        .unwrap_or_else(|e| panic!("bind syslog socket {}: {e}", path.display()));
+    // Why: a module running as a user (screen locker, su's caller side) may log too.
+    unique::chmod(&path, 0o666);
+    (dir, path, socket)
+}
+
 /// A listening syslog socket; the reader thread stops on drop.
 pub struct Syslog {
     path: PathBuf,
@@ -29,13 +41,7 @@ pub struct Syslog {
 impl Syslog {
     /// Bind a fresh socket (mode 0666, in a 0755 temp dir) and start collecting lines.
     pub fn start() -> Syslog {
-        let dir = unique::temp_dir("syslog");
-        unique::chmod(dir.path(), 0o755);
-        let path = dir.path().join("log.sock");
-        let socket = UnixDatagram::bind(&path)
-            .unwrap_or_else(|e| panic!("bind syslog socket {}: {e}", path.display()));
-        // Why: a module running as a user (screen locker, su's caller side) may log too.
-        unique::chmod(&path, 0o666);
+        let (dir, path, socket) = bind("syslog");
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("set read timeout");
@@ -109,12 +115,7 @@ pub struct StuckSyslog {
 impl StuckSyslog {
     /// Bind a fresh socket (mode 0666) that nobody will ever read.
     pub fn start() -> StuckSyslog {
-        let dir = unique::temp_dir("stuck-syslog");
-        unique::chmod(dir.path(), 0o755);
-        let path = dir.path().join("log.sock");
-        let socket = UnixDatagram::bind(&path)
-            .unwrap_or_else(|e| panic!("bind syslog socket {}: {e}", path.display()));
-        unique::chmod(&path, 0o666);
+        let (dir, path, socket) = bind("stuck-syslog");
         StuckSyslog {
             path,
             _socket: socket,

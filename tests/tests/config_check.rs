@@ -57,6 +57,11 @@ fn check_config_refuses_settings_that_protect_nobody() {
             render(&DaemonConfig::default().set("policy", "groups", "[\"root\"]")),
         ),
         (
+            "a group both required and exempt".into(),
+            "in both groups and exempt_groups",
+            render(&groups(&["root"]).set("policy", "exempt_groups", "[\"root\"]")),
+        ),
+        (
             "a relative state_dir".into(),
             "not an absolute path",
             "version = 1\n[daemon]\nstate_dir = \"var/lib/twostep\"\n".into(),

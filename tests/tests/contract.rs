@@ -105,6 +105,7 @@ fn served_interfaces_match_the_committed_introspection_xml() {
     // The names the module and the CLI compile against are the served ones.
     for name in [
         twostep_proto::LOGIN_INTERFACE,
+        twostep_proto::LOGIN2_INTERFACE,
         twostep_proto::USER_INTERFACE,
         twostep_proto::ADMIN_INTERFACE,
     ] {

@@ -62,7 +62,8 @@ impl Setup {
             dir,
         };
         setup.sshd(SSHD_CLEAN);
-        // The machine's sudoers may hold other tests' drop-ins: an empty one of our own.
+        // The doctor reads no sudoers of the machine's (whatever an admin put there would
+        // change its findings): an empty one of our own.
         setup.sudoers("");
         setup
     }

@@ -285,6 +285,34 @@ fn an_absent_daemon_fails_open_and_logs_an_alert() {
     }
 }
 
+/// The package makes twostepd D-Bus activatable. A daemon that the bus starts and that
+/// exits (e.g. it refuses an unsafe config file) or hangs is broken, not absent: the login
+/// fails closed even with `failmode=open`, and no fail-open alert is logged. Only a name
+/// nothing can start is absent (the test above).
+#[test]
+fn an_activatable_daemon_that_fails_to_start_fails_closed_even_with_failmode_open() {
+    let user = User::create();
+    let cases = [
+        ("/bin/false", "exits"),
+        ("/bin/sleep 30", "hangs past the bus's start timeout"),
+    ];
+    for (exec, what) in cases {
+        let bus = Bus::activatable(exec, Duration::from_secs(1));
+        let open = PamService::twostep(bus.address(), "failmode=open timeout=5");
+        let syslog = Syslog::start();
+        let run = Client::user(&open, user.name()).syslog(&syslog).run();
+        run.assert_code("PAM_AUTHINFO_UNAVAIL");
+        assert!(run.prompts().is_empty(), "{what}: no code asked:\n{run}");
+        assert_no_fail_open(&syslog);
+        assert!(
+            bus.log()
+                .contains("Activating service name='org.twostep.Twostep1'"),
+            "{what}: the bus was asked to start the daemon:\n{}",
+            bus.log()
+        );
+    }
+}
+
 // ----- the user name (fault 5) -----
 
 /// The module alone (no pam_permit before it, which would ask for a user name itself and

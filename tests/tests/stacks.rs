@@ -97,11 +97,15 @@ fn check(pam: &PamService, ctl: &Ctl, user: &LoginUser, e: &Enrolled) -> Result<
 }
 
 /// One fresh enrolled user per stack, so the counts of one stack do not mix with another's.
-fn check_stack(ctl: &Ctl, source: &str, text: &str) -> Result<(), String> {
+/// The user is handed back so that it outlives every other stack's check: a user deleted
+/// while the daemon runs frees its uid, and a user created next with that uid would meet
+/// the first one's record (a re-used uid fails closed by design).
+fn check_stack(ctl: &Ctl, source: &str, text: &str) -> (Result<(), String>, LoginUser) {
     let pam = PamService::new(text);
     let user = LoginUser::create();
     let e = ctl.enroll(user.user());
-    check(&pam, ctl, &user, &e).map_err(|why| format!("{source}: {why}"))
+    let result = check(&pam, ctl, &user, &e).map_err(|why| format!("{source}: {why}"));
+    (result, user)
 }
 
 #[test]
@@ -132,9 +136,24 @@ fn every_documented_stack_asks_for_the_code_only_after_a_correct_password() {
     if !checked.iter().any(|s| s.block.contains("pam_faildelay.so")) {
         problems.push("the Fedora (authselect) stack of packaging/README.md is missing".into());
     }
-    for s in &checked {
-        if let Err(why) = check_stack(&ctl, &s.block.source, &s.render(bus.address())) {
-            problems.push(why);
+    // Each stack in a thread of its own: a wrong password costs pam_unix's failure delay
+    // (about 2 s) several times per stack.
+    let results: Vec<(Result<(), String>, LoginUser)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = checked
+            .iter()
+            .map(|s| {
+                let (ctl, text) = (&ctl, s.render(bus.address()));
+                scope.spawn(move || check_stack(ctl, &s.block.source, &text))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a stack check panicked"))
+            .collect()
+    });
+    for (result, _user) in &results {
+        if let Err(why) = result {
+            problems.push(why.clone());
         }
     }
     assert!(
@@ -220,7 +239,7 @@ fn the_pam_auth_update_profile_asks_for_the_code_only_after_a_correct_password()
     let text = format!(
         "# twostep e2e: common-auth as pam-auth-update --enable twostep writes it\n{common_auth}"
     );
-    if let Err(why) = check_stack(&ctl, "packaging/pam-configs/twostep", &text) {
+    if let (Err(why), _user) = check_stack(&ctl, "packaging/pam-configs/twostep", &text) {
         panic!("{why}");
     }
 }

@@ -35,14 +35,33 @@ pub enum Error {
     WrongCode(String),
     /// Too many failures; nothing was evaluated.
     Locked(String),
+    /// On `Login1`: the next step has a shape that interface cannot carry (the caller's
+    /// module predates `Login2`). The login fails closed; nothing was evaluated for it.
+    NeedsNewerModule(String),
 }
 
 /// `a{sv}` as returned by `Status`.
 pub type Properties = HashMap<String, OwnedValue>;
 
 /// What `EnrollBegin` returns: the pending secret, shown once so the user can add it to an
-/// authenticator app. It is never returned again after confirmation.
-pub type PendingEnrollment = (String, String, String, u32, u32, u64);
+/// authenticator app. It is never returned again after confirmation. On the wire a struct
+/// `(sssuut)` in this field order (the contract XML pins it). `Debug` is not derived: the
+/// secret must not reach a log.
+#[derive(zbus::zvariant::Type, serde::Serialize, serde::Deserialize)]
+pub struct PendingEnrollment {
+    /// The shared secret, base32 without padding.
+    pub secret_base32: String,
+    /// The `otpauth://totp/...` URI an authenticator app scans (holds the secret).
+    pub otpauth_uri: String,
+    /// The HMAC algorithm: `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    /// Digits of a code.
+    pub digits: u32,
+    /// Seconds per time step.
+    pub period: u32,
+    /// When the pending enrolment expires, Unix seconds.
+    pub expires_at: u64,
+}
 
 #[zbus::proxy(
     interface = "org.twostep.Login1",
@@ -62,6 +81,23 @@ pub trait Login {
     fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<crate::WireStep>;
 }
 
+/// `Begin`'s reply on Login2: the session token, then a [`crate::WireStep2`] flat.
+pub type Begin2Reply = (String, String, String, String, u32, u32, bool);
+
+#[zbus::proxy(
+    interface = "org.twostep.Login2",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait Login2 {
+    /// Open a login conversation for `user`; returns the session token and the first step.
+    fn begin(&self, user: &str, context: HashMap<&str, &str>) -> zbus::Result<Begin2Reply>;
+
+    /// Answer the current prompt of `session`; returns the next step.
+    fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<crate::WireStep2>;
+}
+
 #[zbus::proxy(
     interface = "org.twostep.User1",
     default_service = "org.twostep.Twostep1",
@@ -70,8 +106,7 @@ pub trait Login {
 )]
 pub trait User {
     /// Start enrolment of the calling user, or with `proof` (a current code or a recovery
-    /// code) move to a new authenticator:
-    /// `(secret_base32, otpauth_uri, algorithm, digits, period, expires_at_unix)`.
+    /// code) move to a new authenticator: the pending key ([`PendingEnrollment`]).
     fn enroll_begin(&self, proof: &[u8]) -> zbus::Result<PendingEnrollment>;
 
     /// Confirm the pending key with a current code; it becomes active. Returns the new
@@ -84,9 +119,10 @@ pub trait User {
     /// Switch 2FA off for the calling user (when policy allows); needs a code.
     fn disable(&self, proof: &[u8]) -> zbus::Result<()>;
 
-    /// The calling user's state: `enrolled` b, `pending_enrollment` b, `recovery_codes_left` u,
-    /// `required` b, `may_toggle` b, `failures` u, `locked_until` t, `last_success` t,
-    /// `last_failure` t (times in Unix seconds, 0 = never/none, u64::MAX = until unlocked).
+    /// The calling user's state, keyed by [`crate::status_key::STATUS`]: `enrolled` b,
+    /// `pending_enrollment` b, `recovery_codes_left` u, `required` b, `may_toggle` b,
+    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t (times in Unix
+    /// seconds, 0 = never/none, u64::MAX = until unlocked).
     fn status(&self) -> zbus::Result<Properties>;
 }
 
@@ -154,6 +190,7 @@ mod tests {
             ),
             (Error::WrongCode(s()), error_name::WRONG_CODE),
             (Error::Locked(s()), error_name::LOCKED),
+            (Error::NeedsNewerModule(s()), error_name::NEEDS_NEWER_MODULE),
         ];
         for (err, name) in cases {
             assert_eq!(err.name().as_str(), name);

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedValue, Value};
 
+use twostep_proto::{Step, WireStep};
 use zeroize::Zeroizing;
 
 use super::rate::RateLimit;
@@ -18,7 +19,8 @@ use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::{clock, Caller, Core, Error as CoreError};
-use twostep_proto::{limits, Error, PendingEnrollment, Properties};
+use twostep_proto::status_key as key;
+use twostep_proto::{limits, repair_key, Error, PendingEnrollment, Properties};
 
 /// Core calls running at once; further calls get `Busy` instead of queueing forever.
 const MAX_IN_FLIGHT: usize = 64;
@@ -121,10 +123,60 @@ impl Shared {
     }
 }
 
+/// `org.twostep.Login1`: for modules before Login2. Same core, same sessions; a step this
+/// interface cannot carry ends in `NeedsNewerModule`.
 pub struct LoginIface(Shared);
+/// `org.twostep.Login2`: steps with answer shapes named by form.
+pub struct Login2Iface(Shared);
 pub struct UserIface(Shared);
 /// The admin interface also knows the config file, for `Reload`.
 pub struct AdminIface(Shared, PathBuf);
+
+impl Shared {
+    /// `Begin` of both login interfaces: the session token and the first step.
+    async fn begin_login(
+        &self,
+        hdr: &Header<'_>,
+        user: String,
+        context: HashMap<String, String>,
+    ) -> Result<(String, Step), Error> {
+        let (caller, _slot) = self.caller(hdr).await?;
+        let ctx = LoginContext::from_map(&context)?;
+        self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
+            .await
+    }
+
+    /// `Answer` of both login interfaces: the next step.
+    async fn answer_login(
+        &self,
+        hdr: &Header<'_>,
+        session: String,
+        answer: Vec<u8>,
+    ) -> Result<Step, Error> {
+        let (caller, _slot) = self.caller(hdr).await?;
+        if session.len() > limits::MAX_SESSION_LEN {
+            return Err(Error::NoSession("no such login session".into()));
+        }
+        let answer = Zeroizing::new(answer);
+        self.run(move |core| core.answer(&caller, &session, &answer, clock::now()))
+            .await
+    }
+}
+
+/// A step on Login1, or `NeedsNewerModule` when that interface cannot carry it. The old
+/// module does not know that error name and fails closed with its text in its log line;
+/// it is never sent a verdict the daemon did not reach.
+fn login1_step(step: &Step) -> Result<WireStep, Error> {
+    step.to_wire().map_err(|e| {
+        log::warn!(
+            "outcome=needs-newer-module a login step has a shape {} cannot carry; the \
+             caller's pam_twostep predates {}",
+            twostep_proto::LOGIN_INTERFACE,
+            twostep_proto::LOGIN2_INTERFACE
+        );
+        Error::NeedsNewerModule(e.to_string())
+    })
+}
 
 #[zbus::interface(name = "org.twostep.Login1")]
 impl LoginIface {
@@ -135,13 +187,8 @@ impl LoginIface {
         user: String,
         context: HashMap<String, String>,
     ) -> Result<(String, String, String, String, u32), Error> {
-        let (caller, _slot) = self.0.caller(&hdr).await?;
-        let ctx = LoginContext::from_map(&context)?;
-        let (id, step) = self
-            .0
-            .run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
-            .await?;
-        let (kind, message, prompt, digits) = step.to_wire();
+        let (id, step) = self.0.begin_login(&hdr, user, context).await?;
+        let (kind, message, prompt, digits) = login1_step(&step)?;
         Ok((id, kind, message, prompt, digits))
     }
 
@@ -152,16 +199,37 @@ impl LoginIface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(String, String, String, u32), Error> {
-        let (caller, _slot) = self.0.caller(&hdr).await?;
-        if session.len() > limits::MAX_SESSION_LEN {
-            return Err(Error::NoSession("no such login session".into()));
-        }
-        let answer = Zeroizing::new(answer);
-        let step = self
-            .0
-            .run(move |core| core.answer(&caller, &session, &answer, clock::now()))
-            .await?;
-        Ok(step.to_wire())
+        let step = self.0.answer_login(&hdr, session, answer).await?;
+        login1_step(&step)
+    }
+}
+
+// The reply types are spelled out as tuples (not `WireStep2`) so that the introspection
+// data lists them as separate out arguments, as the message bodies carry them.
+#[zbus::interface(name = "org.twostep.Login2")]
+impl Login2Iface {
+    /// Open a login conversation for `user`:
+    /// `(session, kind, message, prompt, digits, max, echo)`.
+    async fn begin(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        context: HashMap<String, String>,
+    ) -> Result<(String, String, String, String, u32, u32, bool), Error> {
+        let (id, step) = self.0.begin_login(&hdr, user, context).await?;
+        let (kind, message, prompt, digits, max, echo) = step.to_wire2();
+        Ok((id, kind, message, prompt, digits, max, echo))
+    }
+
+    /// Answer the current prompt: `(kind, message, prompt, digits, max, echo)`.
+    async fn answer(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        session: String,
+        answer: Vec<u8>,
+    ) -> Result<(String, String, String, u32, u32, bool), Error> {
+        let step = self.0.answer_login(&hdr, session, answer).await?;
+        Ok(step.to_wire2())
     }
 }
 
@@ -179,14 +247,14 @@ impl UserIface {
             .0
             .run(move |core| core.enroll_begin(&caller, &proof, clock::now()))
             .await?;
-        Ok((
-            p.secret_base32,
-            p.uri,
-            p.algorithm.to_owned(),
-            u32::from(p.digits),
-            u32::try_from(p.period).unwrap_or(u32::MAX),
-            p.expires.0,
-        ))
+        Ok(PendingEnrollment {
+            secret_base32: p.secret_base32,
+            otpauth_uri: p.uri,
+            algorithm: p.algorithm.to_owned(),
+            digits: u32::from(p.digits),
+            period: u32::try_from(p.period).unwrap_or(u32::MAX),
+            expires_at: p.expires.0,
+        })
     }
 
     /// Confirm the pending key; returns recovery codes on a first enrolment.
@@ -236,15 +304,15 @@ impl UserIface {
             .run(move |core| core.status(&caller, clock::now()))
             .await?;
         let mut m = Props::default();
-        m.put("enrolled", s.enrolled);
-        m.put("pending_enrollment", s.pending);
-        m.put("recovery_codes_left", count(s.recovery_left));
-        m.put("required", s.required);
-        m.put("may_toggle", s.may_toggle);
-        m.put("failures", s.failures);
-        m.put("locked_until", s.locked_until);
-        m.put("last_success", s.last_success);
-        m.put("last_failure", s.last_failure);
+        m.put(key::ENROLLED, s.enrolled);
+        m.put(key::PENDING_ENROLLMENT, s.pending);
+        m.put(key::RECOVERY_CODES_LEFT, count(s.recovery_left));
+        m.put(key::REQUIRED, s.required);
+        m.put(key::MAY_TOGGLE, s.may_toggle);
+        m.put(key::FAILURES, s.failures);
+        m.put(key::LOCKED_UNTIL, s.locked_until);
+        m.put(key::LAST_SUCCESS, s.last_success);
+        m.put(key::LAST_FAILURE, s.last_failure);
         Ok(m.0)
     }
 }
@@ -266,24 +334,24 @@ fn count(n: usize) -> u32 {
 
 fn user_props(u: UserInfo, with_events: bool) -> Properties {
     let mut m = Props::default();
-    m.put("user", u.name);
-    m.put("uid", u.uid);
-    m.put("enrolled_as", u.enrolled_as);
-    m.put("enrolled", u.enrolled);
-    m.put("pending_enrollment", u.pending);
-    m.put("recovery_codes_left", count(u.recovery_left));
-    m.put("required", u.required);
-    m.put("why", u.why);
-    m.put("override", u.policy_override);
-    m.put("may_toggle", u.may_toggle);
-    m.put("failures", u.failures);
-    m.put("locked_until", u.locked_until);
-    m.put("last_success", u.last_success);
-    m.put("last_failure", u.last_failure);
-    m.put("error", u.error);
+    m.put(key::USER, u.name);
+    m.put(key::UID, u.uid);
+    m.put(key::ENROLLED_AS, u.enrolled_as);
+    m.put(key::ENROLLED, u.enrolled);
+    m.put(key::PENDING_ENROLLMENT, u.pending);
+    m.put(key::RECOVERY_CODES_LEFT, count(u.recovery_left));
+    m.put(key::REQUIRED, u.required);
+    m.put(key::WHY, u.why);
+    m.put(key::OVERRIDE, u.policy_override);
+    m.put(key::MAY_TOGGLE, u.may_toggle);
+    m.put(key::FAILURES, u.failures);
+    m.put(key::LOCKED_UNTIL, u.locked_until);
+    m.put(key::LAST_SUCCESS, u.last_success);
+    m.put(key::LAST_FAILURE, u.last_failure);
+    m.put(key::ERROR, u.error);
     if with_events {
         let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();
-        m.put("events", events);
+        m.put(key::EVENTS, events);
     }
     m.0
 }
@@ -397,13 +465,13 @@ impl AdminIface {
             .run(move |core| core.admin_repair(&caller, &user, confirm, clock::now()))
             .await?;
         let mut m = Props::default();
-        m.put("path", r.path);
-        m.put("damage", r.damage);
-        m.put("slots", r.slots);
-        m.put("may_be_lost", r.may_be_lost);
-        m.put("restored", r.restored);
-        m.put("written", r.written);
-        m.put("kept", r.kept);
+        m.put(repair_key::PATH, r.path);
+        m.put(repair_key::DAMAGE, r.damage);
+        m.put(repair_key::SLOTS, r.slots);
+        m.put(repair_key::MAY_BE_LOST, r.may_be_lost);
+        m.put(repair_key::RESTORED, r.restored);
+        m.put(repair_key::WRITTEN, r.written);
+        m.put(repair_key::KEPT, r.kept);
         Ok(m.0)
     }
 }
@@ -443,6 +511,9 @@ pub async fn serve(
         .at(twostep_proto::OBJECT_PATH, LoginIface(shared.clone()))
         .await?;
     server
+        .at(twostep_proto::OBJECT_PATH, Login2Iface(shared.clone()))
+        .await?;
+    server
         .at(twostep_proto::OBJECT_PATH, UserIface(shared.clone()))
         .await?;
     server
@@ -459,5 +530,74 @@ pub async fn serve(
             Ok(identify)
         }
         _ => Err(zbus::Error::NameTaken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twostep_proto::{error_name, Accept, Verdict};
+    use zbus::DBusError;
+
+    fn prompt(accept: Accept) -> Step {
+        Step::Prompt {
+            message: String::new(),
+            prompt: "Verification code: ".into(),
+            accept,
+        }
+    }
+
+    #[test]
+    fn login1_carries_todays_steps_unchanged() {
+        let code = login1_step(&prompt(Accept::Digits { n: 6 })).unwrap();
+        assert_eq!(
+            code,
+            (
+                "prompt-code".into(),
+                String::new(),
+                "Verification code: ".into(),
+                6
+            )
+        );
+        let either = login1_step(&prompt(Accept::DigitsOrText {
+            n: 8,
+            max: twostep_proto::MAX_RECOVERY_LEN,
+        }))
+        .unwrap();
+        assert_eq!(
+            (either.0.as_str(), either.3),
+            ("prompt-code-or-recovery", 8)
+        );
+        let ack = login1_step(&prompt(Accept::Acknowledge)).unwrap();
+        assert_eq!(ack.0, "prompt-acknowledge");
+        let done = login1_step(&Step::Done {
+            verdict: Verdict::Locked,
+            message: "m".into(),
+        })
+        .unwrap();
+        assert_eq!(done, ("locked".into(), "m".into(), String::new(), 0));
+    }
+
+    #[test]
+    fn a_step_login1_cannot_carry_is_a_named_error_not_a_verdict() {
+        for accept in [
+            Accept::Text {
+                max: 64,
+                echo: true,
+            },
+            Accept::Text {
+                max: 64,
+                echo: false,
+            },
+            Accept::Digits { n: 4 },
+            Accept::DigitsOrText { n: 10, max: 64 },
+        ] {
+            let e = login1_step(&prompt(accept)).unwrap_err();
+            assert_eq!(e.name().as_str(), error_name::NEEDS_NEWER_MODULE);
+            let Error::NeedsNewerModule(text) = e else {
+                panic!("{accept:?}");
+            };
+            assert!(text.contains("needs a newer pam_twostep"), "{text}");
+        }
     }
 }

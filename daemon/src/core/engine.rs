@@ -687,7 +687,10 @@ mod tests {
         assert!(matches!(
             step,
             Step::Prompt {
-                accept: Accept::CodeOrRecovery { digits: 6 },
+                accept: Accept::DigitsOrText {
+                    n: 6,
+                    max: twostep_proto::MAX_RECOVERY_LEN
+                },
                 ..
             }
         ));
@@ -744,7 +747,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(accept, Accept::Code { digits: 6 });
+        assert_eq!(accept, Accept::Digits { n: 6 });
         assert!(message.contains('█'), "QR code in the text");
         let key_line = message
             .lines()

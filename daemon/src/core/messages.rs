@@ -33,9 +33,12 @@ pub fn done(verdict: Verdict, message: String) -> Step {
 /// is left.
 pub fn first_prompt(record: &Record, digits: u8) -> Step {
     let accept = if recovery::left(&record.recovery) > 0 {
-        Accept::CodeOrRecovery { digits }
+        Accept::DigitsOrText {
+            n: digits,
+            max: twostep_proto::MAX_RECOVERY_LEN,
+        }
     } else {
-        Accept::Code { digits }
+        Accept::Digits { n: digits }
     };
     Step::Prompt {
         message: String::new(),
@@ -63,7 +66,7 @@ pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step,
     Ok(Step::Prompt {
         message,
         prompt: "Code from your app: ".into(),
-        accept: Accept::Code { digits: key.digits },
+        accept: Accept::Digits { n: key.digits },
     })
 }
 

@@ -16,10 +16,13 @@
 //!    A bus that refuses the authentication closes the connection or answers something
 //!    other than `OK`, and the login fails closed.) When nobody owns the name yet:
 //!    `StartServiceByName`, then `GetNameOwner` again, one round trip each;
-//! 2. `GetConnectionUnixUser(owner)` + `Login1.Begin` sent to the owner: Begin's reply is
+//! 2. `GetConnectionUnixUser(owner)` + `Login2.Begin` sent to the owner: Begin's reply is
 //!    looked at only after the uid check has passed, and dropped unread if it fails. Begin
-//!    carries the user name and the login context, never an answer;
-//! 3. one round trip per `Answer`.
+//!    carries the user name and the login context, never an answer. A daemon older than
+//!    `Login2` answers `UnknownInterface` (or `UnknownMethod`): then, and only when that
+//!    error comes from the checked owner, one more round trip calls `Login1.Begin`, and the
+//!    conversation stays on `Login1` (see [`Version`]);
+//! 3. one round trip per `Answer`, on the interface Begin used.
 //!
 //! The bytes — socket, SASL, framing — move in [`conn`]; this file decides whom to trust:
 //! the owner check, the calls and the routing of replies.
@@ -28,10 +31,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use rustbus::message_builder::{MarshalledMessage, MessageBuilder, MessageType};
+use rustbus::message_builder::{MarshalledMessage, MessageBodyParser, MessageBuilder, MessageType};
 use rustbus::params::validate_object_path;
 use rustbus::params::{validate_busname, validate_interface, validate_membername};
-use twostep_proto::{login, Step, BUS_NAME, ERROR_PREFIX, LOGIN_INTERFACE, OBJECT_PATH};
+use rustbus::wire::errors::UnmarshalError;
+use twostep_proto::{
+    login, Step, UnknownStep, BUS_NAME, ERROR_PREFIX, LOGIN2_INTERFACE, LOGIN_INTERFACE,
+    OBJECT_PATH,
+};
 
 use crate::args::ModuleArgs;
 use crate::flow::{
@@ -47,6 +54,38 @@ const DBUS_NAME: &str = "org.freedesktop.DBus";
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 const DBUS_INTERFACE: &str = "org.freedesktop.DBus";
 const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
+/// The bus driver's answer to `StartServiceByName` for a name nothing can start.
+const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
+/// What a D-Bus server answers for an interface or method it does not serve: from the
+/// checked owner in reply to `Login2.Begin`, "a daemon older than Login2".
+const NOT_SERVED: [&str; 2] = [
+    "org.freedesktop.DBus.Error.UnknownInterface",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+];
+
+/// The login interface one connection speaks.
+///
+/// Why fall back rather than fail closed on a daemon without `Login2`: the module and the
+/// daemon are upgraded separately (two packages, fleets), and failing closed would lock
+/// every login out between the two upgrades, `sudo` included. The fallback gives an old
+/// daemon nothing it did not have: `Login1` carries a subset of the same steps, decoded as
+/// strictly as before; the verdicts mean the same; and only the owner whose uid was checked
+/// can trigger it (an error from anyone else is not taken as its reply, see [`route`]). It
+/// is logged at notice level on every login, so a half-done upgrade is visible.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Version {
+    Login2,
+    Login1,
+}
+
+impl Version {
+    fn interface(self) -> &'static str {
+        match self {
+            Version::Login2 => LOGIN2_INTERFACE,
+            Version::Login1 => LOGIN_INTERFACE,
+        }
+    }
+}
 
 /// Transport error names. From whatever owns the daemon's name, in reply to a login call,
 /// they mean "no usable answer": [`DaemonError::Unanswered`], which fails closed like any
@@ -80,6 +119,13 @@ enum CallError {
     /// Bytes that are not a D-Bus message (or not an `OK` from SASL), or a message this
     /// module cannot build.
     Malformed(String),
+}
+
+impl CallError {
+    /// The owner's "I do not serve that interface / method".
+    fn says_not_served(&self) -> bool {
+        matches!(self, CallError::Reply { name, .. } if NOT_SERVED.contains(&name.as_str()))
+    }
 }
 
 impl CallError {
@@ -122,10 +168,12 @@ pub struct BusDaemon<'a> {
     conn: RefCell<Option<Connected>>,
 }
 
-/// A registered connection and the checked unique name of the daemon.
+/// A registered connection, the checked unique name of the daemon and the login interface
+/// it speaks.
 struct Connected {
     conn: Conn,
     daemon: String,
+    version: Version,
 }
 
 impl<'a> BusDaemon<'a> {
@@ -139,7 +187,7 @@ impl<'a> BusDaemon<'a> {
     }
 
     /// Round trips 1 and 2: connects, registers, resolves and checks the daemon, and returns
-    /// the connection with Begin's reply (not yet looked at).
+    /// the connection with the result of `Login2.Begin` (not yet looked at).
     ///
     /// [`BeginError::Absent`] comes from two places only, both before Begin is sent:
     /// [`Conn::open`] (`ENOENT`, `ECONNREFUSED` from `connect`) and [`Self::register`] (the
@@ -149,7 +197,7 @@ impl<'a> BusDaemon<'a> {
         &self,
         user: &str,
         ctx: &LoginContext,
-    ) -> Result<(Connected, MarshalledMessage), BeginError> {
+    ) -> Result<(Connected, Result<MarshalledMessage, CallError>), BeginError> {
         let bus = &self.args.bus;
         let path = bus.strip_prefix("unix:path=").ok_or_else(|| {
             DaemonError::Protocol(format!(
@@ -172,7 +220,12 @@ impl<'a> BusDaemon<'a> {
         })?;
         let daemon = self.register(&mut conn, deadline)?;
         let begun = self.checked_begin(&mut conn, &daemon, user, ctx)?;
-        Ok((Connected { conn, daemon }, begun))
+        let connected = Connected {
+            conn,
+            daemon,
+            version: Version::Login2,
+        };
+        Ok((connected, begun))
     }
 
     /// Round trip 1: SASL, `Hello` and `GetNameOwner` together; the unique name owning
@@ -227,6 +280,13 @@ impl<'a> BusDaemon<'a> {
 
     /// After the bus driver said nobody owns [`BUS_NAME`]: `StartServiceByName`, then
     /// `GetNameOwner` again, one round trip each.
+    ///
+    /// Only a daemon the bus cannot start at all — the driver answers `ServiceUnknown`: no
+    /// activation file — is absent. A daemon that is activatable but fails to start (it
+    /// exits: `Spawn.ChildExited`; it hangs: `TimedOut`; a limit or a policy refuses the
+    /// start), or that was started and then does not own its name, is a broken daemon, not
+    /// a missing one, and fails closed whatever `failmode=` says: refusing to start is how
+    /// twostepd refuses an unsafe configuration.
     fn start_and_resolve(&self, conn: &mut Conn) -> Result<String, BeginError> {
         self.log.debug(&format!(
             "{BUS_NAME} has no owner; asking the bus to start it"
@@ -237,40 +297,41 @@ impl<'a> BusDaemon<'a> {
             .push_param2(BUS_NAME, 0u32)
             .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
         match self.call(conn, &start, DBUS_NAME) {
-            // Started, already running, or refused by the bus driver (not activatable, the
-            // start failed): the driver's answer to the next question decides.
-            Ok(_) | Err(CallError::Reply { .. }) => {}
+            // Started, or started by someone else meanwhile: it must own its name now.
+            Ok(_) => {}
+            // Only the bus driver's replies reach here (`call` routes by sender).
+            Err(CallError::Reply { name, .. }) if name == SERVICE_UNKNOWN => {
+                return Err(BeginError::Absent(Absence::NoOwner))
+            }
             Err(e) => {
                 return Err(DaemonError::Unanswered(format!(
-                    "asking the bus to start twostepd: {}",
+                    "the bus could not start twostepd: {}",
                     e.show()
                 ))
                 .into())
             }
         }
-        match self
-            .call(conn, &name_owner_query()?, DBUS_NAME)
+        self.call(conn, &name_owner_query()?, DBUS_NAME)
             .and_then(|reply| unique_owner(&reply))
-        {
-            Ok(owner) => Ok(owner),
-            Err(e) if e.says_no_owner() => Err(BeginError::Absent(Absence::NoOwner)),
-            Err(e) => Err(DaemonError::Unanswered(format!(
-                "cannot resolve the daemon's bus name after starting it: {}",
-                e.show()
-            ))
-            .into()),
-        }
+            .map_err(|e| {
+                DaemonError::Unanswered(format!(
+                    "twostepd was started but does not own its name (it exited or hangs): {}",
+                    e.show()
+                ))
+                .into()
+            })
     }
 
-    /// Round trip 2: `GetConnectionUnixUser(daemon)` and `Begin` to `daemon`, together.
-    /// Returns Begin's reply only once the owner's uid has been checked.
+    /// Round trip 2: `GetConnectionUnixUser(daemon)` and `Login2.Begin` to `daemon`,
+    /// together. Returns Begin's result (a reply or the owner's error, for
+    /// [`Self::begin`] to judge) only once the owner's uid has been checked.
     fn checked_begin(
         &self,
         conn: &mut Conn,
         daemon: &str,
         user: &str,
         ctx: &LoginContext,
-    ) -> Result<MarshalledMessage, DaemonError> {
+    ) -> Result<Result<MarshalledMessage, CallError>, DaemonError> {
         let bus = &self.args.bus;
         let unasked = |e: &CallError| {
             DaemonError::Unanswered(format!(
@@ -283,8 +344,9 @@ impl<'a> BusDaemon<'a> {
             .body
             .push_param(daemon)
             .map_err(|e| DaemonError::Protocol(format!("GetConnectionUnixUser: {e}")))?;
-        let begin = begin_call(daemon, user, ctx)?;
-        self.log.debug(&format!("calling {}", login::BEGIN));
+        let begin = begin_call(daemon, Version::Login2, user, ctx)?;
+        self.log
+            .debug(&format!("calling {LOGIN2_INTERFACE}.{}", login::BEGIN));
         let deadline = Instant::now() + self.args.timeout;
         let [uid_serial, begin_serial] = conn
             .send([&query, &begin], deadline)
@@ -326,7 +388,7 @@ impl<'a> BusDaemon<'a> {
             }
         }
         match (checked, begun) {
-            (true, Some(result)) => result.map_err(|e| self.failed(login::BEGIN, &e)),
+            (true, Some(result)) => Ok(result),
             _ => Err(DaemonError::Protocol("Begin: replies missing".into())),
         }
     }
@@ -354,7 +416,7 @@ impl<'a> BusDaemon<'a> {
         e.classify()
     }
 
-    fn decoded(&self, step: Result<Step, twostep_proto::UnknownStep>) -> Result<Step, DaemonError> {
+    fn decoded(&self, step: Result<Step, UnknownStep>) -> Result<Step, DaemonError> {
         let step = step.map_err(|e| DaemonError::Protocol(e.to_string()))?;
         self.log.debug(&format!("step: {}", describe_step(&step)));
         Ok(step)
@@ -367,26 +429,50 @@ impl Daemon for BusDaemon<'_> {
             .conn
             .try_borrow_mut()
             .map_err(|_| DaemonError::Protocol("Begin while a call is running".into()))?;
-        let reply = match slot.as_mut() {
-            // A second Begin on the same connection: the owner is checked already.
+        let result = match slot.as_mut() {
+            // A second Begin on the same connection: the owner is checked already, and its
+            // interface known.
             Some(c) => {
-                let begin = begin_call(&c.daemon, user, ctx)?;
-                self.log.debug(&format!("calling {}", login::BEGIN));
+                let begin = begin_call(&c.daemon, c.version, user, ctx)?;
+                self.log.debug(&format!(
+                    "calling {}.{}",
+                    c.version.interface(),
+                    login::BEGIN
+                ));
                 self.call(&mut c.conn, &begin, &c.daemon)
-                    .map_err(|e| self.failed(login::BEGIN, &e))?
             }
             None => {
-                let (connected, reply) = self.connect_and_begin(user, ctx)?;
+                let (connected, result) = self.connect_and_begin(user, ctx)?;
                 *slot = Some(connected);
-                reply
+                result
             }
         };
-        let (session, kind, message, prompt, digits) = reply
-            .body
-            .parser()
-            .get5::<String, String, String, String, u32>()
+        let Some(c) = slot.as_mut() else {
+            return Err(DaemonError::Protocol("Begin without a connection".into()).into());
+        };
+        let result = match result {
+            // Only the checked owner's own error reply gets here (route): an old daemon.
+            Err(e) if c.version == Version::Login2 && e.says_not_served() => {
+                self.log.notice(&format!(
+                    "twostepd does not serve {LOGIN2_INTERFACE} ({}): a daemon older than this \
+                     module; using {LOGIN_INTERFACE}. Upgrade twostepd.",
+                    e.show()
+                ));
+                c.version = Version::Login1;
+                let begin = begin_call(&c.daemon, Version::Login1, user, ctx)?;
+                self.log
+                    .debug(&format!("calling {LOGIN_INTERFACE}.{}", login::BEGIN));
+                self.call(&mut c.conn, &begin, &c.daemon)
+            }
+            other => other,
+        };
+        let reply = result.map_err(|e| self.failed(login::BEGIN, &e))?;
+        expect_signature(&reply, c.version, login::BEGIN)?;
+        let mut parser = reply.body.parser();
+        let session = parser
+            .get::<String>()
             .map_err(|e| DaemonError::Protocol(format!("Begin reply: {e}")))?;
-        let step = self.decoded(Step::from_wire((kind, message, prompt, digits)))?;
+        let step = self.decoded(read_step(&mut parser, c.version, login::BEGIN)?)?;
         let session = Session::for_first_step(session, &step).ok_or_else(|| {
             DaemonError::Protocol("Begin reply: session token missing or over-long".into())
         })?;
@@ -401,7 +487,7 @@ impl Daemon for BusDaemon<'_> {
         let Some(c) = slot.as_mut() else {
             return Err(DaemonError::Protocol("Answer before Begin".into()));
         };
-        let mut msg = login_method(&c.daemon, login::ANSWER)?;
+        let mut msg = login_method(&c.daemon, c.version, login::ANSWER)?;
         // Room for everything up front, so the buffer holding the answer never moves (a
         // move would leave an unwiped copy behind).
         msg.body
@@ -409,7 +495,11 @@ impl Daemon for BusDaemon<'_> {
         let pushed = msg.body.push_param2(session.as_str(), answer.as_bytes());
         let reply = match pushed {
             Ok(()) => {
-                self.log.debug(&format!("calling {}", login::ANSWER));
+                self.log.debug(&format!(
+                    "calling {}.{}",
+                    c.version.interface(),
+                    login::ANSWER
+                ));
                 self.call(&mut c.conn, &msg, &c.daemon)
             }
             Err(e) => Err(CallError::Malformed(format!("cannot build Answer: {e}"))),
@@ -417,12 +507,9 @@ impl Daemon for BusDaemon<'_> {
         wipe_body(&mut msg);
         drop(msg);
         let reply = reply.map_err(|e| self.failed(login::ANSWER, &e))?;
-        let wire = reply
-            .body
-            .parser()
-            .get4::<String, String, String, u32>()
-            .map_err(|e| DaemonError::Protocol(format!("Answer reply: {e}")))?;
-        self.decoded(Step::from_wire(wire))
+        expect_signature(&reply, c.version, login::ANSWER)?;
+        let step = read_step(&mut reply.body.parser(), c.version, login::ANSWER)?;
+        self.decoded(step)
     }
 }
 
@@ -582,8 +669,12 @@ fn bus_method(member: &str) -> Result<MarshalledMessage, DaemonError> {
     method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, member)
 }
 
-fn login_method(daemon: &str, member: &str) -> Result<MarshalledMessage, DaemonError> {
-    method(daemon, OBJECT_PATH, LOGIN_INTERFACE, member)
+fn login_method(
+    daemon: &str,
+    version: Version,
+    member: &str,
+) -> Result<MarshalledMessage, DaemonError> {
+    method(daemon, OBJECT_PATH, version.interface(), member)
 }
 
 fn name_owner_query() -> Result<MarshalledMessage, DaemonError> {
@@ -595,19 +686,70 @@ fn name_owner_query() -> Result<MarshalledMessage, DaemonError> {
     Ok(query)
 }
 
-/// `Begin(s user, a{ss} context)` to the daemon's unique name.
+/// `Begin(s user, a{ss} context)` of `version` to the daemon's unique name.
 fn begin_call(
     daemon: &str,
+    version: Version,
     user: &str,
     ctx: &LoginContext,
 ) -> Result<MarshalledMessage, DaemonError> {
-    let mut begin = login_method(daemon, login::BEGIN)?;
+    let mut begin = login_method(daemon, version, login::BEGIN)?;
     let context: HashMap<&str, &str> = ctx.entries().into_iter().collect();
     begin
         .body
         .push_param2(user, context)
         .map_err(|e| DaemonError::Protocol(format!("Begin: {e}")))?;
     Ok(begin)
+}
+
+/// A reply of `member` has exactly the signature of `version`: nothing missing, nothing
+/// added.
+fn expect_signature(
+    reply: &MarshalledMessage,
+    version: Version,
+    member: &str,
+) -> Result<(), DaemonError> {
+    let step = match version {
+        Version::Login2 => "sssuub",
+        Version::Login1 => "sssu",
+    };
+    let want = if member == login::BEGIN {
+        format!("s{step}")
+    } else {
+        step.to_owned()
+    };
+    if reply.get_sig() == want {
+        Ok(())
+    } else {
+        Err(DaemonError::Protocol(format!(
+            "{member} reply of {}: signature {}, not {want}",
+            version.interface(),
+            Field(Some(reply.get_sig()))
+        )))
+    }
+}
+
+/// The step in a reply of `member` (after Begin's session token), in the wire form of
+/// `version`; a reply that has another signature is a protocol error.
+fn read_step(
+    parser: &mut MessageBodyParser<'_>,
+    version: Version,
+    member: &str,
+) -> Result<Result<Step, UnknownStep>, DaemonError> {
+    let bad = |e: UnmarshalError| DaemonError::Protocol(format!("{member} reply: {e}"));
+    let step = match version {
+        Version::Login2 => {
+            let (kind, message, prompt, digits, max) = parser
+                .get5::<String, String, String, u32, u32>()
+                .map_err(bad)?;
+            let echo = parser.get::<bool>().map_err(bad)?;
+            Step::from_wire2((kind, message, prompt, digits, max, echo))
+        }
+        Version::Login1 => {
+            Step::from_wire(parser.get4::<String, String, String, u32>().map_err(bad)?)
+        }
+    };
+    Ok(step)
 }
 
 /// Overwrites the body of a sent message (the answer) in place.
@@ -715,6 +857,37 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_step_this_module_cannot_render_fails_closed_with_the_reason_logged() {
+        // What a daemon sends on Login1 for a step that interface cannot carry. This module
+        // (and every module before Login2: `classify` is unchanged) does not know the name:
+        // a protocol error, PAM_AUTH_ERR whatever failmode, and the daemon's reason in the
+        // log line.
+        let why = twostep_proto::NotInLogin1.to_string();
+        let e = classify(error_name::NEEDS_NEWER_MODULE, &why);
+        let DaemonError::Protocol(text) = &e else {
+            panic!("not a protocol error: {e:?}");
+        };
+        assert!(text.contains("NeedsNewerModule"), "{text}");
+        assert!(text.contains("needs a newer pam_twostep"), "{text}");
+        let outcome = crate::flow::Outcome::Daemon(e);
+        for failmode in [crate::args::FailMode::Open, crate::args::FailMode::Closed] {
+            let args = ModuleArgs {
+                failmode,
+                ..ModuleArgs::default()
+            };
+            assert_eq!(
+                crate::flow::pam_code(&outcome, &args),
+                pam::constants::PamResultCode::PAM_AUTH_ERR
+            );
+            assert_eq!(
+                crate::flow::notice(&outcome, &args),
+                Some(crate::flow::MSG_PROTOCOL)
+            );
+        }
+        assert!(outcome.describe().contains("needs a newer pam_twostep"));
     }
 
     #[test]
@@ -1049,7 +1222,7 @@ mod tests {
 
     #[test]
     fn a_sent_answer_is_wiped_in_place() {
-        let mut msg = login_method(":1.7", login::ANSWER).unwrap();
+        let mut msg = login_method(":1.7", Version::Login2, login::ANSWER).unwrap();
         msg.body.reserve(64 + 3 + 6);
         msg.body.push_param2("tok", &b"987654"[..]).unwrap();
         let before = msg.get_buf().as_ptr();
@@ -1068,8 +1241,9 @@ mod tests {
             rhost: Some("10.0.0.1".into()),
             tty: None,
         };
-        let begin = begin_call(":1.7", "alice", &ctx).unwrap();
+        let begin = begin_call(":1.7", Version::Login2, "alice", &ctx).unwrap();
         assert_eq!(begin.get_sig(), "sa{ss}");
+        assert_eq!(begin.dynheader.interface.as_deref(), Some(LOGIN2_INTERFACE));
         let (user, context) = begin
             .body
             .parser()
@@ -1195,13 +1369,7 @@ mod tests {
             peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
             peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
             let start = peer.call("StartServiceByName");
-            peer.error(
-                &start,
-                DBUS_NAME,
-                "org.freedesktop.DBus.Error.ServiceUnknown",
-            );
-            let query = peer.call("GetNameOwner");
-            peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+            peer.error(&start, DBUS_NAME, SERVICE_UNKNOWN);
             // No login call follows.
             peer.assert_closed();
         });
@@ -1209,6 +1377,46 @@ mod tests {
         let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
         assert_eq!(got.unwrap_err(), BeginError::Absent(Absence::NoOwner));
         bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_fails_to_start_or_to_stay_is_not_absent() {
+        // The start fails (exits, hangs, a limit), or it "starts" and then owns nothing:
+        // a broken daemon fails closed, never open.
+        let failed_starts = [
+            "org.freedesktop.DBus.Error.Spawn.ChildExited",
+            "org.freedesktop.DBus.Error.TimedOut",
+            "org.freedesktop.DBus.Error.LimitsExceeded",
+            "org.freedesktop.DBus.Error.AccessDenied",
+            "org.freedesktop.systemd1.NoSuchUnit",
+        ];
+        for name in failed_starts.iter().map(|n| Some(*n)).chain([None]) {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                peer.authenticate();
+                let hello = peer.call("Hello");
+                let query = peer.call("GetNameOwner");
+                peer.reply(&hello, DBUS_NAME, body_of(":1.5"));
+                peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+                let start = peer.call("StartServiceByName");
+                match name {
+                    Some(n) => peer.error(&start, DBUS_NAME, n),
+                    None => {
+                        peer.reply(&start, DBUS_NAME, body_of(1u32));
+                        let query = peer.call("GetNameOwner");
+                        peer.error(&query, DBUS_NAME, NAME_HAS_NO_OWNER);
+                    }
+                }
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+            assert!(
+                matches!(got, Err(BeginError::Failed(DaemonError::Unanswered(_)))),
+                "{name:?}: {got:?}"
+            );
+            bus.join().unwrap();
+        }
     }
 
     #[test]
@@ -1401,13 +1609,182 @@ mod tests {
         assert!(matches!(got, Err(DaemonError::Unanswered(_))), "{got:?}");
     }
 
+    // ---- Versions: Login2 first, Login1 on a daemon older than that ----
+
+    fn answer_of(bytes: &[u8]) -> Answer {
+        let Reply::Answer(answer) = Reply::from_bytes(Some(bytes)) else {
+            panic!("no answer");
+        };
+        answer
+    }
+
+    #[test]
+    fn a_new_daemon_is_spoken_to_on_login2_with_shapes_by_form() {
+        let email = Step::Prompt {
+            message: "Where should the code go?".into(),
+            prompt: "Email address: ".into(),
+            accept: Accept::Text {
+                max: 64,
+                echo: true,
+            },
+        };
+        let sent = email.clone();
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, move |peer| {
+            let uid = peer.register(":1.7");
+            let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+            peer.reply(&uid, DBUS_NAME, body_of(0u32));
+            peer.reply(&begin, ":1.7", step_body("tok", &sent));
+            let answer = peer.call_on(LOGIN2_INTERFACE, login::ANSWER);
+            peer.reply(&answer, ":1.7", wire_step(&done_step()));
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let daemon = BusDaemon::new(&args, &log);
+        let (session, step) = daemon.begin("alice", &LoginContext::default()).unwrap();
+        assert_eq!(step, email);
+        let answer = daemon.answer(&session, &answer_of(b"a@example.org"));
+        assert_eq!(answer.unwrap(), done_step());
+        drop(daemon);
+        bus.join().unwrap();
+    }
+
+    #[test]
+    fn a_daemon_without_login2_is_spoken_to_on_login1() {
+        for not_served in NOT_SERVED {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                let uid = peer.register(":1.7");
+                let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+                peer.reply(&uid, DBUS_NAME, body_of(0u32));
+                peer.error(&begin, ":1.7", not_served);
+                // One more round trip, to the same checked owner, on Login1.
+                let begin = peer.call_on(LOGIN_INTERFACE, login::BEGIN);
+                assert_eq!(begin.dynheader.destination.as_deref(), Some(":1.7"));
+                assert_eq!(begin.body.parser().get::<String>().unwrap(), "alice");
+                peer.reply(&begin, ":1.7", step_body1("tok", &code_step()));
+                let answer = peer.call_on(LOGIN_INTERFACE, login::ANSWER);
+                peer.reply(&answer, ":1.7", wire_step1(&code_step()));
+                let answer = peer.call_on(LOGIN_INTERFACE, login::ANSWER);
+                peer.reply(&answer, ":1.7", wire_step1(&done_step()));
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let daemon = BusDaemon::new(&args, &log);
+            let (session, step) = daemon.begin("alice", &LoginContext::default()).unwrap();
+            assert_eq!(step, code_step());
+            let again = daemon.answer(&session, &answer_of(b"111111")).unwrap();
+            assert_eq!(again, code_step());
+            let last = daemon.answer(&session, &answer_of(b"123456")).unwrap();
+            assert_eq!(last, done_step());
+            drop(daemon);
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn only_the_checked_owner_saying_it_lacks_login2_means_an_old_daemon() {
+        // The bus driver (the call was not delivered), any other error of the owner, and a
+        // Login1-shaped reply to Login2's Begin: no second Begin, the login fails closed.
+        let cases: [(&str, &str, bool); 4] = [
+            (DBUS_NAME, "org.freedesktop.DBus.Error.UnknownMethod", false),
+            (
+                DBUS_NAME,
+                "org.freedesktop.DBus.Error.UnknownInterface",
+                false,
+            ),
+            (":1.7", "org.freedesktop.DBus.Error.UnknownObject", false),
+            (":1.7", "", true),
+        ];
+        for (sender, name, login1_reply) in cases {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                let uid = peer.register(":1.7");
+                let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+                peer.reply(&uid, DBUS_NAME, body_of(0u32));
+                if login1_reply {
+                    peer.reply(&begin, ":1.7", step_body1("tok", &code_step()));
+                } else {
+                    peer.error(&begin, sender, name);
+                }
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+            match got {
+                Err(BeginError::Failed(DaemonError::Unanswered(_) | DaemonError::Protocol(_))) => {}
+                other => panic!("{sender} {name}: {other:?}"),
+            }
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_reply_with_more_than_its_signature_is_refused() {
+        for on_answer in [false, true] {
+            let (args, listener) = scripted_bus(Duration::from_secs(5));
+            let bus = serve(listener, move |peer| {
+                let uid = peer.register(":1.7");
+                let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+                peer.reply(&uid, DBUS_NAME, body_of(0u32));
+                let mut body = step_body("tok", &code_step());
+                if !on_answer {
+                    body.body.push_param(7u32).unwrap();
+                    peer.reply(&begin, ":1.7", body);
+                    peer.assert_closed();
+                    return;
+                }
+                peer.reply(&begin, ":1.7", body);
+                let answer = peer.call_on(LOGIN2_INTERFACE, login::ANSWER);
+                let mut body = wire_step(&done_step());
+                body.body.push_param("more").unwrap();
+                peer.reply(&answer, ":1.7", body);
+                peer.assert_closed();
+            });
+            let log = Log::new(false);
+            let daemon = BusDaemon::new(&args, &log);
+            let begun = daemon.begin("alice", &LoginContext::default());
+            if on_answer {
+                let (session, _) = begun.unwrap();
+                let got = daemon.answer(&session, &answer_of(b"123456"));
+                assert!(matches!(got, Err(DaemonError::Protocol(_))), "{got:?}");
+            } else {
+                assert!(
+                    matches!(begun, Err(BeginError::Failed(DaemonError::Protocol(_)))),
+                    "{begun:?}"
+                );
+            }
+            drop(daemon);
+            bus.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_impostor_saying_it_lacks_login2_is_not_asked_again() {
+        let (args, listener) = scripted_bus(Duration::from_secs(5));
+        let bus = serve(listener, |peer| {
+            let uid = peer.register(":1.7");
+            let begin = peer.call_on(LOGIN2_INTERFACE, login::BEGIN);
+            peer.error(&begin, ":1.7", NOT_SERVED[0]);
+            peer.reply(&uid, DBUS_NAME, body_of(1000u32));
+            peer.assert_closed();
+        });
+        let log = Log::new(false);
+        let got = BusDaemon::new(&args, &log).begin("alice", &LoginContext::default());
+        assert_eq!(
+            got.unwrap_err(),
+            BeginError::Failed(DaemonError::WrongOwner { uid: 1000 })
+        );
+        bus.join().unwrap();
+    }
+
     // ---- Test plumbing ----
 
     fn code_step() -> Step {
         Step::Prompt {
             message: String::new(),
             prompt: "Code: ".into(),
-            accept: Accept::Code { digits: 6 },
+            accept: Accept::Digits { n: 6 },
         }
     }
 
@@ -1424,9 +1801,32 @@ mod tests {
         m
     }
 
-    /// Begin's reply: the session token, then the step.
+    /// Login2 Begin's reply: the session token, then the step.
     fn step_body(session: &str, step: &Step) -> MarshalledMessage {
-        let (kind, message, prompt, digits) = step.to_wire();
+        let mut m = MarshalledMessage::new();
+        m.body.push_param(session).unwrap();
+        push_step2(&mut m, step.to_wire2());
+        m
+    }
+
+    /// Login2 Answer's reply: the step.
+    fn wire_step(step: &Step) -> MarshalledMessage {
+        let mut m = MarshalledMessage::new();
+        push_step2(&mut m, step.to_wire2());
+        m
+    }
+
+    fn push_step2(m: &mut MarshalledMessage, wire: twostep_proto::WireStep2) {
+        let (kind, message, prompt, digits, max, echo) = wire;
+        m.body
+            .push_param5(kind, message, prompt, digits, max)
+            .unwrap();
+        m.body.push_param(echo).unwrap();
+    }
+
+    /// Login1 Begin's reply, as a daemon before Login2 sends it.
+    fn step_body1(session: &str, step: &Step) -> MarshalledMessage {
+        let (kind, message, prompt, digits) = step.to_wire().unwrap();
         let mut m = MarshalledMessage::new();
         m.body
             .push_param5(session, kind, message, prompt, digits)
@@ -1434,9 +1834,9 @@ mod tests {
         m
     }
 
-    /// Answer's reply: the step.
-    fn wire_step(step: &Step) -> MarshalledMessage {
-        let (kind, message, prompt, digits) = step.to_wire();
+    /// Login1 Answer's reply.
+    fn wire_step1(step: &Step) -> MarshalledMessage {
+        let (kind, message, prompt, digits) = step.to_wire().unwrap();
         let mut m = MarshalledMessage::new();
         m.body.push_param4(kind, message, prompt, digits).unwrap();
         m
@@ -1603,6 +2003,13 @@ mod tests {
             let msg = self.message();
             assert_eq!(msg.typ, MessageType::Call);
             assert_eq!(msg.dynheader.member.as_deref(), Some(member));
+            msg
+        }
+
+        /// The next message, which must be a call of `member` of `interface`.
+        fn call_on(&mut self, interface: &str, member: &str) -> MarshalledMessage {
+            let msg = self.call(member);
+            assert_eq!(msg.dynheader.interface.as_deref(), Some(interface));
             msg
         }
 

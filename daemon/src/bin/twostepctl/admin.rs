@@ -3,7 +3,8 @@
 
 use clap::Subcommand;
 use serde_json::{json, Value as Json};
-use twostep_proto::{AdminProxy, Properties};
+use twostep_proto::status_key as key;
+use twostep_proto::{repair_key, AdminProxy, Properties};
 use zbus::zvariant::{OwnedValue, Value};
 
 use crate::io::{explain, when};
@@ -90,7 +91,7 @@ pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String
         }
     };
     result.map_err(|e| format!("{name}: {}", explain(e)))?;
-    println!("{name}: {done}");
+    outln!("{name}: {done}");
     Ok(())
 }
 
@@ -102,7 +103,7 @@ pub async fn locks(conn: &zbus::Connection, json: bool) -> Result<(), String> {
 pub async fn reload(conn: &zbus::Connection) -> Result<(), String> {
     let admin = AdminProxy::new(conn).await.map_err(explain)?;
     admin.reload().await.map_err(explain)?;
-    println!("configuration reloaded");
+    outln!("configuration reloaded");
     Ok(())
 }
 
@@ -156,14 +157,14 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         .map_err(explain)?
         .iter()
         .map(object)
-        .filter(|u| !locked_only || t(u, "locked_until") != 0)
+        .filter(|u| !locked_only || t(u, key::LOCKED_UNTIL) != 0)
         .collect();
     if json {
-        println!("{}", Json::Array(users));
+        outln!("{}", Json::Array(users));
         return Ok(());
     }
     if users.is_empty() {
-        println!(
+        outln!(
             "{}",
             if locked_only {
                 "No user is locked."
@@ -173,7 +174,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
         "USER",
         "METHODS",
@@ -185,27 +186,27 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         "LAST FAILURE"
     );
     for u in &users {
-        let methods = if !s(u, "error").is_empty() {
+        let methods = if !s(u, key::ERROR).is_empty() {
             "UNREADABLE"
-        } else if s(u, "enrolled") == "yes" {
+        } else if s(u, key::ENROLLED) == "yes" {
             "totp"
         } else {
             "-"
         };
-        let locked = match t(u, "locked_until") {
+        let locked = match t(u, key::LOCKED_UNTIL) {
             0 => "-".to_owned(),
             x => when(x),
         };
-        println!(
+        outln!(
             "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
-            s(u, "user"),
+            s(u, key::USER),
             methods,
-            s(u, "required"),
-            s(u, "why"),
-            s(u, "recovery_codes_left"),
+            s(u, key::REQUIRED),
+            s(u, key::WHY),
+            s(u, key::RECOVERY_CODES_LEFT),
             locked,
-            when(t(u, "last_success")),
-            when(t(u, "last_failure")),
+            when(t(u, key::LAST_SUCCESS)),
+            when(t(u, key::LAST_FAILURE)),
         );
     }
     Ok(())
@@ -218,32 +219,36 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         .map_err(|e| format!("{name}: {}", explain(e)))?;
     let u = object(&p);
     if json {
-        println!("{u}");
+        outln!("{u}");
         return Ok(());
     }
-    if !s(&u, "error").is_empty() {
-        println!(
+    if !s(&u, key::ERROR).is_empty() {
+        outln!(
             "User:             {name}\nRecord:           UNREADABLE: {}",
-            s(&u, "error")
+            s(&u, key::ERROR)
         );
         return Ok(());
     }
-    println!("User:             {}", s(&u, "user"));
-    println!(
+    outln!("User:             {}", s(&u, key::USER));
+    outln!(
         "Authenticator:    {}",
-        if s(&u, "enrolled") == "yes" {
+        if s(&u, key::ENROLLED) == "yes" {
             "active"
         } else {
             "not set up"
         }
     );
-    println!("Recovery codes:   {} left", s(&u, "recovery_codes_left"));
-    println!("Required:         {} ({})", s(&u, "required"), s(&u, "why"));
-    println!("Override:         {}", s(&u, "override"));
-    println!("May switch off:   {}", s(&u, "may_toggle"));
-    println!("Failed attempts:  {}", s(&u, "failures"));
-    let locked = t(&u, "locked_until");
-    println!(
+    outln!("Recovery codes:   {} left", s(&u, key::RECOVERY_CODES_LEFT));
+    outln!(
+        "Required:         {} ({})",
+        s(&u, key::REQUIRED),
+        s(&u, key::WHY)
+    );
+    outln!("Override:         {}", s(&u, key::OVERRIDE));
+    outln!("May switch off:   {}", s(&u, key::MAY_TOGGLE));
+    outln!("Failed attempts:  {}", s(&u, key::FAILURES));
+    let locked = t(&u, key::LOCKED_UNTIL);
+    outln!(
         "Locked:           {}",
         if locked == 0 {
             "no".into()
@@ -251,12 +256,12 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:     {}", when(t(&u, "last_success")));
-    println!("Last failure:     {}", when(t(&u, "last_failure")));
-    if let Some(Json::Array(events)) = u.get("events") {
-        println!("Recent events:");
+    outln!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
+    outln!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    if let Some(Json::Array(events)) = u.get(key::EVENTS) {
+        outln!("Recent events:");
         for e in events {
-            println!("  {}  {}", when(t(e, "at")), s(e, "what"));
+            outln!("  {}  {}", when(t(e, "at")), s(e, "what"));
         }
     }
     Ok(())
@@ -283,44 +288,52 @@ async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Re
         }
     };
     let written = p
-        .get("written")
+        .get(repair_key::WRITTEN)
         .and_then(|v| bool::try_from(&**v).ok())
         .unwrap_or(false);
-    let (path, damage, kept) = (text("path"), text("damage"), text("kept"));
-    let (slots, may_be_lost, restored) = (lines("slots"), lines("may_be_lost"), lines("restored"));
+    let (path, damage, kept) = (
+        text(repair_key::PATH),
+        text(repair_key::DAMAGE),
+        text(repair_key::KEPT),
+    );
+    let (slots, may_be_lost, restored) = (
+        lines(repair_key::SLOTS),
+        lines(repair_key::MAY_BE_LOST),
+        lines(repair_key::RESTORED),
+    );
     if json {
         let r = json!({
             "user": name, "path": path, "damage": damage, "slots": slots,
             "may_be_lost": may_be_lost, "restored": restored, "written": written, "kept": kept,
         });
-        println!("{r}");
+        outln!("{r}");
         return Ok(());
     }
-    println!("Record of {name}: {path}");
+    outln!("Record of {name}: {path}");
     for l in &slots {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if damage.is_empty() {
-        println!("The record is intact: nothing to repair.");
+        outln!("The record is intact: nothing to repair.");
         return Ok(());
     }
-    println!("Damage: {damage}");
-    println!("What may have been lost:");
+    outln!("Damage: {damage}");
+    outln!("What may have been lost:");
     for l in &may_be_lost {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if restored.is_empty() {
-        println!("Nothing can be restored from this file.");
+        outln!("Nothing can be restored from this file.");
         return Ok(());
     }
-    println!("The repair writes the readable state, and:");
+    outln!("The repair writes the readable state, and:");
     for l in &restored {
-        println!("  {l}");
+        outln!("  {l}");
     }
     if written {
-        println!("Written. The damaged file is kept as {kept}");
+        outln!("Written. The damaged file is kept as {kept}");
     } else {
-        println!("Nothing was written. To write it: twostepctl user repair {name} --yes");
+        outln!("Nothing was written. To write it: twostepctl user repair {name} --yes");
     }
     Ok(())
 }

@@ -1,14 +1,96 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Connecting, reading codes, explaining errors, printing times.
+//! Connecting, reading codes, explaining errors, printing times, and standard output.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Mutex, PoisonError};
 
 use twostep_proto::Error;
 use zbus::DBusError;
 use zeroize::Zeroizing;
 
+/// Print to standard output through [`out`]: `outln!("{x}")` like `println!`, never a
+/// panic when the reader has gone.
+macro_rules! outln {
+    () => {
+        $crate::io::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::io::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// What became of standard output: `None` while it takes writes.
+static STDOUT_END: Mutex<Option<Ended>> = Mutex::new(None);
+
+/// Why standard output takes no more writes.
+#[derive(Clone, Debug)]
+enum Ended {
+    /// The reader went away (`EPIPE`: `twostepctl … | head`). Not an error: the rest of the
+    /// output is dropped and the command ends as it would have.
+    ReaderGone,
+    /// Any other write error (a full disk, an I/O error): the command fails with it.
+    Failed(String),
+}
+
+/// Everything a command prints on standard output goes through here (via [`outln!`]).
+///
+/// Why not `println!`: it panics when the reader has gone ("failed printing to stdout:
+/// Broken pipe", exit 101). Here `EPIPE` ends the output quietly; any other write error is
+/// kept for [`finish_output`] to report. After either, further output is dropped.
+pub fn out(text: &str) {
+    out_bytes(text.as_bytes());
+}
+
+/// [`out`] for bytes (completion scripts).
+pub fn out_bytes(bytes: &[u8]) {
+    let mut end = STDOUT_END.lock().unwrap_or_else(PoisonError::into_inner);
+    if end.is_some() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(bytes) {
+        *end = Some(ended(&e));
+    }
+}
+
+fn ended(e: &std::io::Error) -> Ended {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ended::ReaderGone
+    } else {
+        Ended::Failed(e.to_string())
+    }
+}
+
+/// Flush standard output (e.g. before waiting for input); errors as in [`out`].
+pub fn flush_output() {
+    let mut end = STDOUT_END.lock().unwrap_or_else(PoisonError::into_inner);
+    if end.is_some() {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().flush() {
+        *end = Some(ended(&e));
+    }
+}
+
+/// Flush standard output at the end of a command.
+///
+/// # Errors
+/// The text of a write error other than a reader that went away (which is success).
+pub fn finish_output() -> Result<(), String> {
+    flush_output();
+    match STDOUT_END
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+    {
+        None | Some(Ended::ReaderGone) => Ok(()),
+        Some(Ended::Failed(e)) => Err(format!("cannot write to standard output: {e}")),
+    }
+}
+
+/// Print `twostepctl: MSG` on stderr; the failure exit code.
 pub fn fail(msg: &str) -> ExitCode {
     eprintln!("twostepctl: {msg}");
     ExitCode::FAILURE

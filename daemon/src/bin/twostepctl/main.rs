@@ -4,9 +4,10 @@
 //! Exit codes: 0 done, 1 refused or failed (the message says why), 2 usage error.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod io;
 mod admin;
 mod doctor;
-mod io;
 mod user;
 
 use std::path::PathBuf;
@@ -88,13 +89,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "twostepctl",
-            &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+        // Why into a buffer: clap_complete panics on a failed write.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "twostepctl", &mut script);
+        io::out_bytes(&script);
+        return match io::finish_output() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => io::fail(&msg),
+        };
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,7 +105,9 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return io::fail(&format!("cannot start: {e}")),
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    let output = io::finish_output();
+    match result.and(output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => io::fail(&msg),
     }

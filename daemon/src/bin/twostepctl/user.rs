@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use twostep_proto::{Error, UserProxy};
+use twostep_proto::status_key as key;
+use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
 
 use crate::io::{explain, read_line, read_proof, when};
@@ -58,7 +59,14 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     } else {
         zeroize::Zeroizing::new(String::new())
     };
-    let (secret, uri, algorithm, digits, period, expires) = user
+    let PendingEnrollment {
+        secret_base32: secret,
+        otpauth_uri: uri,
+        algorithm,
+        digits,
+        period,
+        expires_at: expires,
+    } = user
         .enroll_begin(proof.as_bytes())
         .await
         .map_err(|e| match Error::from(e) {
@@ -71,15 +79,14 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     if let Some(path) = &a.qr_file {
         write_qr_file(path, &uri)?;
     }
-    let mut out = std::io::stdout().lock();
     if a.json {
         let line = serde_json::json!({
             "secret": secret, "uri": uri, "algorithm": algorithm,
             "digits": digits, "period": period, "expires": expires,
         });
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
     } else {
-        let _ = writeln!(out, "Scan this QR code with your authenticator app:\n");
+        outln!("Scan this QR code with your authenticator app:\n");
         if !a.no_qr {
             // Why pinned colours on a terminal: a light theme would otherwise show the code
             // inverted, which some authenticator apps cannot read.
@@ -89,19 +96,17 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
             } else {
                 qr::terminal(&uri)?
             };
-            let _ = writeln!(out, "{picture}\n");
+            outln!("{picture}\n");
         }
-        let _ = writeln!(
-            out,
+        outln!(
             "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
             totp::group4(&secret)
         );
         if let Some(path) = &a.qr_file {
-            let _ = writeln!(out, "QR code also written to {}", path.display());
+            outln!("QR code also written to {}", path.display());
         }
     }
-    let _ = out.flush();
-    drop(out);
+    crate::io::flush_output();
     for attempt in 1..=3 {
         let Some(code) = read_line(
             &format!("Enter the {digits}-digit code your app shows: "),
@@ -137,13 +142,13 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "active": true, "recovery_codes": codes })
         );
         return;
     }
-    println!(
+    outln!(
         "{}",
         if reset {
             "Your new authenticator is active; the old one no longer works."
@@ -157,14 +162,14 @@ fn show_codes(codes: &[String], json: bool, reset: bool) {
 }
 
 fn print_recovery(codes: &[String]) {
-    println!(
+    outln!(
         "\nRecovery codes — each logs you in once if you lose your phone.\n\
          They are shown only now: write them down or store them safely.\n"
     );
     for c in codes {
-        println!("    {c}");
+        outln!("    {c}");
     }
-    println!();
+    outln!();
 }
 
 pub async fn recovery_codes(
@@ -176,13 +181,13 @@ pub async fn recovery_codes(
     if count {
         let props = user.status().await.map_err(explain)?;
         let left = props
-            .get("recovery_codes_left")
+            .get(key::RECOVERY_CODES_LEFT)
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0);
         if json {
-            println!("{}", serde_json::json!({ "recovery_codes_left": left }));
+            outln!("{}", serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
         } else {
-            println!("{left} recovery codes left.");
+            outln!("{left} recovery codes left.");
         }
         return Ok(());
     }
@@ -192,9 +197,9 @@ pub async fn recovery_codes(
         .await
         .map_err(explain)?;
     if json {
-        println!("{}", serde_json::json!({ "recovery_codes": codes }));
+        outln!("{}", serde_json::json!({ "recovery_codes": codes }));
     } else {
-        println!("New recovery codes; the old ones no longer work.");
+        outln!("New recovery codes; the old ones no longer work.");
         print_recovery(&codes);
     }
     Ok(())
@@ -204,7 +209,7 @@ pub async fn disable(conn: &zbus::Connection) -> Result<(), String> {
     let user = UserProxy::new(conn).await.map_err(explain)?;
     let proof = read_proof()?;
     user.disable(proof.as_bytes()).await.map_err(explain)?;
-    println!("Two-factor authentication is off for your account.");
+    outln!("Two-factor authentication is off for your account.");
     Ok(())
 }
 
@@ -231,39 +236,39 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     };
     if json {
         let v = serde_json::json!({
-            "enrolled": b("enrolled"),
-            "pending_enrollment": b("pending_enrollment"),
-            "recovery_codes_left": n("recovery_codes_left"),
-            "required": b("required"),
-            "may_toggle": b("may_toggle"),
-            "failures": n("failures"),
-            "locked_until": t("locked_until"),
-            "last_success": t("last_success"),
-            "last_failure": t("last_failure"),
+            (key::ENROLLED): b(key::ENROLLED),
+            (key::PENDING_ENROLLMENT): b(key::PENDING_ENROLLMENT),
+            (key::RECOVERY_CODES_LEFT): n(key::RECOVERY_CODES_LEFT),
+            (key::REQUIRED): b(key::REQUIRED),
+            (key::MAY_TOGGLE): b(key::MAY_TOGGLE),
+            (key::FAILURES): n(key::FAILURES),
+            (key::LOCKED_UNTIL): t(key::LOCKED_UNTIL),
+            (key::LAST_SUCCESS): t(key::LAST_SUCCESS),
+            (key::LAST_FAILURE): t(key::LAST_FAILURE),
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    let app = if b("enrolled") {
+    let app = if b(key::ENROLLED) {
         "active"
-    } else if b("pending_enrollment") {
+    } else if b(key::PENDING_ENROLLMENT) {
         "waiting for its first code (run `twostepctl enroll` again)"
     } else {
         "not set up (run `twostepctl enroll`)"
     };
-    println!("Authenticator app:    {app}");
-    println!("Recovery codes left:  {}", n("recovery_codes_left"));
-    println!(
+    outln!("Authenticator app:    {app}");
+    outln!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
+    outln!(
         "Required by policy:   {}",
-        if b("required") { "yes" } else { "no" }
+        if b(key::REQUIRED) { "yes" } else { "no" }
     );
-    println!(
+    outln!(
         "You may switch it off: {}",
-        if b("may_toggle") { "yes" } else { "no" }
+        if b(key::MAY_TOGGLE) { "yes" } else { "no" }
     );
-    println!("Failed attempts:      {}", n("failures"));
-    let locked = t("locked_until");
-    println!(
+    outln!("Failed attempts:      {}", n(key::FAILURES));
+    let locked = t(key::LOCKED_UNTIL);
+    outln!(
         "Locked:               {}",
         if locked == 0 {
             "no".into()
@@ -271,7 +276,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             format!("until {}", when(locked))
         }
     );
-    println!("Last success:         {}", when(t("last_success")));
-    println!("Last failure:         {}", when(t("last_failure")));
+    outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
+    outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! them (`@include`, `@includedir` and their `#` spellings followed), so the doctor can
 //! check that both services exist and both ask for the code.
 
-use super::{join, Files, Loc};
+use super::findings::Loc;
+use super::io::{join, Files};
 
 /// sudo's main configuration file.
 pub const SUDOERS: &str = "/etc/sudoers";
