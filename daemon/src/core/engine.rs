@@ -20,15 +20,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use twostep_config::Config;
 use twostep_proto::Step;
+use zeroize::Zeroizing;
 
 pub use super::audit::LoginContext;
 pub use super::authz::Caller;
 pub use super::login::SessionLimits;
 pub(super) use super::verify::Factor;
 
+use super::admin::{self, Action, RepairReport, UserInfo};
 use super::login::{self, Sessions};
 use super::record::Record;
 use super::recovery::HashPool;
+use super::selfservice::{self, PendingInfo, Status};
 use super::settings::Settings;
 use super::store::{self, FileStore, Migration, Store, Write};
 use super::users::{Account, Accounts, NssAccounts};
@@ -270,6 +273,133 @@ impl Core {
     /// Login conversations open now (for tests and diagnostics).
     pub fn open_sessions(&self, now: UnixTime) -> usize {
         self.sessions.count(now)
+    }
+
+    /// Start enrolment of the caller's own account, or — with `proof` — move an enrolled
+    /// account to a new authenticator (see [`selfservice::enroll_begin`]).
+    ///
+    /// # Errors
+    /// Already enrolled without proof, a wrong proof, a lock, a failed write.
+    pub fn enroll_begin(
+        &self,
+        caller: &Caller,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<PendingInfo, Error> {
+        selfservice::enroll_begin(self, caller, proof, now)
+    }
+
+    /// Confirm the caller's pending key with a current code; a first enrolment returns the
+    /// new recovery codes (shown once).
+    ///
+    /// # Errors
+    /// No live pending key, a wrong code, a failed write.
+    pub fn enroll_confirm(
+        &self,
+        caller: &Caller,
+        code: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<Zeroizing<String>>, Error> {
+        selfservice::enroll_confirm(self, caller, code, now)
+    }
+
+    /// New recovery codes for the caller; the old ones stop working at once.
+    ///
+    /// # Errors
+    /// Not enrolled, a wrong proof, a lock, a failed write.
+    pub fn regenerate_recovery(
+        &self,
+        caller: &Caller,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<Zeroizing<String>>, Error> {
+        selfservice::regenerate_recovery(self, caller, proof, now)
+    }
+
+    /// Switch 2FA off for the caller, when policy lets them.
+    ///
+    /// # Errors
+    /// Required by policy, toggling denied, a wrong proof, a lock, a failed write.
+    pub fn disable(&self, caller: &Caller, proof: &[u8], now: UnixTime) -> Result<(), Error> {
+        selfservice::disable(self, caller, proof, now)
+    }
+
+    /// The caller's own state.
+    ///
+    /// # Errors
+    /// The caller has no account or the record is unreadable.
+    pub fn status(&self, caller: &Caller, now: UnixTime) -> Result<Status, Error> {
+        selfservice::status(self, caller, now)
+    }
+
+    /// # Errors
+    /// [`Error::AccessDenied`] unless root or in `admin_group`.
+    pub fn authorize_admin(&self, caller: &Caller) -> Result<(), Error> {
+        admin::authorize_admin(self, caller)
+    }
+
+    /// Every user with a record (or on the enrolment list).
+    ///
+    /// # Errors
+    /// Not an admin, or the store cannot be listed.
+    pub fn admin_list(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
+        admin::admin_list(self, caller, now)
+    }
+
+    /// One user (who need not have a record yet).
+    ///
+    /// # Errors
+    /// Not an admin, or no such user.
+    pub fn admin_show(
+        &self,
+        caller: &Caller,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<UserInfo, Error> {
+        admin::admin_show(self, caller, name, now)
+    }
+
+    /// Apply `action` to `name`.
+    ///
+    /// # Errors
+    /// Not an admin, no such user, an unreadable record, a failed write.
+    pub fn admin_act(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: Action,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        admin::admin_act(self, caller, name, action, now)
+    }
+
+    /// For an admin: read the configuration with `load` (only once authorized) and put it
+    /// in force ([`Core::apply_config`]).
+    ///
+    /// # Errors
+    /// Not an admin, `load`'s error, or a change that needs a restart.
+    pub fn reload(
+        &self,
+        caller: &Caller,
+        load: impl FnOnce() -> Result<Config, Error>,
+    ) -> Result<(), Error> {
+        admin::reload(self, caller, load)
+    }
+
+    /// Show a damaged record slot by slot and what a repair writes; with `confirm`, write
+    /// it (a file-store capability, see [`admin::admin_repair`]).
+    ///
+    /// # Errors
+    /// Not an admin; no such user; no record; an untrusted file; with `confirm`, nothing
+    /// readable to restore from or a failed write.
+    pub fn admin_repair(
+        &self,
+        caller: &Caller,
+        name: &str,
+        confirm: bool,
+        now: UnixTime,
+    ) -> Result<RepairReport, Error> {
+        admin::admin_repair(self, caller, name, confirm, now)
     }
 }
 
