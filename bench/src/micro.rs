@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use twostep_config::Algorithm;
 use twostepd::core::record::{Record, Secret, TotpKey};
 use twostepd::core::recovery::{self, HashPool};
-use twostepd::core::store::Store;
+use twostepd::core::store::FileStore;
 use twostepd::core::totp::{self, Check};
 use twostepd::core::UnixTime;
 
@@ -161,7 +161,7 @@ pub fn store(
     scale: usize,
     where_: &str,
 ) -> Result<Vec<Micro>, String> {
-    let store = Store::open(state_dir)?;
+    let store = FileStore::open(state_dir)?;
     store.save(record).map_err(|e| e.to_string())?;
     let saves = 20 * scale.max(1);
     let loads = 2_000 * scale.max(1);

@@ -144,16 +144,23 @@ impl TwostepState {
         put(&self.path(UID_BASE + i), &bytes, 0o600)
     }
 
-    /// Write records `0..size` (the state directory and `users/` 0700).
+    /// Write records `0..size` (the state directory and `users/` 0700) and the enrolment
+    /// list naming them, as enrolments through the daemon leave a state directory.
     ///
     /// # Errors
     /// A file cannot be written.
     pub fn write_all(&self, size: u32) -> Result<(), String> {
-        if let Some(state) = self.users_dir.parent() {
-            private_dir(state)?;
-        }
+        let Some(state) = self.users_dir.parent() else {
+            return Err("the records directory has no parent".into());
+        };
+        private_dir(state)?;
         private_dir(&self.users_dir)?;
-        (0..size).try_for_each(|i| self.write_one(i))
+        (0..size).try_for_each(|i| self.write_one(i))?;
+        put(
+            &state.join(store::ENROLLED_FILE),
+            &store::enrolled_file_bytes((0..size).map(|i| UID_BASE + i)),
+            0o600,
+        )
     }
 
     /// Write the records of `touched` again.

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use clap::Parser;
 use twostep_config::{BusAddress, Config};
 use twostepd::configfile;
-use twostepd::core::store::Store;
+use twostepd::core::store::{FileStore, Store};
+use twostepd::core::users::NssAccounts;
 use twostepd::core::Core;
 
 /// The twostep daemon: owns every secret and decides every second-factor check.
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
         let checked = configfile::load(&path).and_then(|loaded| {
-            Store::check(&loaded.config.daemon.state_dir)?;
+            FileStore::check(&loaded.config.daemon.state_dir)?;
             Ok(loaded)
         });
         return match checked {
@@ -92,7 +93,8 @@ fn serve(args: &Args) -> ExitCode {
 
 async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
-    let core = Arc::new(Core::new(config)?);
+    let store = open_store(&config)?;
+    let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
     let builder = match &bus {
         BusAddress::System => zbus::connection::Builder::system(),
         BusAddress::Address(a) => zbus::connection::Builder::address(a.as_str()),
@@ -124,6 +126,12 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
+/// The store the configuration names. Only the embedded file store exists today (a
+/// PostgreSQL store for fleets is planned: a `[daemon] store` key then chooses here).
+fn open_store(config: &Config) -> Result<Box<dyn Store>, String> {
+    Ok(Box::new(FileStore::open(&config.daemon.state_dir)?))
+}
+
 /// Until SIGTERM or SIGINT; SIGHUP re-reads the configuration (an invalid file is refused
 /// and the old configuration stays in force).
 async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Result<(), String> {
@@ -136,11 +144,15 @@ async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Resul
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
-                let root = twostepd::core::Caller { uid: 0, sender: "SIGHUP".into() };
+                // The daemon's own signal (only root or the daemon's uid can send it): no
+                // caller to authorize.
                 let outcome = configfile::load(config_path).and_then(|loaded| {
                     configfile::log_warnings(&loaded);
-                    core.reload(&root, loaded.config).map_err(|e| e.to_string())
+                    core.apply_config(loaded.config).map_err(|e| e.to_string())
                 });
+                if outcome.is_ok() {
+                    log::info!("action=reload source=SIGHUP outcome=done");
+                }
                 if let Err(e) = outcome {
                     log::error!("reload refused, the previous configuration stays: {e}");
                 }

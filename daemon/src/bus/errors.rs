@@ -12,7 +12,11 @@ impl From<Core> for Wire {
             Core::AccessDenied(_) => Wire::AccessDenied(text),
             Core::UnknownUser(_) => Wire::UnknownUser(text),
             Core::InvalidArgument(_) => Wire::InvalidArgument(text),
-            Core::CorruptRecord { .. } | Core::Storage { .. } | Core::FormerAccount { .. } => {
+            Core::CorruptRecord { .. }
+            | Core::Storage { .. }
+            | Core::FormerAccount { .. }
+            | Core::Unavailable(_)
+            | Core::Internal(_) => {
                 log::error!("{text}");
                 Wire::Unavailable(text)
             }

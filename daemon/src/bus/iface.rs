@@ -442,11 +442,12 @@ impl AdminIface {
         let path = self.1.clone();
         self.0
             .run(move |core| {
-                core.authorize_admin(&caller)?;
-                let loaded = crate::configfile::load(&path)
-                    .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
-                crate::configfile::log_warnings(&loaded);
-                core.reload(&caller, loaded.config)
+                core.reload(&caller, || {
+                    let loaded = crate::configfile::load(&path)
+                        .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
+                    crate::configfile::log_warnings(&loaded);
+                    Ok(loaded.config)
+                })
             })
             .await
     }

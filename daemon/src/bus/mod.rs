@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The D-Bus adapter: identify the caller, authorize, call the core off the executor,
-//! map errors. Nothing else lives here.
+//! The D-Bus adapter: identify the caller (uid and unique name, from the bus), call the
+//! core off the executor, map errors. The core authorizes (`core::authz`), so every path
+//! into it — bus or signal — meets the same predicates. Nothing else lives here.
 
 mod caller;
 mod errors;

@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Admin operations: root, or members of the configured admin group.
+//! Admin operations: root, or members of the configured admin group. These are the bodies
+//! of `Core`'s admin methods (`engine` delegates here); each change is one store transaction,
+//! and the repair is the file store's own capability (`FileStore`, reached through
+//! `Store::files`: slots and damaged copies are the file format's).
 
 use twostep_config::Config;
 
-use super::engine::{check_identity, Caller, Core};
-use super::lockout;
+use super::engine::{check_identity, Core};
+use super::lockout::{self, locked_until};
 use super::policy::{self, Override};
 use super::record::{Event, Record};
 use super::recovery;
-use super::selfservice::locked_until;
-use super::store::SlotView;
-use super::users::{self, Account};
-use super::{authz, Error, UnixTime};
+use super::store::{SlotView, Write};
+use super::users::Account;
+use super::{authz, Caller, Error, UnixTime};
 
 /// One user as an admin sees it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -66,230 +68,262 @@ impl Action {
     }
 }
 
-impl Core {
-    /// # Errors
-    /// [`Error::AccessDenied`] unless root or in `admin_group`.
-    pub fn authorize_admin(&self, caller: &Caller) -> Result<(), Error> {
-        if caller.uid == 0 {
-            return Ok(());
-        }
-        let admin_group = self.config().policy.admin_group.clone();
-        let groups = match users::by_uid(caller.uid) {
-            Ok(account) if !admin_group.is_empty() => users::group_names(&account)?,
-            _ => Vec::new(),
-        };
-        authz::may_admin(caller.uid, &groups, &admin_group)
+/// # Errors
+/// [`Error::AccessDenied`] unless root or in `admin_group`.
+pub(super) fn authorize_admin(core: &Core, caller: &Caller) -> Result<(), Error> {
+    if caller.uid == 0 {
+        return Ok(());
     }
+    let admin_group = core.config().policy.admin_group.clone();
+    let groups = match core.accounts().by_uid(caller.uid) {
+        Ok(account) if !admin_group.is_empty() => core.accounts().group_names(&account)?,
+        _ => Vec::new(),
+    };
+    authz::may_admin(caller.uid, &groups, &admin_group)
+}
 
-    /// What an admin sees of `account` (the record read as stored; a record of a former
-    /// account is shown, with the reason its logins fail in `error`).
-    fn info(&self, account: &Account, now: UnixTime) -> UserInfo {
-        let name = account.name.as_str();
-        let record = match self.with_user(account.uid, || self.load_unchecked(account)) {
-            Ok(r) => r.unwrap_or_else(|| Record::for_account(name, account.uid)),
-            Err(e) => {
-                return UserInfo {
-                    name: name.to_owned(),
-                    uid: account.uid,
-                    error: e.to_string(),
-                    ..UserInfo::default()
-                }
+/// What an admin sees of `account` (the record read as stored; a record of a former
+/// account is shown, with the reason its logins fail in `error`).
+fn info(core: &Core, account: &Account, now: UnixTime) -> UserInfo {
+    let name = account.name.as_str();
+    let record = match core.load_unchecked(account) {
+        Ok(r) => r.unwrap_or_else(|| Record::for_account(name, account.uid)),
+        Err(e) => {
+            return UserInfo {
+                name: name.to_owned(),
+                uid: account.uid,
+                error: e.to_string(),
+                ..UserInfo::default()
             }
-        };
-        let identity = check_identity(account, &record);
-        let requirement = identity
-            .as_ref()
-            .map_err(|e| Error::Busy(e.to_string()))
-            .and_then(|()| self.requirement(account, &record))
-            .unwrap_or_else(|e| policy::Requirement {
-                required: false,
-                why: e.to_string(),
-            });
-        let config = self.config();
-        UserInfo {
-            name: name.to_owned(),
-            uid: account.uid,
-            enrolled_as: record.user.clone(),
-            enrolled: record.totp.is_some(),
-            pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
-            recovery_left: recovery::left(&record.recovery),
-            may_toggle: policy::may_toggle(&config.policy, record.may_toggle, &requirement),
-            required: requirement.required,
-            why: requirement.why,
-            policy_override: format!("{:?}", record.policy_override).to_lowercase(),
-            failures: record.failures,
-            locked_until: locked_until(lockout::state(&record, now, &self.lock_policy())),
-            last_success: record.last_success.map_or(0, |t| t.0),
-            last_failure: record.last_failure.map_or(0, |t| t.0),
-            error: identity.err().map(|e| e.to_string()).unwrap_or_default(),
-            events: record.events,
         }
+    };
+    let identity = check_identity(core.accounts(), account, &record);
+    let requirement = identity
+        .as_ref()
+        .map_err(|e| Error::Unavailable(e.to_string()))
+        .and_then(|()| {
+            core.settings()
+                .requirement(core.accounts(), account, &record)
+        })
+        .unwrap_or_else(|e| policy::Requirement {
+            required: false,
+            why: e.to_string(),
+        });
+    let config = core.config();
+    UserInfo {
+        name: name.to_owned(),
+        uid: account.uid,
+        enrolled_as: record.user.clone(),
+        enrolled: record.totp.is_some(),
+        pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
+        recovery_left: recovery::left(&record.recovery),
+        may_toggle: policy::may_toggle(&config.policy, record.may_toggle, &requirement),
+        required: requirement.required,
+        why: requirement.why,
+        policy_override: format!("{:?}", record.policy_override).to_lowercase(),
+        failures: record.failures,
+        locked_until: locked_until(lockout::state(&record, now, &core.settings().lock_policy())),
+        last_success: record.last_success.map_or(0, |t| t.0),
+        last_failure: record.last_failure.map_or(0, |t| t.0),
+        error: identity.err().map(|e| e.to_string()).unwrap_or_default(),
+        events: record.events,
     }
+}
 
-    /// Every user with a record.
-    ///
-    /// # Errors
-    /// Not an admin, or the store cannot be listed.
-    pub fn admin_list(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
-        self.authorize_admin(caller)?;
-        let uids = self.store.users().map_err(Error::Busy)?;
-        Ok(uids
-            .into_iter()
-            .map(|uid| self.info_of_uid(uid, now))
-            .collect())
-    }
+/// Every user with a record.
+///
+/// # Errors
+/// Not an admin, or the store cannot be listed.
+pub(super) fn admin_list(
+    core: &Core,
+    caller: &Caller,
+    now: UnixTime,
+) -> Result<Vec<UserInfo>, Error> {
+    authorize_admin(core, caller)?;
+    let uids = core.store().list()?;
+    Ok(uids
+        .into_iter()
+        .map(|uid| info_of_uid(core, uid, now))
+        .collect())
+}
 
-    /// [`Core::info`] of a record found by its uid: the account is the name the record was
-    /// made under if NSS still gives it this uid, otherwise whoever has the uid now.
-    fn info_of_uid(&self, uid: u32, now: UnixTime) -> UserInfo {
-        let stored = self.with_user(uid, || self.store.load(uid));
-        let made_under = match &stored {
-            Ok(Some(r)) => r.user.clone(),
-            Ok(None) => String::new(),
-            Err(e) => {
+/// [`Core::info`] of a record found by its uid: the account is the name the record was
+/// made under if NSS still gives it this uid, otherwise whoever has the uid now.
+fn info_of_uid(core: &Core, uid: u32, now: UnixTime) -> UserInfo {
+    let stored = core.store().load_uid(uid);
+    let made_under = match &stored {
+        Ok(Some(r)) => r.user.clone(),
+        Ok(None) => String::new(),
+        Err(e) => {
+            return UserInfo {
+                name: format!("uid {uid}"),
+                uid,
+                error: e.to_string(),
+                ..UserInfo::default()
+            }
+        }
+    };
+    let account = match core.accounts().by_name(&made_under) {
+        Ok(a) if a.uid == uid => a,
+        _ => match core.accounts().by_uid(uid) {
+            Ok(a) => a,
+            Err(_) => {
                 return UserInfo {
-                    name: format!("uid {uid}"),
+                    name: made_under.clone(),
                     uid,
-                    error: e.to_string(),
+                    enrolled_as: made_under,
+                    error: format!(
+                        "no account has uid {uid} any more; `twostepctl user reset` applies \
+                         once one does"
+                    ),
                     ..UserInfo::default()
                 }
             }
-        };
-        let account = match users::by_name(&made_under) {
-            Ok(a) if a.uid == uid => a,
-            _ => match users::by_uid(uid) {
-                Ok(a) => a,
-                Err(_) => {
-                    return UserInfo {
-                        name: made_under.clone(),
-                        uid,
-                        enrolled_as: made_under,
-                        error: format!(
-                            "no account has uid {uid} any more; `twostepctl user reset` applies \
-                             once one does"
-                        ),
-                        ..UserInfo::default()
-                    }
-                }
-            },
-        };
-        self.info(&account, now)
-    }
+        },
+    };
+    info(core, &account, now)
+}
 
-    /// One user (who need not have a record yet).
-    ///
-    /// # Errors
-    /// Not an admin, or no such user.
-    pub fn admin_show(
-        &self,
-        caller: &Caller,
-        name: &str,
-        now: UnixTime,
-    ) -> Result<UserInfo, Error> {
-        self.authorize_admin(caller)?;
-        let account = users::by_name(name)?;
-        Ok(self.info(&account, now))
-    }
+/// One user (who need not have a record yet).
+///
+/// # Errors
+/// Not an admin, or no such user.
+pub(super) fn admin_show(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    now: UnixTime,
+) -> Result<UserInfo, Error> {
+    authorize_admin(core, caller)?;
+    let account = core.accounts().by_name(name)?;
+    Ok(info(core, &account, now))
+}
 
-    /// Apply `action` to `name`.
-    ///
-    /// # Errors
-    /// Not an admin, no such user, an unreadable record, a failed write.
-    pub fn admin_act(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: Action,
-        now: UnixTime,
-    ) -> Result<(), Error> {
-        self.authorize_admin(caller)?;
-        let account: Account = users::by_name(name)?;
-        if action == Action::Reset {
-            self.replace_former_record(caller, &account, now)?;
-        }
-        self.update(&account, |r| {
-            match action {
-                Action::Reset | Action::Disable => r.forget_factors(),
-                Action::Require(o) => r.policy_override = o,
-                Action::Toggle(t) => r.may_toggle = t,
-                Action::Unlock => {
-                    r.failures = 0;
-                    r.last_failure = None;
-                }
+/// Apply `action` to `name`.
+///
+/// # Errors
+/// Not an admin, no such user, an unreadable record, a failed write.
+pub(super) fn admin_act(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    action: Action,
+    now: UnixTime,
+) -> Result<(), Error> {
+    authorize_admin(core, caller)?;
+    let account: Account = core.accounts().by_name(name)?;
+    if action == Action::Reset {
+        replace_vanished_record(core, caller, &account, now)?;
+        replace_former_record(core, caller, &account, now)?;
+    }
+    core.update(&account, |r| {
+        match action {
+            Action::Reset | Action::Disable => r.forget_factors(),
+            Action::Require(o) => r.policy_override = o,
+            Action::Toggle(t) => r.may_toggle = t,
+            Action::Unlock => {
+                r.failures = 0;
+                r.last_failure = None;
             }
-            r.note(
-                now,
-                format!("admin {} by uid {}", action.name(), caller.uid),
-            );
-            Ok(((), true))
-        })?;
-        log::info!(
-            "admin_uid={} user={} action={} outcome=done",
+        }
+        r.note(
+            now,
+            format!("admin {} by uid {}", action.name(), caller.uid),
+        );
+        (Write::Save, Ok(()))
+    })?;
+    log::info!(
+        "admin_uid={} user={} action={} outcome=done",
+        caller.uid,
+        account.name,
+        action.name()
+    );
+    Ok(())
+}
+
+/// A reset of an account whose uid carries a former account's record (see
+/// `engine::check_identity`): the record is replaced by a fresh one of this account, so
+/// the old enrolment, counters and overrides are gone and nothing is inherited.
+fn replace_former_record(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    now: UnixTime,
+) -> Result<(), Error> {
+    let dropped = crate::core::store::update(core.store(), account, |slot| {
+        let Some(old) = slot.as_mut() else {
+            return (Write::Keep, Ok(None));
+        };
+        match check_identity(core.accounts(), account, old) {
+            Err(Error::FormerAccount { .. }) => {}
+            other => return (Write::Keep, other.map(|()| None)),
+        }
+        let enrolled_as = old.user.clone();
+        let mut fresh = Record::for_account(&account.name, account.uid);
+        fresh.note(
+            now,
+            format!(
+                "admin reset by uid {}: record of former account {enrolled_as:?} dropped",
+                caller.uid
+            ),
+        );
+        *old = fresh;
+        (Write::Save, Ok(Some(enrolled_as)))
+    })?;
+    if let Some(enrolled_as) = dropped {
+        log::warn!(
+            "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={enrolled_as}",
             caller.uid,
             account.name,
-            action.name()
+            account.uid,
         );
-        Ok(())
     }
+    Ok(())
+}
 
-    /// A reset of an account whose uid carries a former account's record (see
-    /// `engine::check_identity`): the record is replaced by a fresh one of this account, so
-    /// the old enrolment, counters and overrides are gone and nothing is inherited.
-    fn replace_former_record(
-        &self,
-        caller: &Caller,
-        account: &Account,
-        now: UnixTime,
-    ) -> Result<(), Error> {
-        self.with_user(account.uid, || {
-            let Some(old) = self.load_unchecked(account)? else {
-                return Ok(());
-            };
-            match check_identity(account, &old) {
-                Err(Error::FormerAccount { .. }) => {}
-                other => return other,
-            }
-            let mut fresh = Record::for_account(&account.name, account.uid);
-            fresh.note(
-                now,
-                format!(
-                    "admin reset by uid {}: record of former account {:?} dropped",
-                    caller.uid, old.user
-                ),
-            );
-            self.store.save(&fresh)?;
-            log::warn!(
-                "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={}",
-                caller.uid,
-                account.name,
-                account.uid,
-                old.user
-            );
-            Ok(())
-        })
+/// A reset of an enrolled account whose record vanished (see the store's enrolment
+/// list): a fresh record without a factor takes its place, and the account leaves the
+/// list, so its logins stop failing closed.
+fn replace_vanished_record(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    now: UnixTime,
+) -> Result<(), Error> {
+    let mut fresh = Record::for_account(&account.name, account.uid);
+    fresh.note(
+        now,
+        format!(
+            "admin reset by uid {}: the enrolled account's record had vanished",
+            caller.uid
+        ),
+    );
+    if core.store().replace_vanished(account, &fresh)? {
+        log::warn!(
+            "admin_uid={} user={} uid={} action=reset outcome=vanished-record-replaced",
+            caller.uid,
+            account.name,
+            account.uid,
+        );
     }
+    Ok(())
+}
 
-    /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery).
-    /// `state_dir` and `bus` need a restart; a change to them is refused.
-    ///
-    /// # Errors
-    /// Not an admin, or a change that needs a restart.
-    pub fn reload(&self, caller: &Caller, config: Config) -> Result<(), Error> {
-        self.authorize_admin(caller)?;
-        let current = self.config();
-        if config.daemon != current.daemon {
-            return Err(Error::InvalidArgument(
-                "[daemon] state_dir and bus change only with a restart; nothing was reloaded"
-                    .into(),
-            ));
-        }
-        *self
-            .config
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(config);
-        log::info!("admin_uid={} action=reload outcome=done", caller.uid);
-        Ok(())
-    }
+/// For an admin: read the configuration with `load` (only once the caller is
+/// authorized: nobody else makes the daemon read or judge the file) and put it in force
+/// ([`Core::apply_config`]).
+///
+/// # Errors
+/// Not an admin, `load`'s error, or a change that needs a restart.
+pub(super) fn reload(
+    core: &Core,
+    caller: &Caller,
+    load: impl FnOnce() -> Result<Config, Error>,
+) -> Result<(), Error> {
+    authorize_admin(core, caller)?;
+    core.apply_config(load()?)?;
+    log::info!("admin_uid={} action=reload outcome=done", caller.uid);
+    Ok(())
 }
 
 /// What `twostepctl user repair` shows and, when confirmed, did (issue 19, fault 8). The
@@ -392,123 +426,128 @@ pub fn conservative(base: &Record, now: UnixTime, window: u64) -> (Record, Vec<S
     (r, changes)
 }
 
-impl Core {
-    /// Show what `name`'s damaged record holds, slot by slot, and what a repair would
-    /// write; with `confirm`, write it (keeping the damaged file beside it).
-    ///
-    /// # Errors
-    /// Not an admin; no such user; no record; a record file that is not trusted (type,
-    /// owner, mode: fixed by hand, never read through); with `confirm`, a record with no
-    /// readable slot or a failed write.
-    pub fn admin_repair(
-        &self,
-        caller: &Caller,
-        name: &str,
-        confirm: bool,
-        now: UnixTime,
-    ) -> Result<RepairReport, Error> {
-        self.authorize_admin(caller)?;
-        let account: Account = users::by_name(name)?;
-        let user = account.name.as_str();
-        let policy = self.lock_policy();
-        let window = self.config().totp.window.get();
-        self.with_user(account.uid, || {
-            let Some(seen) = self.store.inspect(account.uid)? else {
-                return Err(Error::InvalidArgument(format!(
-                    "user {user:?} has no record; nothing to repair"
-                )));
-            };
-            let mut report = RepairReport {
-                path: seen.path.display().to_string(),
-                damage: seen.damage.clone().unwrap_or_default(),
-                ..RepairReport::default()
-            };
-            for (i, s) in seen.slots.iter().enumerate() {
-                report.slots.push(match s {
-                    SlotView::Readable {
-                        generation,
-                        record: Ok(r),
-                    } => format!(
-                        "slot {i}: generation {generation}, readable: {}",
-                        summary(r, now, &policy)
-                    ),
-                    SlotView::Readable {
-                        generation,
-                        record: Err(e),
-                    } => format!("slot {i}: generation {generation}, checksum holds but {e}"),
-                    SlotView::Empty => format!("slot {i}: empty (zeros)"),
-                    SlotView::Unreadable(why) => format!("slot {i}: unreadable ({why})"),
-                });
-            }
-            if seen.damage.is_none() {
-                return Ok(report);
-            }
-            let Some((index, generation, base)) = seen.newest_readable() else {
-                report.may_be_lost.push(
-                    "no slot is readable: the user's factors, counters and replay marks are \
-                     lost. Move the file away and have the user enrol again."
-                        .to_owned(),
-                );
-                if confirm {
-                    return Err(Error::InvalidArgument(format!(
-                        "no slot of {user:?}'s record is readable; there is nothing to \
-                         restore from (see {})",
-                        report.path
-                    )));
-                }
-                return Ok(report);
-            };
-            report.may_be_lost = vec![
-                format!(
-                    "The damaged slot may have held the latest acknowledged write \
-                     (generation {}): one change on top of slot {index} (generation \
-                     {generation}), which one is unknown.",
-                    generation.saturating_add(1)
+/// Show what `name`'s damaged record holds, slot by slot, and what a repair would
+/// write; with `confirm`, write it (keeping the damaged file beside it).
+///
+/// # Errors
+/// Not an admin; no such user; no record; a record file that is not trusted (type,
+/// owner, mode: fixed by hand, never read through); with `confirm`, a record with no
+/// readable slot or a failed write.
+pub(super) fn admin_repair(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    confirm: bool,
+    now: UnixTime,
+) -> Result<RepairReport, Error> {
+    core.authorize_admin(caller)?;
+    let account: Account = core.accounts().by_name(name)?;
+    let user = account.name.as_str();
+    let policy = core.settings().lock_policy();
+    let window = core.config().totp.window.get();
+    // Why a file-store capability: slots, generations and damaged copies are the file
+    // format's; another store keeps its own integrity rules.
+    let Some(files) = core.store().files() else {
+        return Err(Error::InvalidArgument(
+            "this store has no record files to repair".into(),
+        ));
+    };
+    files.with_uid_lock(account.uid, || {
+        let Some(seen) = files.inspect(account.uid)? else {
+            return Err(Error::InvalidArgument(format!(
+                "user {user:?} has no record; nothing to repair"
+            )));
+        };
+        let mut report = RepairReport {
+            path: seen.path.display().to_string(),
+            damage: seen.damage.clone().unwrap_or_default(),
+            ..RepairReport::default()
+        };
+        for (i, s) in seen.slots.iter().enumerate() {
+            report.slots.push(match s {
+                SlotView::Readable {
+                    generation,
+                    record: Ok(r),
+                } => format!(
+                    "slot {i}: generation {generation}, readable: {}",
+                    summary(r, now, &policy)
                 ),
-                "It may have been a failed attempt, a successful login, a spent recovery \
-                 code, new recovery codes, an enrolment or a move to a new authenticator, \
-                 or an admin change (reset, unlock, require, exempt, toggle)."
+                SlotView::Readable {
+                    generation,
+                    record: Err(e),
+                } => format!("slot {i}: generation {generation}, checksum holds but {e}"),
+                SlotView::Empty => format!("slot {i}: empty (zeros)"),
+                SlotView::Unreadable(why) => format!("slot {i}: unreadable ({why})"),
+            });
+        }
+        if seen.damage.is_none() {
+            return Ok(report);
+        }
+        let Some((index, generation, base)) = seen.newest_readable() else {
+            report.may_be_lost.push(
+                "no slot is readable: the user's factors, counters and replay marks are \
+                 lost. Move the file away and have the user enrol again."
                     .to_owned(),
-                "The repair makes the first three safe (below). If the user moved to a new \
-                 authenticator or was reset just before the damage, that change is lost: \
-                 ask the user, and run `twostepctl user reset` if in doubt."
-                    .to_owned(),
-            ];
-            for e in base.events.iter().rev().take(3) {
-                report
-                    .may_be_lost
-                    .push(format!("last event in slot {index}: {} {}", at(Some(e.at)), e.what));
-            }
-            let (mut repaired, changes) = conservative(base, now, window);
-            repaired.note(
-                now,
-                format!(
-                    "admin repair by uid {}: restored generation {generation}; {}",
-                    caller.uid,
-                    changes.join("; ")
-                ),
             );
-            report.restored = changes;
-            report
-                .restored
-                .push(format!("then: {}", summary(&repaired, now, &policy)));
             if confirm {
-                let kept = self.store.replace_damaged(
-                    &repaired,
-                    generation.saturating_add(2),
-                    now,
-                )?;
-                report.written = true;
-                report.kept = kept.display().to_string();
-                log::warn!(
-                    "admin_uid={} user={user} action=repair outcome=done restored_generation={generation} kept={}",
-                    caller.uid,
-                    report.kept
-                );
+                return Err(Error::InvalidArgument(format!(
+                    "no slot of {user:?}'s record is readable; there is nothing to \
+                     restore from (see {})",
+                    report.path
+                )));
             }
-            Ok(report)
-        })
-    }
+            return Ok(report);
+        };
+        report.may_be_lost = vec![
+            format!(
+                "The damaged slot may have held the latest acknowledged write \
+                 (generation {}): one change on top of slot {index} (generation \
+                 {generation}), which one is unknown.",
+                generation.saturating_add(1)
+            ),
+            "It may have been a failed attempt, a successful login, a spent recovery \
+             code, new recovery codes, an enrolment or a move to a new authenticator, \
+             or an admin change (reset, unlock, require, exempt, toggle)."
+                .to_owned(),
+            "The repair makes the first three safe (below). If the user moved to a new \
+             authenticator or was reset just before the damage, that change is lost: \
+             ask the user, and run `twostepctl user reset` if in doubt."
+                .to_owned(),
+        ];
+        for e in base.events.iter().rev().take(3) {
+            report
+                .may_be_lost
+                .push(format!("last event in slot {index}: {} {}", at(Some(e.at)), e.what));
+        }
+        let (mut repaired, changes) = conservative(base, now, window);
+        repaired.note(
+            now,
+            format!(
+                "admin repair by uid {}: restored generation {generation}; {}",
+                caller.uid,
+                changes.join("; ")
+            ),
+        );
+        report.restored = changes;
+        report
+            .restored
+            .push(format!("then: {}", summary(&repaired, now, &policy)));
+        if confirm {
+            let kept = files.replace_damaged(
+                &repaired,
+                generation.saturating_add(2),
+                now,
+            )?;
+            report.written = true;
+            report.kept = kept.display().to_string();
+            log::warn!(
+                "admin_uid={} user={user} action=repair outcome=done restored_generation={generation} kept={}",
+                caller.uid,
+                report.kept
+            );
+        }
+        Ok(report)
+    })
 }
 
 #[cfg(test)]

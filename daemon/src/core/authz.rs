@@ -4,6 +4,14 @@
 use super::users::Account;
 use super::Error;
 
+/// Who is calling, as the bus reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    /// The caller's unique bus name: a session answers only to the connection that began it.
+    pub sender: String,
+}
+
 /// root may run the login check for anyone (sshd, sudo, su, login run PAM as root);
 /// anyone else only for itself (screen lockers run PAM as the user).
 ///

@@ -1,245 +1,113 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The daemon's state and its login conversations.
+//! The daemon's front: [`Core`] owns its parts — [`Settings`], a [`Store`], [`Accounts`],
+//! the login [`Sessions`] and the hash pool — and each public method is a few lines over
+//! them. Login conversations are in `login` (the verify step in `verify`, texts in
+//! `messages`), self-service in `selfservice`, admin operations in `admin`.
 //!
-//! Every operation on an account's record runs under that account's lock, so count-and-check
-//! is atomic per account; different accounts never wait for each other.
+//! Every operation on an account's record is one store transaction ([`Core::update`]):
+//! count-and-check is atomic per account, and different accounts never wait for each other.
 //!
 //! Identity: records, locks, sessions, failure counters and replay marks belong to the
-//! account, the uid an exact NSS look-up of the name gives, so every name of one uid
+//! account, the uid an exact look-up of the name gives, so every name of one uid
 //! (`useradd -o`) shares them. A record also carries the name it was made under. When that
 //! name no longer resolves to the uid (the uid was re-used by a new account after
 //! `userdel`, or the account was renamed), the record is not handed to the new name, nor
 //! dropped silently: that uid's logins fail closed with [`Error::FormerAccount`], which
 //! tells the admin to run `twostepctl user reset NAME` (the new account then starts without
 //! 2FA). See docs/admin.md, "Accounts, uids and re-used uids".
-//!
-//! Login conversations are bounded per bus connection, per account and in all, root callers
-//! included (`[login]` in the config), and end when their connection leaves the bus.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use twostep_config::{Config, RecoveryMode};
-use twostep_proto::{limits, Accept, Step, Verdict};
+use twostep_config::Config;
+use twostep_proto::Step;
+use zeroize::Zeroizing;
 
-use super::lockout::{self, LockPolicy, LockState};
-use super::policy::{self, Requirement};
-use super::record::{Record, TotpKey};
-use super::recovery::{self, HashPool};
-use super::store::{Migration, Store};
-use super::totp::{self, Check};
-use super::users::{self, Account};
-use super::{authz, qr, Error, UnixTime};
+pub use super::audit::LoginContext;
+pub use super::authz::Caller;
+pub use super::login::SessionLimits;
+pub(super) use super::verify::Factor;
 
-/// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
-const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
-/// Unique names of connections that left the bus, remembered so that a Begin still running
-/// when its connection left does not leave a session behind (the bus never re-uses a name).
-const MAX_DEPARTED: usize = 4096;
+use super::admin::{self, Action, RepairReport, UserInfo};
+use super::login::{self, Sessions};
+use super::record::Record;
+use super::recovery::HashPool;
+use super::selfservice::{self, PendingInfo, Status};
+use super::settings::Settings;
+use super::store::{self, FileStore, Migration, Store, Write};
+use super::users::{Account, Accounts, NssAccounts};
+use super::verify;
+use super::{Error, UnixTime};
+
 /// argon2 computations at once (one per core on the reference machine).
 const HASH_WORKERS: usize = 2;
-/// Warn when this few recovery codes are left.
-const FEW_RECOVERY_CODES: usize = 3;
 
-/// Who is calling, as the bus reported it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    /// The caller's unique bus name: a session answers only to the connection that began it.
-    pub sender: String,
-}
-
-/// Where a login comes from, for audit lines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoginContext {
-    pub service: String,
-    pub rhost: String,
-    pub tty: String,
-}
-
-impl LoginContext {
-    /// Keep the known keys, bounded.
-    ///
-    /// # Errors
-    /// Too many entries or an over-long value.
-    pub fn from_map(map: &HashMap<String, String>) -> Result<LoginContext, Error> {
-        use twostep_proto::login::{CTX_RHOST, CTX_SERVICE, CTX_TTY};
-        let bad = || Error::InvalidArgument("malformed login context".into());
-        if map.len() > limits::MAX_CONTEXT_ENTRIES {
-            return Err(bad());
-        }
-        let get = |k: &str| -> Result<String, Error> {
-            match map.get(k) {
-                Some(v) if v.len() > limits::MAX_CONTEXT_LEN || v.chars().any(char::is_control) => {
-                    Err(bad())
-                }
-                Some(v) => Ok(v.clone()),
-                None => Ok(String::new()),
-            }
-        };
-        Ok(LoginContext {
-            service: get(CTX_SERVICE)?,
-            rhost: get(CTX_RHOST)?,
-            tty: get(CTX_TTY)?,
-        })
-    }
-}
-
-/// What a session waits for.
-enum Awaiting {
-    /// A code (or recovery code) of the enrolled user.
-    Factor,
-    /// The first code of a key created for enrolment at login.
-    EnrolConfirm(TotpKey),
-    /// Enter, after the recovery codes were shown.
-    Acknowledge,
-}
-
-struct Session {
-    caller: Caller,
-    /// The account, resolved by exact NSS look-up when the session began (the name is
-    /// the one the login used).
-    account: Account,
-    ctx: LoginContext,
-    expires: UnixTime,
-    awaiting: Awaiting,
-}
-
-/// Outcome of checking one answer against a user's factors.
-#[must_use]
-pub(super) enum Factor {
-    Totp,
-    Recovery {
-        left: usize,
-    },
-    /// Wrong or replayed; the text is for the user, the tag for the audit line.
-    Wrong {
-        text: String,
-        tag: &'static str,
-    },
-    Locked(String),
-}
-
-/// The login conversations in flight, and the connections that left the bus.
-#[derive(Default)]
-struct Sessions {
-    by_id: HashMap<String, Session>,
-    departed: HashSet<String>,
-    departed_order: VecDeque<String>,
-}
-
-/// The bounds on login conversations, from `[login]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionLimits {
-    pub per_connection: usize,
-    pub per_user: usize,
-    pub total: usize,
-}
-
-impl SessionLimits {
-    fn from_config(c: &Config) -> SessionLimits {
-        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        SessionLimits {
-            per_connection: n(c.login.max_sessions_per_connection.get()),
-            per_user: n(c.login.max_sessions_per_user.get()),
-            total: n(c.login.max_sessions.get()),
-        }
-    }
-}
-
-/// Whether one more session may begin for `uid` on `caller`'s connection next to `open`
-/// (live sessions only). Root callers are bound like everyone: per connection, per target
-/// account and in all; non-root callers also per caller uid.
-///
-/// # Errors
-/// [`Error::Busy`] naming the bound that was hit (never a user name).
-fn admit<'a>(
-    open: impl Iterator<Item = (&'a Caller, u32)>,
-    caller: &Caller,
-    uid: u32,
-    limits: SessionLimits,
-) -> Result<(), Error> {
-    let (mut total, mut connection, mut user, mut caller_uid) = (0, 0, 0, 0);
-    for (c, target) in open {
-        total += 1;
-        connection += usize::from(c.sender == caller.sender);
-        user += usize::from(target == uid);
-        caller_uid += usize::from(c.uid == caller.uid);
-    }
-    let busy = |what: &str| {
-        Err(Error::Busy(format!(
-            "too many login conversations open {what}"
-        )))
-    };
-    if connection >= limits.per_connection {
-        return busy("on this connection");
-    }
-    if user >= limits.per_user {
-        return busy("for this account");
-    }
-    if caller.uid != 0 && caller_uid >= MAX_SESSIONS_PER_CALLER_UID {
-        return busy("by this caller");
-    }
-    if total >= limits.total {
-        return busy("in all");
-    }
-    Ok(())
-}
-
+/// The daemon's state: the parts it owns, each behind its own seam.
 pub struct Core {
-    pub(super) config: RwLock<Arc<Config>>,
-    pub(super) issuer: String,
-    pub(super) store: Store,
-    locks: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
-    sessions: Mutex<Sessions>,
+    settings: Settings,
+    store: Box<dyn Store>,
+    accounts: Box<dyn Accounts>,
+    sessions: Sessions,
     /// Names of name-keyed records not yet moved to their uid because NSS failed at start;
     /// retried before any record is looked at, so another name of the same uid never
     /// misses the record.
     unmigrated: Mutex<Vec<String>>,
-    pub(super) hashes: HashPool,
+    hashes: HashPool,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Lock `m`, whether or not a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Why: a panic while holding one of these maps leaves it consistent (plain inserts and
     // removals), so poisoning must not take the whole daemon down.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Core {
+    /// The core over the file store in `[daemon] state_dir` and NSS accounts.
+    ///
     /// # Errors
     /// The state directory cannot be opened.
     pub fn new(config: Config) -> Result<Core, String> {
-        let store = Store::open(&config.daemon.state_dir)?;
-        let issuer = if config.totp.issuer.is_empty() {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "twostep".into())
-        } else {
-            config.totp.issuer.clone()
-        }
-        .replace(':', "-");
+        let store = FileStore::open(&config.daemon.state_dir)?;
+        Ok(Core::with_parts(
+            config,
+            Box::new(store),
+            Box::new(NssAccounts),
+        ))
+    }
+
+    /// The core over `store` and `accounts` (records of the earlier, name-keyed layout in a
+    /// file store are moved to their uid now).
+    pub fn with_parts(config: Config, store: Box<dyn Store>, accounts: Box<dyn Accounts>) -> Core {
         let core = Core {
-            config: RwLock::new(Arc::new(config)),
-            issuer,
+            settings: Settings::new(config),
             store,
-            locks: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(Sessions::default()),
+            accounts,
+            sessions: Sessions::default(),
             unmigrated: Mutex::new(Vec::new()),
             hashes: HashPool::new(HASH_WORKERS),
         };
-        let legacy = core.store.legacy_names()?;
+        let legacy = match core.store.files().map(FileStore::legacy_names) {
+            Some(Ok(names)) => names,
+            Some(Err(e)) => {
+                log::error!("cannot list name-keyed records: {e}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         core.migrate(legacy);
-        Ok(core)
+        core
     }
 
     /// Move name-keyed records to their uid (the layout before records were keyed by
     /// account). A name NSS does not know is left in place and logged (its account is gone;
     /// the record is kept for the admin); a failed look-up is retried later.
     fn migrate(&self, names: Vec<String>) {
+        let Some(files) = self.store.files() else {
+            return;
+        };
         let mut retry = Vec::new();
         for name in names {
-            let account = match users::by_name(&name) {
+            let account = match self.accounts.by_name(&name) {
                 Ok(a) => a,
                 Err(Error::UnknownUser(_)) => {
                     log::warn!(
@@ -254,9 +122,7 @@ impl Core {
                     continue;
                 }
             };
-            match self.with_uid_lock(account.uid, || {
-                self.store.migrate_legacy(&name, account.uid)
-            }) {
+            match files.migrate_legacy(&name, account.uid) {
                 Ok(Migration::Moved(_)) => log::info!(
                     "user={name} uid={} outcome=migrated (record now keyed by uid)",
                     account.uid
@@ -283,229 +149,79 @@ impl Core {
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+        self.settings.config()
     }
 
-    pub(super) fn lock_policy(&self) -> LockPolicy {
-        LockPolicy::from_config(&self.config().lockout)
+    pub(super) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
-    pub(super) fn digits(&self) -> u8 {
-        u8::try_from(self.config().totp.digits.get()).unwrap_or(6)
+    pub(super) fn accounts(&self) -> &dyn Accounts {
+        &*self.accounts
     }
 
-    /// Run `f` under the lock of account `uid` (after any deferred migration, so the
-    /// record `f` looks for is where it belongs).
-    pub(super) fn with_user<T>(&self, uid: u32, f: impl FnOnce() -> T) -> T {
-        self.migrate_deferred();
-        self.with_uid_lock(uid, f)
+    pub(super) fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
-    fn with_uid_lock<T>(&self, uid: u32, f: impl FnOnce() -> T) -> T {
-        let m = Arc::clone(lock(&self.locks).entry(uid).or_default());
-        let out = {
-            let _held = lock(&m);
-            f()
-        };
-        // Drop the entry when nobody else holds it, so names tried once (unknown users
-        // through sshd, say) do not accumulate. Others clone it only under the map lock.
-        let mut map = lock(&self.locks);
-        if Arc::strong_count(&m) == 2 {
-            map.remove(&uid);
-        }
-        out
+    pub(super) fn hashes(&self) -> &HashPool {
+        &self.hashes
+    }
+
+    pub(super) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery,
+    /// login bounds), without asking who: for the daemon's own SIGHUP. `[daemon]` needs a
+    /// restart; a change to it is refused.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a change that needs a restart.
+    pub fn apply_config(&self, config: Config) -> Result<(), Error> {
+        self.settings.apply(config)
     }
 
     /// The record of `account` as stored (moved from the name-keyed layout on first use),
-    /// without the identity check. The caller holds the account's lock.
+    /// without the identity check.
     pub(super) fn load_unchecked(&self, account: &Account) -> Result<Option<Record>, Error> {
-        // The store knows records by uid; errors name the account as the login named it.
-        let named = |e: Error| match e {
-            Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
-                user: format!("{} (uid {})", account.name, account.uid),
-                reason,
-            },
-            Error::Storage { reason, .. } => Error::Storage {
-                user: format!("{} (uid {})", account.name, account.uid),
-                reason,
-            },
-            other => other,
-        };
-        if let Some(r) = self.store.load(account.uid).map_err(named)? {
-            return Ok(Some(r));
-        }
-        match self
-            .store
-            .migrate_legacy(&account.name, account.uid)
-            .map_err(named)?
-        {
-            Migration::Moved(r) => {
-                log::info!(
-                    "user={} uid={} outcome=migrated (record now keyed by uid)",
-                    account.name,
-                    account.uid
-                );
-                Ok(Some(*r))
-            }
-            Migration::Nothing | Migration::Conflict => self.store.load(account.uid).map_err(named),
-        }
+        self.migrate_deferred();
+        self.store.load(account)
     }
 
-    /// The record of `account`, checked to belong to it (see [`Core::check_identity`]).
-    /// The caller holds the account's lock.
+    /// The record of `account`, checked to belong to it (see [`check_identity`]).
     ///
     /// # Errors
-    /// An unreadable record, or [`Error::FormerAccount`].
+    /// An unreadable or vanished record, or [`Error::FormerAccount`].
     pub(super) fn load(&self, account: &Account) -> Result<Option<Record>, Error> {
         let record = self.load_unchecked(account)?;
         if let Some(r) = &record {
-            check_identity(account, r)?;
+            check_identity(self.accounts(), account, r)?;
         }
         Ok(record)
     }
 
-    /// Load `account`'s record under its lock (a new one if it has none), change it with
-    /// `f`, and save it if `f` says so.
+    /// One transaction on `account`'s record (a new one if it has none), checked to belong
+    /// to it: `f` changes it, says whether to save, and what to answer. The answer is
+    /// returned only after the save it asked for is durable.
+    ///
+    /// # Errors
+    /// An unreadable or vanished record, [`Error::FormerAccount`], a failed write, or `f`'s
+    /// own error (saved first when `f` says so).
     pub(super) fn update<T>(
         &self,
         account: &Account,
-        f: impl FnOnce(&mut Record) -> Result<(T, bool), Error>,
+        f: impl FnOnce(&mut Record) -> (Write, Result<T, Error>),
     ) -> Result<T, Error> {
-        self.with_user(account.uid, || {
-            let mut record = self
-                .load(account)?
-                .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
-            let (out, changed) = f(&mut record)?;
-            if changed {
-                self.store.save(&record)?;
+        self.migrate_deferred();
+        store::update(self.store(), account, |slot| {
+            let record =
+                slot.get_or_insert_with(|| Record::for_account(&account.name, account.uid));
+            match check_identity(self.accounts(), account, record) {
+                Ok(()) => f(record),
+                Err(e) => (Write::Keep, Err(e)),
             }
-            Ok(out)
         })
-    }
-
-    /// Whether `account` must use 2FA (NSS group look-up).
-    pub(super) fn requirement(
-        &self,
-        account: &Account,
-        record: &Record,
-    ) -> Result<Requirement, Error> {
-        let groups = users::group_names(account)?;
-        Ok(policy::requirement(
-            &self.config().policy,
-            record.policy_override,
-            &groups,
-        ))
-    }
-
-    /// A new TOTP key with the configured parameters.
-    pub(super) fn new_key(&self, now: UnixTime) -> Result<TotpKey, Error> {
-        let c = self.config();
-        totp::new_key(c.totp.algorithm, self.digits(), c.totp.period.get(), now)
-            .map_err(Error::Busy)
-    }
-
-    /// Check `answer` against the user's factors (TOTP, then recovery codes); a locked
-    /// user's answer is not evaluated. Every evaluated attempt costs exactly one durable
-    /// write, made before anything about it is answered: a wrong answer is charged (count,
-    /// time, event) and saved here; on success the record is changed in memory (counter
-    /// reset, replay mark or spent recovery code) and the CALLER saves it, together with its
-    /// own changes, before answering. Nothing is answered if that write fails, so a crash or
-    /// a full disk can lose an attempt only together with its answer. The user's lock, held
-    /// by the caller, makes evaluate-and-write atomic against concurrent attempts.
-    pub(super) fn verify_factor(
-        &self,
-        record: &mut Record,
-        answer: &[u8],
-        now: UnixTime,
-    ) -> Result<Factor, Error> {
-        let policy = self.lock_policy();
-        let config = self.config();
-        if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
-            return Ok(Factor::Locked(msg));
-        }
-        let Some(key) = record.totp.clone() else {
-            return Err(Error::NotEnrolled(record.user.clone()));
-        };
-        let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
-            answer
-        } else {
-            b""
-        };
-        let corrupt = |reason: String| Error::CorruptRecord {
-            user: record.user.clone(),
-            reason,
-        };
-        let is_code = answer.iter().all(u8::is_ascii_digit);
-        let check = if is_code {
-            totp::check(
-                &key,
-                answer,
-                now,
-                config.totp.window.get(),
-                record.last_step,
-            )
-            .map_err(corrupt)?
-        } else {
-            Check::Wrong
-        };
-        let outcome = match check {
-            Check::Accepted { step } => {
-                record.last_step = Some(step);
-                Factor::Totp
-            }
-            Check::Replayed => Factor::Wrong {
-                text: "That code was already used; wait for the next one.".into(),
-                tag: "replayed",
-            },
-            Check::Wrong => match recovery::find(answer, &record.recovery, &self.hashes) {
-                Some(i) => {
-                    if let Some(c) = record.recovery.get_mut(i) {
-                        c.used = Some(now);
-                    }
-                    Factor::Recovery {
-                        left: recovery::left(&record.recovery),
-                    }
-                }
-                None => Factor::Wrong {
-                    text: "Wrong verification code.".into(),
-                    tag: "wrong-code",
-                },
-            },
-        };
-        if let Factor::Totp | Factor::Recovery { .. } = outcome {
-            lockout::succeed(record, now);
-        }
-        Ok(match outcome {
-            Factor::Wrong { text, tag } => {
-                lockout::charge(record, now, &policy);
-                record.note(now, "failed attempt");
-                self.store.save(record)?;
-                let text = match locked_message(lockout::state(record, now, &policy), now) {
-                    Some(lock) => {
-                        self.notify_locked(record, now);
-                        format!("{text} {lock}")
-                    }
-                    None => text,
-                };
-                Factor::Wrong { text, tag }
-            }
-            other => other,
-        })
-    }
-
-    /// The user was just locked. Mail to the user goes here once mail is configured (the
-    /// email issue); until then the lock is logged for the admin.
-    fn notify_locked(&self, record: &Record, now: UnixTime) {
-        let until = match lockout::state(record, now, &self.lock_policy()) {
-            LockState::Until(t) => t.0.to_string(),
-            LockState::UntilUnlocked => "unlock".into(),
-            LockState::Open => return,
-        };
-        log::warn!(
-            "user={} outcome=locked failures={} until={until}",
-            record.user,
-            record.failures
-        );
     }
 
     /// Open a login conversation for `user`.
@@ -520,189 +236,7 @@ impl Core {
         ctx: LoginContext,
         now: UnixTime,
     ) -> Result<(String, Step), Error> {
-        users::check_name(user)?;
-        // The account is the uid of an exact NSS look-up: every name of one uid is one
-        // account. A non-root caller may act only for its own uid, and gets the same answer
-        // for a name that does not exist as for another user's (nothing to enumerate).
-        let account = if caller.uid == 0 {
-            users::by_name(user)?
-        } else {
-            match users::by_name(user) {
-                Ok(a) if authz::may_run_login(caller.uid, &a).is_ok() => a,
-                _ => return Err(authz::not_for_others(caller.uid)),
-            }
-        };
-        // Cheap refusal before any record is read: a flood of conversations nobody answers
-        // costs little, and the bounds are checked again when the session is stored.
-        self.session_room(caller, account.uid, now)?;
-        let user = account.name.as_str();
-        let record = self
-            .with_user(account.uid, || self.load(&account))?
-            .unwrap_or_else(|| Record::for_account(user, account.uid));
-        if record.totp.is_none() {
-            let required = self.requirement(&account, &record)?;
-            if !required.required {
-                audit(&account, &ctx, caller, "not-enrolled");
-                return Ok((String::new(), done(Verdict::NotEnrolled, String::new())));
-            }
-            if let Some(reminder) = self.grace(&account, now)? {
-                audit(&account, &ctx, caller, "success (enrolment grace)");
-                return Ok((String::new(), done(Verdict::Success, reminder)));
-            }
-            audit(&account, &ctx, caller, "enrolment-started");
-            let key = self.new_key(now)?;
-            let step = self.enrolment_prompt(&key, user)?;
-            let id = self.new_session(caller, &account, ctx, now, Awaiting::EnrolConfirm(key))?;
-            return Ok((id, step));
-        }
-        if let Some(msg) = locked_message(lockout::state(&record, now, &self.lock_policy()), now) {
-            audit(&account, &ctx, caller, "locked");
-            return Ok((String::new(), done(Verdict::Locked, msg)));
-        }
-        let digits = self.digits();
-        let accept = if recovery::left(&record.recovery) > 0 {
-            Accept::DigitsOrText {
-                n: digits,
-                max: twostep_proto::MAX_RECOVERY_LEN,
-            }
-        } else {
-            Accept::Digits { n: digits }
-        };
-        let step = Step::Prompt {
-            message: String::new(),
-            prompt: "Verification code: ".into(),
-            accept,
-        };
-        let id = self.new_session(caller, &account, ctx, now, Awaiting::Factor)?;
-        Ok((id, step))
-    }
-
-    /// Within the enrolment grace period: the reminder to show. Starts the period at the
-    /// first login that needs it (durably).
-    fn grace(&self, account: &Account, now: UnixTime) -> Result<Option<String>, Error> {
-        let user = account.name.as_str();
-        let days = self.config().policy.enroll_grace_days.get();
-        if days == 0 {
-            return Ok(None);
-        }
-        let since = self.update(account, |r| {
-            if r.totp.is_some() {
-                return Ok((None, false));
-            }
-            match r.required_since {
-                Some(t) => Ok((Some(t), false)),
-                None => {
-                    r.required_since = Some(now);
-                    r.note(now, "2FA required: enrolment grace period started");
-                    Ok((Some(now), true))
-                }
-            }
-        })?;
-        let Some(since) = since else { return Ok(None) };
-        let end = since.plus(days.saturating_mul(86_400));
-        if now >= end {
-            return Ok(None);
-        }
-        let left = (end.0 - now.0).div_ceil(86_400);
-        Ok(Some(format!(
-            "Two-factor authentication is required for {user}: set it up with \
-             `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
-            if left == 1 { "" } else { "s" }
-        )))
-    }
-
-    fn enrolment_prompt(&self, key: &TotpKey, user: &str) -> Result<Step, Error> {
-        let uri = totp::otpauth_uri(key, &self.issuer, user).map_err(Error::InvalidArgument)?;
-        let picture = qr::terminal(&uri).map_err(Error::Busy)?;
-        let message = format!(
-            "Two-factor authentication is required for {user}. Set it up now:\n\
-             scan this QR code with an authenticator app,\n\n{picture}\n\n\
-             or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
-            totp::group4(&key.secret.0),
-            key.algorithm.as_str(),
-            key.digits,
-            key.period
-        );
-        Ok(Step::Prompt {
-            message,
-            prompt: "Code from your app: ".into(),
-            accept: Accept::Digits { n: key.digits },
-        })
-    }
-
-    fn session_limits(&self) -> SessionLimits {
-        SessionLimits::from_config(&self.config())
-    }
-
-    fn prompt_seconds(&self) -> u64 {
-        self.config().login.prompt_timeout_seconds.get()
-    }
-
-    /// Whether a session for account `uid` could begin on `caller`'s connection now.
-    fn session_room(&self, caller: &Caller, uid: u32, now: UnixTime) -> Result<(), Error> {
-        let mut sessions = lock(&self.sessions);
-        sessions.by_id.retain(|_, s| s.expires > now);
-        if sessions.departed.contains(&caller.sender) {
-            return Err(Error::NoSession);
-        }
-        let open = sessions.by_id.values().map(|s| (&s.caller, s.account.uid));
-        admit(open, caller, uid, self.session_limits())
-    }
-
-    fn new_session(
-        &self,
-        caller: &Caller,
-        account: &Account,
-        ctx: LoginContext,
-        now: UnixTime,
-        awaiting: Awaiting,
-    ) -> Result<String, Error> {
-        let limits = self.session_limits();
-        let expires = now.plus(self.prompt_seconds());
-        let mut sessions = lock(&self.sessions);
-        sessions.by_id.retain(|_, s| s.expires > now);
-        if sessions.departed.contains(&caller.sender) {
-            // The connection left while this Begin ran: nobody can answer.
-            return Err(Error::NoSession);
-        }
-        let open = sessions.by_id.values().map(|s| (&s.caller, s.account.uid));
-        admit(open, caller, account.uid, limits)?;
-        let mut raw = [0u8; 16];
-        getrandom::getrandom(&mut raw).map_err(|e| Error::Busy(format!("random source: {e}")))?;
-        let id = hex::encode(raw);
-        sessions.by_id.insert(
-            id.clone(),
-            Session {
-                caller: caller.clone(),
-                account: account.clone(),
-                ctx,
-                expires,
-                awaiting,
-            },
-        );
-        Ok(id)
-    }
-
-    /// The connection `sender` left the bus: its login conversations end now, and a Begin
-    /// of it still running stores none.
-    pub fn end_connection(&self, sender: &str) {
-        let mut sessions = lock(&self.sessions);
-        sessions.by_id.retain(|_, s| s.caller.sender != sender);
-        if sessions.departed.insert(sender.to_owned()) {
-            sessions.departed_order.push_back(sender.to_owned());
-        }
-        while sessions.departed_order.len() > MAX_DEPARTED {
-            if let Some(old) = sessions.departed_order.pop_front() {
-                sessions.departed.remove(&old);
-            }
-        }
-    }
-
-    /// Login conversations open now (for tests and diagnostics).
-    pub fn open_sessions(&self, now: UnixTime) -> usize {
-        let mut sessions = lock(&self.sessions);
-        sessions.by_id.retain(|_, s| s.expires > now);
-        sessions.by_id.len()
+        login::begin(self, caller, user, ctx, now)
     }
 
     /// Answer the prompt of session `id`.
@@ -716,193 +250,178 @@ impl Core {
         answer: &[u8],
         now: UnixTime,
     ) -> Result<Step, Error> {
-        let session = {
-            let mut sessions = lock(&self.sessions);
-            match sessions.by_id.get(id) {
-                Some(s) if s.caller == *caller && s.expires > now => sessions.by_id.remove(id),
-                _ => None,
-            }
-        }
-        .ok_or(Error::NoSession)?;
-        let (step, next) = match session.awaiting {
-            Awaiting::Factor => (
-                self.answer_factor(caller, &session.account, &session.ctx, answer, now)?,
-                None,
-            ),
-            Awaiting::EnrolConfirm(ref key) => {
-                let key = key.clone();
-                self.answer_enrolment(caller, &session.account, &session.ctx, key, answer, now)?
-            }
-            Awaiting::Acknowledge => {
-                audit(&session.account, &session.ctx, caller, "success (enrolled)");
-                (done(Verdict::Success, String::new()), None)
-            }
-        };
-        if let Some(awaiting) = next {
-            // The conversation goes on under the same session id (it was just taken out,
-            // so it fits its bounds), unless its connection left meanwhile.
-            let expires = now.plus(self.prompt_seconds());
-            let mut sessions = lock(&self.sessions);
-            if !sessions.departed.contains(&caller.sender) {
-                sessions.by_id.insert(
-                    id.to_owned(),
-                    Session {
-                        awaiting,
-                        expires,
-                        ..session
-                    },
-                );
-            }
-        }
-        Ok(step)
+        login::answer(self, caller, id, answer, now)
     }
 
-    fn answer_factor(
+    /// Check `answer` against `record`'s factors, charging the lockout (see
+    /// [`verify::check`]); the caller's transaction saves.
+    pub(super) fn verify_factor(
         &self,
-        caller: &Caller,
-        account: &Account,
-        ctx: &LoginContext,
+        record: &mut Record,
         answer: &[u8],
         now: UnixTime,
-    ) -> Result<Step, Error> {
-        let mode = self.config().recovery.mode;
-        let (step, outcome) = self.with_user(account.uid, || {
-            let Some(mut record) = self.load(account)? else {
-                return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
-            };
-            if record.totp.is_none() {
-                return Ok((done(Verdict::NotEnrolled, String::new()), "not-enrolled"));
-            }
-            Ok(match self.verify_factor(&mut record, answer, now)? {
-                Factor::Totp => {
-                    record.note(now, login_event("success", ctx));
-                    self.store.save(&record)?;
-                    (done(Verdict::Success, String::new()), "success")
-                }
-                Factor::Recovery { left } => {
-                    let msg = if mode == RecoveryMode::Disables2fa {
-                        record.forget_factors();
-                        record.note(now, "recovery code used: 2FA switched off");
-                        "Recovery code accepted. Two-factor authentication is now off for your \
-                         account: set it up again with `twostepctl enroll`."
-                            .to_owned()
-                    } else {
-                        record.note(now, login_event("success (recovery code)", ctx));
-                        recovery_left_message(left)
-                    };
-                    self.store.save(&record)?;
-                    (done(Verdict::Success, msg), "success-recovery-code")
-                }
-                Factor::Wrong { text, tag } => (done(Verdict::Denied, text), tag),
-                Factor::Locked(msg) => (done(Verdict::Locked, msg), "locked"),
-            })
-        })?;
-        audit(account, ctx, caller, outcome);
-        Ok(step)
+    ) -> Result<Factor, Error> {
+        verify::check(&self.settings, &self.hashes, record, answer, now)
     }
 
-    /// Confirm a key made for enrolment at login; on success the next step shows the
-    /// recovery codes and waits for Enter.
-    fn answer_enrolment(
+    /// The connection `sender` left the bus: its login conversations end now, and a Begin
+    /// of it still running stores none.
+    pub fn end_connection(&self, sender: &str) {
+        self.sessions.end_connection(sender);
+    }
+
+    /// Login conversations open now (for tests and diagnostics).
+    pub fn open_sessions(&self, now: UnixTime) -> usize {
+        self.sessions.count(now)
+    }
+
+    /// Start enrolment of the caller's own account, or — with `proof` — move an enrolled
+    /// account to a new authenticator (see [`selfservice::enroll_begin`]).
+    ///
+    /// # Errors
+    /// Already enrolled without proof, a wrong proof, a lock, a failed write.
+    pub fn enroll_begin(
         &self,
         caller: &Caller,
-        account: &Account,
-        ctx: &LoginContext,
-        key: TotpKey,
-        answer: &[u8],
+        proof: &[u8],
         now: UnixTime,
-    ) -> Result<(Step, Option<Awaiting>), Error> {
-        let config = self.config();
-        let check = totp::check(&key, answer, now, config.totp.window.get(), None)
-            .map_err(Error::InvalidArgument)?;
-        let user = account.name.as_str();
-        let Check::Accepted { step } = check else {
-            audit(account, ctx, caller, "enrolment-wrong-code");
-            let text = "That code is not right. Log in again to start over, or set up your \
-                        authenticator with `twostepctl enroll`.";
-            return Ok((done(Verdict::Denied, text.into()), None));
-        };
-        let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
-        let (shown, stored) = recovery::generate(count, &self.hashes).map_err(Error::Busy)?;
-        self.update(account, |record| {
-            if record.totp.is_some() {
-                // Enrolled meanwhile (another login or twostepctl): keep that one.
-                return Err(Error::AlreadyEnrolled(user.to_owned()));
-            }
-            record.totp = Some(key);
-            record.pending = None;
-            record.last_step = Some(record.last_step.map_or(step, |s| s.max(step)));
-            record.recovery = stored;
-            record.note(now, login_event("enrolled at login", ctx));
-            Ok(((), true))
-        })?;
-        audit(account, ctx, caller, "enrolled");
-        let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
-        let message = format!(
-            "Your authenticator is set up. These recovery codes each log you in once if you \
-             lose your phone. They are shown only now: write them down or store them safely.\n\n  {}\n",
-            codes.join("\n  ")
-        );
-        Ok((
-            Step::Prompt {
-                message,
-                prompt: "Press Enter once you have saved them: ".into(),
-                accept: Accept::Acknowledge,
-            },
-            Some(Awaiting::Acknowledge),
-        ))
+    ) -> Result<PendingInfo, Error> {
+        selfservice::enroll_begin(self, caller, proof, now)
     }
-}
 
-fn done(verdict: Verdict, message: String) -> Step {
-    Step::Done { verdict, message }
-}
-
-fn recovery_left_message(left: usize) -> String {
-    let mut msg = format!(
-        "Recovery code accepted. {left} recovery code{} left.",
-        if left == 1 { "" } else { "s" }
-    );
-    if left <= FEW_RECOVERY_CODES {
-        msg.push_str(" Generate new ones soon with `twostepctl recovery-codes`.");
+    /// Confirm the caller's pending key with a current code; a first enrolment returns the
+    /// new recovery codes (shown once).
+    ///
+    /// # Errors
+    /// No live pending key, a wrong code, a failed write.
+    pub fn enroll_confirm(
+        &self,
+        caller: &Caller,
+        code: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<Zeroizing<String>>, Error> {
+        selfservice::enroll_confirm(self, caller, code, now)
     }
-    msg
-}
 
-fn login_event(what: &str, ctx: &LoginContext) -> String {
-    format!(
-        "{what} service={} rhost={}",
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost)
-    )
-}
+    /// New recovery codes for the caller; the old ones stop working at once.
+    ///
+    /// # Errors
+    /// Not enrolled, a wrong proof, a lock, a failed write.
+    pub fn regenerate_recovery(
+        &self,
+        caller: &Caller,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<Zeroizing<String>>, Error> {
+        selfservice::regenerate_recovery(self, caller, proof, now)
+    }
 
-pub(super) fn locked_message(state: LockState, now: UnixTime) -> Option<String> {
-    match state {
-        LockState::Open => None,
-        LockState::Until(t) => Some(format!(
-            "Too many failed attempts: locked for {} more seconds.",
-            t.0.saturating_sub(now.0).max(1)
-        )),
-        LockState::UntilUnlocked => Some(
-            "Too many failed attempts: locked until an administrator unlocks the account.".into(),
-        ),
+    /// Switch 2FA off for the caller, when policy lets them.
+    ///
+    /// # Errors
+    /// Required by policy, toggling denied, a wrong proof, a lock, a failed write.
+    pub fn disable(&self, caller: &Caller, proof: &[u8], now: UnixTime) -> Result<(), Error> {
+        selfservice::disable(self, caller, proof, now)
+    }
+
+    /// The caller's own state.
+    ///
+    /// # Errors
+    /// The caller has no account or the record is unreadable.
+    pub fn status(&self, caller: &Caller, now: UnixTime) -> Result<Status, Error> {
+        selfservice::status(self, caller, now)
+    }
+
+    /// # Errors
+    /// [`Error::AccessDenied`] unless root or in `admin_group`.
+    pub fn authorize_admin(&self, caller: &Caller) -> Result<(), Error> {
+        admin::authorize_admin(self, caller)
+    }
+
+    /// Every user with a record (or on the enrolment list).
+    ///
+    /// # Errors
+    /// Not an admin, or the store cannot be listed.
+    pub fn admin_list(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
+        admin::admin_list(self, caller, now)
+    }
+
+    /// One user (who need not have a record yet).
+    ///
+    /// # Errors
+    /// Not an admin, or no such user.
+    pub fn admin_show(
+        &self,
+        caller: &Caller,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<UserInfo, Error> {
+        admin::admin_show(self, caller, name, now)
+    }
+
+    /// Apply `action` to `name`.
+    ///
+    /// # Errors
+    /// Not an admin, no such user, an unreadable record, a failed write.
+    pub fn admin_act(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: Action,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        admin::admin_act(self, caller, name, action, now)
+    }
+
+    /// For an admin: read the configuration with `load` (only once authorized) and put it
+    /// in force ([`Core::apply_config`]).
+    ///
+    /// # Errors
+    /// Not an admin, `load`'s error, or a change that needs a restart.
+    pub fn reload(
+        &self,
+        caller: &Caller,
+        load: impl FnOnce() -> Result<Config, Error>,
+    ) -> Result<(), Error> {
+        admin::reload(self, caller, load)
+    }
+
+    /// Show a damaged record slot by slot and what a repair writes; with `confirm`, write
+    /// it (a file-store capability, see [`admin::admin_repair`]).
+    ///
+    /// # Errors
+    /// Not an admin; no such user; no record; an untrusted file; with `confirm`, nothing
+    /// readable to restore from or a failed write.
+    pub fn admin_repair(
+        &self,
+        caller: &Caller,
+        name: &str,
+        confirm: bool,
+        now: UnixTime,
+    ) -> Result<RepairReport, Error> {
+        admin::admin_repair(self, caller, name, confirm, now)
     }
 }
 
 /// Whether `record` belongs to `account`: it was made under this name, or under another
-/// name that NSS still gives this uid (`useradd -o`: one account, several names). A record
-/// made under a name that no longer resolves to this uid belongs to a former account.
+/// name that `accounts` still gives this uid (`useradd -o`: one account, several names). A
+/// record made under a name that no longer resolves to this uid belongs to a former
+/// account.
 ///
 /// # Errors
-/// [`Error::FormerAccount`]; [`Error::Busy`] when NSS fails (fail closed, try again).
-pub(super) fn check_identity(account: &Account, record: &Record) -> Result<(), Error> {
+/// [`Error::FormerAccount`]; [`Error::Unavailable`] when the look-up fails (fail closed,
+/// try again).
+pub(super) fn check_identity(
+    accounts: &dyn Accounts,
+    account: &Account,
+    record: &Record,
+) -> Result<(), Error> {
     if record.user == account.name {
         return Ok(());
     }
-    match users::by_name(&record.user) {
+    match accounts.by_name(&record.user) {
         Ok(a) if a.uid == account.uid => Ok(()),
-        Err(Error::Busy(why)) => Err(Error::Busy(why)),
+        Err(e @ (Error::Unavailable(_) | Error::Busy(_))) => Err(e),
         _ => Err(Error::FormerAccount {
             uid: account.uid,
             enrolled_as: record.user.clone(),
@@ -911,33 +430,14 @@ pub(super) fn check_identity(account: &Account, record: &Record) -> Result<(), E
     }
 }
 
-/// One audit line per login outcome: who, from where, what. Never a code.
-fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &str) {
-    log::info!(
-        "user={} uid={} service={} rhost={} tty={} caller_uid={} outcome={}",
-        account.name,
-        account.uid,
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost),
-        or_dash(&ctx.tty),
-        caller.uid,
-        outcome
-    );
-}
-
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() {
-        "-"
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::login::{admit, Awaiting, MAX_SESSIONS_PER_CALLER_UID};
+    use crate::core::users::Account;
     use twostep_config::Bounded;
     use twostep_proto::Step;
+    use twostep_proto::{Accept, Verdict};
 
     const T0: UnixTime = UnixTime(1_800_000_000);
 
@@ -1062,12 +562,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = core(d.path());
         let flooded = account(0);
-        let limits = c.session_limits();
+        let limits = c.settings().session_limits();
         // 4096 Begins for one account from 1024 root connections, never answered.
         let mut opened = 0;
         for i in 0..4096 {
             let caller = conn(0, &format!(":9.{}", i % 1024));
-            if c.new_session(
+            if login::new_session(
+                &c,
                 &caller,
                 &flooded,
                 LoginContext::default(),
@@ -1083,7 +584,8 @@ mod tests {
         assert_eq!(c.open_sessions(T0), limits.per_user);
         // Another account still gets its conversation.
         let other = conn(0, ":8.1");
-        c.new_session(
+        login::new_session(
+            &c,
             &other,
             &account(1000),
             LoginContext::default(),
@@ -1095,7 +597,8 @@ mod tests {
         let one = conn(0, ":8.2");
         let on_one = (0..10)
             .filter(|_| {
-                c.new_session(
+                login::new_session(
+                    &c,
                     &one,
                     &account(1001),
                     LoginContext::default(),
@@ -1113,7 +616,8 @@ mod tests {
         }
         assert_eq!(c.open_sessions(T0), 1 + limits.per_connection);
         assert!(matches!(
-            c.new_session(
+            login::new_session(
+                &c,
                 &conn(0, ":9.3"),
                 &flooded,
                 LoginContext::default(),
@@ -1122,7 +626,8 @@ mod tests {
             ),
             Err(Error::NoSession)
         ));
-        c.new_session(
+        login::new_session(
+            &c,
             &conn(0, ":8.3"),
             &flooded,
             LoginContext::default(),

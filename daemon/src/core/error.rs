@@ -17,8 +17,15 @@ pub enum Error {
     Storage { user: String, reason: String },
     #[error("no such login session (expired, already answered, or not yours)")]
     NoSession,
+    /// Out of capacity (login sessions, work in flight): try again shortly.
     #[error("{0}")]
     Busy(String),
+    /// A service the daemon depends on failed (NSS): fails closed, try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The daemon itself failed (random source, hashing, QR code): fails closed.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("user {0:?} has no second factor enrolled")]
     NotEnrolled(String),
     #[error(

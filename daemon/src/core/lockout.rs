@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Consecutive-failure lockout, one counter per user across every factor.
 //!
-//! An attempt is charged (counted as a failure and stored durably) before its code is
-//! evaluated, and refunded on success, so killing anything mid-check never yields a free
-//! guess. A locked user's code is not evaluated at all.
+//! Every evaluated attempt is durable before it is answered: a wrong one is charged
+//! (counted, dated) and a right one resets the count, in the same store transaction that
+//! evaluates it, and the answer is given only after that write returned. So a crash or a
+//! full disk can lose an attempt only together with its answer, and killing anything
+//! mid-check never yields a free guess that was answered. A locked user's code is not
+//! evaluated at all.
 //!
 //! Below `max_failures`, failures older than the window stop counting. From the first lock
 //! on, the count stays until a success or an admin unlock: every further failure locks
@@ -12,6 +15,30 @@
 
 use super::record::Record;
 use super::UnixTime;
+
+/// A lock state as seconds since the epoch: 0 not locked, `u64::MAX` until an admin
+/// unlocks (the shape of the bus's `locked_until`).
+pub fn locked_until(state: LockState) -> u64 {
+    match state {
+        LockState::Open => 0,
+        LockState::Until(t) => t.0,
+        LockState::UntilUnlocked => u64::MAX,
+    }
+}
+
+/// What a locked user is told, `None` when not locked.
+pub fn locked_message(state: LockState, now: UnixTime) -> Option<String> {
+    match state {
+        LockState::Open => None,
+        LockState::Until(t) => Some(format!(
+            "Too many failed attempts: locked for {} more seconds.",
+            t.0.saturating_sub(now.0).max(1)
+        )),
+        LockState::UntilUnlocked => Some(
+            "Too many failed attempts: locked until an administrator unlocks the account.".into(),
+        ),
+    }
+}
 
 /// NIST SP 800-63B: at most 100 consecutive failed attempts.
 pub const HARD_LOCK_FAILURES: u32 = 100;

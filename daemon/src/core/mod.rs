@@ -1,23 +1,38 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The daemon's logic: plain Rust over values, no bus and no async runtime in sight.
 //! Every function that needs "now" takes it as a parameter.
+//!
+//! [`Core`] (`engine`) is the front over the parts it owns: `settings` (the configuration
+//! in force), `store` (records, one transaction per account), `users` (accounts behind the
+//! `Accounts` trait), `login` (conversations in flight) and the recovery-code hash pool.
+//! `selfservice` and `admin` are its user and admin operations, `authz` who may do what,
+//! `audit` the login audit line.
 
 pub mod admin;
+pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod lockout;
+pub mod login;
+pub mod messages;
 pub mod policy;
 pub mod qr;
 pub mod record;
 pub mod recovery;
 pub mod selfservice;
+pub mod settings;
 pub mod store;
 pub mod totp;
 pub mod trust;
 pub mod users;
+pub mod verify;
 
+#[cfg(test)]
+mod fake_tests;
+
+pub use authz::Caller;
 pub use clock::UnixTime;
-pub use engine::{Caller, Core};
+pub use engine::Core;
 pub use error::Error;

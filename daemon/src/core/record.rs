@@ -37,7 +37,8 @@ pub struct Record {
     pub pending: Option<Pending>,
     /// Highest time step accepted so far: it and every earlier step are refused (replay).
     pub last_step: Option<u64>,
-    /// Consecutive failures (charged before a code is evaluated).
+    /// Consecutive failures: each evaluated wrong attempt is charged and made durable before
+    /// it is answered; a success resets the count.
     pub failures: u32,
     pub last_failure: Option<UnixTime>,
     pub last_success: Option<UnixTime>,

@@ -36,8 +36,26 @@ pub struct StoredCode {
     pub used: Option<UnixTime>,
 }
 
-fn argon2() -> Result<Argon2<'static>, String> {
-    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).map_err(|e| e.to_string())?;
+/// Why recovery codes cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CodesError {
+    /// The OS random number generator failed.
+    #[error("random source: {0}")]
+    Random(String),
+    /// argon2 refused its parameters or failed to hash.
+    #[error("argon2: {0}")]
+    Hash(String),
+}
+
+impl From<CodesError> for String {
+    fn from(e: CodesError) -> String {
+        e.to_string()
+    }
+}
+
+fn argon2() -> Result<Argon2<'static>, CodesError> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| CodesError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -72,12 +90,12 @@ impl HashPool {
 }
 
 /// Random characters from [`ALPHABET`], without modulo bias.
-fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, String> {
+fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
     let mut out = Zeroizing::new(Vec::with_capacity(n));
     let limit = 256 - (256 % ALPHABET.len()); // reject bytes >= limit
     let mut buf = Zeroizing::new([0u8; 64]);
     while out.len() < n {
-        getrandom::getrandom(buf.as_mut_slice()).map_err(|e| format!("random source: {e}"))?;
+        getrandom::getrandom(buf.as_mut_slice()).map_err(|e| CodesError::Random(e.to_string()))?;
         for &b in buf.iter() {
             if usize::from(b) < limit && out.len() < n {
                 if let Some(&c) = ALPHABET.get(usize::from(b) % ALPHABET.len()) {
@@ -117,7 +135,7 @@ fn display(code: &[u8]) -> String {
 pub fn generate(
     count: usize,
     pool: &HashPool,
-) -> Result<(Vec<Zeroizing<String>>, Vec<StoredCode>), String> {
+) -> Result<(Vec<Zeroizing<String>>, Vec<StoredCode>), CodesError> {
     let a2 = argon2()?;
     let mut shown = Vec::with_capacity(count);
     let mut stored: Vec<StoredCode> = Vec::with_capacity(count);
@@ -128,11 +146,11 @@ pub fn generate(
             continue; // ids are unique within a set, so a check costs one hash
         }
         let mut salt = [0u8; 16];
-        getrandom::getrandom(&mut salt).map_err(|e| format!("random source: {e}"))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
         let hash = pool
             .run(|| a2.hash_password(&code, &salt).map(|h| h.to_string()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CodesError::Hash(e.to_string()))?;
         shown.push(Zeroizing::new(display(&code)));
         stored.push(StoredCode {
             id,

@@ -23,6 +23,29 @@ pub enum Check {
     Wrong,
 }
 
+/// Why a key cannot be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The OS random number generator failed.
+    #[error("random source: {0}")]
+    Random(String),
+    /// The secret is not base32 (a stored key: the record is damaged).
+    #[error("stored secret is not valid base32")]
+    NotBase32,
+    /// Digits or period the TOTP library refuses.
+    #[error("invalid key parameters: {0}")]
+    Parameters(String),
+    /// Base32 encoding of a fresh secret failed.
+    #[error("base32 encoding failed")]
+    Encoding,
+}
+
+impl From<KeyError> for String {
+    fn from(e: KeyError) -> String {
+        e.to_string()
+    }
+}
+
 /// A new random key with the configured parameters.
 ///
 /// # Errors
@@ -32,12 +55,12 @@ pub fn new_key(
     digits: u8,
     period: u64,
     now: UnixTime,
-) -> Result<TotpKey, String> {
+) -> Result<TotpKey, KeyError> {
     let mut raw = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
-    getrandom::getrandom(raw.as_mut_slice()).map_err(|e| format!("random source: {e}"))?;
+    getrandom::getrandom(raw.as_mut_slice()).map_err(|e| KeyError::Random(e.to_string()))?;
     let encoded = match totp_rs::Secret::Raw(raw.to_vec()).to_encoded() {
         totp_rs::Secret::Encoded(s) => s,
-        totp_rs::Secret::Raw(_) => return Err("base32 encoding failed".into()),
+        totp_rs::Secret::Raw(_) => return Err(KeyError::Encoding),
     };
     Ok(TotpKey {
         secret: Secret(encoded),
@@ -48,10 +71,10 @@ pub fn new_key(
     })
 }
 
-fn totp(key: &TotpKey, issuer: Option<&str>, account: &str) -> Result<TOTP, String> {
+fn totp(key: &TotpKey, issuer: Option<&str>, account: &str) -> Result<TOTP, KeyError> {
     let raw = totp_rs::Secret::Encoded(key.secret.0.clone())
         .to_bytes()
-        .map_err(|_| "stored secret is not valid base32".to_owned())?;
+        .map_err(|_| KeyError::NotBase32)?;
     let algorithm = match key.algorithm {
         Algorithm::SHA1 => totp_rs::Algorithm::SHA1,
         Algorithm::SHA256 => totp_rs::Algorithm::SHA256,
@@ -66,7 +89,7 @@ fn totp(key: &TotpKey, issuer: Option<&str>, account: &str) -> Result<TOTP, Stri
         issuer.map(str::to_owned),
         account.to_owned(),
     )
-    .map_err(|e| format!("invalid key parameters: {e}"))
+    .map_err(|e| KeyError::Parameters(e.to_string()))
 }
 
 /// A base32 key in groups of four, for people typing it into an app.
@@ -82,7 +105,7 @@ pub fn group4(key: &str) -> String {
 ///
 /// # Errors
 /// The key is unusable or a name contains `:`.
-pub fn otpauth_uri(key: &TotpKey, issuer: &str, account: &str) -> Result<String, String> {
+pub fn otpauth_uri(key: &TotpKey, issuer: &str, account: &str) -> Result<String, KeyError> {
     let mut uri = totp(key, Some(issuer), account)?.get_url();
     // Why: totp-rs leaves out parameters that equal the defaults; some apps guess them
     // wrong, so every parameter is always spelled out.
@@ -110,7 +133,7 @@ pub fn check(
     now: UnixTime,
     window: u64,
     last_step: Option<u64>,
-) -> Result<Check, String> {
+) -> Result<Check, KeyError> {
     let t = totp(key, None, "")?;
     let current = now.0 / key.period;
     let mut matched: Option<u64> = None;

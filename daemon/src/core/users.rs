@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Account look-ups through NSS, by exact name or uid only.
+//! Account look-ups, by exact name or uid only, behind [`Accounts`]: [`NssAccounts`] asks
+//! NSS (so LDAP/SSSD accounts and groups count); [`FakeAccounts`] is a table for unit tests,
+//! so the core's rules for non-root callers, groups and policy run without root.
+
+use std::collections::BTreeMap;
 
 use super::Error;
 use twostep_proto::limits::MAX_USER_LEN;
@@ -23,10 +27,74 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Look `name` up exactly.
+/// Where accounts and their groups come from.
+pub trait Accounts: Send + Sync {
+    /// The account named exactly `name` (checked with [`check_name`] first).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a malformed name, [`Error::UnknownUser`] when there is
+    /// no such account, [`Error::Unavailable`] when the look-up fails.
+    fn by_name(&self, name: &str) -> Result<Account, Error>;
+
+    /// The account of `uid`.
+    ///
+    /// # Errors
+    /// [`Error::AccessDenied`] when the uid has no account (nothing to manage),
+    /// [`Error::Unavailable`] when the look-up fails.
+    fn by_uid(&self, uid: u32) -> Result<Account, Error>;
+
+    /// The names of the groups `account` belongs to (primary and supplementary).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the look-up fails.
+    fn group_names(&self, account: &Account) -> Result<Vec<String>, Error>;
+}
+
+/// Accounts through NSS.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NssAccounts;
+
+fn nss_failed(what: &str, e: nix::Error) -> Error {
+    Error::Unavailable(format!("{what} failed: {e}"))
+}
+
+impl Accounts for NssAccounts {
+    fn by_name(&self, name: &str) -> Result<Account, Error> {
+        by_name(name)
+    }
+
+    fn by_uid(&self, uid: u32) -> Result<Account, Error> {
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => Ok(Account {
+                name: u.name,
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            }),
+            Ok(None) => Err(Error::AccessDenied(format!("uid {uid} has no account"))),
+            Err(e) => Err(nss_failed("user database look-up", e)),
+        }
+    }
+
+    fn group_names(&self, account: &Account) -> Result<Vec<String>, Error> {
+        let name = std::ffi::CString::new(account.name.as_str())
+            .map_err(|_| Error::InvalidArgument("malformed user name".into()))?;
+        let gids = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
+            .map_err(|e| nss_failed("group look-up", e))?;
+        let mut names = Vec::with_capacity(gids.len());
+        for gid in gids {
+            if let Ok(Some(g)) = nix::unistd::Group::from_gid(gid) {
+                names.push(g.name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Look `name` up exactly through NSS (what [`NssAccounts::by_name`] does; the benchmark
+/// times it on its own).
 ///
 /// # Errors
-/// [`Error::UnknownUser`] when NSS has no such user, [`Error::Busy`] when NSS fails.
+/// As [`Accounts::by_name`].
 pub fn by_name(name: &str) -> Result<Account, Error> {
     check_name(name)?;
     match nix::unistd::User::from_name(name) {
@@ -36,41 +104,75 @@ pub fn by_name(name: &str) -> Result<Account, Error> {
             gid: u.gid.as_raw(),
         }),
         Ok(_) => Err(Error::UnknownUser(name.to_owned())),
-        Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
+        Err(e) => Err(nss_failed("user database look-up", e)),
     }
 }
 
-/// Look `uid` up.
-///
-/// # Errors
-/// [`Error::AccessDenied`] when the uid has no account (nothing to manage).
-pub fn by_uid(uid: u32) -> Result<Account, Error> {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => Ok(Account {
-            name: u.name,
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-        }),
-        Ok(None) => Err(Error::AccessDenied(format!("uid {uid} has no account"))),
-        Err(e) => Err(Error::Busy(format!("user database look-up failed: {e}"))),
-    }
+/// A fixed table of accounts and group memberships, for unit tests. Names map to uids
+/// (several names may share one uid); `down` makes every look-up fail as an NSS outage does.
+#[derive(Clone, Debug, Default)]
+pub struct FakeAccounts {
+    /// Name → account.
+    pub accounts: BTreeMap<String, Account>,
+    /// Account name → the names of its groups.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Every look-up fails ([`Error::Unavailable`]).
+    pub down: bool,
 }
 
-/// The names of the groups `account` belongs to (primary and supplementary), through NSS,
-/// so LDAP/SSSD groups count.
-///
-/// # Errors
-/// [`Error::Busy`] when NSS fails.
-pub fn group_names(account: &Account) -> Result<Vec<String>, Error> {
-    let name = std::ffi::CString::new(account.name.as_str())
-        .map_err(|_| Error::InvalidArgument("malformed user name".into()))?;
-    let gids = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
-        .map_err(|e| Error::Busy(format!("group look-up failed: {e}")))?;
-    let mut names = Vec::with_capacity(gids.len());
-    for gid in gids {
-        if let Ok(Some(g)) = nix::unistd::Group::from_gid(gid) {
-            names.push(g.name);
+impl FakeAccounts {
+    /// An empty table.
+    pub fn new() -> FakeAccounts {
+        FakeAccounts::default()
+    }
+
+    /// Add account `name` with `uid` (gid = uid) in `groups`.
+    #[must_use]
+    pub fn with(mut self, name: &str, uid: u32, groups: &[&str]) -> FakeAccounts {
+        self.accounts.insert(
+            name.to_owned(),
+            Account {
+                name: name.to_owned(),
+                uid,
+                gid: uid,
+            },
+        );
+        self.groups.insert(
+            name.to_owned(),
+            groups.iter().map(|g| (*g).to_owned()).collect(),
+        );
+        self
+    }
+
+    fn up(&self) -> Result<(), Error> {
+        if self.down {
+            return Err(Error::Unavailable("user database look-up failed".into()));
         }
+        Ok(())
     }
-    Ok(names)
+}
+
+impl Accounts for FakeAccounts {
+    fn by_name(&self, name: &str) -> Result<Account, Error> {
+        check_name(name)?;
+        self.up()?;
+        self.accounts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownUser(name.to_owned()))
+    }
+
+    fn by_uid(&self, uid: u32) -> Result<Account, Error> {
+        self.up()?;
+        self.accounts
+            .values()
+            .find(|a| a.uid == uid)
+            .cloned()
+            .ok_or_else(|| Error::AccessDenied(format!("uid {uid} has no account")))
+    }
+
+    fn group_names(&self, account: &Account) -> Result<Vec<String>, Error> {
+        self.up()?;
+        Ok(self.groups.get(&account.name).cloned().unwrap_or_default())
+    }
 }

@@ -2,7 +2,7 @@
 //! The embedded store: one file per account under `state_dir/users/`, named by its uid
 //! (`uid-<decimal>.rec`), so every name of one uid shares one record and no file name is
 //! ever built from a user name. Files of the earlier, name-keyed layout
-//! (`<hex of the name>.rec`) are moved to their uid by [`Store::migrate_legacy`].
+//! (`<hex of the name>.rec`) are moved to their uid by [`FileStore::migrate_legacy`].
 //!
 //! A record file holds two slots of equal size, a multiple of 4 KiB. A slot is a header
 //! (magic, generation, length, CRC-32 of generation, length and payload) followed by the
@@ -50,17 +50,48 @@
 //! otherwise that user fails closed (logged with path, owner and mode) and the file is
 //! neither read nor written. Other users are not affected.
 //!
-//! Every save runs under the user's lock (see `engine`), so the slot a save overwrites is
-//! never the one a concurrent reader relies on.
+//! Every save through [`super::Store::transact`] runs under the account's lock, held in
+//! this store, so the slot a save overwrites is never the one a concurrent reader relies
+//! on. (The raw [`FileStore::save`] and [`FileStore::load`] take no lock: for tools and
+//! tests that own the directory.)
+//!
+//! # The enrolment list (issue 12, item 2)
+//!
+//! A missing record file alone does not mean "not enrolled": `state_dir/enrolled` lists the
+//! uids of enrolled accounts, one decimal per line, and is authoritative. A listed account
+//! whose record file is missing fails closed (`CorruptRecord`, logged with the path) until
+//! an admin runs `twostepctl user reset` ([`super::Store::replace_vanished`]); other
+//! accounts are unaffected. The list is read once at start and kept in memory, so a login
+//! costs no extra system call; it is rewritten whole (temporary file `O_EXCL|O_NOFOLLOW`,
+//! fsync, rename, directory fsync) when an account is enrolled — *before* the record that
+//! enrols it is written — and when one stops being enrolled — *after* that record is
+//! written. A crash in between leaves the account listed with a record that says it is not
+//! enrolled: the record is read and wins; the list only ever speaks when the record is gone.
+//! Enrolments and removals are rare (writes are not on the login path), and a list of
+//! 100,000 uids is about 700 KB. A record that enrols an account not on the list (a file
+//! put in place by hand while the daemon ran) puts it on the list at its first save: one
+//! list write, once per such account.
+//!
+//! The list file is trusted as record files are (regular, owned by the daemon, 0600, one
+//! link); an untrusted or unreadable list refuses the start. A state directory from before
+//! the list (records present, no `enrolled`) gets one at the first start, written before
+//! anything is served, with **every** account that has a record file (enrolled or not; no
+//! record is read). That is safe because it can only make more accounts fail closed, never
+//! fewer: a record deleted before this version first started was never listed anywhere, as
+//! before, and an account listed but not enrolled is taken off at its next save.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::record::{Record, RECORD_VERSION};
-use super::trust::{self, describe, euid};
-use super::{Error, UnixTime};
+use crate::core::engine::lock;
+use crate::core::record::{Record, RECORD_VERSION};
+use crate::core::trust::{self, describe, euid};
+use crate::core::users::Account;
+use crate::core::{Error, UnixTime};
 
 /// Slots are whole blocks of this size.
 const BLOCK: usize = 4096;
@@ -77,8 +108,20 @@ pub const SUFFIX: &str = ".rec";
 /// File name prefix of a uid-keyed record (not a hex digit: never clashes with a legacy name).
 pub const UID_PREFIX: &str = "uid-";
 
-pub struct Store {
+/// The name of the enrolment list in the state directory.
+pub const ENROLLED_FILE: &str = "enrolled";
+/// The first line of the enrolment list.
+const ENROLLED_HEADER: &str = "# twostep enrolled accounts (uids), v1";
+
+/// The embedded store: record files under `state_dir/users/`, the per-uid locks and the
+/// authoritative enrolment list (see the module doc).
+pub struct FileStore {
+    state: PathBuf,
     users: PathBuf,
+    /// One lock per uid in use: every transaction on a record holds its account's lock.
+    locks: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
+    /// The enrolment list as last written (the file is rewritten whole under this lock).
+    enrolled: Mutex<BTreeSet<u32>>,
 }
 
 /// The slot a file's record was read from.
@@ -118,7 +161,7 @@ pub enum SlotView {
     Unreadable(String),
 }
 
-/// What a user's record file holds, slot by slot ([`Store::inspect`]).
+/// What a user's record file holds, slot by slot ([`FileStore::inspect`]).
 #[derive(Debug)]
 pub struct Inspection {
     /// The record file.
@@ -212,7 +255,7 @@ fn open_record(path: &Path, write: bool) -> Result<Option<File>, String> {
     Ok(Some(file))
 }
 
-impl Store {
+impl FileStore {
     /// Open (and create) the store under `state_dir`. A missing state directory or `users/`
     /// is created 0700. An existing one must be a directory owned by this daemon's uid with
     /// no access for group or others, reached through directories and links only root or
@@ -221,7 +264,7 @@ impl Store {
     /// # Errors
     /// A message for the operator naming the path, its owner and mode and what is
     /// expected, or why the directory cannot be created.
-    pub fn open(state_dir: &Path) -> Result<Store, String> {
+    pub fn open(state_dir: &Path) -> Result<FileStore, String> {
         let (state, meta) = trust::resolve(state_dir)?;
         match meta {
             Some(m) => check_private_dir(&state, &m)?,
@@ -229,23 +272,204 @@ impl Store {
         }
         let users = state.join("users");
         private_dir(&users)?;
-        Ok(Store { users })
+        let store = FileStore {
+            state,
+            users,
+            locks: Mutex::new(HashMap::new()),
+            enrolled: Mutex::new(BTreeSet::new()),
+        };
+        let listed = match store.read_enrolled()? {
+            Some(listed) => listed,
+            None => {
+                // The first start with a list: every account with a record file.
+                let listed: BTreeSet<u32> = store.users()?.into_iter().collect();
+                store
+                    .write_enrolled(&listed)
+                    .map_err(|e| format!("cannot write the enrolment list: {e}"))?;
+                if !listed.is_empty() {
+                    log::info!(
+                        "enrolment list {} started with the {} account(s) that have a record",
+                        store.state.join(ENROLLED_FILE).display(),
+                        listed.len()
+                    );
+                }
+                listed
+            }
+        };
+        *lock(&store.enrolled) = listed;
+        Ok(store)
     }
 
-    /// What [`Store::open`] would say about `state_dir`, without creating anything (for
+    /// The enrolment list on disk, `None` when there is none yet.
+    fn read_enrolled(&self) -> Result<Option<BTreeSet<u32>>, String> {
+        let path = self.state.join(ENROLLED_FILE);
+        let Some(file) = open_record(&path, false)? else {
+            return Ok(None);
+        };
+        let bytes = read_bounded_list(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| format!("{}: not text", path.display()))?;
+        let mut lines = text.lines();
+        if lines.next() != Some(ENROLLED_HEADER) {
+            return Err(format!("{}: not an enrolment list", path.display()));
+        }
+        lines
+            .map(|l| {
+                l.parse::<u32>()
+                    .map_err(|_| format!("{}: not a uid: {l:?}", path.display()))
+            })
+            .collect::<Result<BTreeSet<u32>, String>>()
+            .map(Some)
+    }
+
+    /// Write the enrolment list whole: temporary file, fsync, rename, directory fsync.
+    fn write_enrolled(&self, listed: &BTreeSet<u32>) -> std::io::Result<()> {
+        let text = enrolled_file_bytes(listed.iter().copied());
+        let tmp = self
+            .state
+            .join(format!(".{ENROLLED_FILE}.{}.tmp", random_suffix()));
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.state.join(ENROLLED_FILE))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        sync_dir(&self.state)
+    }
+
+    /// Put `uid` on (`true`) or take it off the enrolment list, durably; nothing is written
+    /// when it is already so (the usual case: no system call).
+    fn set_enrolled(&self, uid: u32, enrolled: bool) -> Result<(), Error> {
+        let mut listed = lock(&self.enrolled);
+        if listed.contains(&uid) == enrolled {
+            return Ok(());
+        }
+        let mut next = listed.clone();
+        if enrolled {
+            next.insert(uid);
+        } else {
+            next.remove(&uid);
+        }
+        self.write_enrolled(&next).map_err(|e| Error::Storage {
+            user: account(uid),
+            reason: format!("write the enrolment list: {e}"),
+        })?;
+        *listed = next;
+        Ok(())
+    }
+
+    fn is_listed(&self, uid: u32) -> bool {
+        lock(&self.enrolled).contains(&uid)
+    }
+
+    /// Run `f` under the lock of account `uid` (the lock every transaction on its record
+    /// holds): for an admin's inspect-and-repair, which must see and replace one state.
+    pub fn with_uid_lock<T>(&self, uid: u32, f: impl FnOnce() -> T) -> T {
+        let m = Arc::clone(lock(&self.locks).entry(uid).or_default());
+        let out = {
+            let _held = lock(&m);
+            f()
+        };
+        // Drop the entry when nobody else holds it, so names tried once (unknown users
+        // through sshd, say) do not accumulate. Others clone it only under the map lock.
+        let mut map = lock(&self.locks);
+        if Arc::strong_count(&m) == 2 {
+            map.remove(&uid);
+        }
+        out
+    }
+
+    /// `who`'s record (moved from the name-keyed layout on first use); a listed account
+    /// without one fails closed. The caller holds the account's lock.
+    fn load_locked(&self, who: &Account) -> Result<Option<Record>, Error> {
+        // The store knows records by uid; errors name the account as the login named it.
+        let named = |e: Error| match e {
+            Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
+                user: format!("{} (uid {})", who.name, who.uid),
+                reason,
+            },
+            Error::Storage { reason, .. } => Error::Storage {
+                user: format!("{} (uid {})", who.name, who.uid),
+                reason,
+            },
+            other => other,
+        };
+        if let Some(r) = self.load(who.uid).map_err(named)? {
+            return Ok(Some(r));
+        }
+        let found = match self.migrate_locked(&who.name, who.uid).map_err(named)? {
+            Migration::Moved(r) => {
+                log::info!(
+                    "user={} uid={} outcome=migrated (record now keyed by uid)",
+                    who.name,
+                    who.uid
+                );
+                Some(*r)
+            }
+            Migration::Nothing | Migration::Conflict => self.load(who.uid).map_err(named)?,
+        };
+        if found.is_none() && self.is_listed(who.uid) {
+            return Err(refused(
+                &format!("{} (uid {})", who.name, who.uid),
+                format!(
+                    "{}: the record file is missing but the account is on the enrolment list \
+                     ({}); an administrator restores the file or runs `twostepctl user reset`",
+                    self.path_for(who.uid).display(),
+                    self.state.join(ENROLLED_FILE).display()
+                ),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Save `record` of `uid` and keep the enrolment list in step: listed before a record
+    /// that enrols is written, unlisted after a record that does not.
+    fn save_listed(&self, uid: u32, record: &Record) -> Result<(), Error> {
+        if record.uid != Some(uid) {
+            return Err(Error::Storage {
+                user: account(uid),
+                reason: "record of another account".into(),
+            });
+        }
+        if record.totp.is_some() {
+            self.set_enrolled(uid, true)?;
+            self.save(record)
+        } else {
+            self.save(record)?;
+            self.set_enrolled(uid, false)
+        }
+    }
+
+    /// What [`FileStore::open`] would say about `state_dir`, without creating anything (for
     /// `twostepd --check-config`): a missing directory is fine (the daemon creates it 0700).
     ///
     /// # Errors
-    /// The same messages as [`Store::open`].
+    /// The same messages as [`FileStore::open`].
     pub fn check(state_dir: &Path) -> Result<(), String> {
         let (state, meta) = trust::resolve(state_dir)?;
         let Some(meta) = meta else { return Ok(()) };
         check_private_dir(&state, &meta)?;
         let users = state.join("users");
         match fs::symlink_metadata(&users) {
-            Ok(meta) => check_private_dir(&users, &meta),
+            Ok(meta) => check_private_dir(&users, &meta)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot inspect {}: {e}", users.display())),
+        }
+        // The enrolment list is trusted as a record is (a missing one is made at start).
+        let list = state.join(ENROLLED_FILE);
+        match fs::symlink_metadata(&list) {
+            Ok(meta) => check_record(&list, &meta),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot inspect {}: {e}", users.display())),
+            Err(e) => Err(format!("cannot inspect {}: {e}", list.display())),
         }
     }
 
@@ -362,11 +586,7 @@ impl Store {
     }
 
     fn sync_dir(&self) -> std::io::Result<()> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&self.users)
-            .and_then(|d| d.sync_all())
+        sync_dir(&self.users)
     }
 
     /// What the record file of account `uid` holds, slot by slot, and why it fails closed if
@@ -413,7 +633,7 @@ impl Store {
 
     /// Replace `user`'s damaged record with `record` (at `generation`) written whole, and
     /// keep the bytes it replaces as `<record>.damaged-<at>` (mode 0600, not a record:
-    /// [`Store::users`] does not list it). For an admin's repair, under the user's lock.
+    /// [`FileStore::users`] does not list it). For an admin's repair, under the user's lock.
     ///
     /// # Errors
     /// [`Error::CorruptRecord`] when the file is not trusted; [`Error::Storage`] when a
@@ -451,6 +671,9 @@ impl Store {
         f.write_all(&old)
             .and_then(|()| f.sync_all())
             .map_err(|e| fail("keep the damaged file", e.to_string()))?;
+        if record.totp.is_some() {
+            self.set_enrolled(uid, true)?;
+        }
         self.write_whole(uid, user, &payload, generation)?;
         Ok(kept)
     }
@@ -527,6 +750,10 @@ impl Store {
     /// [`Error::CorruptRecord`] when the old file is unreadable (it is left alone: that
     /// user's logins fail closed), [`Error::Storage`] when a step fails.
     pub fn migrate_legacy(&self, user: &str, uid: u32) -> Result<Migration, Error> {
+        self.with_uid_lock(uid, || self.migrate_locked(user, uid))
+    }
+
+    fn migrate_locked(&self, user: &str, uid: u32) -> Result<Migration, Error> {
         let legacy = self.users.join(legacy_file_name(user));
         let Some(file) = open_record(&legacy, false).map_err(|r| refused(user, r))? else {
             return Ok(Migration::Nothing);
@@ -541,6 +768,9 @@ impl Store {
         match self.load(uid)? {
             None => {
                 let generation = current(&bytes).map_or(1, |c| c.generation);
+                if record.totp.is_some() {
+                    self.set_enrolled(uid, true)?;
+                }
                 self.write_whole(uid, user, &payload_or_storage(&record)?, generation)?;
             }
             // A crash after the write, before the removal: the same record twice.
@@ -558,7 +788,77 @@ impl Store {
     }
 }
 
-/// What [`Store::migrate_legacy`] did.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .and_then(|d| d.sync_all())
+}
+
+impl super::Store for FileStore {
+    fn load(&self, who: &Account) -> Result<Option<Record>, Error> {
+        self.with_uid_lock(who.uid, || self.load_locked(who))
+    }
+
+    fn load_uid(&self, uid: u32) -> Result<Option<Record>, Error> {
+        self.with_uid_lock(uid, || self.load(uid))
+    }
+
+    fn list(&self) -> Result<Vec<u32>, Error> {
+        let files = self.users().map_err(|reason| Error::Storage {
+            user: "(all)".into(),
+            reason,
+        })?;
+        let mut all: BTreeSet<u32> = files.into_iter().collect();
+        all.extend(lock(&self.enrolled).iter().copied());
+        Ok(all.into_iter().collect())
+    }
+
+    fn remove(&self, uid: u32) -> Result<(), Error> {
+        self.with_uid_lock(uid, || {
+            FileStore::remove(self, uid)?;
+            self.set_enrolled(uid, false)
+        })
+    }
+
+    fn transact(
+        &self,
+        who: &Account,
+        f: &mut dyn FnMut(&mut Option<Record>) -> super::Write,
+    ) -> Result<(), Error> {
+        self.with_uid_lock(who.uid, || {
+            let mut record = self.load_locked(who)?;
+            match (f(&mut record), record) {
+                (super::Write::Save, Some(r)) => self.save_listed(who.uid, &r),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn replace_vanished(&self, who: &Account, fresh: &Record) -> Result<bool, Error> {
+        self.with_uid_lock(who.uid, || {
+            if !self.is_listed(who.uid)
+                || open_record(&self.path_for(who.uid), false)
+                    .map_err(|r| refused(&who.name, r))?
+                    .is_some()
+                || open_record(&self.users.join(legacy_file_name(&who.name)), false)
+                    .map_err(|r| refused(&who.name, r))?
+                    .is_some()
+            {
+                return Ok(false);
+            }
+            self.save_listed(who.uid, fresh)?;
+            Ok(true)
+        })
+    }
+
+    fn files(&self) -> Option<&FileStore> {
+        Some(self)
+    }
+}
+
+/// What [`FileStore::migrate_legacy`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Migration {
     /// No name-keyed record of that user.
@@ -607,7 +907,7 @@ pub fn legacy_file_name(user: &str) -> String {
 
 /// A complete record file holding `record` (generation 1), as a save of a new user writes
 /// it. For tools that prepare state directories (the benchmark); the daemon uses
-/// [`Store::save`].
+/// [`FileStore::save`].
 ///
 /// # Errors
 /// The record cannot be serialized or is too large.
@@ -615,7 +915,20 @@ pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
     Ok(whole_file(1, &payload(record)?))
 }
 
-/// The record in a record file's bytes, checked as [`Store::load`] checks it.
+/// The enrolment list (`state_dir/enrolled`) naming `uids`, as the daemon writes it. For
+/// tools that prepare state directories (the benchmark): a state directory whose records
+/// were enrolled through the daemon has every one of their uids on the list.
+pub fn enrolled_file_bytes(uids: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    let mut text = String::from(ENROLLED_HEADER);
+    text.push('\n');
+    for uid in uids {
+        text.push_str(&uid.to_string());
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+/// The record in a record file's bytes, checked as [`FileStore::load`] checks it.
 ///
 /// # Errors
 /// Why the bytes are not a valid record of account `uid`.
@@ -661,6 +974,20 @@ fn payload(record: &Record) -> Result<Vec<u8>, String> {
         return Err(format!("record of {} bytes is too large", payload.len()));
     }
     Ok(payload)
+}
+
+/// The enrolment list: at most 16 MiB (1.5 million uids).
+fn read_bounded_list(mut file: &File) -> Result<Vec<u8>, String> {
+    const MAX_LIST: u64 = 16 << 20;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_LIST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_LIST {
+        return Err("too large".into());
+    }
+    Ok(bytes)
 }
 
 fn read_bounded(mut file: &File) -> Result<Vec<u8>, String> {
@@ -831,9 +1158,9 @@ mod tests {
         Record::for_account(user, uid_of(user))
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, FileStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("state")).unwrap();
+        let s = FileStore::open(&dir.path().join("state")).unwrap();
         (dir, s)
     }
 
@@ -894,7 +1221,7 @@ mod tests {
     }
 
     /// Generation of each slot of `user`'s file, and the index of the newest.
-    fn newest_slot(s: &Store, user: &str) -> (usize, usize) {
+    fn newest_slot(s: &FileStore, user: &str) -> (usize, usize) {
         let bytes = fs::read(s.path_for(uid_of(user))).unwrap();
         let c = current(&bytes).unwrap();
         (c.index, c.slot_size)
@@ -902,7 +1229,7 @@ mod tests {
 
     /// Assert that `user` fails closed with `needle` in the reason, that a save is refused
     /// and leaves the file as it was.
-    fn assert_fails_closed(s: &Store, user: &str, needle: &str) {
+    fn assert_fails_closed(s: &FileStore, user: &str, needle: &str) {
         let before = fs::read(s.path_for(uid_of(user))).unwrap();
         match s.load(uid_of(user)) {
             Err(Error::CorruptRecord { reason, .. }) => {
@@ -1139,10 +1466,10 @@ mod tests {
         assert!(nix::unistd::geteuid().is_root(), "this test needs root");
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        Store::open(&state).unwrap();
+        FileStore::open(&state).unwrap();
         for (target, mode) in [(state.clone(), 0o755), (state.join("users"), 0o750)] {
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).unwrap();
-            let err = Store::open(&state).err().unwrap();
+            let err = FileStore::open(&state).err().unwrap();
             assert!(err.contains(&target.display().to_string()), "{err}");
             assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
             assert!(err.contains("expected a directory owned by uid 0"), "{err}");
@@ -1151,22 +1478,22 @@ mod tests {
             assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, mode);
             fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
         }
-        Store::open(&state).unwrap();
-        Store::check(&state).unwrap();
-        Store::check(&dir.path().join("not-yet")).unwrap();
+        FileStore::open(&state).unwrap();
+        FileStore::check(&state).unwrap();
+        FileStore::check(&dir.path().join("not-yet")).unwrap();
         assert!(!dir.path().join("not-yet").exists());
         fs::set_permissions(&state, fs::Permissions::from_mode(0o701)).unwrap();
-        assert!(Store::check(&state).unwrap_err().contains("mode 0701"));
+        assert!(FileStore::check(&state).unwrap_err().contains("mode 0701"));
         fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
         // A parent others may write to.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let err = Store::open(&state).err().unwrap();
+        let err = FileStore::open(&state).err().unwrap();
         assert!(err.contains("unsafe path") && err.contains("0777"), "{err}");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
         // A file where the directory should be.
         let file = dir.path().join("file");
         fs::write(&file, b"").unwrap();
-        let err = Store::open(&file).err().unwrap();
+        let err = FileStore::open(&file).err().unwrap();
         assert!(err.contains("a regular file"), "{err}");
     }
 
@@ -1176,8 +1503,8 @@ mod tests {
         s.save(&rec("alice")).unwrap();
         let mut big = rec("alice");
         for i in 0..200 {
-            big.events.push(super::super::record::Event {
-                at: super::super::UnixTime(i),
+            big.events.push(crate::core::record::Event {
+                at: crate::core::UnixTime(i),
                 what: "x".repeat(40),
             });
         }
@@ -1211,6 +1538,93 @@ mod tests {
             let p = s.path_for(uid);
             assert_eq!(p.parent(), Some(s.users.as_path()));
         }
+    }
+
+    fn acct(user: &str) -> Account {
+        Account {
+            name: user.into(),
+            uid: uid_of(user),
+            gid: uid_of(user),
+        }
+    }
+
+    fn enrolled(user: &str) -> Record {
+        let mut r = rec(user);
+        r.totp = Some(crate::core::record::TotpKey {
+            secret: crate::core::record::Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            algorithm: twostep_config::Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            created: UnixTime(1),
+        });
+        r
+    }
+
+    fn list_file(dir: &tempfile::TempDir) -> String {
+        fs::read_to_string(dir.path().join("state").join(ENROLLED_FILE)).unwrap()
+    }
+
+    #[test]
+    fn the_enrolment_list_follows_enrolments_and_a_listed_missing_record_fails_closed() {
+        use crate::core::store::{update, Store, Write};
+        let (dir, s) = store();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n"));
+        let set = |user: &str, r: Record| {
+            update(&s, &acct(user), |slot| {
+                *slot = Some(r);
+                (Write::Save, Ok(()))
+            })
+        };
+        set("alice", enrolled("alice")).unwrap();
+        set("bob", enrolled("bob")).unwrap();
+        set("carol", rec("carol")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n1002\n"));
+        // Bob is switched off: taken off the list; carol (never enrolled) was never on it.
+        set("bob", rec("bob")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n"));
+
+        fs::remove_file(s.path_for(uid_of("alice"))).unwrap();
+        fs::remove_file(s.path_for(uid_of("bob"))).unwrap();
+        let err = Store::load(&s, &acct("alice")).unwrap_err();
+        assert!(matches!(err, Error::CorruptRecord { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+        let ran = update(&s, &acct("alice"), |_| (Write::Save, Ok(())));
+        assert!(ran.is_err(), "the closure never runs on a vanished record");
+        // Bob is simply not enrolled any more; the list is in the listing.
+        assert_eq!(Store::load(&s, &acct("bob")).unwrap(), None);
+        assert_eq!(Store::list(&s).unwrap(), vec![1001, 1003]);
+        // Read back at the next start.
+        drop(s);
+        let s = FileStore::open(&dir.path().join("state")).unwrap();
+        assert!(Store::load(&s, &acct("alice")).is_err());
+        // The admin's way out; a record that exists is never replaced this way.
+        assert!(s.replace_vanished(&acct("alice"), &rec("alice")).unwrap());
+        assert_eq!(Store::load(&s, &acct("alice")).unwrap(), Some(rec("alice")));
+        assert!(!s.replace_vanished(&acct("alice"), &rec("alice")).unwrap());
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n"));
+    }
+
+    #[test]
+    fn a_state_dir_without_a_list_gets_one_with_every_account_that_has_a_record() {
+        let (dir, s) = store();
+        s.save(&enrolled("alice")).unwrap();
+        s.save(&rec("carol")).unwrap();
+        drop(s);
+        fs::remove_file(dir.path().join("state").join(ENROLLED_FILE)).unwrap();
+        let s = FileStore::open(&dir.path().join("state")).unwrap();
+        assert_eq!(list_file(&dir), format!("{ENROLLED_HEADER}\n1001\n1003\n"));
+        let meta = fs::metadata(dir.path().join("state").join(ENROLLED_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // An untrusted or garbled list refuses the start.
+        drop(s);
+        let list = dir.path().join("state").join(ENROLLED_FILE);
+        fs::write(&list, "not a list\n").unwrap();
+        assert!(FileStore::open(&dir.path().join("state")).is_err());
+        fs::write(&list, format!("{ENROLLED_HEADER}\n1001\n")).unwrap();
+        assert!(FileStore::check(&dir.path().join("state")).is_ok());
+        fs::set_permissions(&list, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(FileStore::open(&dir.path().join("state")).is_err());
+        assert!(FileStore::check(&dir.path().join("state")).is_err());
     }
 
     #[test]
@@ -1302,7 +1716,7 @@ mod tests {
         let state = dir.path().join("state");
         fs::create_dir(&state).unwrap();
         nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-        let err = Store::open(&state).err().unwrap();
+        let err = FileStore::open(&state).err().unwrap();
         assert!(err.contains("owned by uid 65534"), "{err}");
     }
 

@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Login conversations: how one begins and is answered ([`begin`], [`answer`], the
+//! enrolment grace period), what each waits for, their bounds, and their end with their bus
+//! connection. The verify step is `verify`; the texts and steps are `messages`.
+//!
+//! Conversations are bounded per bus connection, per account and in all, root callers
+//! included (`[login]` in the config), and end when their connection leaves the bus.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use twostep_config::{Config, RecoveryMode};
+use twostep_proto::{Step, Verdict};
+
+use super::audit::{audit, login_event, LoginContext};
+use super::authz::{self, Caller};
+use super::engine::{lock, Core};
+use super::lockout::{self, locked_message};
+use super::messages;
+use super::record::{Record, TotpKey};
+use super::recovery;
+use super::store::Write;
+use super::totp::{self, Check};
+use super::users::{self, Account};
+use super::verify::{self, Factor};
+use super::{Error, UnixTime};
+
+/// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
+pub(crate) const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
+/// Unique names of connections that left the bus, remembered so that a Begin still running
+/// when its connection left does not leave a session behind (the bus never re-uses a name).
+const MAX_DEPARTED: usize = 4096;
+
+/// What a session waits for.
+pub enum Awaiting {
+    /// A code (or recovery code) of the enrolled user.
+    Factor,
+    /// The first code of a key created for enrolment at login.
+    EnrolConfirm(TotpKey),
+    /// Enter, after the recovery codes were shown.
+    Acknowledge,
+}
+
+/// One login conversation.
+pub struct Session {
+    pub caller: Caller,
+    /// The account, resolved by exact look-up when the session began (the name is the one
+    /// the login used).
+    pub account: Account,
+    pub ctx: LoginContext,
+    pub expires: UnixTime,
+    pub awaiting: Awaiting,
+}
+
+/// The bounds on login conversations, from `[login]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub per_connection: usize,
+    pub per_user: usize,
+    pub total: usize,
+}
+
+impl SessionLimits {
+    /// The bounds in `c`.
+    pub fn from_config(c: &Config) -> SessionLimits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        SessionLimits {
+            per_connection: n(c.login.max_sessions_per_connection.get()),
+            per_user: n(c.login.max_sessions_per_user.get()),
+            total: n(c.login.max_sessions.get()),
+        }
+    }
+}
+
+/// Whether one more session may begin for `uid` on `caller`'s connection next to `open`
+/// (live sessions only). Root callers are bound like everyone: per connection, per target
+/// account and in all; non-root callers also per caller uid.
+///
+/// # Errors
+/// [`Error::Busy`] naming the bound that was hit (never a user name).
+pub fn admit<'a>(
+    open: impl Iterator<Item = (&'a Caller, u32)>,
+    caller: &Caller,
+    uid: u32,
+    limits: SessionLimits,
+) -> Result<(), Error> {
+    let (mut total, mut connection, mut user, mut caller_uid) = (0, 0, 0, 0);
+    for (c, target) in open {
+        total += 1;
+        connection += usize::from(c.sender == caller.sender);
+        user += usize::from(target == uid);
+        caller_uid += usize::from(c.uid == caller.uid);
+    }
+    let busy = |what: &str| {
+        Err(Error::Busy(format!(
+            "too many login conversations open {what}"
+        )))
+    };
+    if connection >= limits.per_connection {
+        return busy("on this connection");
+    }
+    if user >= limits.per_user {
+        return busy("for this account");
+    }
+    if caller.uid != 0 && caller_uid >= MAX_SESSIONS_PER_CALLER_UID {
+        return busy("by this caller");
+    }
+    if total >= limits.total {
+        return busy("in all");
+    }
+    Ok(())
+}
+
+/// The login conversations in flight, and the connections that left the bus.
+#[derive(Default)]
+pub struct Sessions {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Session>,
+    departed: HashSet<String>,
+    departed_order: VecDeque<String>,
+}
+
+impl Inner {
+    /// Drop expired sessions; refuse a caller whose connection left.
+    fn live(&mut self, caller: &Caller, now: UnixTime) -> Result<(), Error> {
+        self.by_id.retain(|_, s| s.expires > now);
+        if self.departed.contains(&caller.sender) {
+            return Err(Error::NoSession);
+        }
+        Ok(())
+    }
+
+    fn admit(&self, caller: &Caller, uid: u32, limits: SessionLimits) -> Result<(), Error> {
+        let open = self.by_id.values().map(|s| (&s.caller, s.account.uid));
+        admit(open, caller, uid, limits)
+    }
+}
+
+impl Sessions {
+    /// Whether a session for account `uid` could begin on `caller`'s connection now.
+    ///
+    /// # Errors
+    /// [`Error::NoSession`] when the connection left, [`Error::Busy`] at a bound.
+    pub fn room(
+        &self,
+        caller: &Caller,
+        uid: u32,
+        limits: SessionLimits,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        inner.live(caller, now)?;
+        inner.admit(caller, uid, limits)
+    }
+
+    /// Store a new session (checked against the bounds again) and return its id, 128
+    /// random bits in hex.
+    ///
+    /// # Errors
+    /// As [`Sessions::room`]; [`Error::Internal`] when the random source fails.
+    pub fn open(
+        &self,
+        session: Session,
+        limits: SessionLimits,
+        now: UnixTime,
+    ) -> Result<String, Error> {
+        let mut inner = lock(&self.inner);
+        // The connection may have left while this Begin ran: nobody could answer.
+        inner.live(&session.caller, now)?;
+        inner.admit(&session.caller, session.account.uid, limits)?;
+        let mut raw = [0u8; 16];
+        getrandom::getrandom(&mut raw)
+            .map_err(|e| Error::Internal(format!("random source: {e}")))?;
+        let id = hex::encode(raw);
+        inner.by_id.insert(id.clone(), session);
+        Ok(id)
+    }
+
+    /// Take session `id` out, if it is `caller`'s and live.
+    pub fn take(&self, caller: &Caller, id: &str, now: UnixTime) -> Option<Session> {
+        let mut inner = lock(&self.inner);
+        match inner.by_id.get(id) {
+            Some(s) if s.caller == *caller && s.expires > now => inner.by_id.remove(id),
+            _ => None,
+        }
+    }
+
+    /// Put a taken session back under its id (the conversation goes on; it was just taken
+    /// out, so it fits its bounds), unless its connection left meanwhile.
+    pub fn put_back(&self, id: &str, session: Session) {
+        let mut inner = lock(&self.inner);
+        if !inner.departed.contains(&session.caller.sender) {
+            inner.by_id.insert(id.to_owned(), session);
+        }
+    }
+
+    /// The connection `sender` left the bus: its conversations end now, and a Begin of it
+    /// still running stores none.
+    pub fn end_connection(&self, sender: &str) {
+        let mut inner = lock(&self.inner);
+        inner.by_id.retain(|_, s| s.caller.sender != sender);
+        if inner.departed.insert(sender.to_owned()) {
+            inner.departed_order.push_back(sender.to_owned());
+        }
+        while inner.departed_order.len() > MAX_DEPARTED {
+            if let Some(old) = inner.departed_order.pop_front() {
+                inner.departed.remove(&old);
+            }
+        }
+    }
+
+    /// Conversations open now.
+    pub fn count(&self, now: UnixTime) -> usize {
+        let mut inner = lock(&self.inner);
+        inner.by_id.retain(|_, s| s.expires > now);
+        inner.by_id.len()
+    }
+}
+
+/// Open a login conversation for `user`.
+///
+/// # Errors
+/// Unknown user, a caller that may not check this user, an unreadable record, too
+/// many sessions.
+pub fn begin(
+    core: &Core,
+    caller: &Caller,
+    user: &str,
+    ctx: LoginContext,
+    now: UnixTime,
+) -> Result<(String, Step), Error> {
+    // The account is the uid of an exact look-up: every name of one uid is one
+    // account. A non-root caller may act only for its own uid, and gets the same answer
+    // for a name that does not exist as for another user's (nothing to enumerate).
+    let account = if caller.uid == 0 {
+        core.accounts().by_name(user)?
+    } else {
+        users::check_name(user)?;
+        match core.accounts().by_name(user) {
+            Ok(a) if authz::may_run_login(caller.uid, &a).is_ok() => a,
+            _ => return Err(authz::not_for_others(caller.uid)),
+        }
+    };
+    // Cheap refusal before any record is read: a flood of conversations nobody answers
+    // costs little, and the bounds are checked again when the session is stored.
+    let limits = core.settings().session_limits();
+    core.sessions().room(caller, account.uid, limits, now)?;
+    let user = account.name.as_str();
+    let record = core
+        .load(&account)?
+        .unwrap_or_else(|| Record::for_account(user, account.uid));
+    if record.totp.is_none() {
+        let required = core
+            .settings()
+            .requirement(core.accounts(), &account, &record)?;
+        if !required.required {
+            audit(&account, &ctx, caller, "not-enrolled");
+            return Ok((
+                String::new(),
+                messages::done(Verdict::NotEnrolled, String::new()),
+            ));
+        }
+        if let Some(reminder) = grace(core, &account, now)? {
+            audit(&account, &ctx, caller, "success (enrolment grace)");
+            return Ok((String::new(), messages::done(Verdict::Success, reminder)));
+        }
+        audit(&account, &ctx, caller, "enrolment-started");
+        let key = core.settings().new_key(now)?;
+        let step = messages::enrolment_prompt(&key, core.settings().issuer(), user)?;
+        let id = new_session(
+            core,
+            caller,
+            &account,
+            ctx,
+            now,
+            Awaiting::EnrolConfirm(key),
+        )?;
+        return Ok((id, step));
+    }
+    let policy = core.settings().lock_policy();
+    if let Some(msg) = locked_message(lockout::state(&record, now, &policy), now) {
+        audit(&account, &ctx, caller, "locked");
+        return Ok((String::new(), messages::done(Verdict::Locked, msg)));
+    }
+    let step = messages::first_prompt(&record, core.settings().digits());
+    let id = new_session(core, caller, &account, ctx, now, Awaiting::Factor)?;
+    Ok((id, step))
+}
+
+/// Within the enrolment grace period: the reminder to show. Starts the period at the
+/// first login that needs it (durably).
+fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>, Error> {
+    let user = account.name.as_str();
+    let days = core.settings().config().policy.enroll_grace_days.get();
+    if days == 0 {
+        return Ok(None);
+    }
+    let since = core.update(account, |r| {
+        if r.totp.is_some() {
+            return (Write::Keep, Ok(None));
+        }
+        match r.required_since {
+            Some(t) => (Write::Keep, Ok(Some(t))),
+            None => {
+                r.required_since = Some(now);
+                r.note(now, "2FA required: enrolment grace period started");
+                (Write::Save, Ok(Some(now)))
+            }
+        }
+    })?;
+    let Some(since) = since else { return Ok(None) };
+    let end = since.plus(days.saturating_mul(86_400));
+    if now >= end {
+        return Ok(None);
+    }
+    let left = (end.0 - now.0).div_ceil(86_400);
+    Ok(Some(messages::grace_reminder(user, left)))
+}
+
+/// Store a new conversation of `account` on `caller`'s connection, waiting for
+/// `awaiting`; its id.
+pub(super) fn new_session(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    ctx: LoginContext,
+    now: UnixTime,
+    awaiting: Awaiting,
+) -> Result<String, Error> {
+    let session = Session {
+        caller: caller.clone(),
+        account: account.clone(),
+        ctx,
+        expires: now.plus(core.settings().prompt_seconds()),
+        awaiting,
+    };
+    core.sessions()
+        .open(session, core.settings().session_limits(), now)
+}
+
+/// Answer the prompt of session `id`.
+///
+/// # Errors
+/// No such session (or not this caller's), an unreadable record, a failed write.
+pub fn answer(
+    core: &Core,
+    caller: &Caller,
+    id: &str,
+    answer: &[u8],
+    now: UnixTime,
+) -> Result<Step, Error> {
+    let session = core
+        .sessions()
+        .take(caller, id, now)
+        .ok_or(Error::NoSession)?;
+    let (step, next) = match session.awaiting {
+        Awaiting::Factor => (
+            answer_factor(core, caller, &session.account, &session.ctx, answer, now)?,
+            None,
+        ),
+        Awaiting::EnrolConfirm(ref key) => {
+            let key = key.clone();
+            answer_enrolment(
+                core,
+                caller,
+                &session.account,
+                &session.ctx,
+                key,
+                answer,
+                now,
+            )?
+        }
+        Awaiting::Acknowledge => {
+            audit(&session.account, &session.ctx, caller, "success (enrolled)");
+            (messages::done(Verdict::Success, String::new()), None)
+        }
+    };
+    if let Some(awaiting) = next {
+        let expires = now.plus(core.settings().prompt_seconds());
+        core.sessions().put_back(
+            id,
+            Session {
+                awaiting,
+                expires,
+                ..session
+            },
+        );
+    }
+    Ok(step)
+}
+
+fn answer_factor(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    ctx: &LoginContext,
+    answer: &[u8],
+    now: UnixTime,
+) -> Result<Step, Error> {
+    let mode = core.settings().config().recovery.mode;
+    let (step, outcome, locked) = core.update(account, |record| {
+        if record.totp.is_none() {
+            let step = messages::done(Verdict::NotEnrolled, String::new());
+            return (Write::Keep, Ok((step, "not-enrolled", None)));
+        }
+        let factor = match verify::check(core.settings(), core.hashes(), record, answer, now) {
+            Ok(f) => f,
+            Err(e) => return (Write::Keep, Err(e)),
+        };
+        let answered = match factor {
+            Factor::Totp => {
+                record.note(now, login_event("success", ctx));
+                (
+                    messages::done(Verdict::Success, String::new()),
+                    "success",
+                    None,
+                )
+            }
+            Factor::Recovery { left } => {
+                let msg = if mode == RecoveryMode::Disables2fa {
+                    record.forget_factors();
+                    record.note(now, "recovery code used: 2FA switched off");
+                    messages::RECOVERY_SWITCHED_OFF.to_owned()
+                } else {
+                    record.note(now, login_event("success (recovery code)", ctx));
+                    messages::recovery_left(left)
+                };
+                (
+                    messages::done(Verdict::Success, msg),
+                    "success-recovery-code",
+                    None,
+                )
+            }
+            Factor::Wrong { text, tag, locked } => (
+                messages::done(Verdict::Denied, text),
+                tag,
+                locked.then(|| record.clone()),
+            ),
+            Factor::Locked(msg) => {
+                return (
+                    Write::Keep,
+                    Ok((messages::done(Verdict::Locked, msg), "locked", None)),
+                )
+            }
+        };
+        (Write::Save, Ok(answered))
+    })?;
+    if let Some(record) = locked {
+        verify::notify_locked(core.settings(), account, &record, now);
+    }
+    audit(account, ctx, caller, outcome);
+    Ok(step)
+}
+
+/// Confirm a key made for enrolment at login; on success the next step shows the
+/// recovery codes and waits for Enter.
+fn answer_enrolment(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    ctx: &LoginContext,
+    key: TotpKey,
+    answer: &[u8],
+    now: UnixTime,
+) -> Result<(Step, Option<Awaiting>), Error> {
+    let config = core.settings().config();
+    let check = totp::check(&key, answer, now, config.totp.window.get(), None)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let user = account.name.as_str();
+    let Check::Accepted { step } = check else {
+        audit(account, ctx, caller, "enrolment-wrong-code");
+        let text = messages::ENROL_WRONG_CODE.to_owned();
+        return Ok((messages::done(Verdict::Denied, text), None));
+    };
+    let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
+    let (shown, stored) =
+        recovery::generate(count, core.hashes()).map_err(|e| Error::Internal(e.to_string()))?;
+    core.update(account, |record| {
+        if record.totp.is_some() {
+            // Enrolled meanwhile (another login or twostepctl): keep that one.
+            return (Write::Keep, Err(Error::AlreadyEnrolled(user.to_owned())));
+        }
+        record.totp = Some(key);
+        record.pending = None;
+        record.last_step = Some(record.last_step.map_or(step, |s| s.max(step)));
+        record.recovery = stored;
+        record.note(now, login_event("enrolled at login", ctx));
+        (Write::Save, Ok(()))
+    })?;
+    audit(account, ctx, caller, "enrolled");
+    Ok((messages::codes_shown(&shown), Some(Awaiting::Acknowledge)))
+}

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What the user reads, and the login steps that carry it: every user-facing text of a
+//! login and every `Step` the core builds are here.
+
+use zeroize::Zeroizing;
+
+use twostep_proto::{Accept, Step, Verdict};
+
+use super::record::{Record, TotpKey};
+use super::{qr, recovery, totp, Error};
+
+/// Warn when this few recovery codes are left.
+const FEW_RECOVERY_CODES: usize = 3;
+
+/// A replayed code.
+pub const REPLAYED: &str = "That code was already used; wait for the next one.";
+/// A wrong code or recovery code.
+pub const WRONG_CODE: &str = "Wrong verification code.";
+/// A wrong first code of a key made for enrolment at login.
+pub const ENROL_WRONG_CODE: &str = "That code is not right. Log in again to start over, or \
+                                    set up your authenticator with `twostepctl enroll`.";
+/// A recovery code was used and `[recovery] mode = "disables-2fa"`.
+pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor authentication is \
+                                         now off for your account: set it up again with \
+                                         `twostepctl enroll`.";
+
+/// The end of a conversation.
+pub fn done(verdict: Verdict, message: String) -> Step {
+    Step::Done { verdict, message }
+}
+
+/// The first prompt for an enrolled, unlocked user: a code, or a recovery code while any
+/// is left.
+pub fn first_prompt(record: &Record, digits: u8) -> Step {
+    let accept = if recovery::left(&record.recovery) > 0 {
+        Accept::DigitsOrText {
+            n: digits,
+            max: twostep_proto::MAX_RECOVERY_LEN,
+        }
+    } else {
+        Accept::Digits { n: digits }
+    };
+    Step::Prompt {
+        message: String::new(),
+        prompt: "Verification code: ".into(),
+        accept,
+    }
+}
+
+/// The enrolment at login: QR code and key of `key` for `user`, asking for its first code.
+///
+/// # Errors
+/// [`Error::Internal`] when the URI or the QR code cannot be made.
+pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step, Error> {
+    let uri = totp::otpauth_uri(key, issuer, user).map_err(|e| Error::Internal(e.to_string()))?;
+    let picture = qr::terminal(&uri).map_err(Error::Internal)?;
+    let message = format!(
+        "Two-factor authentication is required for {user}. Set it up now:\n\
+         scan this QR code with an authenticator app,\n\n{picture}\n\n\
+         or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
+        totp::group4(&key.secret.0),
+        key.algorithm.as_str(),
+        key.digits,
+        key.period
+    );
+    Ok(Step::Prompt {
+        message,
+        prompt: "Code from your app: ".into(),
+        accept: Accept::Digits { n: key.digits },
+    })
+}
+
+/// The new recovery codes, shown once after an enrolment at login; waits for Enter.
+pub fn codes_shown(shown: &[Zeroizing<String>]) -> Step {
+    let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
+    let message = format!(
+        "Your authenticator is set up. These recovery codes each log you in once if you \
+         lose your phone. They are shown only now: write them down or store them safely.\n\n  {}\n",
+        codes.join("\n  ")
+    );
+    Step::Prompt {
+        message,
+        prompt: "Press Enter once you have saved them: ".into(),
+        accept: Accept::Acknowledge,
+    }
+}
+
+/// A recovery code was accepted; `left` remain.
+pub fn recovery_left(left: usize) -> String {
+    let mut msg = format!(
+        "Recovery code accepted. {left} recovery code{} left.",
+        if left == 1 { "" } else { "s" }
+    );
+    if left <= FEW_RECOVERY_CODES {
+        msg.push_str(" Generate new ones soon with `twostepctl recovery-codes`.");
+    }
+    msg
+}
+
+/// Within the enrolment grace period: `left` days before logins of `user` stop working.
+pub fn grace_reminder(user: &str, left: u64) -> String {
+    format!(
+        "Two-factor authentication is required for {user}: set it up with \
+         `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
+        if left == 1 { "" } else { "s" }
+    )
+}

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The configuration in force and what the core derives from it: lock policy, code
+//! length, new keys, session bounds, the issuer shown in authenticator apps. Replaced whole
+//! by a reload.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use twostep_config::Config;
+
+use super::lockout::LockPolicy;
+use super::login::SessionLimits;
+use super::policy::{self, Requirement};
+use super::record::{Record, TotpKey};
+use super::users::{Account, Accounts};
+use super::{totp, Error, UnixTime};
+
+/// The configuration in force (swapped whole by [`Settings::apply`]) and the issuer name.
+pub struct Settings {
+    config: RwLock<Arc<Config>>,
+    issuer: String,
+}
+
+impl Settings {
+    /// Settings from `config`; the issuer is `[totp] issuer` or the host name (`:` is
+    /// replaced, it separates issuer and account in an otpauth label).
+    pub fn new(config: Config) -> Settings {
+        let issuer = if config.totp.issuer.is_empty() {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "twostep".into())
+        } else {
+            config.totp.issuer.clone()
+        }
+        .replace(':', "-");
+        Settings {
+            config: RwLock::new(Arc::new(config)),
+            issuer,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The issuer shown in authenticator apps.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The lockout rules in force.
+    pub fn lock_policy(&self) -> LockPolicy {
+        LockPolicy::from_config(&self.config().lockout)
+    }
+
+    /// Digits of a code of a new key.
+    pub fn digits(&self) -> u8 {
+        u8::try_from(self.config().totp.digits.get()).unwrap_or(6)
+    }
+
+    /// The bounds on login conversations.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits::from_config(&self.config())
+    }
+
+    /// Seconds a login prompt waits for its answer.
+    pub fn prompt_seconds(&self) -> u64 {
+        self.config().login.prompt_timeout_seconds.get()
+    }
+
+    /// A new TOTP key with the configured parameters.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the random source fails.
+    pub fn new_key(&self, now: UnixTime) -> Result<TotpKey, Error> {
+        let c = self.config();
+        totp::new_key(c.totp.algorithm, self.digits(), c.totp.period.get(), now)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Whether `account` must use 2FA (its groups from `accounts`).
+    ///
+    /// # Errors
+    /// The group look-up fails ([`Error::Unavailable`]).
+    pub fn requirement(
+        &self,
+        accounts: &dyn Accounts,
+        account: &Account,
+        record: &Record,
+    ) -> Result<Requirement, Error> {
+        let groups = accounts.group_names(account)?;
+        Ok(policy::requirement(
+            &self.config().policy,
+            record.policy_override,
+            &groups,
+        ))
+    }
+
+    /// Put `config` in force. `[daemon]` (state_dir, bus) needs a restart; a change to it
+    /// is refused and nothing changes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a change to `[daemon]`.
+    pub fn apply(&self, config: Config) -> Result<(), Error> {
+        let mut current = self.config.write().unwrap_or_else(PoisonError::into_inner);
+        if config.daemon != current.daemon {
+            return Err(Error::InvalidArgument(
+                "[daemon] state_dir and bus change only with a restart; nothing was reloaded"
+                    .into(),
+            ));
+        }
+        *current = Arc::new(config);
+        Ok(())
+    }
+}
