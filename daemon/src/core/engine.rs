@@ -34,8 +34,12 @@ use super::{authz, qr, Error, UnixTime};
 /// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
 const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
 /// Unique names of connections that left the bus, remembered so that a Begin still running
-/// when its connection left does not leave a session behind (the bus never re-uses a name).
+/// when its connection left does not leave a session behind (the bus never re-uses a name):
+/// at most this many marks; see [`Sessions::forgotten`] for what happens past it.
 const MAX_DEPARTED: usize = 4096;
+/// Seconds a departure mark is kept beyond the prompt timeout (a Begin that ran longer than
+/// this stores a session that has already expired, or is refused; see [`Sessions::forgotten`]).
+const DEPARTED_MARGIN_SECS: u64 = 60;
 /// argon2 computations at once (one per core on the reference machine).
 const HASH_WORKERS: usize = 2;
 /// Warn when this few recovery codes are left.
@@ -125,7 +129,32 @@ pub(super) enum Factor {
 struct Sessions {
     by_id: HashMap<String, Session>,
     departed: HashSet<String>,
-    departed_order: VecDeque<String>,
+    /// The marks in `departed`, oldest first, with the time the connection left.
+    departed_order: VecDeque<(String, UnixTime)>,
+    /// The latest departure time among the marks dropped (by age or by number). A session
+    /// whose Begin (or answer) started at or before it is not stored: its connection may be
+    /// one of the forgotten ones, so the call fails closed (try again) instead.
+    forgotten: Option<UnixTime>,
+}
+
+impl Sessions {
+    /// Whether a session of `sender`, begun at `start`, may be stored now.
+    ///
+    /// # Errors
+    /// [`Error::NoSession`] when its connection left; [`Error::Busy`] when that cannot be
+    /// told because its mark was dropped under heavy churn.
+    fn may_store(&self, sender: &str, start: UnixTime) -> Result<(), Error> {
+        if self.departed.contains(sender) {
+            // The connection left while this call ran: nobody can answer.
+            return Err(Error::NoSession);
+        }
+        if self.forgotten.is_some_and(|t| start <= t) {
+            return Err(Error::Busy(
+                "too many connections came and went during this login; try again".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The bounds on login conversations, from `[login]`.
@@ -235,42 +264,76 @@ impl Core {
 
     /// Move name-keyed records to their uid (the layout before records were keyed by
     /// account). A name NSS does not know is left in place and logged (its account is gone;
-    /// the record is kept for the admin); a failed look-up is retried later.
+    /// the record is kept for the admin); a failed look-up is retried later. The names are
+    /// grouped by the uid they resolve to: when several names of one uid have a name-keyed
+    /// record, none is moved (which one holds the enrolment is the admin's call) and that
+    /// uid's logins fail closed (see [`Core::load_unchecked`]).
     fn migrate(&self, names: Vec<String>) {
         let mut retry = Vec::new();
+        let mut by_uid: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
         for name in names {
-            let account = match users::by_name(&name) {
-                Ok(a) => a,
+            match users::by_name(&name) {
+                Ok(a) => by_uid.entry(a.uid).or_default().push(name),
                 Err(Error::UnknownUser(_)) => {
                     log::warn!(
-                        "user={name} outcome=not-migrated reason=\"name-keyed record of an account \
-                         NSS does not know; left in place\""
+                        "user={} outcome=not-migrated reason=\"name-keyed record of an account \
+                         NSS does not know; left in place\"",
+                        field(&name)
                     );
-                    continue;
                 }
                 Err(e) => {
-                    log::warn!("user={name} outcome=migration-deferred reason=\"{e}\"");
+                    log::warn!(
+                        "user={} outcome=migration-deferred reason={}",
+                        field(&name),
+                        field(&e.to_string())
+                    );
                     retry.push(name);
-                    continue;
                 }
-            };
-            match self.with_uid_lock(account.uid, || {
-                self.store.migrate_legacy(&name, account.uid)
-            }) {
-                Ok(Migration::Moved(_)) => log::info!(
-                    "user={name} uid={} outcome=migrated (record now keyed by uid)",
-                    account.uid
-                ),
-                Ok(Migration::Nothing) => {}
-                Ok(Migration::Conflict) => log::error!(
-                    "user={name} uid={} outcome=not-migrated reason=\"another name of this uid has \
-                     its own record, which stays in force; the name-keyed record is left in place\"",
-                    account.uid
-                ),
-                Err(e) => log::error!("user={name} outcome=not-migrated reason=\"{e}\""),
+            }
+        }
+        for (uid, names) in by_uid {
+            if names.len() > 1 {
+                log::error!("{}", legacy_conflict(uid, &names));
+                continue;
+            }
+            for name in names {
+                match self.with_uid_lock(uid, || self.store.migrate_legacy(&name, uid)) {
+                    Ok(Migration::Moved(_)) => log::info!(
+                        "user={} uid={uid} outcome=migrated (record now keyed by uid)",
+                        field(&name)
+                    ),
+                    Ok(Migration::Nothing) => {}
+                    Ok(Migration::Conflict) => log::error!(
+                        "user={} uid={uid} outcome=not-migrated reason=\"another name of this uid \
+                         has its own record, which stays in force; the name-keyed record is left \
+                         in place\"",
+                        field(&name)
+                    ),
+                    Err(e) => log::error!(
+                        "user={} outcome=not-migrated reason={}",
+                        field(&name),
+                        field(&e.to_string())
+                    ),
+                }
             }
         }
         lock(&self.unmigrated).extend(retry);
+    }
+
+    /// The names with a name-keyed (legacy) record that NSS resolves to `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when the records cannot be listed or NSS fails (fail closed).
+    fn legacy_names_of(&self, uid: u32) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for name in self.store.legacy_names().map_err(Error::Busy)? {
+            match users::by_name(&name) {
+                Ok(a) if a.uid == uid => names.push(name),
+                Ok(_) | Err(Error::UnknownUser(_) | Error::InvalidArgument(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(names)
     }
 
     /// Retry the migrations NSS made us defer (cheap when there are none).
@@ -334,15 +397,30 @@ impl Core {
         if let Some(r) = self.store.load(account.uid).map_err(named)? {
             return Ok(Some(r));
         }
+        // Every name of the uid, not only the one used: one name's old record must never
+        // hide another's, so several of them fail closed until the admin picks one.
+        let legacy = self.legacy_names_of(account.uid)?;
+        let name = match legacy.as_slice() {
+            [] => return Ok(None),
+            [one] => one.as_str(),
+            several => {
+                let why = legacy_conflict(account.uid, several);
+                log::error!("{why}");
+                return Err(named(Error::CorruptRecord {
+                    user: String::new(),
+                    reason: why,
+                }));
+            }
+        };
         match self
             .store
-            .migrate_legacy(&account.name, account.uid)
+            .migrate_legacy(name, account.uid)
             .map_err(named)?
         {
             Migration::Moved(r) => {
                 log::info!(
                     "user={} uid={} outcome=migrated (record now keyed by uid)",
-                    account.name,
+                    field(name),
                     account.uid
                 );
                 Ok(Some(*r))
@@ -383,18 +461,70 @@ impl Core {
         })
     }
 
-    /// Whether `account` must use 2FA (NSS group look-up).
+    /// Whether `account` must use 2FA, decided for its uid: every name the account is
+    /// known by (the name used, the uid's name from NSS, the name on the record) is looked
+    /// at; required if any name's groups make it required, exempt only if all are exempt.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] (fail closed) when a group look-up fails, or when a configured
+    /// required group no longer resolves while the policy depends on it (logged).
     pub(super) fn requirement(
         &self,
         account: &Account,
         record: &Record,
     ) -> Result<Requirement, Error> {
-        let groups = users::group_names(account)?;
-        Ok(policy::requirement(
-            &self.config().policy,
-            record.policy_override,
-            &groups,
-        ))
+        let config = self.config();
+        let policy = &config.policy;
+        if record.policy_override == policy::Override::Default
+            && policy.require == twostep_config::Require::Groups
+        {
+            for group in &policy.groups {
+                match nix::unistd::Group::from_name(group) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        log::error!(
+                            "uid={} outcome=denied reason=\"required group {} no longer \
+                             exists; users not enrolled cannot log in until the group is \
+                             restored or removed from policy.groups\"",
+                            account.uid,
+                            field(group)
+                        );
+                        return Err(Error::Busy(format!(
+                            "required group {group:?} does not exist; ask an administrator"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Error::Busy(format!("group look-up failed: {e}")));
+                    }
+                }
+            }
+        }
+        let mut names = vec![account.name.clone()];
+        let by_uid = users::by_uid(account.uid)?;
+        for name in [by_uid.name, record.user.clone()] {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut exempt = None;
+        for name in &names {
+            let groups = if *name == account.name {
+                users::group_names(account)?
+            } else {
+                match users::by_name(name) {
+                    Ok(other) if other.uid == account.uid => users::group_names(&other)?,
+                    // A record name that no longer has this uid: check_identity refuses it.
+                    Ok(_) | Err(Error::UnknownUser(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let r = policy::requirement(policy, record.policy_override, &groups);
+            if r.required {
+                return Ok(r);
+            }
+            exempt.get_or_insert(r);
+        }
+        Ok(exempt.unwrap_or_else(|| policy::requirement(policy, record.policy_override, &[])))
     }
 
     /// A new TOTP key with the configured parameters.
@@ -503,7 +633,7 @@ impl Core {
         };
         log::warn!(
             "user={} outcome=locked failures={} until={until}",
-            record.user,
+            field(&record.user),
             record.failures
         );
     }
@@ -661,10 +791,7 @@ impl Core {
         let expires = now.plus(self.prompt_seconds());
         let mut sessions = lock(&self.sessions);
         sessions.by_id.retain(|_, s| s.expires > now);
-        if sessions.departed.contains(&caller.sender) {
-            // The connection left while this Begin ran: nobody can answer.
-            return Err(Error::NoSession);
-        }
+        sessions.may_store(&caller.sender, now)?;
         let open = sessions.by_id.values().map(|s| (&s.caller, s.account.uid));
         admit(open, caller, account.uid, limits)?;
         let mut raw = [0u8; 16];
@@ -686,15 +813,27 @@ impl Core {
     /// The connection `sender` left the bus: its login conversations end now, and a Begin
     /// of it still running stores none.
     pub fn end_connection(&self, sender: &str) {
+        self.end_connection_at(sender, super::clock::now());
+    }
+
+    /// [`Core::end_connection`] at time `now`. Departure marks are kept for the prompt
+    /// timeout plus [`DEPARTED_MARGIN_SECS`], at most [`MAX_DEPARTED`] of them; dropping one
+    /// moves [`Sessions::forgotten`] forward, so no call that may belong to it stores a
+    /// session.
+    fn end_connection_at(&self, sender: &str, now: UnixTime) {
+        let keep = self.prompt_seconds().saturating_add(DEPARTED_MARGIN_SECS);
         let mut sessions = lock(&self.sessions);
         sessions.by_id.retain(|_, s| s.caller.sender != sender);
         if sessions.departed.insert(sender.to_owned()) {
-            sessions.departed_order.push_back(sender.to_owned());
+            sessions.departed_order.push_back((sender.to_owned(), now));
         }
-        while sessions.departed_order.len() > MAX_DEPARTED {
-            if let Some(old) = sessions.departed_order.pop_front() {
-                sessions.departed.remove(&old);
+        while let Some((old, at)) = sessions.departed_order.front().cloned() {
+            if sessions.departed_order.len() <= MAX_DEPARTED && at.plus(keep) >= now {
+                break;
             }
+            sessions.departed_order.pop_front();
+            sessions.departed.remove(&old);
+            sessions.forgotten = Some(sessions.forgotten.map_or(at, |t| t.max(at)));
         }
     }
 
@@ -743,7 +882,7 @@ impl Core {
             // so it fits its bounds), unless its connection left meanwhile.
             let expires = now.plus(self.prompt_seconds());
             let mut sessions = lock(&self.sessions);
-            if !sessions.departed.contains(&caller.sender) {
+            if sessions.may_store(&caller.sender, now).is_ok() {
                 sessions.by_id.insert(
                     id.to_owned(),
                     Session {
@@ -854,6 +993,20 @@ impl Core {
     }
 }
 
+/// The admin message for a uid with name-keyed records under several names.
+fn legacy_conflict(uid: u32, names: &[String]) -> String {
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| format!("{} ({})", super::store::legacy_file_name(n), field(n)))
+        .collect();
+    format!(
+        "uid={uid} outcome=not-migrated reason=\"several names of this uid have an old \
+         name-keyed record: {}; none is moved and logins of this uid fail closed until an \
+         administrator removes all but the right one from the users directory\"",
+        files.join(", ").replace('"', "'")
+    )
+}
+
 fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }
 }
@@ -872,8 +1025,8 @@ fn recovery_left_message(left: usize) -> String {
 fn login_event(what: &str, ctx: &LoginContext) -> String {
     format!(
         "{what} service={} rhost={}",
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost)
+        field(&ctx.service),
+        field(&ctx.rhost)
     )
 }
 
@@ -915,22 +1068,46 @@ pub(super) fn check_identity(account: &Account, record: &Record) -> Result<(), E
 fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &str) {
     log::info!(
         "user={} uid={} service={} rhost={} tty={} caller_uid={} outcome={}",
-        account.name,
+        field(&account.name),
         account.uid,
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost),
-        or_dash(&ctx.tty),
+        field(&ctx.service),
+        field(&ctx.rhost),
+        field(&ctx.tty),
         caller.uid,
         outcome
     );
 }
 
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() {
-        "-"
-    } else {
-        s
+/// One value of an audit or log line (`key=value`), written so that no value can be read
+/// as more than one field: an empty value is `-`; a value holding a space, `=`, `"`, `\\`,
+/// a non-ASCII or control character (or `-` itself) is put in double quotes, with `"` and
+/// `\\` escaped by a backslash and control characters as `\u{..}`. Every log line and
+/// record event that carries a name or a client-supplied value goes through here.
+pub(super) fn field(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.is_empty() {
+        return "-".into();
     }
+    let plain = value != "-"
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '=' && c != '"' && c != '\\');
+    if plain {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.into()
 }
 
 #[cfg(test)]
@@ -1569,5 +1746,73 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(step, Step::Prompt { .. }));
+    }
+    #[test]
+    fn audit_fields_cannot_carry_another_field() {
+        assert_eq!(field(""), "-");
+        assert_eq!(field("sshd"), "sshd");
+        assert_eq!(field("-"), "\"-\"");
+        assert_eq!(
+            field("sshd outcome=success user=root"),
+            "\"sshd outcome=success user=root\""
+        );
+        assert_eq!(field("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(field("j\u{e9}r\u{f4}me"), "\"j\u{e9}r\u{f4}me\"");
+        let ctx = LoginContext {
+            service: "sshd outcome=success".into(),
+            rhost: "x\" outcome=success".into(),
+            tty: String::new(),
+        };
+        assert_eq!(
+            login_event("failed", &ctx),
+            "failed service=\"sshd outcome=success\" rhost=\"x\\\" outcome=success\""
+        );
+    }
+
+    #[test]
+    fn a_begin_outlived_by_many_departures_stores_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = core(dir.path());
+        let slow = conn(0, ":7.1");
+        // The slow Begin starts at T0; its connection leaves, then more than MAX_DEPARTED
+        // others leave before it stores its session.
+        c.end_connection_at(&slow.sender, T0);
+        for i in 0..=MAX_DEPARTED {
+            c.end_connection_at(&format!(":7.{}", i + 2), T0.plus(1));
+        }
+        let stored = c.new_session(
+            &slow,
+            &account(1001),
+            LoginContext::default(),
+            T0,
+            Awaiting::Factor,
+        );
+        assert!(
+            stored.is_err(),
+            "a session was stored for a departed connection"
+        );
+        assert_eq!(c.open_sessions(T0), 0);
+        // A Begin that started after the forgotten departures is stored as usual.
+        c.new_session(
+            &conn(0, ":7.99999"),
+            &account(1001),
+            LoginContext::default(),
+            T0.plus(2),
+            Awaiting::Factor,
+        )
+        .unwrap();
+        // Marks also age out (after the prompt timeout and a margin), with the same effect.
+        let keep = c.prompt_seconds() + DEPARTED_MARGIN_SECS;
+        let late = T0.plus(keep + 10);
+        c.end_connection_at(":6.1", late);
+        c.end_connection_at(":6.2", late.plus(keep + 1));
+        let aged = c.new_session(
+            &conn(0, ":6.1"),
+            &account(1002),
+            LoginContext::default(),
+            late,
+            Awaiting::Factor,
+        );
+        assert!(aged.is_err());
     }
 }

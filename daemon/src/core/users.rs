@@ -59,8 +59,12 @@ pub fn by_uid(uid: u32) -> Result<Account, Error> {
 /// The names of the groups `account` belongs to (primary and supplementary), through NSS,
 /// so LDAP/SSSD groups count.
 ///
+/// A gid NSS has no group for (a dangling primary gid) has no name and is skipped; a
+/// failed look-up is an error, never a missing group (a required member must not become
+/// "not required" because the group database hiccupped).
+///
 /// # Errors
-/// [`Error::Busy`] when NSS fails.
+/// [`Error::Busy`] when NSS fails, for the list or for any one of the groups.
 pub fn group_names(account: &Account) -> Result<Vec<String>, Error> {
     let name = std::ffi::CString::new(account.name.as_str())
         .map_err(|_| Error::InvalidArgument("malformed user name".into()))?;
@@ -68,8 +72,15 @@ pub fn group_names(account: &Account) -> Result<Vec<String>, Error> {
         .map_err(|e| Error::Busy(format!("group look-up failed: {e}")))?;
     let mut names = Vec::with_capacity(gids.len());
     for gid in gids {
-        if let Ok(Some(g)) = nix::unistd::Group::from_gid(gid) {
-            names.push(g.name);
+        match nix::unistd::Group::from_gid(gid) {
+            Ok(Some(g)) => names.push(g.name),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Error::Busy(format!(
+                    "group look-up failed for gid {}: {e}",
+                    gid.as_raw()
+                )))
+            }
         }
     }
     Ok(names)
