@@ -78,6 +78,20 @@ impl Group {
         );
     }
 
+    /// Add the account named `name` (a [`crate::alias::UidUser`], say) to the group.
+    pub fn add_name(&self, name: &str) {
+        let out = accounts_cmd(|| {
+            let mut c = proc::command(None, "gpasswd");
+            c.args(["-a", name, &self.name]);
+            c
+        });
+        assert!(
+            out.success(),
+            "gpasswd -a {name} {} failed:\n{out}",
+            self.name
+        );
+    }
+
     /// Remove `user` from the group (`gpasswd -d`).
     pub fn remove(&self, user: &User) {
         let out = accounts_cmd(|| {

@@ -173,3 +173,36 @@ fn a_required_group_deleted_after_load_fails_closed_for_users_without_a_key() {
         .login(enrolled.name(), &e.wrong_code())
         .assert_refused_with(strerror::AUTH_ERR);
 }
+
+#[test]
+fn login_and_self_service_agree_when_only_the_second_name_is_a_member() {
+    // The uid's first name is in no required group; its second name is. Neither the
+    // login under the first name nor self-service (which knows the caller by uid, so by
+    // the first name) may treat the uid as not required.
+    let g = Group::create();
+    let config = groups_policy(&g).set("policy", "may_toggle", "true");
+    let s = Stack::start_with(config, "nullok");
+    let user = User::create();
+    let alias = UidUser::alias_of(&user);
+    g.add_name(alias.name());
+
+    let run = s.pam.auth(user.name()).run();
+    assert!(
+        !run.succeeded(),
+        "the first name of a required uid passed without 2FA:\n{run}\n{}",
+        s.daemon.log()
+    );
+    let e = s.ctl.enroll(&user);
+    let out = s.ctl.run(
+        Some(user.creds()),
+        &["disable"],
+        format!("{}\n", e.code_after(1)).as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "2FA was switched off for a required uid:\n{out}"
+    );
+    assert!(out.stderr.contains("required"), "{out}");
+    assert_eq!(s.ctl.status(&user)["enrolled"], true);
+}

@@ -462,8 +462,8 @@ impl Core {
     }
 
     /// Whether `account` must use 2FA, decided for its uid: every name the account is
-    /// known by (the name used, the uid's name from NSS, the name on the record) is looked
-    /// at; required if any name's groups make it required, exempt only if all are exempt.
+    /// known by (the name used, the uid's name from NSS, the name on the record, the
+    /// uid's other names in /etc/passwd, each confirmed by NSS) is looked at; required if any name's groups make it required, exempt only if all are exempt.
     ///
     /// # Errors
     /// [`Error::Busy`] (fail closed) when a group look-up fails, or when a configured
@@ -501,7 +501,8 @@ impl Core {
         }
         let mut names = vec![account.name.clone()];
         let by_uid = users::by_uid(account.uid)?;
-        for name in [by_uid.name, record.user.clone()] {
+        let local = users::local_names_of(account.uid)?;
+        for name in [by_uid.name, record.user.clone()].into_iter().chain(local) {
             if !name.is_empty() && !names.contains(&name) {
                 names.push(name);
             }

@@ -5,7 +5,7 @@
 
 use zeroize::Zeroizing;
 
-use super::engine::{Caller, Core, Factor};
+use super::engine::{field, Caller, Core, Factor};
 use super::lockout::{self, LockState};
 use super::policy;
 use super::record::{Pending, Record};
@@ -53,7 +53,7 @@ impl Core {
         match self.verify_factor(record, proof, now)? {
             Factor::Totp | Factor::Recovery { .. } => Ok(()),
             Factor::Wrong { tag, .. } => {
-                log::info!("user={} action=prove outcome={tag}", record.user);
+                log::info!("user={} action=prove outcome={tag}", field(&record.user));
                 Err(Error::WrongCode(record.user.clone()))
             }
             Factor::Locked(msg) => Err(Error::Locked {
@@ -106,7 +106,7 @@ impl Core {
         })?;
         log::info!(
             "user={} action={} outcome=pending",
-            account.name,
+            field(&account.name),
             if replacing {
                 "reset-begin"
             } else {
@@ -179,7 +179,10 @@ impl Core {
             self.store.save(&record)?;
             Ok(shown)
         })?;
-        log::info!("user={} action=enroll-confirm outcome=active", account.name);
+        log::info!(
+            "user={} action=enroll-confirm outcome=active",
+            field(&account.name)
+        );
         Ok(shown)
     }
 
@@ -205,7 +208,7 @@ impl Core {
         })?;
         log::info!(
             "user={} action=recovery-codes outcome=regenerated",
-            account.name
+            field(&account.name)
         );
         Ok(shown)
     }
@@ -238,7 +241,7 @@ impl Core {
             record.note(now, "switched off by the user");
             self.store.save(&record)
         })?;
-        log::info!("user={} action=disable outcome=off", account.name);
+        log::info!("user={} action=disable outcome=off", field(&account.name));
         Ok(())
     }
 

@@ -56,6 +56,30 @@ pub fn by_uid(uid: u32) -> Result<Account, Error> {
     }
 }
 
+/// The other names of `uid` in the local account file (`/etc/passwd`): the second names
+/// `useradd -o -u UID` makes, which NSS's by-uid look-up never returns. Names only; the
+/// caller checks each with [`by_name`]. At most [`MAX_LOCAL_NAMES`] are returned.
+///
+/// # Errors
+/// [`Error::Busy`] when the file cannot be read (fail closed).
+pub fn local_names_of(uid: u32) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| Error::Busy(format!("cannot read /etc/passwd: {e}")))?;
+    let uid = uid.to_string();
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            (parts.nth(1)? == uid && check_name(name).is_ok()).then(|| name.to_owned())
+        })
+        .take(MAX_LOCAL_NAMES)
+        .collect())
+}
+
+/// Bound on the local names of one uid that are looked at.
+pub const MAX_LOCAL_NAMES: usize = 64;
+
 /// The names of the groups `account` belongs to (primary and supplementary), through NSS,
 /// so LDAP/SSSD groups count.
 ///
