@@ -463,7 +463,9 @@ impl Core {
 
     /// Whether `account` must use 2FA, decided for its uid: every name the account is
     /// known by (the name used, the uid's name from NSS, the name on the record, the
-    /// uid's other names in /etc/passwd, each confirmed by NSS) is looked at; required if any name's groups make it required, exempt only if all are exempt.
+    /// uid's other names in /etc/passwd, each confirmed by NSS) is looked at; required if
+    /// any name's groups make it required, exempt only if all are exempt. An admin override
+    /// decides alone.
     ///
     /// # Errors
     /// [`Error::Busy`] (fail closed) when a group look-up fails, or when a configured
@@ -475,17 +477,19 @@ impl Core {
     ) -> Result<Requirement, Error> {
         let config = self.config();
         let policy = &config.policy;
-        if record.policy_override == policy::Override::Default
-            && policy.require == twostep_config::Require::Groups
-        {
+        if record.policy_override != policy::Override::Default {
+            // The admin's override decides; no name's groups matter.
+            return Ok(policy::requirement(policy, record.policy_override, &[]));
+        }
+        if policy.require == twostep_config::Require::Groups {
             for group in &policy.groups {
                 match nix::unistd::Group::from_name(group) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         log::error!(
-                            "uid={} outcome=denied reason=\"required group {} no longer \
-                             exists; users not enrolled cannot log in until the group is \
-                             restored or removed from policy.groups\"",
+                            "uid={} group={} outcome=denied reason=\"this required group no \
+                             longer exists; users not enrolled cannot log in until the group \
+                             is restored or removed from policy.groups\"",
                             account.uid,
                             field(group)
                         );

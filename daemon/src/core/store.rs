@@ -584,7 +584,10 @@ fn account(uid: u32) -> String {
 /// A record file refused or damaged: logged here (path, owner, mode or slots), and the
 /// user fails closed.
 fn refused(user: &str, reason: String) -> Error {
-    log::error!("record of user={user} fails closed: {reason}");
+    log::error!(
+        "record of user={} fails closed: {reason}",
+        super::engine::field(user)
+    );
     corrupt(user, reason)
 }
 
