@@ -76,16 +76,14 @@ fn hex_of(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
-fn old_records_under_two_names_of_one_uid_fail_closed_instead_of_first_come() {
-    let s = Stack::start_with(DaemonConfig::default(), "nullok");
-    let user = User::create();
-    let alias = UidUser::alias_of(&user);
-    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    // The enrolled user's old record, and a key-less one of the alias.
+const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Old-format records: `user`'s with a key, `alias`'s without one (switched off). The
+/// file names, in that order.
+fn write_legacy_pair(s: &Stack, user: &User, alias: &UidUser) -> Vec<String> {
     let mut enrolled = twostepd::core::record::Record::new(user.name());
     enrolled.totp = Some(twostepd::core::record::TotpKey {
-        secret: twostepd::core::record::Secret(secret.into()),
+        secret: twostepd::core::record::Secret(SECRET.into()),
         algorithm: twostep_config::Algorithm::SHA1,
         digits: 6,
         period: 30,
@@ -106,6 +104,40 @@ fn old_records_under_two_names_of_one_uid_fail_closed_instead_of_first_come() {
         twostep_e2e::unique::chmod(&path, 0o600);
         files.push(file);
     }
+    files
+}
+
+#[test]
+fn old_records_under_two_names_of_one_uid_are_not_migrated_at_start() {
+    let mut s = Stack::start_with(DaemonConfig::default(), "nullok");
+    let user = User::create();
+    let alias = UidUser::alias_of(&user);
+    let files = write_legacy_pair(&s, &user, &alias);
+    s.daemon.restart();
+    let users = s.daemon.state_dir().join("users");
+    for file in &files {
+        assert!(
+            users.join(file).exists(),
+            "{file} was migrated at start although another name of the uid has one:\n{}",
+            s.daemon.log()
+        );
+    }
+    for name in [user.name(), alias.name()] {
+        s.pam
+            .auth(name)
+            .run()
+            .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    }
+}
+
+#[test]
+fn old_records_under_two_names_of_one_uid_fail_closed_instead_of_first_come() {
+    let s = Stack::start_with(DaemonConfig::default(), "nullok");
+    let user = User::create();
+    let alias = UidUser::alias_of(&user);
+    let secret = SECRET;
+    let files = write_legacy_pair(&s, &user, &alias);
+    let users = s.daemon.state_dir().join("users");
 
     // The alias comes first: its key-less record must not become the uid's record.
     s.pam
