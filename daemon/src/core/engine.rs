@@ -293,7 +293,7 @@ impl Core {
         }
         for (uid, names) in by_uid {
             if names.len() > 1 {
-                log::error!("{}", legacy_conflict(uid, &names));
+                legacy_conflict(uid, &names);
                 continue;
             }
             for name in names {
@@ -404,11 +404,9 @@ impl Core {
             [] => return Ok(None),
             [one] => one.as_str(),
             several => {
-                let why = legacy_conflict(account.uid, several);
-                log::error!("{why}");
                 return Err(named(Error::CorruptRecord {
                     user: String::new(),
-                    reason: why,
+                    reason: legacy_conflict(account.uid, several),
                 }));
             }
         };
@@ -998,18 +996,21 @@ impl Core {
     }
 }
 
-/// The admin message for a uid with name-keyed records under several names.
+/// The admin message for a uid with name-keyed records under several names: logged as
+/// `uid=N outcome=not-migrated reason="…"`, and returned (the error's reason).
 fn legacy_conflict(uid: u32, names: &[String]) -> String {
     let files: Vec<String> = names
         .iter()
-        .map(|n| format!("{} ({})", super::store::legacy_file_name(n), field(n)))
+        .map(|n| format!("{} ({n})", super::store::legacy_file_name(n)))
         .collect();
-    format!(
-        "uid={uid} outcome=not-migrated reason=\"several names of this uid have an old \
-         name-keyed record: {}; none is moved and logins of this uid fail closed until an \
-         administrator removes all but the right one from the users directory\"",
-        files.join(", ").replace('"', "'")
-    )
+    let why = format!(
+        "several names of this uid have an old name-keyed record: {}; none is moved and \
+         logins of this uid fail closed until an administrator removes all but the right one \
+         from the users directory",
+        files.join(", ")
+    );
+    log::error!("uid={uid} outcome=not-migrated reason={}", field(&why));
+    why
 }
 
 fn done(verdict: Verdict, message: String) -> Step {
