@@ -22,6 +22,8 @@ static SWEEP: Once = Once::new();
 #[derive(Debug)]
 pub struct Group {
     name: String,
+    /// Deleted already by [`Group::delete_now`].
+    deleted: std::cell::Cell<bool>,
 }
 
 impl Group {
@@ -37,7 +39,18 @@ impl Group {
             c
         });
         assert!(out.success(), "groupadd {name} failed:\n{out}");
-        Group { name }
+        Group {
+            name,
+            deleted: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Delete the group now (`groupdel`), as an admin or a directory change would while
+    /// the daemon runs; the drop then has nothing left to do.
+    pub fn delete_now(&self) {
+        let out = delete(&self.name);
+        assert!(out.success(), "groupdel {} failed:\n{out}", self.name);
+        self.deleted.set(true);
     }
 
     pub fn name(&self) -> &str {
@@ -61,6 +74,20 @@ impl Group {
             self.members().iter().any(|m| m == user.name()),
             "{} not listed in {} after gpasswd -a",
             user.name(),
+            self.name
+        );
+    }
+
+    /// Add the account named `name` (a [`crate::alias::UidUser`], say) to the group.
+    pub fn add_name(&self, name: &str) {
+        let out = accounts_cmd(|| {
+            let mut c = proc::command(None, "gpasswd");
+            c.args(["-a", name, &self.name]);
+            c
+        });
+        assert!(
+            out.success(),
+            "gpasswd -a {name} {} failed:\n{out}",
             self.name
         );
     }
@@ -107,6 +134,9 @@ fn delete(name: &str) -> proc::Output {
 
 impl Drop for Group {
     fn drop(&mut self) {
+        if self.deleted.get() {
+            return;
+        }
         let out = delete(&self.name);
         if !out.success() {
             eprintln!("warning: could not delete test group {}:\n{out}", self.name);

@@ -6,6 +6,7 @@
 
 use twostep_config::Config;
 
+use super::audit::field;
 use super::engine::{check_identity, Core};
 use super::lockout::{self, locked_until};
 use super::policy::{self, Override};
@@ -235,7 +236,7 @@ pub(super) fn admin_act(
     log::info!(
         "admin_uid={} user={} action={} outcome=done",
         caller.uid,
-        account.name,
+        field(&account.name),
         action.name()
     );
     Ok(())
@@ -272,10 +273,11 @@ fn replace_former_record(
     })?;
     if let Some(enrolled_as) = dropped {
         log::warn!(
-            "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={enrolled_as}",
+            "admin_uid={} user={} uid={} action=reset outcome=former-record-dropped enrolled_as={}",
             caller.uid,
-            account.name,
+            field(&account.name),
             account.uid,
+            field(&enrolled_as),
         );
     }
     Ok(())
@@ -302,7 +304,7 @@ fn replace_vanished_record(
         log::warn!(
             "admin_uid={} user={} uid={} action=reset outcome=vanished-record-replaced",
             caller.uid,
-            account.name,
+            field(&account.name),
             account.uid,
         );
     }
@@ -541,9 +543,10 @@ pub(super) fn admin_repair(
             report.written = true;
             report.kept = kept.display().to_string();
             log::warn!(
-                "admin_uid={} user={user} action=repair outcome=done restored_generation={generation} kept={}",
+                "admin_uid={} user={} action=repair outcome=done restored_generation={generation} kept={}",
                 caller.uid,
-                report.kept
+                field(user),
+                field(&report.kept)
             );
         }
         Ok(report)

@@ -49,11 +49,11 @@ impl LoginContext {
 pub fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &str) {
     log::info!(
         "user={} uid={} service={} rhost={} tty={} caller_uid={} outcome={}",
-        account.name,
+        field(&account.name),
         account.uid,
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost),
-        or_dash(&ctx.tty),
+        field(&ctx.service),
+        field(&ctx.rhost),
+        field(&ctx.tty),
         caller.uid,
         outcome
     );
@@ -63,15 +63,66 @@ pub fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &s
 pub fn login_event(what: &str, ctx: &LoginContext) -> String {
     format!(
         "{what} service={} rhost={}",
-        or_dash(&ctx.service),
-        or_dash(&ctx.rhost)
+        field(&ctx.service),
+        field(&ctx.rhost)
     )
 }
 
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() {
-        "-"
-    } else {
-        s
+/// One value of an audit or log line (`key=value`), written so that no value can be read
+/// as more than one field: an empty value is `-`; a value holding a space, `=`, `"`, `\\`,
+/// a non-ASCII or control character (or `-` itself) is put in double quotes, with `"` and
+/// `\\` escaped by a backslash and control characters as `\u{..}`. Every log line and
+/// record event that carries a name or a client-supplied value goes through here.
+pub fn field(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.is_empty() {
+        return "-".into();
+    }
+    let plain = value != "-"
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '=' && c != '"' && c != '\\');
+    if plain {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_fields_cannot_carry_another_field() {
+        assert_eq!(field(""), "-");
+        assert_eq!(field("sshd"), "sshd");
+        assert_eq!(field("-"), "\"-\"");
+        assert_eq!(
+            field("sshd outcome=success user=root"),
+            "\"sshd outcome=success user=root\""
+        );
+        assert_eq!(field("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(field("j\u{e9}r\u{f4}me"), "\"j\u{e9}r\u{f4}me\"");
+        let ctx = LoginContext {
+            service: "sshd outcome=success".into(),
+            rhost: "x\" outcome=success".into(),
+            tty: String::new(),
+        };
+        assert_eq!(
+            login_event("failed", &ctx),
+            "failed service=\"sshd outcome=success\" rhost=\"x\\\" outcome=success\""
+        );
     }
 }

@@ -28,7 +28,8 @@ pub use super::login::SessionLimits;
 pub(super) use super::verify::Factor;
 
 use super::admin::{self, Action, RepairReport, UserInfo};
-use super::login::{self, Sessions};
+use super::audit::field;
+use super::login::{self, Sessions, DEPARTED_MARGIN_SECS};
 use super::record::Record;
 use super::recovery::HashPool;
 use super::selfservice::{self, PendingInfo, Status};
@@ -51,6 +52,11 @@ pub struct Core {
     /// retried before any record is looked at, so another name of the same uid never
     /// misses the record.
     unmigrated: Mutex<Vec<String>>,
+    /// Whether name-keyed records were left in the store after the migration at start
+    /// (deferred or in conflict): then every record look-up checks that no two names of
+    /// its uid have one (see [`Core::legacy_names_of`]); otherwise only a look-up whose
+    /// own name has such a record (one `lstat`) does.
+    legacy_left: std::sync::atomic::AtomicBool,
     hashes: HashPool,
 }
 
@@ -84,6 +90,7 @@ impl Core {
             accounts,
             sessions: Sessions::default(),
             unmigrated: Mutex::new(Vec::new()),
+            legacy_left: std::sync::atomic::AtomicBool::new(false),
             hashes: HashPool::new(HASH_WORKERS),
         };
         let legacy = match core.store.files().map(FileStore::legacy_names) {
@@ -100,43 +107,81 @@ impl Core {
 
     /// Move name-keyed records to their uid (the layout before records were keyed by
     /// account). A name NSS does not know is left in place and logged (its account is gone;
-    /// the record is kept for the admin); a failed look-up is retried later.
+    /// the record is kept for the admin); a failed look-up is retried later. The names are
+    /// grouped by the uid they resolve to: when several names of one uid have a name-keyed
+    /// record, none is moved (which one holds the enrolment is the admin's call) and that
+    /// uid's logins fail closed (see [`Core::load_unchecked`]).
     fn migrate(&self, names: Vec<String>) {
         let Some(files) = self.store.files() else {
             return;
         };
         let mut retry = Vec::new();
+        let mut by_uid: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
         for name in names {
-            let account = match self.accounts.by_name(&name) {
-                Ok(a) => a,
-                Err(Error::UnknownUser(_)) => {
-                    log::warn!(
-                        "user={name} outcome=not-migrated reason=\"name-keyed record of an account \
-                         NSS does not know; left in place\""
-                    );
-                    continue;
-                }
+            match self.accounts.by_name(&name) {
+                Ok(a) => by_uid.entry(a.uid).or_default().push(name),
+                Err(Error::UnknownUser(_)) => log::warn!(
+                    "user={} outcome=not-migrated reason=\"name-keyed record of an account NSS \
+                     does not know; left in place\"",
+                    field(&name)
+                ),
                 Err(e) => {
-                    log::warn!("user={name} outcome=migration-deferred reason=\"{e}\"");
+                    log::warn!(
+                        "user={} outcome=migration-deferred reason={}",
+                        field(&name),
+                        field(&e.to_string())
+                    );
                     retry.push(name);
-                    continue;
                 }
-            };
-            match files.migrate_legacy(&name, account.uid) {
-                Ok(Migration::Moved(_)) => log::info!(
-                    "user={name} uid={} outcome=migrated (record now keyed by uid)",
-                    account.uid
-                ),
-                Ok(Migration::Nothing) => {}
-                Ok(Migration::Conflict) => log::error!(
-                    "user={name} uid={} outcome=not-migrated reason=\"another name of this uid has \
-                     its own record, which stays in force; the name-keyed record is left in place\"",
-                    account.uid
-                ),
-                Err(e) => log::error!("user={name} outcome=not-migrated reason=\"{e}\""),
+            }
+        }
+        for (uid, names) in by_uid {
+            if let [name] = names.as_slice() {
+                self.migrate_one(files, name, uid);
+            } else {
+                legacy_conflict(uid, &names);
             }
         }
         lock(&self.unmigrated).extend(retry);
+        let left = files.legacy_names().map_or(true, |n| !n.is_empty());
+        self.legacy_left
+            .store(left, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn migrate_one(&self, files: &FileStore, name: &str, uid: u32) {
+        match files.migrate_legacy(name, uid) {
+            Ok(Migration::Moved(_)) => log::info!(
+                "user={} uid={uid} outcome=migrated (record now keyed by uid)",
+                field(name)
+            ),
+            Ok(Migration::Nothing) => {}
+            Ok(Migration::Conflict) => log::error!(
+                "user={} uid={uid} outcome=not-migrated reason=\"another name of this uid has \
+                 its own record, which stays in force; the name-keyed record is left in place\"",
+                field(name)
+            ),
+            Err(e) => log::error!(
+                "user={} outcome=not-migrated reason={}",
+                field(name),
+                field(&e.to_string())
+            ),
+        }
+    }
+
+    /// The names with a name-keyed (legacy) record that resolve to `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the records cannot be listed or a look-up fails.
+    fn legacy_names_of(&self, files: &FileStore, uid: u32) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for name in files.legacy_names().map_err(Error::Unavailable)? {
+            match self.accounts.by_name(&name) {
+                Ok(a) if a.uid == uid => names.push(name),
+                Ok(_) | Err(Error::UnknownUser(_) | Error::InvalidArgument(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(names)
     }
 
     /// Retry the migrations NSS made us defer (cheap when there are none).
@@ -186,6 +231,20 @@ impl Core {
     /// without the identity check.
     pub(super) fn load_unchecked(&self, account: &Account) -> Result<Option<Record>, Error> {
         self.migrate_deferred();
+        if let Some(files) = self.store.files().filter(|f| {
+            self.legacy_left.load(std::sync::atomic::Ordering::Relaxed)
+                || f.has_legacy_record(&account.name)
+        }) {
+            // Every name of the uid, not only the one used: one name's old record must
+            // never hide another's, so several of them fail closed until the admin picks one.
+            let names = self.legacy_names_of(files, account.uid)?;
+            if names.len() > 1 {
+                return Err(Error::CorruptRecord {
+                    user: format!("{} (uid {})", account.name, account.uid),
+                    reason: legacy_conflict(account.uid, &names),
+                });
+            }
+        }
         self.store.load(account)
     }
 
@@ -267,7 +326,17 @@ impl Core {
     /// The connection `sender` left the bus: its login conversations end now, and a Begin
     /// of it still running stores none.
     pub fn end_connection(&self, sender: &str) {
-        self.sessions.end_connection(sender);
+        self.end_connection_at(sender, super::clock::now());
+    }
+
+    /// [`Core::end_connection`] at time `now`: departure marks are kept for the prompt
+    /// timeout plus [`DEPARTED_MARGIN_SECS`].
+    pub(super) fn end_connection_at(&self, sender: &str, now: UnixTime) {
+        let keep = self
+            .settings
+            .prompt_seconds()
+            .saturating_add(DEPARTED_MARGIN_SECS);
+        self.sessions.end_connection(sender, now, keep);
     }
 
     /// Login conversations open now (for tests and diagnostics).
@@ -428,6 +497,23 @@ pub(super) fn check_identity(
             now: account.name.clone(),
         }),
     }
+}
+
+/// The admin message for a uid with name-keyed records under several names: logged as
+/// `uid=N outcome=not-migrated reason="…"`, and returned (an error's reason).
+fn legacy_conflict(uid: u32, names: &[String]) -> String {
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| format!("{} ({n})", store::file::legacy_file_name(n)))
+        .collect();
+    let why = format!(
+        "several names of this uid have an old name-keyed record: {}; none is moved and \
+         logins of this uid fail closed until an administrator removes all but the right one \
+         from the users directory",
+        files.join(", ")
+    );
+    log::error!("uid={uid} outcome=not-migrated reason={}", field(&why));
+    why
 }
 
 #[cfg(test)]
@@ -1074,5 +1160,42 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(step, Step::Prompt { .. }));
+    }
+
+    #[test]
+    fn a_begin_outlived_by_many_departures_stores_no_session() {
+        use super::login::MAX_DEPARTED;
+        let dir = tempfile::tempdir().unwrap();
+        let c = core(dir.path());
+        let slow = conn(0, ":7.1");
+        let open = |caller: &Caller, uid: u32, at: UnixTime| {
+            login::new_session(
+                &c,
+                caller,
+                &account(uid),
+                LoginContext::default(),
+                at,
+                Awaiting::Factor,
+            )
+        };
+        // The slow Begin starts at T0; its connection leaves, then more than MAX_DEPARTED
+        // others leave before it stores its session.
+        c.end_connection_at(&slow.sender, T0);
+        for i in 0..=MAX_DEPARTED {
+            c.end_connection_at(&format!(":7.{}", i + 2), T0.plus(1));
+        }
+        assert!(
+            open(&slow, 1001, T0).is_err(),
+            "a session was stored for a departed connection"
+        );
+        assert_eq!(c.open_sessions(T0), 0);
+        // A Begin that started after the forgotten departures is stored as usual.
+        open(&conn(0, ":7.99999"), 1001, T0.plus(2)).unwrap();
+        // Marks also age out (after the prompt timeout and a margin), with the same effect.
+        let keep = c.settings().prompt_seconds() + DEPARTED_MARGIN_SECS;
+        let late = T0.plus(keep + 10);
+        c.end_connection_at(":6.1", late);
+        c.end_connection_at(":6.2", late.plus(keep + 1));
+        assert!(open(&conn(0, ":6.1"), 1002, late).is_err());
     }
 }

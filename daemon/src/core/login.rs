@@ -28,8 +28,11 @@ use super::{Error, UnixTime};
 /// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
 pub(crate) const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
 /// Unique names of connections that left the bus, remembered so that a Begin still running
-/// when its connection left does not leave a session behind (the bus never re-uses a name).
-const MAX_DEPARTED: usize = 4096;
+/// when its connection left does not leave a session behind (the bus never re-uses a name):
+/// at most this many marks (see [`Sessions::end_connection`] for what happens past it).
+pub(crate) const MAX_DEPARTED: usize = 4096;
+/// Seconds a departure mark is kept beyond the prompt timeout.
+pub(crate) const DEPARTED_MARGIN_SECS: u64 = 60;
 
 /// What a session waits for.
 pub enum Awaiting {
@@ -121,15 +124,26 @@ pub struct Sessions {
 struct Inner {
     by_id: HashMap<String, Session>,
     departed: HashSet<String>,
-    departed_order: VecDeque<String>,
+    /// The marks in `departed`, oldest first, with the time the connection left.
+    departed_order: VecDeque<(String, UnixTime)>,
+    /// The latest departure time among the marks dropped (by age or by number). A call
+    /// that started at or before it stores no session: its connection may be one of the
+    /// forgotten ones, so it fails closed (try again) instead.
+    forgotten: Option<UnixTime>,
 }
 
 impl Inner {
-    /// Drop expired sessions; refuse a caller whose connection left.
+    /// Drop expired sessions; refuse a caller whose connection left, or whose call started
+    /// before departures this map no longer remembers.
     fn live(&mut self, caller: &Caller, now: UnixTime) -> Result<(), Error> {
         self.by_id.retain(|_, s| s.expires > now);
         if self.departed.contains(&caller.sender) {
             return Err(Error::NoSession);
+        }
+        if self.forgotten.is_some_and(|t| now <= t) {
+            return Err(Error::Busy(
+                "too many connections came and went during this login; try again".into(),
+            ));
         }
         Ok(())
     }
@@ -190,26 +204,32 @@ impl Sessions {
     }
 
     /// Put a taken session back under its id (the conversation goes on; it was just taken
-    /// out, so it fits its bounds), unless its connection left meanwhile.
-    pub fn put_back(&self, id: &str, session: Session) {
+    /// out, so it fits its bounds), unless its connection left meanwhile (or may have:
+    /// see [`Inner::live`]). `now` is when the answer being handled arrived.
+    pub fn put_back(&self, id: &str, session: Session, now: UnixTime) {
         let mut inner = lock(&self.inner);
-        if !inner.departed.contains(&session.caller.sender) {
+        if inner.live(&session.caller, now).is_ok() {
             inner.by_id.insert(id.to_owned(), session);
         }
     }
 
-    /// The connection `sender` left the bus: its conversations end now, and a Begin of it
-    /// still running stores none.
-    pub fn end_connection(&self, sender: &str) {
+    /// The connection `sender` left the bus at `now`: its conversations end now, and a
+    /// call of it still running stores none. Departure marks are kept `keep` seconds (at
+    /// least the longest a Begin can run), at most [`MAX_DEPARTED`] of them; dropping one
+    /// moves `forgotten` forward, so no call that may belong to it stores a session.
+    pub fn end_connection(&self, sender: &str, now: UnixTime, keep: u64) {
         let mut inner = lock(&self.inner);
         inner.by_id.retain(|_, s| s.caller.sender != sender);
         if inner.departed.insert(sender.to_owned()) {
-            inner.departed_order.push_back(sender.to_owned());
+            inner.departed_order.push_back((sender.to_owned(), now));
         }
-        while inner.departed_order.len() > MAX_DEPARTED {
-            if let Some(old) = inner.departed_order.pop_front() {
-                inner.departed.remove(&old);
+        while let Some((old, at)) = inner.departed_order.front().cloned() {
+            if inner.departed_order.len() <= MAX_DEPARTED && at.plus(keep) >= now {
+                break;
             }
+            inner.departed_order.pop_front();
+            inner.departed.remove(&old);
+            inner.forgotten = Some(inner.forgotten.map_or(at, |t| t.max(at)));
         }
     }
 
@@ -388,6 +408,7 @@ pub fn answer(
                 expires,
                 ..session
             },
+            now,
         );
     }
     Ok(step)

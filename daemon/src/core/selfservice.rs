@@ -7,6 +7,7 @@
 
 use zeroize::Zeroizing;
 
+use super::audit::field;
 use super::engine::{Core, Factor};
 use super::lockout::{self, locked_until};
 use super::policy;
@@ -53,7 +54,7 @@ fn prove(
         Err(e) => Err((Write::Keep, e)),
         Ok(Factor::Totp | Factor::Recovery { .. }) => Ok(()),
         Ok(Factor::Wrong { tag, .. }) => {
-            log::info!("user={} action=prove outcome={tag}", record.user);
+            log::info!("user={} action=prove outcome={tag}", field(&record.user));
             Err((Write::Save, Error::WrongCode(record.user.clone())))
         }
         Ok(Factor::Locked(msg)) => Err((
@@ -112,7 +113,7 @@ pub(super) fn enroll_begin(
     })?;
     log::info!(
         "user={} action={} outcome=pending",
-        account.name,
+        field(&account.name),
         if replacing {
             "reset-begin"
         } else {
@@ -194,7 +195,10 @@ pub(super) fn enroll_confirm(
         );
         (Write::Save, Ok(shown))
     })?;
-    log::info!("user={} action=enroll-confirm outcome=active", account.name);
+    log::info!(
+        "user={} action=enroll-confirm outcome=active",
+        field(&account.name)
+    );
     Ok(shown)
 }
 
@@ -226,7 +230,7 @@ pub(super) fn regenerate_recovery(
     })?;
     log::info!(
         "user={} action=recovery-codes outcome=regenerated",
-        account.name
+        field(&account.name)
     );
     Ok(shown)
 }
@@ -277,7 +281,7 @@ pub(super) fn disable(
         record.note(now, "switched off by the user");
         (Write::Save, Ok(()))
     })?;
-    log::info!("user={} action=disable outcome=off", account.name);
+    log::info!("user={} action=disable outcome=off", field(&account.name));
     Ok(())
 }
 

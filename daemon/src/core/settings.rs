@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use twostep_config::Config;
 
+use super::audit::field;
 use super::lockout::LockPolicy;
 use super::login::SessionLimits;
 use super::policy::{self, Requirement};
@@ -79,22 +80,70 @@ impl Settings {
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
-    /// Whether `account` must use 2FA (its groups from `accounts`).
+    /// Whether `account` must use 2FA, decided for its uid, not for the name used: every
+    /// name the account is known by (the name used, the uid's name from `accounts`, the
+    /// name on the record, the uid's further names, each confirmed to have this uid) is
+    /// looked at; required if any name's groups make it required, exempt only if all are
+    /// exempt. An admin override decides alone. With `require = "groups"`, a configured
+    /// group that no longer exists fails closed (logged): its members would silently not
+    /// be asked.
     ///
     /// # Errors
-    /// The group look-up fails ([`Error::Unavailable`]).
+    /// [`Error::Unavailable`] when a look-up fails or a required group is gone.
     pub fn requirement(
         &self,
         accounts: &dyn Accounts,
         account: &Account,
         record: &Record,
     ) -> Result<Requirement, Error> {
-        let groups = accounts.group_names(account)?;
-        Ok(policy::requirement(
-            &self.config().policy,
-            record.policy_override,
-            &groups,
-        ))
+        let config = self.config();
+        let policy = &config.policy;
+        if record.policy_override != policy::Override::Default {
+            return Ok(policy::requirement(policy, record.policy_override, &[]));
+        }
+        if policy.require == twostep_config::Require::Groups {
+            for group in &policy.groups {
+                if !accounts.group_exists(group)? {
+                    log::error!(
+                        "uid={} group={} outcome=denied reason=\"this required group no longer \
+                         exists; users not enrolled cannot log in until it is restored or \
+                         removed from policy.groups\"",
+                        account.uid,
+                        field(group)
+                    );
+                    return Err(Error::Unavailable(format!(
+                        "required group {group:?} does not exist; ask an administrator"
+                    )));
+                }
+            }
+        }
+        let mut names = vec![account.name.clone()];
+        let canonical = accounts.by_uid(account.uid)?.name;
+        let further = accounts.other_names(account.uid)?;
+        for name in [canonical, record.user.clone()].into_iter().chain(further) {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut exempt = None;
+        for name in &names {
+            let groups = if *name == account.name {
+                accounts.group_names(account)?
+            } else {
+                match accounts.by_name(name) {
+                    Ok(other) if other.uid == account.uid => accounts.group_names(&other)?,
+                    // A record name that no longer has this uid: check_identity refuses it.
+                    Ok(_) | Err(Error::UnknownUser(_) | Error::InvalidArgument(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let r = policy::requirement(policy, record.policy_override, &groups);
+            if r.required {
+                return Ok(r);
+            }
+            exempt.get_or_insert(r);
+        }
+        Ok(exempt.unwrap_or_else(|| policy::requirement(policy, record.policy_override, &[])))
     }
 
     /// Put `config` in force. `[daemon]` (state_dir, bus) needs a restart; a change to it

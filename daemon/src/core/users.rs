@@ -43,12 +43,31 @@ pub trait Accounts: Send + Sync {
     /// [`Error::Unavailable`] when the look-up fails.
     fn by_uid(&self, uid: u32) -> Result<Account, Error>;
 
-    /// The names of the groups `account` belongs to (primary and supplementary).
+    /// The names of the groups `account` belongs to (primary and supplementary). A gid
+    /// with no group (a dangling primary gid) has no name and is left out; a failed
+    /// look-up is an error, never a missing group.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the look-up fails, for the list or for any one group.
+    fn group_names(&self, account: &Account) -> Result<Vec<String>, Error>;
+
+    /// Further names of `uid` that the account database lists (the second names
+    /// `useradd -o -u UID` makes, which a by-uid look-up never returns), at most
+    /// [`MAX_OTHER_NAMES`]. Names only: callers confirm each with [`Accounts::by_name`].
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the database cannot be read.
+    fn other_names(&self, uid: u32) -> Result<Vec<String>, Error>;
+
+    /// Whether the group `name` exists.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the look-up fails.
-    fn group_names(&self, account: &Account) -> Result<Vec<String>, Error>;
+    fn group_exists(&self, name: &str) -> Result<bool, Error>;
 }
+
+/// Bound on the further names of one uid that are looked at.
+pub const MAX_OTHER_NAMES: usize = 64;
 
 /// Accounts through NSS.
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,11 +101,38 @@ impl Accounts for NssAccounts {
             .map_err(|e| nss_failed("group look-up", e))?;
         let mut names = Vec::with_capacity(gids.len());
         for gid in gids {
-            if let Ok(Some(g)) = nix::unistd::Group::from_gid(gid) {
-                names.push(g.name);
+            match nix::unistd::Group::from_gid(gid) {
+                Ok(Some(g)) => names.push(g.name),
+                Ok(None) => {}
+                // Why: a required member must not become "not required" because the group
+                // database hiccupped.
+                Err(e) => return Err(nss_failed(&format!("look-up of gid {gid}"), e)),
             }
         }
         Ok(names)
+    }
+
+    /// The local account file (`/etc/passwd`): NSS has no "every name of a uid" call, and
+    /// `useradd -o` writes its second names there.
+    fn other_names(&self, uid: u32) -> Result<Vec<String>, Error> {
+        let text = std::fs::read_to_string("/etc/passwd")
+            .map_err(|e| Error::Unavailable(format!("cannot read /etc/passwd: {e}")))?;
+        let uid = uid.to_string();
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split(':');
+                let name = parts.next()?;
+                (parts.nth(1)? == uid && check_name(name).is_ok()).then(|| name.to_owned())
+            })
+            .take(MAX_OTHER_NAMES)
+            .collect())
+    }
+
+    fn group_exists(&self, name: &str) -> Result<bool, Error> {
+        nix::unistd::Group::from_name(name)
+            .map(|g| g.is_some())
+            .map_err(|e| nss_failed("group look-up", e))
     }
 }
 
@@ -174,5 +220,20 @@ impl Accounts for FakeAccounts {
     fn group_names(&self, account: &Account) -> Result<Vec<String>, Error> {
         self.up()?;
         Ok(self.groups.get(&account.name).cloned().unwrap_or_default())
+    }
+
+    fn other_names(&self, uid: u32) -> Result<Vec<String>, Error> {
+        self.up()?;
+        Ok(self
+            .accounts
+            .values()
+            .filter(|a| a.uid == uid)
+            .map(|a| a.name.clone())
+            .collect())
+    }
+
+    fn group_exists(&self, name: &str) -> Result<bool, Error> {
+        self.up()?;
+        Ok(self.groups.values().flatten().any(|g| g == name))
     }
 }

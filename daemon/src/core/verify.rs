@@ -143,7 +143,7 @@ pub fn notify_locked(settings: &Settings, account: &Account, record: &Record, no
     };
     log::warn!(
         "user={} outcome=locked failures={} until={until}",
-        account.name,
+        super::audit::field(&account.name),
         record.failures
     );
 }

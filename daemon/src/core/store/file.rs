@@ -410,7 +410,7 @@ impl FileStore {
             Migration::Moved(r) => {
                 log::info!(
                     "user={} uid={} outcome=migrated (record now keyed by uid)",
-                    who.name,
+                    crate::core::audit::field(&who.name),
                     who.uid
                 );
                 Some(*r)
@@ -718,6 +718,11 @@ impl FileStore {
         }
     }
 
+    /// Whether `user` has a record in the earlier, name-keyed layout (one `lstat`).
+    pub fn has_legacy_record(&self, user: &str) -> bool {
+        fs::symlink_metadata(self.users.join(legacy_file_name(user))).is_ok()
+    }
+
     /// The user names of the records still in the earlier, name-keyed layout.
     ///
     /// # Errors
@@ -884,7 +889,10 @@ fn account(uid: u32) -> String {
 /// A record file refused or damaged: logged here (path, owner, mode or slots), and the
 /// user fails closed.
 fn refused(user: &str, reason: String) -> Error {
-    log::error!("record of user={user} fails closed: {reason}");
+    log::error!(
+        "record of user={} fails closed: {reason}",
+        crate::core::audit::field(user)
+    );
     corrupt(user, reason)
 }
 
