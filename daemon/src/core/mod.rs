@@ -23,12 +23,15 @@ pub mod record;
 pub mod recovery;
 pub mod selfservice;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod totp;
 pub mod trust;
 pub mod users;
 pub mod verify;
 
+#[cfg(test)]
+mod authenticator_tests;
 #[cfg(test)]
 mod fake_tests;
 
