@@ -923,6 +923,19 @@ pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
     Ok(whole_file(1, &payload(record)?))
 }
 
+/// A complete record file (generation 1) whose payload is `json`, taken as it is: for tests
+/// that write a record of an earlier shape (which the daemon reads and rewrites in the
+/// current one).
+///
+/// # Errors
+/// The payload is too large for a slot.
+pub fn file_bytes_of_json(json: &[u8]) -> Result<Vec<u8>, String> {
+    if HEADER + json.len() > MAX_SLOT {
+        return Err(format!("record of {} bytes is too large", json.len()));
+    }
+    Ok(whole_file(1, json))
+}
+
 /// The enrolment list (`state_dir/enrolled`) naming `uids`, as the daemon writes it. For
 /// tools that prepare state directories (the benchmark): a state directory whose records
 /// were enrolled through the daemon has every one of their uids on the list.
