@@ -358,26 +358,27 @@ fn summary(r: &Record, now: UnixTime, p: &lockout::LockPolicy) -> String {
         lockout::LockState::UntilUnlocked => "locked until an admin unlocks".to_owned(),
     };
     let unused = r.recovery.iter().filter(|c| c.used.is_none()).count();
-    let authenticators = if r.authenticators.is_empty() {
-        "authenticator not set up".to_owned()
-    } else {
-        let each: Vec<String> = r
-            .authenticators
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} (replay mark {})",
-                    field(&a.name),
-                    a.last_step
-                        .map_or("none".to_owned(), |s| format!("time step {s}"))
-                )
-            })
-            .collect();
-        format!("authenticator(s) {}", each.join(", "))
+    let mark = |s: Option<u64>| s.map_or("none".to_owned(), |s| format!("time step {s}"));
+    let (state, marks) = match r.authenticators.as_slice() {
+        [] => ("not set up".to_owned(), "replay mark none".to_owned()),
+        [one] => (
+            "active".to_owned(),
+            format!("replay mark {}", mark(one.last_step)),
+        ),
+        all => {
+            let each: Vec<String> = all
+                .iter()
+                .map(|a| format!("{} {}", field(&a.name), mark(a.last_step)))
+                .collect();
+            (
+                format!("active ({} of them)", all.len()),
+                format!("replay marks {}", each.join(", ")),
+            )
+        }
     };
     format!(
-        "{authenticators}, {} failure(s) (last {}), {lock}, {unused} of {} recovery code(s) \
-         unused, last success {}",
+        "authenticator {state}, {} failure(s) (last {}), {lock}, {marks}, {unused} of {} \
+         recovery code(s) unused, last success {}",
         r.failures,
         at(r.last_failure),
         r.recovery.len(),
