@@ -101,15 +101,15 @@ impl TwostepState {
     pub fn new(state_dir: &Path, now: u64) -> Result<TwostepState, String> {
         let (_, stored): (_, Vec<StoredCode>) = recovery::generate(10, &HashPool::new(2))?;
         let mut template = Record::new("template");
-        template.totp = Some(TotpKey {
+        let key = TotpKey {
             secret: Secret(String::new()),
             algorithm: Algorithm::SHA1,
             digits: 6,
             period: 30,
             created: UnixTime(now.saturating_sub(90 * 86_400)),
-        });
+        };
+        template.replace_authenticators(key.clone(), now / 30 - 2880, key.created);
         template.recovery = stored;
-        template.last_step = Some(now / 30 - 2880);
         template.last_success = Some(UnixTime(now.saturating_sub(86_400)));
         for k in 0..MAX_EVENTS as u64 {
             template.note(
@@ -128,8 +128,8 @@ impl TwostepState {
         let mut r = self.template.clone();
         r.user = name(i);
         r.uid = Some(UID_BASE + i);
-        if let Some(k) = r.totp.as_mut() {
-            k.secret = Secret(otp::base32(&otp::secret_for(i)));
+        for a in &mut r.authenticators {
+            a.key.secret = Secret(otp::base32(&otp::secret_for(i)));
         }
         r
     }

@@ -139,10 +139,35 @@ impl Ctl {
     /// # Errors
     /// A description with twostepctl's output when any part of the protocol fails.
     pub fn try_enroll(&self, user: &User, offset: i64) -> Result<Enrolled, String> {
+        self.try_confirmed(user, &["enroll", "--json"], None, offset)
+    }
+
+    /// `authenticator add NAME --json` as `user` with `proof` (a current code of one of
+    /// their authenticators or a recovery code), confirming the new key with the code of
+    /// the step before now; the new authenticator.
+    #[track_caller]
+    pub fn add_authenticator(&self, user: &User, name: &str, proof: &str) -> Enrolled {
+        self.try_confirmed(
+            user,
+            &["authenticator", "add", name, "--json"],
+            Some(proof),
+            -1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Run `args` (a command printing the pending key as one JSON line, then reading a
+    /// code), answering `proof` first when given, then the new key's code of `now + offset`
+    /// steps.
+    fn try_confirmed(
+        &self,
+        user: &User,
+        args: &[&str],
+        proof: Option<&str>,
+        offset: i64,
+    ) -> Result<Enrolled, String> {
         let mut cmd = proc::command(Some(user.creds()), artifacts::twostepctl());
-        cmd.arg("--bus")
-            .arg(&self.bus_address)
-            .args(["enroll", "--json"]);
+        cmd.arg("--bus").arg(&self.bus_address).args(args);
         let what = proc::describe(&cmd);
         let err_file = tempfile::NamedTempFile::new().expect("temp file");
         let mut child = cmd
@@ -151,6 +176,14 @@ impl Ctl {
             .stderr(err_file.reopen().expect("reopen"))
             .spawn()
             .map_err(|e| format!("cannot start `{what}`: {e}"))?;
+        if let Some(proof) = proof {
+            let stdin = child.stdin.as_mut().expect("piped stdin");
+            if let Err(e) = stdin.write_all(format!("{proof}\n").as_bytes()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot write the proof to `{what}`: {e}"));
+            }
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {

@@ -64,13 +64,21 @@ fn a_record_written_by_name_before_the_change_still_works() {
     // A record in the format of the earlier, name-keyed store: `<hex(name)>.rec`.
     let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
     let mut record = twostepd::core::record::Record::new(user.name());
-    record.totp = Some(twostepd::core::record::TotpKey {
-        secret: twostepd::core::record::Secret(secret.into()),
-        algorithm: twostep_config::Algorithm::SHA1,
-        digits: 6,
-        period: 30,
-        created: twostepd::core::UnixTime(otp::now() - 3600),
-    });
+    record
+        .authenticators
+        .push(twostepd::core::record::Authenticator {
+            name: twostepd::core::record::DEFAULT_AUTHENTICATOR.into(),
+            added: twostepd::core::UnixTime(otp::now() - 3600),
+            last_used: None,
+            last_step: None,
+            key: twostepd::core::record::TotpKey {
+                secret: twostepd::core::record::Secret(secret.into()),
+                algorithm: twostep_config::Algorithm::SHA1,
+                digits: 6,
+                period: 30,
+                created: twostepd::core::UnixTime(otp::now() - 3600),
+            },
+        });
     let bytes = twostepd::core::store::file_bytes(&record).expect("record bytes");
     let users = s.daemon.state_dir().join("users");
     let legacy = users.join(format!("{}.rec", hex_of(user.name())));

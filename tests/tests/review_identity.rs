@@ -82,13 +82,21 @@ const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// file names, in that order.
 fn write_legacy_pair(s: &Stack, user: &User, alias: &UidUser) -> Vec<String> {
     let mut enrolled = twostepd::core::record::Record::new(user.name());
-    enrolled.totp = Some(twostepd::core::record::TotpKey {
-        secret: twostepd::core::record::Secret(SECRET.into()),
-        algorithm: twostep_config::Algorithm::SHA1,
-        digits: 6,
-        period: 30,
-        created: twostepd::core::UnixTime(otp::now() - 3600),
-    });
+    enrolled
+        .authenticators
+        .push(twostepd::core::record::Authenticator {
+            name: twostepd::core::record::DEFAULT_AUTHENTICATOR.into(),
+            added: twostepd::core::UnixTime(otp::now() - 3600),
+            last_used: None,
+            last_step: None,
+            key: twostepd::core::record::TotpKey {
+                secret: twostepd::core::record::Secret(SECRET.into()),
+                algorithm: twostep_config::Algorithm::SHA1,
+                digits: 6,
+                period: 30,
+                created: twostepd::core::UnixTime(otp::now() - 3600),
+            },
+        });
     let mut off = twostepd::core::record::Record::new(alias.name());
     off.note(
         twostepd::core::UnixTime(otp::now() - 100),

@@ -93,7 +93,7 @@ pub mod module_results {
     pub const PASSES: &[&str] = &["success", "ignore"];
 }
 
-/// The keys of the `a{sv}` dicts the daemon returns: `User1.Status` (the first nine),
+/// The keys of the `a{sv}` dicts the daemon returns: `User1.Status` (those in [`STATUS`](status_key::STATUS)),
 /// `Admin1.ListUsers` and `Admin1.ShowUser` (all of them; [`EVENTS`](status_key::EVENTS)
 /// only in `ShowUser`). Times are Unix seconds, 0 = never/none, `u64::MAX` = until unlocked.
 pub mod status_key {
@@ -115,6 +115,9 @@ pub mod status_key {
     pub const LAST_SUCCESS: &str = "last_success";
     /// `t`: the last failed attempt.
     pub const LAST_FAILURE: &str = "last_failure";
+    /// `a(stt)`: the confirmed authenticators in the order they were added: name, when
+    /// added, when last used (0 = never). Never a key.
+    pub const AUTHENTICATORS: &str = "authenticators";
     /// `s` (admin only): the account name.
     pub const USER: &str = "user";
     /// `u` (admin only): the account's uid.
@@ -140,6 +143,7 @@ pub mod status_key {
         LOCKED_UNTIL,
         LAST_SUCCESS,
         LAST_FAILURE,
+        AUTHENTICATORS,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
     /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].

@@ -121,9 +121,27 @@ pub trait User {
 
     /// The calling user's state, keyed by [`crate::status_key::STATUS`]: `enrolled` b,
     /// `pending_enrollment` b, `recovery_codes_left` u, `required` b, `may_toggle` b,
-    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t (times in Unix
-    /// seconds, 0 = never/none, u64::MAX = until unlocked).
+    /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t,
+    /// `authenticators` a(stt) (times in Unix seconds, 0 = never/none, u64::MAX = until
+    /// unlocked).
     fn status(&self) -> zbus::Result<Properties>;
+
+    /// Start adding an authenticator called `name` (1 to 64 bytes, printable, unique per
+    /// user) beside the others; `proof` is a current code of any of them or a recovery
+    /// code. Returns the pending key; confirm it with [`authenticator_confirm`](Self::authenticator_confirm).
+    fn authenticator_add(&self, name: &str, proof: &[u8]) -> zbus::Result<PendingEnrollment>;
+
+    /// Confirm the authenticator being added with a current code of it.
+    fn authenticator_confirm(&self, code: &[u8]) -> zbus::Result<()>;
+
+    /// The calling user's authenticators, in the order they were added: name, when added,
+    /// when last used (Unix seconds, 0 = never). Never a key.
+    fn authenticator_list(&self) -> zbus::Result<Vec<(String, u64, u64)>>;
+
+    /// Remove the authenticator `name`; `proof` is a current code of ANOTHER authenticator
+    /// or a recovery code. The last one is removed only as `Disable` switches 2FA off
+    /// (never while 2FA is required; then any current code or a recovery code).
+    fn authenticator_remove(&self, name: &str, proof: &[u8]) -> zbus::Result<()>;
 }
 
 #[zbus::proxy(

@@ -18,6 +18,8 @@ use super::Identify;
 use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
+use crate::core::selfservice::PendingInfo;
+use crate::core::state::{AuthenticatorInfo, UserState};
 use crate::core::{clock, Caller, Core, Error as CoreError};
 use twostep_proto::status_key as key;
 use twostep_proto::{limits, repair_key, Error, PendingEnrollment, Properties};
@@ -247,14 +249,7 @@ impl UserIface {
             .0
             .run(move |core| core.enroll_begin(&caller, &proof, clock::now()))
             .await?;
-        Ok(PendingEnrollment {
-            secret_base32: p.secret_base32,
-            otpauth_uri: p.uri,
-            algorithm: p.algorithm.to_owned(),
-            digits: u32::from(p.digits),
-            period: u32::try_from(p.period).unwrap_or(u32::MAX),
-            expires_at: p.expires.0,
-        })
+        Ok(pending_enrollment(p))
     }
 
     /// Confirm the pending key; returns recovery codes on a first enrolment.
@@ -304,17 +299,83 @@ impl UserIface {
             .run(move |core| core.status(&caller, clock::now()))
             .await?;
         let mut m = Props::default();
-        m.put(key::ENROLLED, s.enrolled);
-        m.put(key::PENDING_ENROLLMENT, s.pending);
-        m.put(key::RECOVERY_CODES_LEFT, count(s.recovery_left));
-        m.put(key::REQUIRED, s.required);
-        m.put(key::MAY_TOGGLE, s.may_toggle);
-        m.put(key::FAILURES, s.failures);
-        m.put(key::LOCKED_UNTIL, s.locked_until);
-        m.put(key::LAST_SUCCESS, s.last_success);
-        m.put(key::LAST_FAILURE, s.last_failure);
+        m.put_state(s);
         Ok(m.0)
     }
+
+    /// Start adding an authenticator called `name`; `proof` is a current code of any of the
+    /// caller's authenticators or a recovery code.
+    async fn authenticator_add(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        name: String,
+        proof: Vec<u8>,
+    ) -> Result<PendingEnrollment, Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let proof = Zeroizing::new(proof);
+        let p = self
+            .0
+            .run(move |core| core.authenticator_add(&caller, &name, &proof, clock::now()))
+            .await?;
+        Ok(pending_enrollment(p))
+    }
+
+    /// Confirm the authenticator being added with a current code of it.
+    async fn authenticator_confirm(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        code: Vec<u8>,
+    ) -> Result<(), Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let code = Zeroizing::new(code);
+        self.0
+            .run(move |core| core.authenticator_confirm(&caller, &code, clock::now()))
+            .await
+    }
+
+    /// The caller's authenticators: name, added, last used (0 = never).
+    async fn authenticator_list(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Vec<(String, u64, u64)>, Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let list = self
+            .0
+            .run(move |core| core.authenticators(&caller, clock::now()))
+            .await?;
+        Ok(authenticator_tuples(list))
+    }
+
+    /// Remove the authenticator `name`; `proof` is a code of another one or a recovery code.
+    async fn authenticator_remove(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        name: String,
+        proof: Vec<u8>,
+    ) -> Result<(), Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let proof = Zeroizing::new(proof);
+        self.0
+            .run(move |core| core.authenticator_remove(&caller, &name, &proof, clock::now()))
+            .await
+    }
+}
+
+fn pending_enrollment(p: PendingInfo) -> PendingEnrollment {
+    PendingEnrollment {
+        secret_base32: p.secret_base32,
+        otpauth_uri: p.uri,
+        algorithm: p.algorithm.to_owned(),
+        digits: u32::from(p.digits),
+        period: u32::try_from(p.period).unwrap_or(u32::MAX),
+        expires_at: p.expires.0,
+    }
+}
+
+fn authenticator_tuples(list: Vec<AuthenticatorInfo>) -> Vec<(String, u64, u64)> {
+    list.into_iter()
+        .map(|a| (a.name, a.added, a.last_used))
+        .collect()
 }
 
 #[derive(Default)]
@@ -325,6 +386,20 @@ impl Props {
         if let Ok(v) = OwnedValue::try_from(v.into()) {
             self.0.insert(k.to_owned(), v);
         }
+    }
+
+    /// The keys of [`key::STATUS`], from the one user summary.
+    fn put_state(&mut self, s: UserState) {
+        self.put(key::ENROLLED, s.enrolled);
+        self.put(key::PENDING_ENROLLMENT, s.pending);
+        self.put(key::RECOVERY_CODES_LEFT, count(s.recovery_left));
+        self.put(key::REQUIRED, s.required);
+        self.put(key::MAY_TOGGLE, s.may_toggle);
+        self.put(key::FAILURES, s.failures);
+        self.put(key::LOCKED_UNTIL, s.locked_until);
+        self.put(key::LAST_SUCCESS, s.last_success);
+        self.put(key::LAST_FAILURE, s.last_failure);
+        self.put(key::AUTHENTICATORS, authenticator_tuples(s.authenticators));
     }
 }
 
@@ -337,17 +412,9 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
     m.put(key::USER, u.name);
     m.put(key::UID, u.uid);
     m.put(key::ENROLLED_AS, u.enrolled_as);
-    m.put(key::ENROLLED, u.enrolled);
-    m.put(key::PENDING_ENROLLMENT, u.pending);
-    m.put(key::RECOVERY_CODES_LEFT, count(u.recovery_left));
-    m.put(key::REQUIRED, u.required);
+    m.put_state(u.state);
     m.put(key::WHY, u.why);
     m.put(key::OVERRIDE, u.policy_override);
-    m.put(key::MAY_TOGGLE, u.may_toggle);
-    m.put(key::FAILURES, u.failures);
-    m.put(key::LOCKED_UNTIL, u.locked_until);
-    m.put(key::LAST_SUCCESS, u.last_success);
-    m.put(key::LAST_FAILURE, u.last_failure);
     m.put(key::ERROR, u.error);
     if with_events {
         let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();

@@ -8,10 +8,10 @@ use twostep_config::Config;
 
 use super::audit::field;
 use super::engine::{check_identity, Core};
-use super::lockout::{self, locked_until};
+use super::lockout;
 use super::policy::{self, Override};
 use super::record::{Event, Record};
-use super::recovery;
+use super::state::UserState;
 use super::store::{SlotView, Write};
 use super::users::Account;
 use super::{authz, Caller, Error, UnixTime};
@@ -24,17 +24,10 @@ pub struct UserInfo {
     /// The name the record was made under (differs for another name of the same uid, or a
     /// former account whose uid was re-used; then `error` says so).
     pub enrolled_as: String,
-    pub enrolled: bool,
-    pub pending: bool,
-    pub recovery_left: usize,
-    pub required: bool,
+    /// The state the user sees too (built by [`UserState::from_record`]).
+    pub state: UserState,
     pub why: String,
     pub policy_override: String,
-    pub may_toggle: bool,
-    pub failures: u32,
-    pub locked_until: u64,
-    pub last_success: u64,
-    pub last_failure: u64,
     /// Set when the record cannot be read: the user's logins fail closed.
     pub error: String,
     pub events: Vec<Event>,
@@ -110,22 +103,20 @@ fn info(core: &Core, account: &Account, now: UnixTime) -> UserInfo {
             required: false,
             why: e.to_string(),
         });
-    let config = core.config();
+    let state = UserState::from_record(
+        &record,
+        &requirement,
+        &core.config(),
+        &core.settings().lock_policy(),
+        now,
+    );
     UserInfo {
         name: name.to_owned(),
         uid: account.uid,
         enrolled_as: record.user.clone(),
-        enrolled: record.totp.is_some(),
-        pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
-        recovery_left: recovery::left(&record.recovery),
-        may_toggle: policy::may_toggle(&config.policy, record.may_toggle, &requirement),
-        required: requirement.required,
+        state,
         why: requirement.why,
         policy_override: format!("{:?}", record.policy_override).to_lowercase(),
-        failures: record.failures,
-        locked_until: locked_until(lockout::state(&record, now, &core.settings().lock_policy())),
-        last_success: record.last_success.map_or(0, |t| t.0),
-        last_failure: record.last_failure.map_or(0, |t| t.0),
         error: identity.err().map(|e| e.to_string()).unwrap_or_default(),
         events: record.events,
     }
@@ -367,18 +358,29 @@ fn summary(r: &Record, now: UnixTime, p: &lockout::LockPolicy) -> String {
         lockout::LockState::UntilUnlocked => "locked until an admin unlocks".to_owned(),
     };
     let unused = r.recovery.iter().filter(|c| c.used.is_none()).count();
+    let mark = |s: Option<u64>| s.map_or("none".to_owned(), |s| format!("time step {s}"));
+    let (state, marks) = match r.authenticators.as_slice() {
+        [] => ("not set up".to_owned(), "replay mark none".to_owned()),
+        [one] => (
+            "active".to_owned(),
+            format!("replay mark {}", mark(one.last_step)),
+        ),
+        all => {
+            let each: Vec<String> = all
+                .iter()
+                .map(|a| format!("{} {}", field(&a.name), mark(a.last_step)))
+                .collect();
+            (
+                format!("active ({} of them)", all.len()),
+                format!("replay marks {}", each.join(", ")),
+            )
+        }
+    };
     format!(
-        "authenticator {}, {} failure(s) (last {}), {lock}, replay mark {}, {unused} of {} \
+        "authenticator {state}, {} failure(s) (last {}), {lock}, {marks}, {unused} of {} \
          recovery code(s) unused, last success {}",
-        if r.totp.is_some() {
-            "active"
-        } else {
-            "not set up"
-        },
         r.failures,
         at(r.last_failure),
-        r.last_step
-            .map_or("none".to_owned(), |s| format!("time step {s}")),
         r.recovery.len(),
         at(r.last_success),
     )
@@ -401,18 +403,30 @@ pub fn conservative(base: &Record, now: UnixTime, window: u64) -> (Record, Vec<S
         "failures {} → {}, the last one dated now (a lock is never lowered or shortened)",
         base.failures, r.failures
     ));
-    let keys = r.totp.iter().chain(r.pending.iter().map(|p| &p.key));
-    let mark = keys
-        .map(|k| (now.0 / k.period.max(1)).saturating_add(window))
-        .max();
-    if let Some(mark) = mark {
-        let moved = r.last_step.map_or(mark, |s| s.max(mark));
-        if Some(moved) != r.last_step {
+    // Each key's mark is in its own time steps (its period). Why the pending key gets one:
+    // a lost write may have used it; the mark carries over when it is confirmed.
+    if let Some(p) = r.pending.as_mut() {
+        let mark = (now.0 / p.key.period.max(1)).saturating_add(window);
+        let moved = p.replay_mark.map_or(mark, |s| s.max(mark));
+        if Some(moved) != p.replay_mark {
             changes.push(format!(
-                "replay mark → time step {moved}: codes up to now plus the window are refused"
+                "replay mark of the pending key → time step {moved}: codes up to now plus \
+                 the window are refused"
             ));
         }
-        r.last_step = Some(moved);
+        p.replay_mark = Some(moved);
+    }
+    for a in &mut r.authenticators {
+        let mark = (now.0 / a.key.period.max(1)).saturating_add(window);
+        let moved = a.last_step.map_or(mark, |s| s.max(mark));
+        if Some(moved) != a.last_step {
+            changes.push(format!(
+                "replay mark of {} → time step {moved}: codes up to now plus the window are \
+                 refused",
+                field(&a.name)
+            ));
+        }
+        a.last_step = Some(moved);
     }
     let mut spent = 0;
     for c in r.recovery.iter_mut().filter(|c| c.used.is_none()) {
@@ -588,21 +602,20 @@ mod tests {
         };
         let now = UnixTime(3_000_000);
         let mut base = Record::new("alice");
-        base.totp = Some(key(30));
+        base.replace_authenticators(key(30), 99_999, UnixTime(1));
         base.failures = 3;
         base.last_failure = Some(UnixTime(2_999_990));
-        base.last_step = Some(99_999);
         base.recovery = vec![code("abc", Some(5)), code("def", None), code("ghk", None)];
         let (r, changes) = conservative(&base, now, 1);
         // The lost write may have been the 4th failure: it counts.
         assert_eq!(r.failures, 4);
         assert_eq!(r.last_failure, Some(now));
         // Any code accepted up to now (±1 step) is refused from here on.
-        assert_eq!(r.last_step, Some(3_000_000 / 30 + 1));
+        assert_eq!(r.highest_step(), Some(3_000_000 / 30 + 1));
         assert!(r.recovery.iter().all(|c| c.used.is_some()));
         assert_eq!(r.recovery[0].used, Some(UnixTime(5)));
         assert_eq!(changes.len(), 3, "{changes:?}");
-        assert_eq!(r.totp, base.totp);
+        assert_eq!(r.authenticators[0].key, base.authenticators[0].key);
 
         // From 4 failures, one more locks: the repaired record is locked from now.
         base.failures = 4;
@@ -614,21 +627,24 @@ mod tests {
         // A lock already running is not shortened; a later replay mark is kept.
         base.failures = 7;
         base.last_failure = Some(now.plus(10));
-        base.last_step = Some(u64::MAX - 1);
+        base.authenticators[0].last_step = Some(u64::MAX - 1);
         let (r, _) = conservative(&base, now, 1);
         assert_eq!((r.failures, r.last_failure), (8, Some(now.plus(10))));
-        assert_eq!(r.last_step, Some(u64::MAX - 1));
+        assert_eq!(r.highest_step(), Some(u64::MAX - 1));
 
         // A pending key with another period moves the mark for that period too.
         let mut pending = Record::new("bob");
         pending.pending = Some(crate::core::record::Pending {
             key: key(15),
             expires: now.plus(600),
+            name: None,
+            replay_mark: None,
         });
         let (r, _) = conservative(&pending, now, 2);
-        assert_eq!(r.last_step, Some(3_000_000 / 15 + 2));
+        let mark = r.pending.as_ref().and_then(|p| p.replay_mark);
+        assert_eq!(mark, Some(3_000_000 / 15 + 2));
         // Nothing enrolled: no replay mark to move, and none invented.
         let (r, _) = conservative(&Record::new("carol"), now, 1);
-        assert_eq!((r.failures, r.last_step), (1, None));
+        assert_eq!((r.failures, r.highest_step()), (1, None));
     }
 }

@@ -25,15 +25,15 @@ use zeroize::Zeroizing;
 pub use super::audit::LoginContext;
 pub use super::authz::Caller;
 pub use super::login::SessionLimits;
-pub(super) use super::verify::Factor;
 
 use super::admin::{self, Action, RepairReport, UserInfo};
 use super::audit::field;
 use super::login::{self, Sessions, DEPARTED_MARGIN_SECS};
 use super::record::Record;
 use super::recovery::HashPool;
-use super::selfservice::{self, PendingInfo, Status};
+use super::selfservice::{self, Confirming, PendingInfo, Status};
 use super::settings::Settings;
+use super::state::AuthenticatorInfo;
 use super::store::{self, FileStore, Migration, Store, Write};
 use super::users::{Account, Accounts, NssAccounts};
 use super::verify;
@@ -319,7 +319,7 @@ impl Core {
         record: &mut Record,
         answer: &[u8],
         now: UnixTime,
-    ) -> Result<Factor, Error> {
+    ) -> Result<verify::Checked, Error> {
         verify::check(&self.settings, &self.hashes, record, answer, now)
     }
 
@@ -369,7 +369,65 @@ impl Core {
         code: &[u8],
         now: UnixTime,
     ) -> Result<Vec<Zeroizing<String>>, Error> {
-        selfservice::enroll_confirm(self, caller, code, now)
+        selfservice::confirm(self, caller, code, Confirming::Enrolment, now)
+    }
+
+    /// Start adding an authenticator called `name` beside the caller's others; `proof` is a
+    /// current code of any of them or a recovery code (see
+    /// [`selfservice::authenticator_add`]).
+    ///
+    /// # Errors
+    /// Not enrolled, an invalid or taken name, a wrong proof, a lock, a failed write.
+    pub fn authenticator_add(
+        &self,
+        caller: &Caller,
+        name: &str,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<PendingInfo, Error> {
+        selfservice::authenticator_add(self, caller, name, proof, now)
+    }
+
+    /// Confirm the authenticator being added with a current code of it.
+    ///
+    /// # Errors
+    /// No live pending authenticator, a wrong code, a name taken meanwhile, a failed write.
+    pub fn authenticator_confirm(
+        &self,
+        caller: &Caller,
+        code: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        selfservice::confirm(self, caller, code, Confirming::Added, now).map(drop)
+    }
+
+    /// The caller's authenticators (name, added, last used).
+    ///
+    /// # Errors
+    /// The caller has no account or the record is unreadable.
+    pub fn authenticators(
+        &self,
+        caller: &Caller,
+        now: UnixTime,
+    ) -> Result<Vec<AuthenticatorInfo>, Error> {
+        selfservice::authenticators(self, caller, now)
+    }
+
+    /// Remove the caller's authenticator `name`; `proof` is a code of another of them or a
+    /// recovery code; the last one only as `disable` (see
+    /// [`selfservice::authenticator_remove`]).
+    ///
+    /// # Errors
+    /// No such authenticator, the last one while 2FA may not be switched off, a wrong
+    /// proof, a lock, a failed write.
+    pub fn authenticator_remove(
+        &self,
+        caller: &Caller,
+        name: &str,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        selfservice::authenticator_remove(self, caller, name, proof, now)
     }
 
     /// New recovery codes for the caller; the old ones stop working at once.
@@ -1114,11 +1172,11 @@ mod tests {
         assert!(matches!(r, Err(Error::AccessDenied(_))));
         let list = c.admin_list(&root(), T0).unwrap();
         assert_eq!(list.len(), 1);
-        assert!(list[0].enrolled);
+        assert!(list[0].state.enrolled);
         c.admin_act(&root(), "root", super::super::admin::Action::Reset, T0)
             .unwrap();
         let info = c.admin_show(&root(), "root", T0).unwrap();
-        assert!(!info.enrolled);
+        assert!(!info.state.enrolled);
         assert!(info
             .events
             .iter()

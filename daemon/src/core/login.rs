@@ -22,7 +22,7 @@ use super::recovery;
 use super::store::Write;
 use super::totp::{self, Check};
 use super::users::{self, Account};
-use super::verify::{self, Factor};
+use super::verify::{self, Checked, Used};
 use super::{Error, UnixTime};
 
 /// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
@@ -273,7 +273,7 @@ pub fn begin(
     let record = core
         .load(&account)?
         .unwrap_or_else(|| Record::for_account(user, account.uid));
-    if record.totp.is_none() {
+    if !record.enrolled() {
         let required = core
             .settings()
             .requirement(core.accounts(), &account, &record)?;
@@ -306,7 +306,7 @@ pub fn begin(
         audit(&account, &ctx, caller, "locked");
         return Ok((String::new(), messages::done(Verdict::Locked, msg)));
     }
-    let step = messages::first_prompt(&record, core.settings().digits());
+    let step = messages::first_prompt(&verify::offered(&record), core.settings().digits());
     let id = new_session(core, caller, &account, ctx, now, Awaiting::Factor)?;
     Ok((id, step))
 }
@@ -320,7 +320,7 @@ fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>
         return Ok(None);
     }
     let since = core.update(account, |r| {
-        if r.totp.is_some() {
+        if r.enrolled() {
             return (Write::Keep, Ok(None));
         }
         match r.required_since {
@@ -424,24 +424,21 @@ fn answer_factor(
 ) -> Result<Step, Error> {
     let mode = core.settings().config().recovery.mode;
     let (step, outcome, locked) = core.update(account, |record| {
-        if record.totp.is_none() {
+        if !record.enrolled() {
             let step = messages::done(Verdict::NotEnrolled, String::new());
             return (Write::Keep, Ok((step, "not-enrolled", None)));
         }
-        let factor = match verify::check(core.settings(), core.hashes(), record, answer, now) {
-            Ok(f) => f,
+        let checked = match verify::check(core.settings(), core.hashes(), record, answer, now) {
+            Ok(c) => c,
             Err(e) => return (Write::Keep, Err(e)),
         };
-        let answered = match factor {
-            Factor::Totp => {
+        let tag = checked.tag();
+        let answered = match checked {
+            Checked::Accepted(_, Used::Authenticator(_)) => {
                 record.note(now, login_event("success", ctx));
-                (
-                    messages::done(Verdict::Success, String::new()),
-                    "success",
-                    None,
-                )
+                (messages::done(Verdict::Success, String::new()), tag, None)
             }
-            Factor::Recovery { left } => {
+            Checked::Accepted(_, Used::RecoveryCode { left }) => {
                 let msg = if mode == RecoveryMode::Disables2fa {
                     record.forget_factors();
                     record.note(now, "recovery code used: 2FA switched off");
@@ -450,18 +447,14 @@ fn answer_factor(
                     record.note(now, login_event("success (recovery code)", ctx));
                     messages::recovery_left(left)
                 };
-                (
-                    messages::done(Verdict::Success, msg),
-                    "success-recovery-code",
-                    None,
-                )
+                (messages::done(Verdict::Success, msg), tag, None)
             }
-            Factor::Wrong { text, tag, locked } => (
-                messages::done(Verdict::Denied, text),
+            Checked::Replayed(refused) | Checked::Wrong(refused) => (
+                messages::done(Verdict::Denied, refused.text),
                 tag,
-                locked.then(|| record.clone()),
+                refused.locked.then(|| record.clone()),
             ),
-            Factor::Locked(msg) => {
+            Checked::Locked(msg) => {
                 return (
                     Write::Keep,
                     Ok((messages::done(Verdict::Locked, msg), "locked", None)),
@@ -501,13 +494,12 @@ fn answer_enrolment(
     let (shown, stored) =
         recovery::generate(count, core.hashes()).map_err(|e| Error::Internal(e.to_string()))?;
     core.update(account, |record| {
-        if record.totp.is_some() {
+        if record.enrolled() {
             // Enrolled meanwhile (another login or twostepctl): keep that one.
             return (Write::Keep, Err(Error::AlreadyEnrolled(user.to_owned())));
         }
-        record.totp = Some(key);
+        record.replace_authenticators(key, step, now);
         record.pending = None;
-        record.last_step = Some(record.last_step.map_or(step, |s| s.max(step)));
         record.recovery = stored;
         record.note(now, login_event("enrolled at login", ctx));
         (Write::Save, Ok(()))

@@ -6,8 +6,9 @@ use zeroize::Zeroizing;
 
 use twostep_proto::{Accept, Step, Verdict};
 
-use super::record::{Record, TotpKey};
-use super::{qr, recovery, totp, Error};
+use super::record::TotpKey;
+use super::verify::Method;
+use super::{qr, totp, Error};
 
 /// Warn when this few recovery codes are left.
 const FEW_RECOVERY_CODES: usize = 3;
@@ -29,17 +30,21 @@ pub fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }
 }
 
-/// The first prompt for an enrolled, unlocked user: a code, or a recovery code while any
-/// is left.
-pub fn first_prompt(record: &Record, digits: u8) -> Step {
-    let accept = if recovery::left(&record.recovery) > 0 {
-        Accept::DigitsOrText {
-            n: digits,
-            max: twostep_proto::MAX_RECOVERY_LEN,
+/// The first prompt for an enrolled, unlocked user, from the methods the record offers
+/// (`verify::offered`): a code of `digits` digits, or a recovery code while any is left.
+pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
+    let mut accept = Accept::Digits { n: digits };
+    for method in offered {
+        match method {
+            Method::Totp => {}
+            Method::Recovery => {
+                accept = Accept::DigitsOrText {
+                    n: digits,
+                    max: twostep_proto::MAX_RECOVERY_LEN,
+                };
+            }
         }
-    } else {
-        Accept::Digits { n: digits }
-    };
+    }
     Step::Prompt {
         message: String::new(),
         prompt: "Verification code: ".into(),

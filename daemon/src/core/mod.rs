@@ -6,7 +6,10 @@
 //! in force), `store` (records, one transaction per account), `users` (accounts behind the
 //! `Accounts` trait), `login` (conversations in flight) and the recovery-code hash pool.
 //! `selfservice` and `admin` are its user and admin operations, `authz` who may do what,
-//! `audit` the login audit line.
+//! `audit` the login audit line. `verify` is the one place for verification methods (the
+//! `Method` enum, what a record offers, one check with the lockout around it; one file per
+//! method beside it), `messages` every text a user reads, and `state` the user summary
+//! built once from a record for both the user's `status` and an admin's view.
 
 pub mod admin;
 pub mod audit;
@@ -23,12 +26,15 @@ pub mod record;
 pub mod recovery;
 pub mod selfservice;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod totp;
 pub mod trust;
 pub mod users;
 pub mod verify;
 
+#[cfg(test)]
+mod authenticator_tests;
 #[cfg(test)]
 mod fake_tests;
 

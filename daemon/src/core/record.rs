@@ -17,10 +17,21 @@ pub const MAX_EVENTS: usize = 20;
 /// Current format of [`Record`].
 pub const RECORD_VERSION: u32 = 1;
 
+/// Longest authenticator name, in bytes.
+pub const MAX_AUTHENTICATOR_NAME: usize = 64;
+
+/// The name an authenticator gets when none is given: the one made by `enroll` (or at
+/// login), and the one a record of the single-key shape reads as.
+pub const DEFAULT_AUTHENTICATOR: &str = "default";
+
 /// One user's state. Unknown fields are refused: a record this daemon does not fully
 /// understand fails closed for that user.
+///
+/// Read through [`OnDisk`]: a record of the earlier single-key shape (`totp` and a record-
+/// wide `last_step`) reads as one authenticator named [`DEFAULT_AUTHENTICATOR`] carrying
+/// that replay mark; every write is of the current shape (`authenticators`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "OnDisk")]
 pub struct Record {
     pub version: u32,
     /// The account name the record was made under, for listings and audit, and to tell a
@@ -31,12 +42,12 @@ pub struct Record {
     /// records of the earlier, name-keyed layout, which are moved to their uid on first use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
-    /// The confirmed authenticator, if any.
-    pub totp: Option<TotpKey>,
-    /// An enrolment waiting for its confirming code.
+    /// The confirmed authenticators, in the order they were added; empty: not enrolled.
+    /// Names are unique within a record.
+    #[serde(default)]
+    pub authenticators: Vec<Authenticator>,
+    /// An enrolment (or an added authenticator) waiting for its confirming code.
     pub pending: Option<Pending>,
-    /// Highest time step accepted so far: it and every earlier step are refused (replay).
-    pub last_step: Option<u64>,
     /// Consecutive failures: each evaluated wrong attempt is charged and made durable before
     /// it is answered; a success resets the count.
     pub failures: u32,
@@ -68,7 +79,142 @@ pub struct Event {
     pub what: String,
 }
 
+/// A record as stored, in either shape: the current one (`authenticators`) or the earlier
+/// single-key one (`totp`, `last_step`). Both at once is refused (fails closed).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    user: String,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    authenticators: Option<Vec<Authenticator>>,
+    /// Earlier shape: the one confirmed key.
+    #[serde(default)]
+    totp: Option<TotpKey>,
+    /// Earlier shape: the record-wide replay mark.
+    #[serde(default)]
+    last_step: Option<u64>,
+    pending: Option<Pending>,
+    failures: u32,
+    last_failure: Option<UnixTime>,
+    last_success: Option<UnixTime>,
+    #[serde(default)]
+    recovery: Vec<StoredCode>,
+    #[serde(default)]
+    policy_override: Override,
+    #[serde(default)]
+    may_toggle: Option<bool>,
+    #[serde(default)]
+    required_since: Option<UnixTime>,
+    #[serde(default)]
+    events: Vec<Event>,
+}
+
+impl TryFrom<OnDisk> for Record {
+    type Error = String;
+
+    fn try_from(d: OnDisk) -> Result<Record, String> {
+        let authenticators = match (d.authenticators, d.totp) {
+            (Some(_), Some(_)) => {
+                return Err("record holds both `authenticators` and `totp`".into());
+            }
+            (Some(list), None) => {
+                if d.last_step.is_some() {
+                    return Err("record holds both `authenticators` and `last_step`".into());
+                }
+                for (i, a) in list.iter().enumerate() {
+                    check_name(&a.name)?;
+                    if list[..i].iter().any(|b| b.name == a.name) {
+                        return Err("record holds two authenticators of one name".into());
+                    }
+                }
+                list
+            }
+            (None, Some(key)) => vec![Authenticator {
+                name: DEFAULT_AUTHENTICATOR.to_owned(),
+                added: key.created,
+                key,
+                last_used: None,
+                last_step: d.last_step,
+            }],
+            // Why a mark without a key is dropped: it only guarded the codes of a key
+            // that is gone; a new key's codes were never used.
+            (None, None) => Vec::new(),
+        };
+        Ok(Record {
+            version: d.version,
+            user: d.user,
+            uid: d.uid,
+            authenticators,
+            pending: d.pending,
+            failures: d.failures,
+            last_failure: d.last_failure,
+            last_success: d.last_success,
+            recovery: d.recovery,
+            policy_override: d.policy_override,
+            may_toggle: d.may_toggle,
+            required_since: d.required_since,
+            events: d.events,
+        })
+    }
+}
+
+/// Check an authenticator name: 1 to [`MAX_AUTHENTICATOR_NAME`] bytes of printable
+/// characters (no control characters), not starting or ending with a space.
+///
+/// # Errors
+/// A sentence saying what is wrong (the name itself is not repeated).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an authenticator name cannot be empty".into());
+    }
+    if name.len() > MAX_AUTHENTICATOR_NAME {
+        return Err(format!(
+            "an authenticator name has at most {MAX_AUTHENTICATOR_NAME} bytes"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("an authenticator name holds printable characters only".into());
+    }
+    if name.trim() != name {
+        return Err("an authenticator name cannot start or end with a space".into());
+    }
+    Ok(())
+}
+
 impl Record {
+    /// Enrolled: at least one confirmed authenticator.
+    pub fn enrolled(&self) -> bool {
+        !self.authenticators.is_empty()
+    }
+
+    /// The authenticator called `name`.
+    pub fn authenticator(&self, name: &str) -> Option<&Authenticator> {
+        self.authenticators.iter().find(|a| a.name == name)
+    }
+
+    /// The highest replay mark over every authenticator.
+    pub fn highest_step(&self) -> Option<u64> {
+        self.authenticators.iter().filter_map(|a| a.last_step).max()
+    }
+
+    /// Make `key` the one authenticator (named [`DEFAULT_AUTHENTICATOR`]), confirmed with
+    /// time step `step` at `now`: a first enrolment or a move to a new phone. Its replay
+    /// mark is the highest of `step` and every mark it replaces (the old key may have spent
+    /// the same time step as proof).
+    pub fn replace_authenticators(&mut self, key: TotpKey, step: u64, now: UnixTime) {
+        let mark = self.highest_step().map_or(step, |s| s.max(step));
+        self.authenticators = vec![Authenticator {
+            name: DEFAULT_AUTHENTICATOR.to_owned(),
+            key,
+            added: now,
+            last_used: None,
+            last_step: Some(mark),
+        }];
+    }
+
     /// An empty record of `user` without a uid (the earlier, name-keyed layout; tests and
     /// tools). The daemon makes records with [`Record::for_account`].
     pub fn new(user: &str) -> Record {
@@ -99,7 +245,7 @@ impl Record {
 
     /// Forget every factor (the user enrols again); overrides stay.
     pub fn forget_factors(&mut self) {
-        self.totp = None;
+        self.authenticators.clear();
         self.pending = None;
         self.recovery.clear();
         self.failures = 0;
@@ -130,12 +276,38 @@ impl fmt::Debug for TotpKey {
     }
 }
 
+/// One named authenticator (a phone app, a hardware OATH token, a password manager).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Authenticator {
+    /// Unique within the record; see [`check_name`].
+    pub name: String,
+    pub key: TotpKey,
+    /// When it was confirmed.
+    pub added: UnixTime,
+    /// Its latest accepted login or proof.
+    #[serde(default)]
+    pub last_used: Option<UnixTime>,
+    /// Highest time step accepted from this authenticator: it and every earlier step are
+    /// refused on it (replay); another authenticator's codes are not affected.
+    #[serde(default)]
+    pub last_step: Option<u64>,
+}
+
 /// A started, unconfirmed enrolment.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Pending {
     pub key: TotpKey,
     pub expires: UnixTime,
+    /// `Some`: an authenticator of this name is being added beside the others
+    /// (`authenticator add`); `None`: the key replaces them all (enrolment, new phone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A replay mark the key starts from when it is confirmed (set by a repair: a lost
+    /// write may have used the key); in the key's own time steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_mark: Option<u64>,
 }
 
 /// Raw key bytes, stored base32; wiped on drop and never shown by `Debug`.
@@ -163,10 +335,12 @@ mod tests {
             created: UnixTime(1),
         };
         let mut r = Record::new("alice");
-        r.totp = Some(key.clone());
+        r.replace_authenticators(key.clone(), 1, UnixTime(1));
         r.pending = Some(Pending {
             key,
             expires: UnixTime(2),
+            name: None,
+            replay_mark: None,
         });
         let shown = format!("{r:?} {r:#?}");
         assert!(!shown.contains("GEZDG"), "{shown}");

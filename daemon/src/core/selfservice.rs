@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What users do for themselves: enrol, move to a new phone, new recovery codes, switch
-//! off, status. The user is always the caller's own account (by uid); every change to an
+//! What users do for themselves: enrol, move to a new phone, add and remove named
+//! authenticators, new recovery codes, switch off, status. The user is always the caller's own account (by uid); every change to an
 //! active second factor needs a current code or a recovery code. These are the bodies of
 //! `Core`'s self-service methods (`engine` delegates here); each change is one store
 //! transaction.
@@ -8,13 +8,18 @@
 use zeroize::Zeroizing;
 
 use super::audit::field;
-use super::engine::{Core, Factor};
-use super::lockout::{self, locked_until};
+use super::engine::Core;
 use super::policy;
-use super::record::{Pending, Record};
+use super::record::{self, Authenticator, Pending, Record};
 use super::recovery;
+use super::state::{AuthenticatorInfo, UserState};
 use super::store::Write;
+use super::users::Account;
+use super::verify::Checked;
 use super::{totp, Caller, Error, UnixTime};
+
+/// Most authenticators one user may have (each one is tried at every login).
+pub const MAX_AUTHENTICATORS: usize = 16;
 
 /// What `enroll_begin` hands the user, once.
 pub struct PendingInfo {
@@ -26,20 +31,8 @@ pub struct PendingInfo {
     pub expires: UnixTime,
 }
 
-/// The caller's own state.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Status {
-    pub enrolled: bool,
-    pub pending: bool,
-    pub recovery_left: usize,
-    pub required: bool,
-    pub may_toggle: bool,
-    pub failures: u32,
-    /// 0: not locked; `u64::MAX`: until an admin unlocks.
-    pub locked_until: u64,
-    pub last_success: u64,
-    pub last_failure: u64,
-}
+/// The caller's own state: the one user summary ([`UserState`]).
+pub type Status = UserState;
 
 /// Prove the caller holds a factor: a current code or an unused recovery code (which is
 /// spent). Counts against the lockout like a login. On failure: the error, and whether
@@ -50,14 +43,18 @@ fn prove(
     proof: &[u8],
     now: UnixTime,
 ) -> Result<(), (Write, Error)> {
-    match core.verify_factor(record, proof, now) {
-        Err(e) => Err((Write::Keep, e)),
-        Ok(Factor::Totp | Factor::Recovery { .. }) => Ok(()),
-        Ok(Factor::Wrong { tag, .. }) => {
+    let checked = match core.verify_factor(record, proof, now) {
+        Err(e) => return Err((Write::Keep, e)),
+        Ok(c) => c,
+    };
+    let tag = checked.tag();
+    match checked {
+        Checked::Accepted(..) => Ok(()),
+        Checked::Replayed(_) | Checked::Wrong(_) => {
             log::info!("user={} action=prove outcome={tag}", field(&record.user));
             Err((Write::Save, Error::WrongCode(record.user.clone())))
         }
-        Ok(Factor::Locked(msg)) => Err((
+        Checked::Locked(msg) => Err((
             Write::Keep,
             Error::Locked {
                 user: record.user.clone(),
@@ -94,9 +91,11 @@ pub(super) fn enroll_begin(
     let pending = Pending {
         key: key.clone(),
         expires,
+        name: None,
+        replay_mark: None,
     };
     let replacing = core.update(&account, |record| {
-        let replacing = record.totp.is_some();
+        let replacing = record.enrolled();
         if replacing {
             if proof.is_empty() {
                 return (
@@ -130,16 +129,27 @@ pub(super) fn enroll_begin(
     })
 }
 
-/// Confirm the caller's pending key with a current code: it becomes the active one.
-/// A first enrolment also returns the new recovery codes (shown once); a move to a
-/// new phone keeps the existing ones and returns none.
+/// Which pending key a confirm is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Confirming {
+    /// `enroll` / a move to a new phone: the key replaces every authenticator.
+    Enrolment,
+    /// `authenticator add`: the named key joins the others.
+    Added,
+}
+
+/// Confirm the caller's pending key with a current code: with [`Confirming::Enrolment`]
+/// it becomes the one active authenticator (a first enrolment also returns the new
+/// recovery codes, shown once; a move to a new phone keeps the existing ones and returns
+/// none); with [`Confirming::Added`] it joins the others under its name (returns none).
 ///
 /// # Errors
-/// No live pending key, a wrong code, a failed write.
-pub(super) fn enroll_confirm(
+/// No live pending key of that kind, a wrong code, a name taken meanwhile, a failed write.
+pub(super) fn confirm(
     core: &Core,
     caller: &Caller,
     code: &[u8],
+    kind: Confirming,
     now: UnixTime,
 ) -> Result<Vec<Zeroizing<String>>, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
@@ -151,7 +161,9 @@ pub(super) fn enroll_confirm(
     };
     let shown = core.update(&account, |record| {
         let pending = match &record.pending {
-            Some(p) if p.expires > now => p.clone(),
+            Some(p) if p.expires > now && p.name.is_some() == (kind == Confirming::Added) => {
+                p.clone()
+            }
             _ => {
                 return (
                     Write::Keep,
@@ -159,10 +171,10 @@ pub(super) fn enroll_confirm(
                 )
             }
         };
-        // Why no replay mark here: the mark belongs to the old key's codes; this key's
-        // codes were never used (the old key may have spent the same time step as proof).
+        // Why no replay mark here: the marks belong to the other keys' codes; this key's
+        // codes were never used (an old key may have spent the same time step as proof).
         let step = match totp::check(&pending.key, code, now, window, None) {
-            Ok(totp::Check::Accepted { step }) => step,
+            Ok(totp::Check::Accepted { step }) => pending.replay_mark.map_or(step, |m| m.max(step)),
             Ok(_) => return (Write::Keep, Err(Error::WrongCode(account.name.clone()))),
             Err(e) => {
                 let user = account.name.clone();
@@ -170,7 +182,22 @@ pub(super) fn enroll_confirm(
                 return (Write::Keep, Err(Error::CorruptRecord { user, reason }));
             }
         };
-        let first = record.totp.is_none() || recovery::left(&record.recovery) == 0;
+        if let Some(name) = pending.name {
+            if let Err(e) = check_addable(&account, record, &name) {
+                return (Write::Keep, Err(e));
+            }
+            record.authenticators.push(Authenticator {
+                name,
+                key: pending.key,
+                added: now,
+                last_used: None,
+                last_step: Some(step),
+            });
+            record.pending = None;
+            record.note(now, "authenticator added");
+            return (Write::Save, Ok(Vec::new()));
+        }
+        let first = !record.enrolled() || recovery::left(&record.recovery) == 0;
         let shown = if first {
             match recovery_codes(core) {
                 Ok((shown, stored)) => {
@@ -182,9 +209,8 @@ pub(super) fn enroll_confirm(
         } else {
             Vec::new()
         };
-        record.totp = Some(pending.key);
+        record.replace_authenticators(pending.key, step, now);
         record.pending = None;
-        record.last_step = Some(record.last_step.map_or(step, |last| last.max(step)));
         record.note(
             now,
             if first {
@@ -195,11 +221,196 @@ pub(super) fn enroll_confirm(
         );
         (Write::Save, Ok(shown))
     })?;
+    let action = match kind {
+        Confirming::Enrolment => "enroll-confirm",
+        Confirming::Added => "authenticator-confirm",
+    };
     log::info!(
-        "user={} action=enroll-confirm outcome=active",
+        "user={} action={action} outcome=active",
         field(&account.name)
     );
     Ok(shown)
+}
+
+/// May an authenticator called `name` join `record`: enrolled, a valid name not in use,
+/// fewer than [`MAX_AUTHENTICATORS`].
+fn check_addable(account: &Account, record: &Record, name: &str) -> Result<(), Error> {
+    record::check_name(name).map_err(Error::InvalidArgument)?;
+    if !record.enrolled() {
+        return Err(Error::NotEnrolled(account.name.clone()));
+    }
+    if record.authenticator(name).is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{} already has an authenticator of that name",
+            account.name
+        )));
+    }
+    if record.authenticators.len() >= MAX_AUTHENTICATORS {
+        return Err(Error::InvalidArgument(format!(
+            "{} already has {MAX_AUTHENTICATORS} authenticators; remove one first",
+            account.name
+        )));
+    }
+    Ok(())
+}
+
+/// Start adding an authenticator called `name` beside the caller's others; `proof` is a
+/// current code of any of them or a recovery code. Confirmed with
+/// [`confirm`]`(…, Confirming::Added, …)`; starting again replaces a pending key.
+///
+/// # Errors
+/// Not enrolled, an invalid or taken name, no proof, a wrong proof, a lock, a failed write.
+pub(super) fn authenticator_add(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    proof: &[u8],
+    now: UnixTime,
+) -> Result<PendingInfo, Error> {
+    let account = core.accounts().by_uid(caller.uid)?;
+    let key = core.settings().new_key(now)?;
+    let label = format!("{} ({name})", account.name);
+    let uri = totp::otpauth_uri(&key, core.settings().issuer(), &label)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let expires = now.plus(core.config().enrollment.pending_seconds.get());
+    let pending = Pending {
+        key: key.clone(),
+        expires,
+        name: Some(name.to_owned()),
+        replay_mark: None,
+    };
+    core.update(&account, |record| {
+        if let Err(e) = check_addable(&account, record, name) {
+            return (Write::Keep, Err(e));
+        }
+        if proof.is_empty() {
+            return (
+                Write::Keep,
+                Err(Error::InvalidArgument(
+                    "adding an authenticator needs a current code or a recovery code".into(),
+                )),
+            );
+        }
+        if let Err((write, e)) = prove(core, record, proof, now) {
+            return (write, Err(e));
+        }
+        record.pending = Some(pending);
+        (Write::Save, Ok(()))
+    })?;
+    log::info!(
+        "user={} action=authenticator-add authenticator={} outcome=pending",
+        field(&account.name),
+        field(name)
+    );
+    Ok(PendingInfo {
+        secret_base32: key.secret.0.clone(),
+        uri,
+        algorithm: key.algorithm.as_str(),
+        digits: key.digits,
+        period: key.period,
+        expires,
+    })
+}
+
+/// The caller's authenticators (name, added, last used; never a key).
+///
+/// # Errors
+/// The caller has no account or the record is unreadable.
+pub(super) fn authenticators(
+    core: &Core,
+    caller: &Caller,
+    now: UnixTime,
+) -> Result<Vec<AuthenticatorInfo>, Error> {
+    Ok(status(core, caller, now)?.authenticators)
+}
+
+/// Refuse switching 2FA off for `account` (by `doing`, e.g. "switch 2FA off") unless
+/// policy lets the user.
+fn may_switch_off(
+    core: &Core,
+    account: &Account,
+    record: &Record,
+    doing: &str,
+) -> Result<(), Error> {
+    let required = core
+        .settings()
+        .requirement(core.accounts(), account, record)?;
+    if policy::may_toggle(&core.config().policy, record.may_toggle, &required) {
+        return Ok(());
+    }
+    let why = if required.required {
+        format!(
+            "two-factor authentication is required for you ({})",
+            required.why
+        )
+    } else {
+        "your administrator does not let you switch it off".to_owned()
+    };
+    Err(Error::AccessDenied(format!(
+        "cannot {doing} for {}: {why}",
+        account.name
+    )))
+}
+
+/// Remove the caller's authenticator `name`. `proof` is a current code of ANOTHER of
+/// their authenticators or a recovery code (a code of the one removed is wrong here, and
+/// charged as such). The last one is removed only as `disable` would switch 2FA off: never
+/// while 2FA is required or switching off is denied, with the same proof rules as
+/// `disable` (any current code or a recovery code), and it forgets every factor.
+///
+/// # Errors
+/// Not enrolled, no such authenticator, the last one while 2FA may not be switched off, a
+/// wrong proof, a lock, a failed write.
+pub(super) fn authenticator_remove(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    proof: &[u8],
+    now: UnixTime,
+) -> Result<(), Error> {
+    let account = core.accounts().by_uid(caller.uid)?;
+    let switched_off = core.update(&account, |record| {
+        if !record.enrolled() {
+            return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
+        }
+        let Some(i) = record.authenticators.iter().position(|a| a.name == name) else {
+            return (
+                Write::Keep,
+                Err(Error::InvalidArgument(format!(
+                    "{} has no authenticator of that name",
+                    account.name
+                ))),
+            );
+        };
+        if record.authenticators.len() == 1 {
+            let doing = "remove the last authenticator (switch 2FA off)";
+            if let Err(e) = may_switch_off(core, &account, record, doing) {
+                return (Write::Keep, Err(e));
+            }
+            if let Err((write, e)) = prove(core, record, proof, now) {
+                return (write, Err(e));
+            }
+            record.forget_factors();
+            record.note(now, "last authenticator removed: 2FA switched off");
+            return (Write::Save, Ok(true));
+        }
+        // The proof is checked without the authenticator being removed: its own codes do
+        // not count. It is put back at its place before anything is saved.
+        let removed = record.authenticators.remove(i);
+        if let Err((write, e)) = prove(core, record, proof, now) {
+            record.authenticators.insert(i, removed);
+            return (write, Err(e));
+        }
+        record.note(now, "authenticator removed");
+        (Write::Save, Ok(false))
+    })?;
+    log::info!(
+        "user={} action=authenticator-remove authenticator={} outcome={}",
+        field(&account.name),
+        field(name),
+        if switched_off { "off" } else { "removed" }
+    );
+    Ok(())
 }
 
 /// New recovery codes for the caller; the old ones stop working at once.
@@ -214,7 +425,7 @@ pub(super) fn regenerate_recovery(
 ) -> Result<Vec<Zeroizing<String>>, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
     let shown = core.update(&account, |record| {
-        if record.totp.is_none() {
+        if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
         }
         if let Err((write, e)) = prove(core, record, proof, now) {
@@ -247,32 +458,11 @@ pub(super) fn disable(
 ) -> Result<(), Error> {
     let account = core.accounts().by_uid(caller.uid)?;
     core.update(&account, |record| {
-        if record.totp.is_none() {
+        if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
         }
-        let required = match core
-            .settings()
-            .requirement(core.accounts(), &account, record)
-        {
-            Ok(r) => r,
-            Err(e) => return (Write::Keep, Err(e)),
-        };
-        if !policy::may_toggle(&core.config().policy, record.may_toggle, &required) {
-            let why = if required.required {
-                format!(
-                    "two-factor authentication is required for you ({})",
-                    required.why
-                )
-            } else {
-                "your administrator does not let you switch it off".to_owned()
-            };
-            return (
-                Write::Keep,
-                Err(Error::AccessDenied(format!(
-                    "cannot switch 2FA off for {}: {why}",
-                    account.name
-                ))),
-            );
+        if let Err(e) = may_switch_off(core, &account, record, "switch 2FA off") {
+            return (Write::Keep, Err(e));
         }
         if let Err((write, e)) = prove(core, record, proof, now) {
             return (write, Err(e));
@@ -297,16 +487,11 @@ pub(super) fn status(core: &Core, caller: &Caller, now: UnixTime) -> Result<Stat
     let required = core
         .settings()
         .requirement(core.accounts(), &account, &record)?;
-    let state = lockout::state(&record, now, &core.settings().lock_policy());
-    Ok(Status {
-        enrolled: record.totp.is_some(),
-        pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
-        recovery_left: recovery::left(&record.recovery),
-        may_toggle: policy::may_toggle(&core.config().policy, record.may_toggle, &required),
-        required: required.required,
-        failures: record.failures,
-        locked_until: locked_until(state),
-        last_success: record.last_success.map_or(0, |t| t.0),
-        last_failure: record.last_failure.map_or(0, |t| t.0),
-    })
+    Ok(UserState::from_record(
+        &record,
+        &required,
+        &core.config(),
+        &core.settings().lock_policy(),
+        now,
+    ))
 }

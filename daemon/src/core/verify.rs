@@ -1,135 +1,175 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The verify step: one answer checked against a record's factors (TOTP, then recovery
-//! codes), with the lockout charged once around it. Texts come from `messages`. The methods
-//! are here and nowhere else, so a `Method` enum and more authenticators start from this
-//! file.
+//! Verification methods in one place: which [`Method`]s a record offers ([`offered`]), and
+//! the one verify step ([`check`]) that tries an answer against them in that order, with the
+//! lockout charged once around it. Each method's own check is a file beside this one
+//! (`verify/totp.rs`: every authenticator of the user, each with its own replay mark;
+//! `verify/recovery.rs`: the one-time recovery codes). Texts come from `messages`.
+//!
+//! Adding a method (email codes, app passwords) = a variant of [`Method`], a file here, and
+//! the places the compiler then lists (the exhaustive matches on `Method`).
+
+mod recovery;
+mod totp;
 
 use twostep_proto::limits;
 
 use super::lockout::{self, locked_message, LockState};
 use super::messages;
 use super::record::Record;
-use super::recovery::{self, HashPool};
+use super::recovery::HashPool;
 use super::settings::Settings;
-use super::totp::{self, Check};
 use super::users::Account;
 use super::{Error, UnixTime};
 
-/// Outcome of checking one answer against a user's factors.
-#[must_use]
-pub enum Factor {
+/// A way of proving the second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// A time-based code of one of the user's authenticators.
     Totp,
-    Recovery {
-        left: usize,
-    },
-    /// Wrong or replayed, and charged; the text is for the user, the tag for the audit
-    /// line; `locked`: this attempt locked the user.
-    Wrong {
-        text: String,
-        tag: &'static str,
-        locked: bool,
-    },
-    Locked(String),
+    /// One of the user's unused one-time recovery codes.
+    Recovery,
 }
 
-fn wrong(text: &str, tag: &'static str) -> Factor {
-    Factor::Wrong {
-        text: text.to_owned(),
-        tag,
-        locked: false,
+impl Method {
+    /// The method's name in audit lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Recovery => "recovery-code",
+        }
     }
 }
 
-/// Check `answer` against the user's factors (TOTP, then recovery codes); a locked
+/// The methods `record` offers, in the order an answer is tried against them: TOTP while
+/// any authenticator is confirmed, recovery codes while any is unused. Empty: not enrolled.
+pub fn offered(record: &Record) -> Vec<Method> {
+    let mut methods = Vec::with_capacity(2);
+    if !record.authenticators.is_empty() {
+        methods.push(Method::Totp);
+        if super::recovery::left(&record.recovery) > 0 {
+            methods.push(Method::Recovery);
+        }
+    }
+    methods
+}
+
+/// What an accepted answer used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Used {
+    /// A code of the authenticator of this name.
+    Authenticator(String),
+    /// A recovery code; this many are left unused.
+    RecoveryCode { left: usize },
+}
+
+/// A refused answer, already charged: the text for the user; `locked`: this attempt
+/// locked the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub text: String,
+    pub locked: bool,
+}
+
+/// Outcome of checking one answer, named by what happened.
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Accepted by `Method`, using what [`Used`] says; the failure count is reset.
+    Accepted(Method, Used),
+    /// A code of an authenticator that was already used on it (or an earlier one).
+    Replayed(Refused),
+    /// Matched no method.
+    Wrong(Refused),
+    /// The user is locked; the answer was not evaluated and nothing was charged.
+    Locked(String),
+}
+
+impl Checked {
+    /// The outcome's name in audit lines.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Checked::Accepted(Method::Totp, _) => "success",
+            Checked::Accepted(Method::Recovery, _) => "success-recovery-code",
+            Checked::Replayed(_) => "replayed",
+            Checked::Wrong(_) => "wrong-code",
+            Checked::Locked(_) => "locked",
+        }
+    }
+}
+
+/// What one method made of an answer.
+enum Attempt {
+    Accepted(Used),
+    /// Matched, but refused as a replay: no later method is tried.
+    Replayed,
+    NoMatch,
+}
+
+/// Check `answer` against the methods `record` offers ([`offered`], in order); a locked
 /// user's answer is not evaluated. The record is changed in memory only — a wrong
-/// answer charged (count, time, event), a right one resetting the count and setting
-/// the replay mark or spending the recovery code — and the CALLER's transaction saves
-/// it ([`Write::Save`] for every outcome but `Locked`) before anything is answered.
-/// Nothing is answered if that write fails, so a crash or a full disk can lose an
-/// attempt only together with its answer.
+/// answer charged (count, time, event), a right one resetting the count and setting the
+/// authenticator's replay mark and last use, or spending the recovery code — and the
+/// CALLER's transaction saves it ([`Write::Save`](super::store::Write) for every outcome
+/// but `Locked`) before anything is answered. Nothing is answered if that write fails, so
+/// a crash or a full disk can lose an attempt only together with its answer.
 ///
 /// # Errors
-/// [`Error::NotEnrolled`]; [`Error::CorruptRecord`] when the stored key is unusable.
+/// [`Error::NotEnrolled`]; [`Error::CorruptRecord`] when a stored key is unusable.
 pub fn check(
     settings: &Settings,
     hashes: &HashPool,
     record: &mut Record,
     answer: &[u8],
     now: UnixTime,
-) -> Result<Factor, Error> {
+) -> Result<Checked, Error> {
     let policy = settings.lock_policy();
-    let config = settings.config();
     if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
-        return Ok(Factor::Locked(msg));
+        return Ok(Checked::Locked(msg));
     }
-    let Some(key) = record.totp.clone() else {
+    let methods = offered(record);
+    if methods.is_empty() {
         return Err(Error::NotEnrolled(record.user.clone()));
-    };
+    }
     let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
         answer
     } else {
         b""
     };
-    let corrupt = |e: totp::KeyError| Error::CorruptRecord {
-        user: record.user.clone(),
-        reason: e.to_string(),
-    };
-    let is_code = answer.iter().all(u8::is_ascii_digit);
-    let check = if is_code {
-        totp::check(
-            &key,
-            answer,
-            now,
-            config.totp.window.get(),
-            record.last_step,
-        )
-        .map_err(corrupt)?
-    } else {
-        Check::Wrong
-    };
-    let outcome = match check {
-        Check::Accepted { step } => {
-            record.last_step = Some(step);
-            Factor::Totp
-        }
-        Check::Replayed => wrong(
-            "That code was already used; wait for the next one.",
-            "replayed",
-        ),
-        Check::Wrong => match recovery::find(answer, &record.recovery, hashes) {
-            Some(i) => {
-                if let Some(c) = record.recovery.get_mut(i) {
-                    c.used = Some(now);
-                }
-                Factor::Recovery {
-                    left: recovery::left(&record.recovery),
-                }
+    let window = settings.config().totp.window.get();
+    let mut attempt = Attempt::NoMatch;
+    for method in methods {
+        attempt = match method {
+            Method::Totp => totp::attempt(record, answer, now, window)?,
+            Method::Recovery => recovery::attempt(record, answer, hashes, now),
+        };
+        match attempt {
+            Attempt::Accepted(used) => {
+                lockout::succeed(record, now);
+                return Ok(Checked::Accepted(method, used));
             }
-            None => wrong(messages::WRONG_CODE, "wrong-code"),
+            Attempt::Replayed => break,
+            Attempt::NoMatch => {}
+        }
+    }
+    let text = match attempt {
+        Attempt::Replayed => messages::REPLAYED,
+        _ => messages::WRONG_CODE,
+    };
+    lockout::charge(record, now, &policy);
+    record.note(now, "failed attempt");
+    let refused = match locked_message(lockout::state(record, now, &policy), now) {
+        Some(lock) => Refused {
+            text: format!("{text} {lock}"),
+            locked: true,
+        },
+        None => Refused {
+            text: text.to_owned(),
+            locked: false,
         },
     };
-    Ok(match outcome {
-        Factor::Totp | Factor::Recovery { .. } => {
-            lockout::succeed(record, now);
-            outcome
-        }
-        Factor::Wrong { text, tag, .. } => {
-            lockout::charge(record, now, &policy);
-            record.note(now, "failed attempt");
-            match locked_message(lockout::state(record, now, &policy), now) {
-                Some(lock) => Factor::Wrong {
-                    text: format!("{text} {lock}"),
-                    tag,
-                    locked: true,
-                },
-                None => Factor::Wrong {
-                    text,
-                    tag,
-                    locked: false,
-                },
-            }
-        }
-        other => other,
+    Ok(match attempt {
+        Attempt::Replayed => Checked::Replayed(refused),
+        _ => Checked::Wrong(refused),
     })
 }
 

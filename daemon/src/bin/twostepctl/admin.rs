@@ -116,6 +116,17 @@ fn to_json(v: &OwnedValue) -> Json {
         Value::Array(a) => Json::Array(
             a.iter()
                 .map(|e| match e {
+                    // `authenticators` a(stt): name, added, last used.
+                    Value::Structure(s) if matches!(s.fields().first(), Some(Value::Str(_))) => {
+                        let f = s.fields();
+                        let name = f
+                            .first()
+                            .and_then(|v| <&str>::try_from(v).ok())
+                            .unwrap_or("");
+                        let added = f.get(1).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                        let used = f.get(2).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                        json!({ "name": name, "added": added, "last_used": used })
+                    }
                     Value::Structure(s) => {
                         let f = s.fields();
                         let at = f.first().and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
@@ -143,6 +154,14 @@ fn s(p: &Json, k: &str) -> String {
         Some(Json::Bool(b)) => if *b { "yes" } else { "no" }.into(),
         Some(other) => other.to_string(),
         None => String::new(),
+    }
+}
+
+/// The `authenticators` of a user dict (as JSON objects: name, added, last_used).
+fn authenticators(p: &Json) -> &[Json] {
+    match p.get(key::AUTHENTICATORS) {
+        Some(Json::Array(a)) => a,
+        _ => &[],
     }
 }
 
@@ -187,11 +206,14 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
     );
     for u in &users {
         let methods = if !s(u, key::ERROR).is_empty() {
-            "UNREADABLE"
+            "UNREADABLE".to_owned()
         } else if s(u, key::ENROLLED) == "yes" {
-            "totp"
+            match authenticators(u).len() {
+                0 | 1 => "totp".to_owned(),
+                n => format!("totp({n})"),
+            }
         } else {
-            "-"
+            "-".to_owned()
         };
         let locked = match t(u, key::LOCKED_UNTIL) {
             0 => "-".to_owned(),
@@ -238,6 +260,14 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
             "not set up"
         }
     );
+    for a in authenticators(&u) {
+        outln!(
+            "  {}: added {}, last used {}",
+            s(a, "name"),
+            when(t(a, "added")),
+            when(t(a, "last_used"))
+        );
+    }
     outln!("Recovery codes:   {} left", s(&u, key::RECOVERY_CODES_LEFT));
     outln!(
         "Required:         {} ({})",

@@ -34,6 +34,9 @@ enum Command {
     /// Move to a new phone: needs a current code (or a recovery code), then the new QR
     /// code and one code from the new app. The old app works until then.
     Reset(user::EnrollArgs),
+    /// Several named authenticators: add one beside yours, list them, remove one.
+    #[command(subcommand)]
+    Authenticator(user::AuthenticatorCommand),
     /// Make new recovery codes (the old ones stop working); needs a current code.
     /// With --count, only show how many are left.
     RecoveryCodes {
@@ -138,6 +141,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Enroll(a) => user::enroll(&conn, &a, false).await,
         Command::Reset(a) => user::enroll(&conn, &a, true).await,
+        Command::Authenticator(c) => user::authenticator(&conn, c).await,
         Command::RecoveryCodes { count, json } => user::recovery_codes(&conn, count, json).await,
         Command::Disable => user::disable(&conn).await,
         Command::Status { json } => user::status(&conn, json).await,

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Self-service: enrol, new phone, recovery codes, switch off, status.
+//! Self-service: enrol, new phone, several authenticators, recovery codes, switch off,
+//! status.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use twostep_proto::status_key as key;
 use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
@@ -59,53 +60,19 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
     } else {
         zeroize::Zeroizing::new(String::new())
     };
-    let PendingEnrollment {
-        secret_base32: secret,
-        otpauth_uri: uri,
-        algorithm,
-        digits,
-        period,
-        expires_at: expires,
-    } = user
+    let pending = user
         .enroll_begin(proof.as_bytes())
         .await
         .map_err(|e| match Error::from(e) {
             Error::AlreadyEnrolled(_) => {
-                "you already have an authenticator; to move to a new phone run `twostepctl reset`"
+                "you already have an authenticator; to move to a new phone run `twostepctl reset`, \
+                 to add another one run `twostepctl authenticator add NAME`"
                     .into()
             }
             other => explain(other),
         })?;
-    if let Some(path) = &a.qr_file {
-        write_qr_file(path, &uri)?;
-    }
-    if a.json {
-        let line = serde_json::json!({
-            "secret": secret, "uri": uri, "algorithm": algorithm,
-            "digits": digits, "period": period, "expires": expires,
-        });
-        outln!("{line}");
-    } else {
-        outln!("Scan this QR code with your authenticator app:\n");
-        if !a.no_qr {
-            // Why pinned colours on a terminal: a light theme would otherwise show the code
-            // inverted, which some authenticator apps cannot read.
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let picture = if color {
-                qr::terminal_pinned(&uri)?
-            } else {
-                qr::terminal(&uri)?
-            };
-            outln!("{picture}\n");
-        }
-        outln!(
-            "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
-            totp::group4(&secret)
-        );
-        if let Some(path) = &a.qr_file {
-            outln!("QR code also written to {}", path.display());
-        }
-    }
+    show_pending(a, &pending)?;
+    let (digits, expires) = (pending.digits, pending.expires_at);
     crate::io::flush_output();
     for attempt in 1..=3 {
         let Some(code) = read_line(
@@ -138,6 +105,169 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
         "three wrong codes; nothing changed: run `twostepctl {}` again",
         if reset { "reset" } else { "enroll" }
     ))
+}
+
+/// Show the pending key `p` as `a` asks: JSON line, or QR code and key for people.
+fn show_pending(a: &EnrollArgs, p: &PendingEnrollment) -> Result<(), String> {
+    let PendingEnrollment {
+        secret_base32: secret,
+        otpauth_uri: uri,
+        algorithm,
+        digits,
+        period,
+        expires_at: expires,
+    } = p;
+    if let Some(path) = &a.qr_file {
+        write_qr_file(path, uri)?;
+    }
+    if a.json {
+        let line = serde_json::json!({
+            "secret": secret, "uri": uri, "algorithm": algorithm,
+            "digits": digits, "period": period, "expires": expires,
+        });
+        outln!("{line}");
+    } else {
+        outln!("Scan this QR code with your authenticator app:\n");
+        if !a.no_qr {
+            // Why pinned colours on a terminal: a light theme would otherwise show the code
+            // inverted, which some authenticator apps cannot read.
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let picture = if color {
+                qr::terminal_pinned(uri)?
+            } else {
+                qr::terminal(uri)?
+            };
+            outln!("{picture}\n");
+        }
+        outln!(
+            "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
+            totp::group4(secret)
+        );
+        if let Some(path) = &a.qr_file {
+            outln!("QR code also written to {}", path.display());
+        }
+    }
+    crate::io::flush_output();
+    Ok(())
+}
+
+/// `twostepctl authenticator …`: several named authenticators.
+#[derive(Subcommand)]
+pub enum AuthenticatorCommand {
+    /// Add another authenticator (a second phone, a hardware OATH token, a password
+    /// manager) beside yours: needs a current code of one you have or a recovery code, then
+    /// its QR code and one code from it. A login accepts a code from any of them.
+    Add {
+        /// Its name (1 to 64 bytes, printable, unique among yours), e.g. "backup phone".
+        name: String,
+        #[command(flatten)]
+        show: EnrollArgs,
+    },
+    /// List your authenticators: name, when added, when last used.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an authenticator: needs a current code from ANOTHER of yours or a recovery
+    /// code. Removing the last one switches 2FA off, as `disable` does (refused while 2FA
+    /// is required for you).
+    Remove {
+        /// The name shown by `twostepctl authenticator list`.
+        name: String,
+    },
+}
+
+pub async fn authenticator(
+    conn: &zbus::Connection,
+    command: AuthenticatorCommand,
+) -> Result<(), String> {
+    let user = UserProxy::new(conn).await.map_err(explain)?;
+    match command {
+        AuthenticatorCommand::Add { name, show } => add_authenticator(&user, &name, &show).await,
+        AuthenticatorCommand::List { json } => {
+            let list = user.authenticator_list().await.map_err(explain)?;
+            if json {
+                let v: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|(name, added, used)| {
+                        serde_json::json!({ "name": name, "added": added, "last_used": used })
+                    })
+                    .collect();
+                outln!("{}", serde_json::Value::Array(v));
+            } else if list.is_empty() {
+                outln!("No authenticator yet: run `twostepctl enroll`.");
+            } else {
+                outln!("{:<24} {:<22} {:<22}", "NAME", "ADDED", "LAST USED");
+                for (name, added, used) in &list {
+                    outln!("{:<24} {:<22} {:<22}", name, when(*added), when(*used));
+                }
+            }
+            Ok(())
+        }
+        AuthenticatorCommand::Remove { name } => {
+            let proof = read_line(
+                "Current code from ANOTHER authenticator (or a recovery code): ",
+                true,
+            )
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| "no code given; nothing was changed".to_owned())?;
+            user.authenticator_remove(&name, proof.as_bytes())
+                .await
+                .map_err(|e| match Error::from(e) {
+                    Error::WrongCode(_) => "that is not a current code of another of your \
+                                            authenticators nor an unused recovery code; nothing \
+                                            was removed"
+                        .to_owned(),
+                    other => explain(other),
+                })?;
+            outln!("Authenticator {name:?} removed.");
+            Ok(())
+        }
+    }
+}
+
+async fn add_authenticator(user: &UserProxy<'_>, name: &str, a: &EnrollArgs) -> Result<(), String> {
+    let proof = read_proof()?;
+    let pending = user
+        .authenticator_add(name, proof.as_bytes())
+        .await
+        .map_err(explain)?;
+    show_pending(a, &pending)?;
+    for attempt in 1..=3 {
+        let Some(code) = read_line(
+            &format!(
+                "Enter the {}-digit code the new authenticator shows: ",
+                pending.digits
+            ),
+            !a.json,
+        ) else {
+            return Err(format!(
+                "no code given; the new key stays pending until {}: run `twostepctl \
+                 authenticator add` again",
+                when(pending.expires_at)
+            ));
+        };
+        match user
+            .authenticator_confirm(code.as_bytes())
+            .await
+            .map_err(Error::from)
+        {
+            Ok(()) => {
+                if a.json {
+                    outln!("{}", serde_json::json!({ "active": true, "name": name }));
+                } else {
+                    outln!("Authenticator {name:?} is active: a login accepts its codes too.");
+                }
+                return Ok(());
+            }
+            Err(Error::WrongCode(_)) if attempt < 3 => {
+                eprintln!("That code is not right (is the device's clock correct?); try again.");
+            }
+            Err(Error::WrongCode(_)) => break,
+            Err(e) => return Err(explain(e)),
+        }
+    }
+    Err("three wrong codes; nothing changed: run `twostepctl authenticator add` again".into())
 }
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
@@ -245,6 +375,9 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             (key::LOCKED_UNTIL): t(key::LOCKED_UNTIL),
             (key::LAST_SUCCESS): t(key::LAST_SUCCESS),
             (key::LAST_FAILURE): t(key::LAST_FAILURE),
+            (key::AUTHENTICATORS): authenticators(&props).iter().map(|(name, added, used)| {
+                serde_json::json!({ "name": name, "added": added, "last_used": used })
+            }).collect::<Vec<_>>(),
         });
         outln!("{v}");
         return Ok(());
@@ -257,6 +390,9 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
         "not set up (run `twostepctl enroll`)"
     };
     outln!("Authenticator app:    {app}");
+    for (name, added, used) in authenticators(&props) {
+        outln!("  {name}: added {}, last used {}", when(added), when(used));
+    }
     outln!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
     outln!(
         "Required by policy:   {}",
@@ -279,4 +415,12 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
     outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
     Ok(())
+}
+
+/// The `authenticators` entry of a status dict: (name, added, last used).
+fn authenticators(props: &twostep_proto::Properties) -> Vec<(String, u64, u64)> {
+    props
+        .get(key::AUTHENTICATORS)
+        .and_then(|v| Vec::<(String, u64, u64)>::try_from(v.clone()).ok())
+        .unwrap_or_default()
 }

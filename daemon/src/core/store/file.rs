@@ -440,7 +440,7 @@ impl FileStore {
                 reason: "record of another account".into(),
             });
         }
-        if record.totp.is_some() {
+        if record.enrolled() {
             self.set_enrolled(uid, true)?;
             self.save(record)
         } else {
@@ -671,7 +671,7 @@ impl FileStore {
         f.write_all(&old)
             .and_then(|()| f.sync_all())
             .map_err(|e| fail("keep the damaged file", e.to_string()))?;
-        if record.totp.is_some() {
+        if record.enrolled() {
             self.set_enrolled(uid, true)?;
         }
         self.write_whole(uid, user, &payload, generation)?;
@@ -773,7 +773,7 @@ impl FileStore {
         match self.load(uid)? {
             None => {
                 let generation = current(&bytes).map_or(1, |c| c.generation);
-                if record.totp.is_some() {
+                if record.enrolled() {
                     self.set_enrolled(uid, true)?;
                 }
                 self.write_whole(uid, user, &payload_or_storage(&record)?, generation)?;
@@ -921,6 +921,19 @@ pub fn legacy_file_name(user: &str) -> String {
 /// The record cannot be serialized or is too large.
 pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
     Ok(whole_file(1, &payload(record)?))
+}
+
+/// A complete record file (generation 1) whose payload is `json`, taken as it is: for tests
+/// that write a record of an earlier shape (which the daemon reads and rewrites in the
+/// current one).
+///
+/// # Errors
+/// The payload is too large for a slot.
+pub fn file_bytes_of_json(json: &[u8]) -> Result<Vec<u8>, String> {
+    if HEADER + json.len() > MAX_SLOT {
+        return Err(format!("record of {} bytes is too large", json.len()));
+    }
+    Ok(whole_file(1, json))
 }
 
 /// The enrolment list (`state_dir/enrolled`) naming `uids`, as the daemon writes it. For
@@ -1558,13 +1571,14 @@ mod tests {
 
     fn enrolled(user: &str) -> Record {
         let mut r = rec(user);
-        r.totp = Some(crate::core::record::TotpKey {
+        let key = crate::core::record::TotpKey {
             secret: crate::core::record::Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
             algorithm: twostep_config::Algorithm::SHA1,
             digits: 6,
             period: 30,
             created: UnixTime(1),
-        });
+        };
+        r.replace_authenticators(key, 1, UnixTime(1));
         r
     }
 
@@ -1733,7 +1747,11 @@ mod tests {
         let (_d, s) = store();
         let mut old = Record::new("alice");
         old.failures = 2;
-        old.last_step = Some(7);
+        old.replace_authenticators(
+            enrolled("alice").authenticators[0].key.clone(),
+            7,
+            UnixTime(1),
+        );
         let legacy = s.users.join(legacy_file_name("alice"));
         write_private(&legacy, &file_bytes(&old).unwrap());
         assert_eq!(s.legacy_names().unwrap(), ["alice"]);
@@ -1744,7 +1762,7 @@ mod tests {
             panic!("not moved")
         };
         assert_eq!(
-            (moved.uid, moved.failures, moved.last_step),
+            (moved.uid, moved.failures, moved.highest_step()),
             (Some(1001), 2, Some(7))
         );
         assert_eq!(s.load(1001).unwrap(), Some(*moved.clone()));

@@ -86,7 +86,7 @@ impl Store for MemoryStore {
         };
         if f(&mut record) == Write::Save {
             if let Some(r) = record {
-                if r.totp.is_some() {
+                if r.enrolled() {
                     inner.enrolled.insert(who.uid);
                 } else {
                     inner.enrolled.remove(&who.uid);

@@ -27,8 +27,8 @@ pub mod file;
 pub mod memory;
 
 pub use file::{
-    decode, enrolled_file_bytes, file_bytes, file_name, FileStore, Inspection, Migration, SlotView,
-    ENROLLED_FILE,
+    decode, enrolled_file_bytes, file_bytes, file_bytes_of_json, file_name, FileStore, Inspection,
+    Migration, SlotView, ENROLLED_FILE,
 };
 
 use super::record::Record;

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The user summary, built once from a record: what `twostepctl status` shows the user and
+//! what an admin sees in `user show` / `user list` (admin extras beside it in
+//! `admin::UserInfo`). Both `User1.Status` and the admin dicts are written from it.
+
+use twostep_config::Config;
+
+use super::lockout::{self, locked_until, LockPolicy};
+use super::policy::{self, Requirement};
+use super::record::Record;
+use super::recovery;
+use super::UnixTime;
+
+/// One authenticator as the user and admins see it (never its key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthenticatorInfo {
+    pub name: String,
+    /// When it was confirmed, Unix seconds.
+    pub added: u64,
+    /// Its latest accepted code, Unix seconds; 0 = never.
+    pub last_used: u64,
+}
+
+/// A user's second-factor state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserState {
+    /// At least one confirmed authenticator.
+    pub enrolled: bool,
+    /// An enrolment (or an added authenticator) waits for its confirming code.
+    pub pending: bool,
+    pub recovery_left: usize,
+    pub required: bool,
+    pub may_toggle: bool,
+    pub failures: u32,
+    /// 0: not locked; `u64::MAX`: until an admin unlocks.
+    pub locked_until: u64,
+    /// Unix seconds; 0 = never.
+    pub last_success: u64,
+    /// Unix seconds; 0 = never.
+    pub last_failure: u64,
+    /// The confirmed authenticators, in the order they were added.
+    pub authenticators: Vec<AuthenticatorInfo>,
+}
+
+impl UserState {
+    /// The state of `record` at `now`, under `requirement` (from the settings) and the
+    /// policy and lockout of `config` / `lock`.
+    pub fn from_record(
+        record: &Record,
+        requirement: &Requirement,
+        config: &Config,
+        lock: &LockPolicy,
+        now: UnixTime,
+    ) -> UserState {
+        UserState {
+            enrolled: record.enrolled(),
+            pending: record.pending.as_ref().is_some_and(|p| p.expires > now),
+            recovery_left: recovery::left(&record.recovery),
+            required: requirement.required,
+            may_toggle: policy::may_toggle(&config.policy, record.may_toggle, requirement),
+            failures: record.failures,
+            locked_until: locked_until(lockout::state(record, now, lock)),
+            last_success: record.last_success.map_or(0, |t| t.0),
+            last_failure: record.last_failure.map_or(0, |t| t.0),
+            authenticators: record
+                .authenticators
+                .iter()
+                .map(|a| AuthenticatorInfo {
+                    name: a.name.clone(),
+                    added: a.added.0,
+                    last_used: a.last_used.map_or(0, |t| t.0),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! [`Method::Totp`](super::Method::Totp): a code of any of the user's authenticators, each
+//! with its own replay mark.
+
+use super::Attempt;
+use crate::core::record::Record;
+use crate::core::totp::{self, Check};
+use crate::core::{Error, UnixTime};
+
+/// Try `answer` as a code of each authenticator in turn. The first that accepts it gets
+/// its replay mark set to the matched step and its last use to `now`. A code matching a
+/// step already used on an authenticator is a replay only when no other accepts it.
+///
+/// # Errors
+/// [`Error::CorruptRecord`] when a stored key is unusable (fails closed).
+pub(super) fn attempt(
+    record: &mut Record,
+    answer: &[u8],
+    now: UnixTime,
+    window: u64,
+) -> Result<Attempt, Error> {
+    if !answer.iter().all(u8::is_ascii_digit) {
+        return Ok(Attempt::NoMatch);
+    }
+    let mut replayed = false;
+    let user = &record.user;
+    for a in &mut record.authenticators {
+        let check = totp::check(&a.key, answer, now, window, a.last_step).map_err(|e| {
+            Error::CorruptRecord {
+                user: user.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        match check {
+            Check::Accepted { step } => {
+                a.last_step = Some(step);
+                a.last_used = Some(now);
+                return Ok(Attempt::Accepted(super::Used::Authenticator(
+                    a.name.clone(),
+                )));
+            }
+            Check::Replayed => replayed = true,
+            Check::Wrong => {}
+        }
+    }
+    Ok(if replayed {
+        Attempt::Replayed
+    } else {
+        Attempt::NoMatch
+    })
+}
