@@ -33,6 +33,7 @@ pub mod pamclient;
 pub mod proc;
 pub mod pty;
 pub mod qr;
+pub mod records;
 pub mod sshd;
 pub mod stack;
 pub mod sudo;

@@ -63,27 +63,8 @@ fn a_record_written_by_name_before_the_change_still_works() {
     let user = User::create();
     // A record in the format of the earlier, name-keyed store: `<hex(name)>.rec`.
     let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    let mut record = twostepd::core::record::Record::new(user.name());
-    record
-        .authenticators
-        .push(twostepd::core::record::Authenticator {
-            name: twostepd::core::record::DEFAULT_AUTHENTICATOR.into(),
-            added: twostepd::core::UnixTime(otp::now() - 3600),
-            last_used: None,
-            last_step: None,
-            key: twostepd::core::record::TotpKey {
-                secret: twostepd::core::record::Secret(secret.into()),
-                algorithm: twostep_config::Algorithm::SHA1,
-                digits: 6,
-                period: 30,
-                created: twostepd::core::UnixTime(otp::now() - 3600),
-            },
-        });
-    let bytes = twostepd::core::store::file_bytes(&record).expect("record bytes");
-    let users = s.daemon.state_dir().join("users");
-    let legacy = users.join(format!("{}.rec", hex_of(user.name())));
-    std::fs::write(&legacy, bytes).expect("write legacy record");
-    twostep_e2e::unique::chmod(&legacy, 0o600);
+    let record = twostep_e2e::records::with_key(user.name(), secret);
+    twostep_e2e::records::write_name_keyed(s.daemon.state_dir(), user.name(), &record);
 
     let code = |step: u64| otp::totp_at_step(secret, otp::Algorithm::Sha1, 6, 30, step);
     let now = otp::settled_step(30, std::time::Duration::from_secs(5));
@@ -100,10 +81,6 @@ fn a_record_written_by_name_before_the_change_still_works() {
     s.daemon.restart();
     s.pam.login(user.name(), &code(now + 1)).assert_success();
     assert_eq!(u64_of(&s.ctl.status(&user), "failures"), 0);
-}
-
-fn hex_of(name: &str) -> String {
-    name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

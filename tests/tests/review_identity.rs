@@ -72,45 +72,24 @@ fn a_second_name_of_an_unrequired_user_stays_unrequired() {
     s.pam.auth(user.name()).run().assert_success();
 }
 
-fn hex_of(name: &str) -> String {
-    name.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
 /// Old-format records: `user`'s with a key, `alias`'s without one (switched off). The
 /// file names, in that order.
 fn write_legacy_pair(s: &Stack, user: &User, alias: &UidUser) -> Vec<String> {
-    let mut enrolled = twostepd::core::record::Record::new(user.name());
-    enrolled
-        .authenticators
-        .push(twostepd::core::record::Authenticator {
-            name: twostepd::core::record::DEFAULT_AUTHENTICATOR.into(),
-            added: twostepd::core::UnixTime(otp::now() - 3600),
-            last_used: None,
-            last_step: None,
-            key: twostepd::core::record::TotpKey {
-                secret: twostepd::core::record::Secret(SECRET.into()),
-                algorithm: twostep_config::Algorithm::SHA1,
-                digits: 6,
-                period: 30,
-                created: twostepd::core::UnixTime(otp::now() - 3600),
-            },
-        });
+    let enrolled = twostep_e2e::records::with_key(user.name(), SECRET);
     let mut off = twostepd::core::record::Record::new(alias.name());
     off.note(
         twostepd::core::UnixTime(otp::now() - 100),
         "switched off by the user",
     );
-    let users = s.daemon.state_dir().join("users");
     let mut files = Vec::new();
     for (name, record) in [(user.name(), &enrolled), (alias.name(), &off)] {
-        let file = format!("{}.rec", hex_of(name));
-        let path = users.join(&file);
-        let bytes = twostepd::core::store::file_bytes(record).expect("record bytes");
-        std::fs::write(&path, bytes).expect("write legacy record");
-        twostep_e2e::unique::chmod(&path, 0o600);
-        files.push(file);
+        files.push(twostep_e2e::records::write_name_keyed(
+            s.daemon.state_dir(),
+            name,
+            record,
+        ));
     }
     files
 }

@@ -13,8 +13,9 @@ use super::messages;
 use super::record::{self, Record, MAX_AUTHENTICATOR_NAME};
 use super::selfservice::MAX_AUTHENTICATORS;
 use super::store::memory::MemoryStore;
+use super::test_support::{caller, code};
 use super::users::FakeAccounts;
-use super::{Caller, Core, Error, UnixTime};
+use super::{Core, Error, UnixTime};
 
 const T0: UnixTime = UnixTime(1_800_000_000);
 
@@ -33,20 +34,6 @@ fn core_with(f: impl FnOnce(&mut Config)) -> Core {
     f(&mut c);
     let store = Arc::new(MemoryStore::new());
     Core::with_parts(c, Box::new(store), Box::new(accounts))
-}
-
-fn caller(uid: u32) -> Caller {
-    Caller {
-        uid,
-        sender: format!(":1.{uid}"),
-    }
-}
-
-fn code(secret: &str, at: UnixTime) -> String {
-    let raw = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, raw, None, String::new())
-        .unwrap()
-        .generate(at.0)
 }
 
 /// Enrol uid 1000 (alice) at `T0` and add "backup" at step 2 with a proof of the first;

@@ -10,8 +10,9 @@ use twostep_proto::{Step, Verdict};
 use super::admin::Action;
 use super::audit::LoginContext;
 use super::store::memory::MemoryStore;
+use super::test_support::{caller, code};
 use super::users::FakeAccounts;
-use super::{Caller, Core, Error, UnixTime};
+use super::{Core, Error, UnixTime};
 
 const T0: UnixTime = UnixTime(1_800_000_000);
 
@@ -31,20 +32,6 @@ fn core_with(accounts: FakeAccounts, f: impl FnOnce(&mut Config)) -> (Core, Arc<
     let store = Arc::new(MemoryStore::new());
     let core = Core::with_parts(c, Box::new(Arc::clone(&store)), Box::new(accounts));
     (core, store)
-}
-
-fn caller(uid: u32) -> Caller {
-    Caller {
-        uid,
-        sender: format!(":1.{uid}"),
-    }
-}
-
-fn code(secret: &str, at: UnixTime) -> String {
-    let raw = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, raw, None, String::new())
-        .unwrap()
-        .generate(at.0)
 }
 
 /// Enrol `uid` as itself; the secret.

@@ -37,6 +37,8 @@ pub mod verify;
 mod authenticator_tests;
 #[cfg(test)]
 mod fake_tests;
+#[cfg(test)]
+mod test_support;
 
 pub use authz::Caller;
 pub use clock::UnixTime;

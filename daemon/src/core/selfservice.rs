@@ -84,16 +84,7 @@ pub(super) fn enroll_begin(
     now: UnixTime,
 ) -> Result<PendingInfo, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
-    let key = core.settings().new_key(now)?;
-    let uri = totp::otpauth_uri(&key, core.settings().issuer(), &account.name)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let expires = now.plus(core.config().enrollment.pending_seconds.get());
-    let pending = Pending {
-        key: key.clone(),
-        expires,
-        name: None,
-        replay_mark: None,
-    };
+    let (pending, info) = new_pending(core, &account.name, None, now)?;
     let replacing = core.update(&account, |record| {
         let replacing = record.enrolled();
         if replacing {
@@ -119,14 +110,40 @@ pub(super) fn enroll_begin(
             "enroll-begin"
         }
     );
-    Ok(PendingInfo {
+    Ok(info)
+}
+
+/// A fresh key waiting for its confirming code (labelled `label` in authenticator apps;
+/// `name`: the authenticator it will become, `None` for an enrolment), and what the user
+/// is shown of it, once.
+///
+/// # Errors
+/// [`Error::Internal`] when the random source or the URI fails.
+fn new_pending(
+    core: &Core,
+    label: &str,
+    name: Option<&str>,
+    now: UnixTime,
+) -> Result<(Pending, PendingInfo), Error> {
+    let key = core.settings().new_key(now)?;
+    let uri = totp::otpauth_uri(&key, core.settings().issuer(), label)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let expires = now.plus(core.config().enrollment.pending_seconds.get());
+    let info = PendingInfo {
         secret_base32: key.secret.0.clone(),
         uri,
         algorithm: key.algorithm.as_str(),
         digits: key.digits,
         period: key.period,
         expires,
-    })
+    };
+    let pending = Pending {
+        key,
+        expires,
+        name: name.map(str::to_owned),
+        replay_mark: None,
+    };
+    Ok((pending, info))
 }
 
 /// Which pending key a confirm is for.
@@ -268,17 +285,8 @@ pub(super) fn authenticator_add(
     now: UnixTime,
 ) -> Result<PendingInfo, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
-    let key = core.settings().new_key(now)?;
     let label = format!("{} ({name})", account.name);
-    let uri = totp::otpauth_uri(&key, core.settings().issuer(), &label)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let expires = now.plus(core.config().enrollment.pending_seconds.get());
-    let pending = Pending {
-        key: key.clone(),
-        expires,
-        name: Some(name.to_owned()),
-        replay_mark: None,
-    };
+    let (pending, info) = new_pending(core, &label, Some(name), now)?;
     core.update(&account, |record| {
         if let Err(e) = check_addable(&account, record, name) {
             return (Write::Keep, Err(e));
@@ -302,14 +310,7 @@ pub(super) fn authenticator_add(
         field(&account.name),
         field(name)
     );
-    Ok(PendingInfo {
-        secret_base32: key.secret.0.clone(),
-        uri,
-        algorithm: key.algorithm.as_str(),
-        digits: key.digits,
-        period: key.period,
-        expires,
-    })
+    Ok(info)
 }
 
 /// The caller's authenticators (name, added, last used; never a key).
