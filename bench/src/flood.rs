@@ -57,6 +57,71 @@ pub struct Outcome {
 ///
 /// # Errors
 /// Shared memory, the runtime or a connection failed.
+/// What user B's side of a flood needs: user A is user 0, kept busy so B never takes it;
+/// B's logins claim users 1.. through the driver's claimer, with right codes.
+pub struct BSide {
+    shared: Shared,
+    secrets: Vec<[u8; otp::SECRET_BYTES]>,
+    dspec: DriverSpec,
+    /// The PAM configuration directory and service, as libpam takes them.
+    pub confdir: CString,
+    pub service: CString,
+}
+
+impl BSide {
+    /// For `users` users of the bench's state; `timing` = (seconds, period, window, seed).
+    ///
+    /// # Errors
+    /// Shared memory failed, or a path holds a NUL byte.
+    pub fn new(
+        confdir: &std::path::Path,
+        service: &str,
+        users: u32,
+        timing: (f64, u64, u64, u64),
+    ) -> Result<BSide, String> {
+        let (seconds, period, window, seed) = timing;
+        let n = usize::try_from(users).map_err(|e| e.to_string())?;
+        let shared = Shared::new(n, 0)?;
+        shared.user(0).store(UserState::BUSY, Ordering::SeqCst);
+        Ok(BSide {
+            shared,
+            secrets: (0..users).map(otp::secret_for).collect(),
+            dspec: DriverSpec {
+                confdir: confdir.to_path_buf(),
+                service: service.to_owned(),
+                users,
+                right: true,
+                mode: Mode::Threads,
+                workers: 1,
+                max_logins: 0,
+                seconds,
+                min_logins: 0,
+                warmup: 0,
+                period,
+                window,
+                wrong_budget: 0,
+                seed,
+                baseline: false,
+            },
+            confdir: CString::new(confdir.as_os_str().as_encoded_bytes())
+                .map_err(|e| e.to_string())?,
+            service: CString::new(service).map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// The users that had at least one attempt, A (user 0) included.
+    pub fn touched(&self) -> Vec<u32> {
+        let mut touched = self.shared.touched();
+        touched.push(0);
+        touched
+    }
+
+    /// The claimer B's logins take users from (one for all of B's phases).
+    pub fn claimer(&self) -> Claimer<'_> {
+        Claimer::new(&self.shared, &self.secrets, true, &self.dspec)
+    }
+}
+
 /// User B's side of a flood: a closed loop of right-code logins through libpam for
 /// `seconds`, users claimed from `claimer`. Returns B's latency summary, logins per second
 /// and how many were refused.
@@ -86,31 +151,14 @@ pub fn b_logins(
 }
 
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
-    let n = usize::try_from(spec.users).map_err(|e| e.to_string())?;
-    let shared = Shared::new(n, 0)?;
-    shared.user(0).store(UserState::BUSY, Ordering::SeqCst);
-    let secrets: Vec<[u8; otp::SECRET_BYTES]> = (0..spec.users).map(otp::secret_for).collect();
-    let dspec = DriverSpec {
-        confdir: spec.confdir.clone(),
-        service: spec.service.clone(),
-        users: spec.users,
-        right: true,
-        mode: Mode::Threads,
-        workers: 1,
-        max_logins: 0,
-        seconds: spec.seconds,
-        min_logins: 0,
-        warmup: 0,
-        period: spec.period,
-        window: spec.window,
-        wrong_budget: 0,
-        seed: spec.seed,
-        baseline: false,
-    };
-    let claimer = Claimer::new(&shared, &secrets, true, &dspec);
-    let confdir =
-        CString::new(spec.confdir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    let service = CString::new(spec.service.as_str()).map_err(|e| e.to_string())?;
+    let side = BSide::new(
+        &spec.confdir,
+        &spec.service,
+        spec.users,
+        (spec.seconds, spec.period, spec.window, spec.seed),
+    )?;
+    let claimer = side.claimer();
+    let (confdir, service) = (&side.confdir, &side.service);
     let a_name = users::name(0);
     let a_secret = otp::secret_for(0);
     let (period, window) = (spec.period, spec.window);
@@ -125,7 +173,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     };
 
     // B: a closed loop of PAM logins for `seconds`.
-    let b_loop = || b_logins(&claimer, &confdir, &service, spec.seconds);
+    let b_loop = || b_logins(&claimer, confdir, service, spec.seconds);
 
     let mut phases = Vec::new();
 
@@ -254,7 +302,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
             ..phase
         });
     }
-    let mut touched = shared.touched();
-    touched.push(0);
-    Ok(Outcome { phases, touched })
+    Ok(Outcome {
+        phases,
+        touched: side.touched(),
+    })
 }

@@ -7,7 +7,6 @@
 //! steady stream of new connections, unanswered prompts and departures. Compared with B alone.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,10 +15,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use twostep_proto::LoginProxy;
 
-use crate::driver::{Claimer, Mode, Spec as DriverSpec};
 use crate::flood::{Outcome, Phase};
-use crate::shm::{Shared, UserState};
-use crate::{otp, users};
+use crate::users;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
@@ -41,34 +38,16 @@ pub struct Spec {
 /// # Errors
 /// Shared memory or the runtime failed.
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
-    let n = usize::try_from(spec.users).map_err(|e| e.to_string())?;
-    let shared = Shared::new(n, 0)?;
-    shared.user(0).store(UserState::BUSY, Ordering::SeqCst);
-    let secrets: Vec<[u8; otp::SECRET_BYTES]> = (0..spec.users).map(otp::secret_for).collect();
-    let dspec = DriverSpec {
-        confdir: spec.confdir.clone(),
-        service: spec.service.clone(),
-        users: spec.users,
-        right: true,
-        mode: Mode::Threads,
-        workers: 1,
-        max_logins: 0,
-        seconds: spec.seconds,
-        min_logins: 0,
-        warmup: 0,
-        period: spec.period,
-        window: spec.window,
-        wrong_budget: 0,
-        seed: spec.seed,
-        baseline: false,
-    };
-    let claimer = Claimer::new(&shared, &secrets, true, &dspec);
-    let confdir =
-        CString::new(spec.confdir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    let service = CString::new(spec.service.as_str()).map_err(|e| e.to_string())?;
+    let side = crate::flood::BSide::new(
+        &spec.confdir,
+        &spec.service,
+        spec.users,
+        (spec.seconds, spec.period, spec.window, spec.seed),
+    )?;
+    let claimer = side.claimer();
     let a_name = users::name(0);
 
-    let b_loop = || crate::flood::b_logins(&claimer, &confdir, &service, spec.seconds);
+    let b_loop = || crate::flood::b_logins(&claimer, &side.confdir, &side.service, spec.seconds);
 
     let mut phases = Vec::new();
     let (b, rate, failed) = b_loop();
@@ -155,7 +134,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         flood_per_second: total as f64 / elapsed,
         flood_outcomes: outcomes,
     });
-    let mut touched = shared.touched();
-    touched.push(0);
-    Ok(Outcome { phases, touched })
+    Ok(Outcome {
+        phases,
+        touched: side.touched(),
+    })
 }
