@@ -523,11 +523,13 @@ pub(super) fn admin_repair(
             ),
             "It may have been a failed attempt, a successful login, a spent recovery \
              code, new recovery codes, an enrolment or a move to a new authenticator, \
-             or an admin change (reset, unlock, require, exempt, toggle)."
+             an authenticator added or removed, 2FA switched off, or an admin change \
+             (reset, unlock, require, exempt, toggle)."
                 .to_owned(),
             "The repair makes the first three safe (below). If the user moved to a new \
-             authenticator or was reset just before the damage, that change is lost: \
-             ask the user, and run `twostepctl user reset` if in doubt."
+             authenticator, removed one (a lost phone comes back) or was reset just \
+             before the damage, that change is lost: ask the user, and run \
+             `twostepctl user reset` if in doubt."
                 .to_owned(),
         ];
         for e in base.events.iter().rev().take(3) {

@@ -353,3 +353,64 @@ fn a_record_of_the_single_key_shape_reads_as_one_authenticator_named_default() {
         assert!(serde_json::from_value::<Record>(dup).is_err());
     }
 }
+
+/// A move to a new phone after `[totp] period` changed: the new key's replay mark is its
+/// own confirming step, not the old key's (steps of another period), so it keeps working.
+#[test]
+fn a_new_phone_after_a_period_change_is_not_locked_out_by_the_old_keys_mark() {
+    let code60 = |secret: &str, t: UnixTime| {
+        let raw = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
+        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 60, raw, None, String::new())
+            .unwrap()
+            .generate(t.0)
+    };
+    let core = core_with(|_| {});
+    let me = caller(1000);
+    let p = core.enroll_begin(&me, b"", T0).unwrap();
+    let old = p.secret_base32;
+    core.enroll_confirm(&me, code(&old, T0).as_bytes(), T0)
+        .unwrap();
+    assert_eq!(login(&core, &code(&old, at(2)), at(2)).0, Verdict::Success);
+    let mut c = (*core.config()).clone();
+    c.totp.period = Bounded::new(60);
+    core.apply_config(c).unwrap();
+    let p = core
+        .enroll_begin(&me, code(&old, at(4)).as_bytes(), at(4))
+        .unwrap();
+    let new = p.secret_base32;
+    core.enroll_confirm(&me, code60(&new, at(4)).as_bytes(), at(4))
+        .unwrap();
+    let later = at(8);
+    assert_eq!(
+        login(&core, &code60(&new, later), later).0,
+        Verdict::Success,
+        "the new key's codes must log in"
+    );
+}
+
+#[test]
+fn new_names_exclude_look_alikes_invisible_characters_and_colons() {
+    let core = core_with(|_| {});
+    let (first, _, _) = two(&core);
+    let me = caller(1000);
+    for bad in [
+        "default\u{200b}",
+        "DEFAULT",
+        "Backup",
+        "work:laptop",
+        "phone\u{202e}enohp",
+        "x\u{feff}",
+    ] {
+        let proof = code(&first, at(10));
+        let got = core.authenticator_add(&me, bad, proof.as_bytes(), at(10));
+        assert!(
+            matches!(got, Err(Error::InvalidArgument(_))),
+            "{bad:?}: {:?}",
+            got.map(|_| ())
+        );
+    }
+    // Letters of any script and ordinary punctuation are fine.
+    let proof = code(&first, at(11));
+    core.authenticator_add(&me, "Jérôme's phone (2)", proof.as_bytes(), at(11))
+        .unwrap();
+}

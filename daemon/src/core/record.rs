@@ -143,6 +143,16 @@ impl TryFrom<OnDisk> for Record {
             // that is gone; a new key's codes were never used.
             (None, None) => Vec::new(),
         };
+        // Every key must be usable before any answer is checked: otherwise a guess that
+        // reached an unusable key would end in an error, uncharged, while the other keys
+        // still accept codes.
+        for key in authenticators
+            .iter()
+            .map(|a| &a.key)
+            .chain(d.pending.iter().map(|p| &p.key))
+        {
+            super::totp::usable(key).map_err(|e| format!("a stored key is unusable: {e}"))?;
+        }
         Ok(Record {
             version: d.version,
             user: d.user,
@@ -201,17 +211,17 @@ impl Record {
     }
 
     /// Make `key` the one authenticator (named [`DEFAULT_AUTHENTICATOR`]), confirmed with
-    /// time step `step` at `now`: a first enrolment or a move to a new phone. Its replay
-    /// mark is the highest of `step` and every mark it replaces (the old key may have spent
-    /// the same time step as proof).
+    /// time step `step` (of `key`'s own period) at `now`: a first enrolment or a move to a
+    /// new phone. Its replay mark is `step`: the marks it replaces count steps of other
+    /// keys — other secrets, perhaps other periods (`[totp] period` may have changed since),
+    /// so carrying them over could put the new key's mark decades ahead.
     pub fn replace_authenticators(&mut self, key: TotpKey, step: u64, now: UnixTime) {
-        let mark = self.highest_step().map_or(step, |s| s.max(step));
         self.authenticators = vec![Authenticator {
             name: DEFAULT_AUTHENTICATOR.to_owned(),
             key,
             added: now,
             last_used: None,
-            last_step: Some(mark),
+            last_step: Some(step),
         }];
     }
 
@@ -345,5 +355,63 @@ mod tests {
         let shown = format!("{r:?} {r:#?}");
         assert!(!shown.contains("GEZDG"), "{shown}");
         assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_record_with_any_unusable_key_is_unreadable_as_a_whole() {
+        let good = TotpKey {
+            secret: Secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into()),
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            created: UnixTime(1),
+        };
+        let base = {
+            let mut r = Record::for_account("alice", 1000);
+            r.replace_authenticators(good.clone(), 1, UnixTime(1));
+            r
+        };
+        let round = |r: &Record| serde_json::from_str::<Record>(&serde_json::to_string(r).unwrap());
+        assert!(round(&base).is_ok());
+        let bad_keys = [
+            TotpKey {
+                secret: Secret("AAAA".into()),
+                ..good.clone()
+            },
+            TotpKey {
+                secret: Secret("not base32!".into()),
+                ..good.clone()
+            },
+            TotpKey {
+                digits: 9,
+                ..good.clone()
+            },
+            TotpKey {
+                period: 0,
+                ..good.clone()
+            },
+        ];
+        for bad in bad_keys {
+            // As a second authenticator, behind a good one.
+            let mut r = base.clone();
+            r.authenticators.push(Authenticator {
+                name: "second".into(),
+                key: bad.clone(),
+                added: UnixTime(1),
+                last_used: None,
+                last_step: None,
+            });
+            let e = round(&r).unwrap_err().to_string();
+            assert!(e.contains("unusable"), "{e}");
+            // As a pending key.
+            let mut r = base.clone();
+            r.pending = Some(Pending {
+                key: bad,
+                expires: UnixTime(2),
+                name: None,
+                replay_mark: None,
+            });
+            assert!(round(&r).is_err());
+        }
     }
 }

@@ -18,8 +18,10 @@ use super::users::Account;
 use super::verify::Checked;
 use super::{totp, Caller, Error, UnixTime};
 
-/// Most authenticators one user may have (each one is tried at every login).
-pub const MAX_AUTHENTICATORS: usize = 16;
+/// Most authenticators one user may have. Why so few: each one is tried at every login, so
+/// each guess can match `(2 × window + 1) × authenticators` codes while the lockout allows
+/// the same number of guesses — five authenticators make a guess five times likelier.
+pub const MAX_AUTHENTICATORS: usize = 5;
 
 /// What `enroll_begin` hands the user, once.
 pub struct PendingInfo {
@@ -203,6 +205,7 @@ pub(super) fn confirm(
             if let Err(e) = check_addable(&account, record, &name) {
                 return (Write::Keep, Err(e));
             }
+            record.note(now, format!("authenticator added: name={}", field(&name)));
             record.authenticators.push(Authenticator {
                 name,
                 key: pending.key,
@@ -211,7 +214,6 @@ pub(super) fn confirm(
                 last_step: Some(step),
             });
             record.pending = None;
-            record.note(now, "authenticator added");
             return (Write::Save, Ok(Vec::new()));
         }
         let first = !record.enrolled() || recovery::left(&record.recovery) == 0;
@@ -252,11 +254,16 @@ pub(super) fn confirm(
 /// May an authenticator called `name` join `record`: enrolled, a valid name not in use,
 /// fewer than [`MAX_AUTHENTICATORS`].
 fn check_addable(account: &Account, record: &Record, name: &str) -> Result<(), Error> {
-    record::check_name(name).map_err(Error::InvalidArgument)?;
+    check_new_name(name)?;
     if !record.enrolled() {
         return Err(Error::NotEnrolled(account.name.clone()));
     }
-    if record.authenticator(name).is_some() {
+    let folded = name.to_lowercase();
+    if record
+        .authenticators
+        .iter()
+        .any(|a| a.name.to_lowercase() == folded)
+    {
         return Err(Error::InvalidArgument(format!(
             "{} already has an authenticator of that name",
             account.name
@@ -269,6 +276,29 @@ fn check_addable(account: &Account, record: &Record, name: &str) -> Result<(), E
         )));
     }
     Ok(())
+}
+
+/// A name for a new authenticator: what [`record::check_name`] accepts, made of letters,
+/// digits, spaces and ASCII punctuation other than `:` only — no invisible, format or
+/// direction-changing characters that would let two entries look alike or scramble an
+/// admin's listing, and no `:` (the otpauth URI's label separator). Names already stored
+/// are read with the looser [`record::check_name`], so no existing record fails.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying what is wrong.
+fn check_new_name(name: &str) -> Result<(), Error> {
+    record::check_name(name).map_err(Error::InvalidArgument)?;
+    let allowed =
+        |c: char| c.is_alphanumeric() || c == ' ' || (c.is_ascii_punctuation() && c != ':');
+    if name.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "an authenticator name holds letters, digits, spaces and punctuation other than \
+             `:` only"
+                .into(),
+        ))
+    }
 }
 
 /// Start adding an authenticator called `name` beside the caller's others; `proof` is a
@@ -285,6 +315,8 @@ pub(super) fn authenticator_add(
     now: UnixTime,
 ) -> Result<PendingInfo, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
+    // Checked before the key URI is built from it (and again under the lock).
+    check_new_name(name)?;
     let label = format!("{} ({name})", account.name);
     let (pending, info) = new_pending(core, &label, Some(name), now)?;
     core.update(&account, |record| {
@@ -402,7 +434,10 @@ pub(super) fn authenticator_remove(
             record.authenticators.insert(i, removed);
             return (write, Err(e));
         }
-        record.note(now, "authenticator removed");
+        record.note(
+            now,
+            format!("authenticator removed: name={}", field(&removed.name)),
+        );
         (Write::Save, Ok(false))
     })?;
     log::info!(

@@ -71,7 +71,21 @@ pub fn new_key(
     })
 }
 
+/// Whether `key` can produce codes at all: base32 of at least 128 bits, 6 to 8 digits, a
+/// non-zero period, an algorithm totp-rs has (what [`check`] needs). A record holding a key
+/// that fails this is unreadable as a whole, so no answer is ever checked against part of
+/// a user's keys.
+///
+/// # Errors
+/// What is wrong with the key (never the secret).
+pub fn usable(key: &TotpKey) -> Result<(), KeyError> {
+    totp(key, None, "").map(|_| ())
+}
+
 fn totp(key: &TotpKey, issuer: Option<&str>, account: &str) -> Result<TOTP, KeyError> {
+    if key.period == 0 {
+        return Err(KeyError::Parameters("a period of 0 seconds".into()));
+    }
     let raw = totp_rs::Secret::Encoded(key.secret.0.clone())
         .to_bytes()
         .map_err(|_| KeyError::NotBase32)?;
