@@ -117,6 +117,28 @@ fn old_records_under_two_names_of_one_uid_are_not_migrated_at_start() {
     }
 }
 
+/// An admin or self-service write (here `user unlock` of the key-less name) must not move
+/// one name's old record either: every transaction checks the uid's other names first.
+#[test]
+fn a_write_does_not_migrate_one_of_two_old_records_of_one_uid() {
+    let s = Stack::start_with(DaemonConfig::default(), "nullok");
+    let user = User::create();
+    let alias = UidUser::alias_of(&user);
+    let files = write_legacy_pair(&s, &user, &alias);
+    let users = s.daemon.state_dir().join("users");
+    let out = s.ctl.run(None, &["user", "unlock", alias.name()], b"");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    for file in &files {
+        assert!(users.join(file).exists(), "{file} was moved or removed");
+    }
+    for name in [user.name(), alias.name()] {
+        s.pam
+            .auth(name)
+            .run()
+            .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    }
+}
+
 #[test]
 fn old_records_under_two_names_of_one_uid_fail_closed_instead_of_first_come() {
     let s = Stack::start_with(DaemonConfig::default(), "nullok");

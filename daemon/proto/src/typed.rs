@@ -131,8 +131,9 @@ pub trait User {
     /// code. Returns the pending key; confirm it with [`authenticator_confirm`](Self::authenticator_confirm).
     fn authenticator_add(&self, name: &str, proof: &[u8]) -> zbus::Result<PendingEnrollment>;
 
-    /// Confirm the authenticator being added with a current code of it.
-    fn authenticator_confirm(&self, code: &[u8]) -> zbus::Result<()>;
+    /// Confirm the authenticator being added as `name` with a current code of it (a
+    /// confirm for another name than the pending one finds nothing to confirm).
+    fn authenticator_confirm(&self, name: &str, code: &[u8]) -> zbus::Result<()>;
 
     /// The calling user's authenticators, in the order they were added: name, when added,
     /// when last used (Unix seconds, 0 = never). Never a key.

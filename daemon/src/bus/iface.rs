@@ -320,16 +320,17 @@ impl UserIface {
         Ok(pending_enrollment(p))
     }
 
-    /// Confirm the authenticator being added with a current code of it.
+    /// Confirm the authenticator being added as `name` with a current code of it.
     async fn authenticator_confirm(
         &self,
         #[zbus(header)] hdr: Header<'_>,
+        name: String,
         code: Vec<u8>,
     ) -> Result<(), Error> {
         let (caller, _slot) = self.0.caller(&hdr).await?;
         let code = Zeroizing::new(code);
         self.0
-            .run(move |core| core.authenticator_confirm(&caller, &code, clock::now()))
+            .run(move |core| core.authenticator_confirm(&caller, &name, &code, clock::now()))
             .await
     }
 

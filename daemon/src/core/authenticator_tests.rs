@@ -49,7 +49,7 @@ fn two(core: &Core) -> (String, String, Vec<String>) {
         .authenticator_add(&me, "backup", code(&first, at(2)).as_bytes(), at(2))
         .unwrap();
     let second = p.secret_base32;
-    core.authenticator_confirm(&me, code(&second, at(2)).as_bytes(), at(2))
+    core.authenticator_confirm(&me, "backup", code(&second, at(2)).as_bytes(), at(2))
         .unwrap();
     let codes = codes.iter().map(|c| c.to_string()).collect();
     (first, second, codes)
@@ -162,21 +162,41 @@ fn adding_needs_a_valid_new_name_a_proof_and_a_code_of_the_new_key() {
         .unwrap();
     assert!(core.status(&me, now).unwrap().pending);
     assert!(matches!(
-        core.authenticator_confirm(&me, code(&first, at(6)).as_bytes(), at(6)),
+        core.authenticator_confirm(&me, "token", code(&first, at(6)).as_bytes(), at(6)),
         Err(Error::WrongCode(_))
+    ));
+    // A confirm for another name (a second `add` elsewhere) finds nothing to confirm.
+    assert!(matches!(
+        core.authenticator_confirm(
+            &me,
+            "other",
+            code(&p.secret_base32, at(6)).as_bytes(),
+            at(6)
+        ),
+        Err(Error::NoPendingEnrollment(_))
     ));
     // `enroll confirm` does not confirm an added key (it would replace the others).
     assert!(matches!(
         core.enroll_confirm(&me, code(&p.secret_base32, at(6)).as_bytes(), at(6)),
         Err(Error::NoPendingEnrollment(_))
     ));
-    core.authenticator_confirm(&me, code(&p.secret_base32, at(6)).as_bytes(), at(6))
-        .unwrap();
+    core.authenticator_confirm(
+        &me,
+        "token",
+        code(&p.secret_base32, at(6)).as_bytes(),
+        at(6),
+    )
+    .unwrap();
     assert_eq!(names(&core), ["default", "backup", "token"]);
     assert!(!core.status(&me, at(6)).unwrap().pending);
     // Nothing pending: nothing to confirm.
     assert!(matches!(
-        core.authenticator_confirm(&me, code(&p.secret_base32, at(7)).as_bytes(), at(7)),
+        core.authenticator_confirm(
+            &me,
+            "token",
+            code(&p.secret_base32, at(7)).as_bytes(),
+            at(7)
+        ),
         Err(Error::NoPendingEnrollment(_))
     ));
     // At most MAX_AUTHENTICATORS.
@@ -185,8 +205,13 @@ fn adding_needs_a_valid_new_name_a_proof_and_a_code_of_the_new_key() {
         let p = core
             .authenticator_add(&me, &format!("t{i}"), code(&first, t).as_bytes(), t)
             .unwrap();
-        core.authenticator_confirm(&me, code(&p.secret_base32, t).as_bytes(), t)
-            .unwrap();
+        core.authenticator_confirm(
+            &me,
+            &format!("t{i}"),
+            code(&p.secret_base32, t).as_bytes(),
+            t,
+        )
+        .unwrap();
     }
     let t = at(100);
     assert!(matches!(
@@ -235,7 +260,7 @@ fn removing_needs_another_authenticators_code_and_never_drops_the_last_while_req
     let p = core
         .authenticator_add(&me, "spare", code(&first, t).as_bytes(), t)
         .unwrap();
-    core.authenticator_confirm(&me, code(&p.secret_base32, t).as_bytes(), t)
+    core.authenticator_confirm(&me, "spare", code(&p.secret_base32, t).as_bytes(), t)
         .unwrap();
     core.authenticator_remove(&me, "default", recovery[0].as_bytes(), at(11))
         .unwrap();

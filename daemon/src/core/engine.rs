@@ -231,12 +231,21 @@ impl Core {
     /// without the identity check.
     pub(super) fn load_unchecked(&self, account: &Account) -> Result<Option<Record>, Error> {
         self.migrate_deferred();
+        self.no_legacy_conflict(account)?;
+        self.store.load(account)
+    }
+
+    /// Every name of the uid, not only the one used: one name's old (name-keyed) record
+    /// must never hide another's, so several of them fail closed until the admin picks
+    /// one. Checked before any read or transaction that could migrate one of them.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRecord`] naming the files; a failed look-up.
+    fn no_legacy_conflict(&self, account: &Account) -> Result<(), Error> {
         if let Some(files) = self.store.files().filter(|f| {
             self.legacy_left.load(std::sync::atomic::Ordering::Relaxed)
                 || f.has_legacy_record(&account.name)
         }) {
-            // Every name of the uid, not only the one used: one name's old record must
-            // never hide another's, so several of them fail closed until the admin picks one.
             let names = self.legacy_names_of(files, account.uid)?;
             if names.len() > 1 {
                 return Err(Error::CorruptRecord {
@@ -245,7 +254,7 @@ impl Core {
                 });
             }
         }
-        self.store.load(account)
+        Ok(())
     }
 
     /// The record of `account`, checked to belong to it (see [`check_identity`]).
@@ -273,6 +282,7 @@ impl Core {
         f: impl FnOnce(&mut Record) -> (Write, Result<T, Error>),
     ) -> Result<T, Error> {
         self.migrate_deferred();
+        self.no_legacy_conflict(account)?;
         store::update(self.store(), account, |slot| {
             let record =
                 slot.get_or_insert_with(|| Record::for_account(&account.name, account.uid));
@@ -388,17 +398,19 @@ impl Core {
         selfservice::authenticator_add(self, caller, name, proof, now)
     }
 
-    /// Confirm the authenticator being added with a current code of it.
+    /// Confirm the authenticator being added as `name` with a current code of it.
     ///
     /// # Errors
-    /// No live pending authenticator, a wrong code, a name taken meanwhile, a failed write.
+    /// No live pending authenticator of that name, a wrong code, a name taken meanwhile, a
+    /// failed write.
     pub fn authenticator_confirm(
         &self,
         caller: &Caller,
+        name: &str,
         code: &[u8],
         now: UnixTime,
     ) -> Result<(), Error> {
-        selfservice::confirm(self, caller, code, Confirming::Added, now).map(drop)
+        selfservice::confirm(self, caller, code, Confirming::Added(name), now).map(drop)
     }
 
     /// The caller's authenticators (name, added, last used).

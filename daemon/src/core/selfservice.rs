@@ -150,11 +150,13 @@ fn new_pending(
 
 /// Which pending key a confirm is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Confirming {
+pub(super) enum Confirming<'a> {
     /// `enroll` / a move to a new phone: the key replaces every authenticator.
     Enrolment,
-    /// `authenticator add`: the named key joins the others.
-    Added,
+    /// `authenticator add NAME`: the key pending under this name joins the others (a
+    /// confirm for another name — a second `add` replaced the pending key meanwhile — finds
+    /// nothing to confirm, so nobody is told the wrong name is active).
+    Added(&'a str),
 }
 
 /// Confirm the caller's pending key with a current code: with [`Confirming::Enrolment`]
@@ -180,7 +182,13 @@ pub(super) fn confirm(
     };
     let shown = core.update(&account, |record| {
         let pending = match &record.pending {
-            Some(p) if p.expires > now && p.name.is_some() == (kind == Confirming::Added) => {
+            Some(p)
+                if p.expires > now
+                    && match kind {
+                        Confirming::Enrolment => p.name.is_none(),
+                        Confirming::Added(name) => p.name.as_deref() == Some(name),
+                    } =>
+            {
                 p.clone()
             }
             _ => {
@@ -242,7 +250,7 @@ pub(super) fn confirm(
     })?;
     let action = match kind {
         Confirming::Enrolment => "enroll-confirm",
-        Confirming::Added => "authenticator-confirm",
+        Confirming::Added(_) => "authenticator-confirm",
     };
     log::info!(
         "user={} action={action} outcome=active",
@@ -303,7 +311,7 @@ fn check_new_name(name: &str) -> Result<(), Error> {
 
 /// Start adding an authenticator called `name` beside the caller's others; `proof` is a
 /// current code of any of them or a recovery code. Confirmed with
-/// [`confirm`]`(…, Confirming::Added, …)`; starting again replaces a pending key.
+/// [`confirm`]`(…, Confirming::Added(name), …)`; starting again replaces a pending key.
 ///
 /// # Errors
 /// Not enrolled, an invalid or taken name, no proof, a wrong proof, a lock, a failed write.

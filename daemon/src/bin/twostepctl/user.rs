@@ -248,7 +248,7 @@ async fn add_authenticator(user: &UserProxy<'_>, name: &str, a: &EnrollArgs) -> 
             ));
         };
         match user
-            .authenticator_confirm(code.as_bytes())
+            .authenticator_confirm(name, code.as_bytes())
             .await
             .map_err(Error::from)
         {
