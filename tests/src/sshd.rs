@@ -307,6 +307,7 @@ pub struct Ssh {
     code: Option<String>,
     key: Option<PathBuf>,
     preferred: String,
+    known_hosts: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -342,6 +343,7 @@ impl Ssh {
             code: None,
             key: None,
             preferred: "publickey,keyboard-interactive".into(),
+            known_hosts: None,
             timeout: CLIENT_TIMEOUT,
         }
     }
@@ -362,6 +364,13 @@ impl Ssh {
     /// `publickey,keyboard-interactive`).
     pub fn preferred(mut self, methods: &str) -> Self {
         self.preferred = methods.to_string();
+        self
+    }
+
+    /// Trust exactly the host keys in `file` (`StrictHostKeyChecking=yes`) instead of any
+    /// key: the login fails if the server's key is not in it.
+    pub fn known_hosts(mut self, file: &Path) -> Self {
+        self.known_hosts = Some(file.to_path_buf());
         self
     }
 
@@ -391,26 +400,35 @@ impl Ssh {
             .env("LC_ALL", "C.UTF-8")
             .args(["-F", "/dev/null", "-T", "-p"])
             .arg(self.port.to_string())
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityAgent=none",
-                "-o",
-                "BatchMode=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-o",
-                "ConnectTimeout=10",
-            ])
-            .arg("-o")
-            .arg(format!("PreferredAuthentications={}", self.preferred));
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"]);
+        match &self.known_hosts {
+            Some(file) => {
+                cmd.args(["-o", "StrictHostKeyChecking=yes", "-o"])
+                    .arg(format!("UserKnownHostsFile={}", file.display()));
+            }
+            None => {
+                cmd.args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ]);
+            }
+        }
+        cmd.args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg("-o")
+        .arg(format!("PreferredAuthentications={}", self.preferred));
         match &self.key {
             Some(key) => {
                 cmd.arg("-i").arg(key);

@@ -205,15 +205,32 @@ fn demo_login_with_enrolment_then_stop() {
     let user = format!("ts_demo_{}_{}", std::process::id(), unique::random_hex(2));
     let mut demo = Demo::start(&user);
     let out = demo.output();
+    // Every command the demo prints works when pasted: the ssh line pins this run's host
+    // key (a strict client with only that file logs in), and the status line runs as the
+    // demo user.
+    let known_hosts = state_dir(demo.port).join("known_hosts");
+    let ssh_line = format!(
+        "ssh -o UserKnownHostsFile={} -p {} {user}@127.0.0.1",
+        known_hosts.display(),
+        demo.port
+    );
     assert!(
-        out.contains(&format!("ssh -p {} {user}@127.0.0.1", demo.port)),
+        out.contains(&ssh_line),
         "the demo must print how to log in:\n{out}"
     );
+    let status_line = out
+        .lines()
+        .find_map(|l| l.split_once(&format!("as {user}:")).map(|(_, c)| c.trim()))
+        .unwrap_or_else(|| panic!("the demo must print a status command:\n{out}"))
+        .to_string();
     let password = demo.password();
     let pids = demo.pids();
     assert!(pam_file(demo.port).exists());
 
-    let run = Ssh::to(demo.port, &user).password(&password).run();
+    let run = Ssh::to(demo.port, &user)
+        .known_hosts(&known_hosts)
+        .password(&password)
+        .run();
     assert!(
         run.logged_in(),
         "first login (enrolment):\n{run}\n{}",
@@ -240,6 +257,20 @@ fn demo_login_with_enrolment_then_stop() {
         .run();
     assert!(run.logged_in(), "second login (code):\n{run}");
     assert!(run.prompted("Verification code: "), "{run}");
+    let status = proc::run(
+        {
+            let mut c = proc::command(None, "runuser");
+            c.args(["-u", &user, "--", "sh", "-c", &status_line]);
+            c
+        },
+        b"",
+        Duration::from_secs(20),
+    );
+    status.assert_success();
+    assert!(
+        status.stdout.contains("Last success"),
+        "the printed status command, run as {user}:\n{status}"
+    );
     let wrong = Ssh::to(demo.port, &user)
         .password(&password)
         .code(&e.wrong_code())
