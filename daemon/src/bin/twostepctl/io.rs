@@ -116,6 +116,18 @@ pub fn explain(e: impl Into<Error>) -> String {
             | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
                 "twostepd is not running (nobody owns org.twostep.Twostep1 on this bus)".into()
             }
+            // D-Bus activation: the bus tried to start twostepd and it exited, was killed,
+            // could not be run, or did not claim its name within the bus's start timeout.
+            n if n.starts_with("org.freedesktop.DBus.Error.Spawn.")
+                || n == "org.freedesktop.DBus.Error.TimedOut" =>
+            {
+                format!(
+                    "twostepd could not start ({}): check `twostepd --check-config {}` \
+                     and its log (journalctl -u twostepd)",
+                    text.unwrap_or_else(|| n.to_string()),
+                    twostep_config::DEFAULT_PATH
+                )
+            }
             "org.freedesktop.DBus.Error.AccessDenied" => {
                 format!("the bus refused the call: {}", text.unwrap_or_default())
             }
