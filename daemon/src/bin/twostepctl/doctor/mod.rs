@@ -6,7 +6,9 @@
 //!   and `substack` the way libpam does (includes inline, a substack is one entry whose
 //!   `done` only ends the substack, jumps count entries at their own level);
 //! - sshd's effective configuration (`sshd -T`), with file and line from the config files
-//!   (`Include` and `Match` followed), when sshd's PAM stack relies on the module;
+//!   (`Include` and `Match` followed), when sshd's PAM stack relies on the module — or
+//!   would rely on it once the package's pam-auth-update profile is enabled (`enable`:
+//!   the findings then say "after `pam-auth-update --enable twostep`");
 //! - sudo's two PAM services (`pam_service`, `pam_login_service` for `sudo -i`) from the
 //!   sudoers files: both must exist under their lower-cased names and ask for the code;
 //! - twostepd on every bus the module lines name (`bus=`, `bus_uid=`), with its own short
@@ -22,6 +24,7 @@
 //! prints the [`Report`]. The module's PAM codes come from `twostep_proto::module_results`.
 
 mod daemon;
+mod enable;
 mod findings;
 mod io;
 mod pam_analysis;
@@ -305,7 +308,19 @@ fn check_sshd(files: &Fs, dir: &str, sshd_config: Option<&Path>) -> (Vec<Finding
         )
         .service(SSHD_SERVICE)
     };
-    if sshd_stack.modules.is_empty() && sshd_config.is_none() {
+    // Not reached yet, but the package's pam-auth-update profile is installed: judge sshd
+    // against the stack as enabling the profile would write it (enable.rs).
+    let enabled = if sshd_stack.modules.is_empty() {
+        enable::as_enabled(files, dir)
+    } else {
+        None
+    };
+    let preview = enabled.as_ref().and_then(|e| {
+        let (stack, file) = Loader { files: e, dir }.service(SSHD_SERVICE);
+        let (info, _) = analyze_stack(SSHD_SERVICE, &file, &stack);
+        (!info.modules.is_empty()).then_some(info)
+    });
+    if sshd_stack.modules.is_empty() && preview.is_none() && sshd_config.is_none() {
         findings.push(not_protected());
         let check = SshdCheck::Skipped(format!("its PAM stack ({file}) does not use pam_twostep"));
         return (findings, check);
@@ -329,7 +344,14 @@ fn check_sshd(files: &Fs, dir: &str, sshd_config: Option<&Path>) -> (Vec<Finding
             match sshd_effective(&binary, sshd_config) {
                 Ok(values) => {
                     let config = read_sshd_config(files, &config_path);
-                    if sshd_stack.modules.is_empty() {
+                    if let Some(stack) = &preview {
+                        findings.push(not_protected());
+                        findings.extend(
+                            analyze_sshd(&values, &config, stack)
+                                .into_iter()
+                                .map(enable::after_enabling),
+                        );
+                    } else if sshd_stack.modules.is_empty() {
                         findings.push(not_protected());
                     } else {
                         findings.extend(analyze_sshd(&values, &config, &sshd_stack));
