@@ -38,6 +38,9 @@ foreach step $steps {
     send {
       send -- "$text\r"
     }
+    pause {
+      after $text
+    }
     totp {
       if {![regexp {key by hand: ([A-Z2-7 ]+)} $expect_out(buffer) -> key]} {
         puts "\nTWOSTEP-E2E-NOKEY in the text before the prompt"; exit 96
@@ -88,6 +91,12 @@ impl Dialog {
     /// Type `line` and Enter.
     pub fn send(self, line: &str) -> Dialog {
         self.push("send", line)
+    }
+
+    /// Wait `ms` milliseconds before the next step: for programs that discard what was
+    /// typed before they read (vlock flushes the terminal's input at each prompt).
+    pub fn pause(self, ms: u32) -> Dialog {
+        self.push("pause", &ms.to_string())
     }
 
     /// Type the current TOTP code (SHA1, 6 digits, 30 s) of the key shown by hand in the

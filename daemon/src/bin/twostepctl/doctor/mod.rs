@@ -11,6 +11,8 @@
 //!   the findings then say "after `pam-auth-update --enable twostep`");
 //! - sudo's two PAM services (`pam_service`, `pam_login_service` for `sudo -i`) from the
 //!   sudoers files: both must exist under their lower-cased names and ask for the code;
+//! - the screen and console lockers that are installed (`lockers`): a one-field locker
+//!   whose stack asks for the code, and lockers without a PAM file (they use `other`);
 //! - twostepd on every bus the module lines name (`bus=`, `bus_uid=`), with its own short
 //!   connection: a daemon that is down is one of the findings.
 //!
@@ -27,6 +29,7 @@ mod daemon;
 mod enable;
 mod findings;
 mod io;
+mod lockers;
 mod pam_analysis;
 mod pam_stack;
 mod sshd;
@@ -259,6 +262,8 @@ pub async fn run(
 
     let (f, sshd) = check_sshd(&files, &dir, sshd_config);
     findings.extend(f);
+
+    findings.extend(lockers::locker_findings(&files, &dir));
 
     let (f, sudo) = check_sudo(&files, &dir, sudoers)?;
     findings.extend(f);
