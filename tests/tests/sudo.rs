@@ -174,6 +174,25 @@ fn sudo_is_silent_about_the_cause_which_goes_to_syslog() {
         "the cause must be in syslog for the admin:\n{}",
         syslog.dump()
     );
+    // What docs/sudo.md tells a user who only sees "Sorry, try again.": the lock, why,
+    // and what it blocks.
+    let status = ctl.run(Some(user.user().creds()), &["status"], b"");
+    status.assert_success();
+    assert!(
+        status
+            .stdout
+            .contains("— after 1 failed attempt, the last at ")
+            && status
+                .stdout
+                .contains("(SSH, sudo, su, the console) is refused")
+            && status
+                .stdout
+                .contains("sudo shows it only as \"Sorry, try again.\"")
+            && status
+                .stdout
+                .contains(&format!("twostepctl user unlock {}", user.name())),
+        "{status}"
+    );
 }
 
 /// sudo's own credential cache: with `timestamp_timeout` > 0, a second sudo within the

@@ -165,6 +165,15 @@ pub fn read_proof() -> Result<Zeroizing<String>, String> {
     .ok_or_else(|| "no code given; nothing was changed".to_owned())
 }
 
+/// The name of the user running twostepctl (the real uid), or the uid when NSS has none.
+pub fn own_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
 /// Unix seconds as a UTC time for people; 0 is "never".
 pub fn when(t: u64) -> String {
     match t {

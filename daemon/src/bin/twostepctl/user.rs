@@ -404,14 +404,30 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     );
     outln!("Failed attempts:      {}", n(key::FAILURES));
     let locked = t(key::LOCKED_UNTIL);
-    outln!(
-        "Locked:               {}",
-        if locked == 0 {
-            "no".into()
-        } else {
-            format!("until {}", when(locked))
-        }
-    );
+    if locked == 0 {
+        outln!("Locked:               no");
+    } else {
+        // Why the whole story here: sudo shows every refusal as "Sorry, try again." (it
+        // passes PAM_SILENT), so this is where a locked user learns why (docs/sudo.md).
+        let failures = n(key::FAILURES);
+        outln!(
+            "Locked:               {} — after {failures} failed attempt{}, the last at {}.\n\
+             {:22}Every login that asks for the code (SSH, sudo, su, the console) is refused\n\
+             {:22}until then; sudo shows it only as \"Sorry, try again.\". An administrator can\n\
+             {:22}unlock you sooner: twostepctl user unlock {}",
+            if locked == u64::MAX {
+                "until an administrator unlocks".to_owned()
+            } else {
+                format!("until {}", when(locked))
+            },
+            if failures == 1 { "" } else { "s" },
+            when(t(key::LAST_FAILURE)),
+            "",
+            "",
+            "",
+            crate::io::own_name(),
+        );
+    }
     outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
     outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
     Ok(())
