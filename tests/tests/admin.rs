@@ -537,6 +537,7 @@ fn unlock_clears_a_lock() {
         .assert_refused_with(strerror::MAXTRIES);
     let st = s.ctl.status(&user);
     assert!(u64_of(&st, "locked_until") > otp::now(), "{st}");
+    let last_failure = u64_of(&st, "last_failure");
 
     let out = s.ctl.run(None, &["user", "unlock", user.name()], b"");
     assert!(out.success(), "{out}");
@@ -544,6 +545,13 @@ fn unlock_clears_a_lock() {
     let st = s.ctl.status(&user);
     assert_eq!(u64_of(&st, "locked_until"), 0, "{st}");
     assert_eq!(u64_of(&st, "failures"), 0, "{st}");
+    // The summary agrees with the events (issue 20 item 20): the failures happened, and
+    // the unlock does not make "Last failure" say never.
+    assert_eq!(u64_of(&st, "last_failure"), last_failure, "{st}");
+    let show = s.ctl.run(None, &["user", "show", user.name()], b"");
+    assert!(show.success(), "{show}");
+    assert!(show.stdout.contains("failed attempt"), "{show}");
+    assert!(!show.stdout.contains("Last failure:     never"), "{show}");
     s.pam
         .login(user.name(), &key.code_after(1))
         .assert_success();

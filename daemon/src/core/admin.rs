@@ -213,10 +213,10 @@ pub(super) fn admin_act(
             Action::Reset | Action::Disable => r.forget_factors(),
             Action::Require(o) => r.policy_override = o,
             Action::Toggle(t) => r.may_toggle = t,
-            Action::Unlock => {
-                r.failures = 0;
-                r.last_failure = None;
-            }
+            // Why the last failure stays: the lock depends on the count alone (a count of
+            // 0 is never locked), and `user show`'s "Last failure" must agree with the
+            // failed attempts its events list.
+            Action::Unlock => r.failures = 0,
         }
         r.note(
             now,
