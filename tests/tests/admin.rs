@@ -732,3 +732,83 @@ fn sighup_with_a_broken_file_keeps_the_old_policy() {
     assert_eq!(s.ctl.status(&user)["required"], false);
     assert!(s.daemon.is_running(), "{}", s.daemon.log());
 }
+
+/// The roll-out view (issue 20 item 7): `user list --pending` lists the users the policy
+/// requires who have no second factor yet — members of a required group found through
+/// NSS (its member list, and accounts whose primary group it is), and users an admin
+/// required by override — and not the enrolled, the exempt or those not required.
+#[test]
+fn user_list_pending_shows_required_users_who_have_not_enrolled() {
+    let staff = Group::create();
+    let robots = Group::create();
+    let (enrolled, waiting, exempt, outsider, forced) = (
+        User::create(),
+        User::create(),
+        User::create(),
+        User::create(),
+        User::create(),
+    );
+    for u in [&enrolled, &waiting, &exempt] {
+        staff.add(u);
+    }
+    robots.add(&exempt);
+    let s = Stack::start_with(groups_config(&[staff.name()], &[robots.name()]), "");
+    s.ctl.enroll(&enrolled);
+    let out = s.ctl.run(None, &["user", "require", forced.name()], b"");
+    assert!(out.success(), "{out}");
+
+    let pending = |s: &Stack| -> Vec<String> {
+        let out = s
+            .ctl
+            .run(None, &["user", "list", "--pending", "--json"], b"");
+        assert!(out.success(), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|u| str_of(u, "user").to_owned())
+            .collect()
+    };
+    let names = pending(&s);
+    assert!(names.contains(&waiting.name().to_owned()), "{names:?}");
+    assert!(names.contains(&forced.name().to_owned()), "{names:?}");
+    for u in [&enrolled, &exempt, &outsider] {
+        assert!(
+            !names.contains(&u.name().to_owned()),
+            "{}: {names:?}",
+            u.name()
+        );
+    }
+    let text = s.ctl.run(None, &["user", "list", "--pending"], b"");
+    assert!(text.success(), "{text}");
+    assert!(
+        text.stdout.contains(waiting.name())
+            && text.stdout.contains(&format!("group {}", staff.name()))
+            && text
+                .stdout
+                .contains("required users without a second factor"),
+        "{text}"
+    );
+    // Not an admin: refused.
+    let out = s
+        .ctl
+        .run(Some(waiting.creds()), &["user", "list", "--pending"], b"");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+
+    // A group that is the users' primary group (useradd -N: "users"), not in its member
+    // list: found through /etc/passwd.
+    let getent = proc::run(
+        {
+            let mut c = proc::command(None, "getent");
+            c.args(["group", &outsider.gid().to_string()]);
+            c
+        },
+        b"",
+        Duration::from_secs(10),
+    );
+    getent.assert_success();
+    let primary = getent.stdout.split(':').next().unwrap().to_owned();
+    let s = Stack::start_with(groups_config(&[&primary], &[]), "");
+    let names = pending(&s);
+    assert!(names.contains(&outsider.name().to_owned()), "{names:?}");
+}

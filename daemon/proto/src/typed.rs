@@ -156,6 +156,9 @@ pub trait Admin {
     /// `override` s, `error` s.
     fn list_users(&self) -> zbus::Result<Vec<Properties>>;
 
+    /// Users the policy requires who have no factor yet, with the keys of `ListUsers`.
+    fn list_pending(&self) -> zbus::Result<Vec<Properties>>;
+
     /// One user, plus `events` a(ts): the latest events, oldest first.
     fn show_user(&self, user: &str) -> zbus::Result<Properties>;
 

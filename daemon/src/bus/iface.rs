@@ -436,6 +436,19 @@ impl AdminIface {
         Ok(users.into_iter().map(|u| user_props(u, false)).collect())
     }
 
+    /// Users the policy requires who have not enrolled yet (the roll-out view).
+    async fn list_pending(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Vec<Properties>, Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let users = self
+            .0
+            .run(move |core| core.admin_pending(&caller, clock::now()))
+            .await?;
+        Ok(users.into_iter().map(|u| user_props(u, false)).collect())
+    }
+
     /// One user, with the latest events.
     async fn show_user(
         &self,

@@ -4,7 +4,7 @@
 //! and the repair is the file store's own capability (`FileStore`, reached through
 //! `Store::files`: slots and damaged copies are the file format's).
 
-use twostep_config::Config;
+use twostep_config::{Config, Require};
 
 use super::audit::field;
 use super::engine::{check_identity, Core};
@@ -137,6 +137,50 @@ pub(super) fn admin_list(
         .into_iter()
         .map(|uid| info_of_uid(core, uid, now))
         .collect())
+}
+
+/// The roll-out view: every user the policy requires who has no factor yet — the members
+/// of the required groups (`require = "groups"`) or the local accounts of people
+/// (`require = "all"`), and anyone with a record (an admin's `require` override, a grace
+/// period begun at a login), by name, one entry per uid.
+///
+/// # Errors
+/// Not an admin; NSS, `/etc/passwd` or the store cannot be read.
+pub(super) fn admin_pending(
+    core: &Core,
+    caller: &Caller,
+    now: UnixTime,
+) -> Result<Vec<UserInfo>, Error> {
+    authorize_admin(core, caller)?;
+    let policy = core.config().policy.clone();
+    let mut names = std::collections::BTreeSet::new();
+    match policy.require {
+        Require::None => {}
+        Require::All => names.extend(core.accounts().local_people()?),
+        Require::Groups => {
+            for g in &policy.groups {
+                names.extend(core.accounts().group_members(g)?);
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let with_record = core
+        .store()
+        .list()?
+        .into_iter()
+        .map(|uid| info_of_uid(core, uid, now));
+    let by_name = names.into_iter().filter_map(|n| {
+        let account = core.accounts().by_name(&n).ok()?;
+        Some(info(core, &account, now))
+    });
+    for u in with_record.chain(by_name) {
+        if u.error.is_empty() && u.state.required && !u.state.enrolled && seen.insert(u.uid) {
+            out.push(u);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// [`Core::info`] of a record found by its uid: the account is the name the record was

@@ -485,6 +485,14 @@ impl Core {
         admin::admin_list(self, caller, now)
     }
 
+    /// Users the policy requires who have no factor yet (see `admin::admin_pending`).
+    ///
+    /// # Errors
+    /// Not an admin; NSS, `/etc/passwd` or the store cannot be read.
+    pub fn admin_pending(&self, caller: &Caller, now: UnixTime) -> Result<Vec<UserInfo>, Error> {
+        admin::admin_pending(self, caller, now)
+    }
+
     /// One user (who need not have a record yet).
     ///
     /// # Errors

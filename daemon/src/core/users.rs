@@ -64,6 +64,45 @@ pub trait Accounts: Send + Sync {
     /// # Errors
     /// [`Error::Unavailable`] when the look-up fails.
     fn group_exists(&self, name: &str) -> Result<bool, Error>;
+
+    /// For admin views only (it enumerates): the names group `name` lists as members, and
+    /// the local accounts (`/etc/passwd`) whose primary group it is; empty when there is no
+    /// such group.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the look-up fails or `/etc/passwd` cannot be read.
+    fn group_members(&self, name: &str) -> Result<Vec<String>, Error>;
+
+    /// For admin views only: the local accounts of people (`/etc/passwd`): uid 0 and uids
+    /// from [`FIRST_PERSON_UID`], without `nobody` ([`NOBODY_UID`]).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when `/etc/passwd` cannot be read.
+    fn local_people(&self) -> Result<Vec<String>, Error>;
+}
+
+/// The first uid of a person's account (Debian's `UID_MIN` in login.defs).
+pub const FIRST_PERSON_UID: u32 = 1000;
+
+/// `nobody` on Debian and most distributions.
+pub const NOBODY_UID: u32 = 65534;
+
+/// The (name, uid, gid) of each well-formed line of `/etc/passwd`.
+fn local_passwd() -> Result<Vec<(String, u32, u32)>, Error> {
+    let text = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| Error::Unavailable(format!("cannot read /etc/passwd: {e}")))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            let uid = parts.nth(1)?.parse().ok()?;
+            let gid = parts.next()?.parse().ok()?;
+            check_name(name)
+                .is_ok()
+                .then(|| (name.to_owned(), uid, gid))
+        })
+        .collect())
 }
 
 /// Bound on the further names of one uid that are looked at.
@@ -133,6 +172,31 @@ impl Accounts for NssAccounts {
         nix::unistd::Group::from_name(name)
             .map(|g| g.is_some())
             .map_err(|e| nss_failed("group look-up", e))
+    }
+
+    fn group_members(&self, name: &str) -> Result<Vec<String>, Error> {
+        let Some(group) =
+            nix::unistd::Group::from_name(name).map_err(|e| nss_failed("group look-up", e))?
+        else {
+            return Ok(Vec::new());
+        };
+        let gid = group.gid.as_raw();
+        let mut names = group.mem;
+        names.extend(
+            local_passwd()?
+                .into_iter()
+                .filter(|(_, _, g)| *g == gid)
+                .map(|(n, _, _)| n),
+        );
+        Ok(names)
+    }
+
+    fn local_people(&self) -> Result<Vec<String>, Error> {
+        Ok(local_passwd()?
+            .into_iter()
+            .filter(|(_, uid, _)| *uid == 0 || (*uid >= FIRST_PERSON_UID && *uid != NOBODY_UID))
+            .map(|(n, _, _)| n)
+            .collect())
     }
 }
 
@@ -235,5 +299,25 @@ impl Accounts for FakeAccounts {
     fn group_exists(&self, name: &str) -> Result<bool, Error> {
         self.up()?;
         Ok(self.groups.values().flatten().any(|g| g == name))
+    }
+
+    fn group_members(&self, name: &str) -> Result<Vec<String>, Error> {
+        self.up()?;
+        Ok(self
+            .groups
+            .iter()
+            .filter(|(_, gs)| gs.iter().any(|g| g == name))
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
+    fn local_people(&self) -> Result<Vec<String>, Error> {
+        self.up()?;
+        Ok(self
+            .accounts
+            .values()
+            .filter(|a| a.uid == 0 || (a.uid >= FIRST_PERSON_UID && a.uid != NOBODY_UID))
+            .map(|a| a.name.clone())
+            .collect())
     }
 }

@@ -11,8 +11,13 @@ use crate::io::{explain, when};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Every user twostep knows, with methods, policy, lock and last activity.
+    /// Every user twostep knows, with methods, policy, lock and last activity. With
+    /// --pending: the users the policy requires who have not enrolled yet (members of the
+    /// required groups, or with `require = "all"` the local accounts of people).
     List {
+        /// Only the required users without a second factor (the roll-out view).
+        #[arg(long)]
+        pending: bool,
         #[arg(long)]
         json: bool,
     },
@@ -54,7 +59,14 @@ pub enum UserCommand {
 pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String> {
     let admin = AdminProxy::new(conn).await.map_err(explain)?;
     let (name, done, result) = match cmd {
-        UserCommand::List { json } => return list(&admin, json, false).await,
+        UserCommand::List {
+            pending: true,
+            json,
+        } => return pending(&admin, json).await,
+        UserCommand::List {
+            pending: false,
+            json,
+        } => return list(&admin, json, false).await,
         UserCommand::Show { name, json } => return show(&admin, &name, json).await,
         UserCommand::Repair { name, yes, json } => return repair(&admin, &name, yes, json).await,
         UserCommand::Reset { name } => {
@@ -231,6 +243,46 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
             when(t(u, key::LAST_FAILURE)),
         );
     }
+    Ok(())
+}
+
+/// `user list --pending`: who still has to enrol.
+async fn pending(admin: &AdminProxy<'_>, json: bool) -> Result<(), String> {
+    let users: Vec<Json> = admin
+        .list_pending()
+        .await
+        .map_err(explain)?
+        .iter()
+        .map(object)
+        .collect();
+    if json {
+        outln!("{}", Json::Array(users));
+        return Ok(());
+    }
+    if users.is_empty() {
+        outln!("Every user the policy requires has a second factor.");
+        return Ok(());
+    }
+    outln!("{:<16} {:>7} {:<30} {:<8}", "USER", "UID", "WHY", "STARTED");
+    for u in &users {
+        outln!(
+            "{:<16} {:>7} {:<30} {:<8}",
+            s(u, key::USER),
+            s(u, key::UID),
+            s(u, key::WHY),
+            if s(u, key::PENDING_ENROLLMENT) == "yes" {
+                "yes"
+            } else {
+                "no"
+            },
+        );
+    }
+    outln!(
+        "\n{} required user{} without a second factor (STARTED: an enrolment waits for its \
+         first code).",
+        users.len(),
+        if users.len() == 1 { "" } else { "s" }
+    );
     Ok(())
 }
 
