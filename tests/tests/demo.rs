@@ -243,6 +243,12 @@ fn demo_login_with_enrolment_then_stop() {
         "the QR code must reach the ssh client:\n{run}"
     );
     assert!(
+        run.prompts
+            .iter()
+            .any(|p| p.contains("on a light one it shows inverted")),
+        "the prompt says what to do when the QR code shows inverted:\n{run}"
+    );
+    assert!(
         run.prompted("Press Enter once you have saved them: "),
         "{run}"
     );

@@ -56,12 +56,17 @@ pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
 ///
 /// # Errors
 /// [`Error::Internal`] when the URI or the QR code cannot be made.
+// Why no colours in the login's QR code (the CLI pins them): the picture travels in PAM
+// prompt text, and clients such as OpenSSH's print control characters escaped, so an ANSI
+// colour sequence would arrive as literal `\033[…` text. The text says what to do instead.
 pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step, Error> {
     let uri = totp::otpauth_uri(key, issuer, user).map_err(|e| Error::Internal(e.to_string()))?;
     let picture = qr::terminal(&uri).map_err(Error::Internal)?;
     let message = format!(
         "Two-factor authentication is required for {user}. Set it up now:\n\
          scan this QR code with an authenticator app,\n\n{picture}\n\n\
+         (it is drawn for a dark terminal background: on a light one it shows inverted,\n\
+         which some apps cannot read; then type the key instead)\n\
          or enter this key by hand: {}\n({}, {} digits, every {} s, time-based)",
         totp::group4(&key.secret.0),
         key.algorithm.as_str(),
