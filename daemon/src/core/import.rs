@@ -355,7 +355,7 @@ mod tests {
     use crate::core::store::memory::MemoryStore;
     use crate::core::store::Store;
     use crate::core::test_support::{caller, code};
-    use crate::core::users::{Accounts, FakeAccounts};
+    use crate::core::users::FakeAccounts;
 
     const T0: UnixTime = UnixTime(1_800_000_000);
     const SECRET: &[u8] = b"12345678901234567890";
