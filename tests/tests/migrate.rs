@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use twostep_e2e::documented::{self, DocStack};
 use twostep_e2e::homes::HomeUser;
 use twostep_e2e::otp::{self, Algorithm};
-use twostep_e2e::{proc, unique, Output, PamService, Stack, User};
+use twostep_e2e::{logins, proc, unique, Output, PamService, Stack, User};
 
 /// Run `google-authenticator` as `u` with `args`, writing `~/.google_authenticator`
 /// (answering "n" to the questions `-c` still asks).
@@ -390,4 +391,63 @@ fn a_pam_oath_usersfile_keeps_its_codes_and_last_used_step() {
         !out.success() && out.stderr.contains("unsafe: permissions 0644"),
         "{out}"
     );
+}
+
+/// The side-by-side stack docs/migrating.md shows, as documented (rendered onto the test's
+/// bus): twostep answers for its users, the old module for the others, and nobody passes
+/// with less than before.
+#[test]
+fn the_documented_side_by_side_stack_never_lowers_a_users_factors() {
+    let s = Stack::start();
+    let block = documented::blocks(Path::new("docs/migrating.md"))
+        .into_iter()
+        .find(|b| b.contains("pam_twostep.so") && b.contains("pam_google_authenticator.so"))
+        .expect("docs/migrating.md shows the side-by-side stack");
+    let stack = PamService::new(&DocStack { block }.render(s.bus.address()));
+    let with_password = || {
+        let u = HomeUser::create();
+        let password = format!("Pw-{}-x", unique::random_hex(8));
+        logins::set_password(u.name(), &password);
+        (u, password)
+    };
+    let (imported, pw_i) = with_password();
+    let (old_only, pw_o) = with_password();
+    let (neither, pw_n) = with_password();
+    let path_i = make_ga_file(&imported, &["-t", "-d", "-e", "1"]);
+    let path_o = make_ga_file(&old_only, &["-t", "-d", "-e", "1"]);
+    let (secret_i, _) = ga_secret_and_codes(&path_i);
+    let (secret_o, _) = ga_secret_and_codes(&path_o);
+    let out = import(&s, &["google-authenticator", path_i.to_str().unwrap()]);
+    assert!(out.success(), "{out}");
+    let step = otp::settled_step(30, Duration::from_secs(25));
+    let login = |u: &HomeUser, answers: &[&str]| {
+        let mut a = stack.auth(u.name());
+        for x in answers {
+            a = a.answer(x);
+        }
+        a.run()
+    };
+    let wrong = |secret: &str| {
+        otp::wrong_code(
+            6,
+            &[step - 1, step, step + 1].map(|t| code_at_step(secret, t)),
+        )
+    };
+
+    // Imported: twostep decides; a wrong code is final (the old module is no second chance,
+    // even with the right old code after it).
+    login(
+        &imported,
+        &[&pw_i, &wrong(&secret_i), &code_at_step(&secret_i, step)],
+    )
+    .assert_refused();
+    login(&imported, &[&pw_i, &code_at_step(&secret_i, step)]).assert_success();
+    // Not imported: the old module decides, with its own code.
+    login(&old_only, &[&pw_o, &wrong(&secret_o)]).assert_refused();
+    login(&old_only, &[&pw_o, &code_at_step(&secret_o, step)]).assert_success();
+    // Neither: as before (the old line's nullok).
+    login(&neither, &[&pw_n]).assert_success();
+    // A wrong password never reaches a code.
+    let run = login(&old_only, &["wrong", &code_at_step(&secret_o, step + 1)]);
+    run.assert_refused();
 }
