@@ -272,6 +272,21 @@ fn unsafe_malformed_and_counter_based_files_are_reported_and_skipped() {
         "{all}"
     );
 
+    // The daemon decides by the caller's uid: a user importing their own file is refused.
+    let own = [
+        "admin",
+        "import",
+        "google-authenticator",
+        "--user",
+        good.name(),
+        good_path.to_str().unwrap(),
+    ];
+    let out = s.ctl.run(Some(good.user.creds()), &own, b"");
+    assert!(
+        !out.success() && out.stderr.contains("may not administer"),
+        "{out}"
+    );
+
     // A file of no user's home needs --user.
     let dir = unique::temp_dir("loose");
     let loose = dir.path().join("ga");

@@ -295,6 +295,37 @@ mod tests {
     }
 
     #[test]
+    fn imported_scratch_codes_open_once_and_never_as_another_kind() {
+        let pool = HashPool::new(2);
+        let mut stored = import_scratch(&[b"12345678", b"19999999", b"87654321"], &pool).unwrap();
+        assert!(stored.iter().all(|s| s.id.len() == SCRATCH_ID_LEN));
+        assert!(stored.iter().all(|s| !s.hash.contains("12345678")));
+        // Two codes share the id "1": both are found.
+        assert_eq!(find(b"12345678", &stored, &pool), Some(0));
+        assert_eq!(find(b"19999999", &stored, &pool), Some(1));
+        assert_eq!(find(b"87654321", &stored, &pool), Some(2));
+        for wrong in [
+            &b"12345679"[..],
+            b"1234567",
+            b"123456789",
+            b"02345678",
+            b"1234567a",
+        ] {
+            assert_eq!(find(wrong, &stored, &pool), None);
+        }
+        stored[1].used = Some(UnixTime(5));
+        assert_eq!(find(b"19999999", &stored, &pool), None);
+        assert_eq!(find_spent_scratch(b"19999999", &stored, &pool), Some(1));
+        assert_eq!(find_spent_scratch(b"12345678", &stored, &pool), None);
+        // Beside generated codes: neither kind opens the other.
+        let (shown, generated) = generate(2, &pool).unwrap();
+        stored.extend(generated);
+        assert_eq!(find(shown[0].as_bytes(), &stored, &pool), Some(3));
+        assert_eq!(find(b"87654321", &stored, &pool), Some(2));
+        assert!(import_scratch(&[b"01234567"], &pool).is_err());
+    }
+
+    #[test]
     fn argon2_parameters_meet_owasp() {
         const { assert!(ARGON2_M_KIB >= 19 * 1024 && ARGON2_T >= 2 && ARGON2_P >= 1) };
     }

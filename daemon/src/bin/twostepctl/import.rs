@@ -329,7 +329,7 @@ async fn send(
     how: How,
     notes: impl Fn(u64, u32) -> Vec<String>,
 ) -> Result<Result1, String> {
-    let keys: Vec<ImportKey> = imported
+    let mut keys: Vec<ImportKey> = imported
         .keys
         .iter()
         .map(|k| ImportKey {
@@ -346,8 +346,10 @@ async fn send(
     let reply = admin
         .import_enrolment(user, &keys, &codes, how.replace, how.dry_run)
         .await;
-    // Why: the request held secrets; the copies go as soon as it is sent.
-    drop(keys);
+    // Why: the request held secrets; the copies are wiped as soon as it is sent.
+    for k in &mut keys {
+        zeroize::Zeroize::zeroize(&mut k.secret);
+    }
     let props = match reply.map_err(Error::from) {
         Ok(p) => p,
         Err(e @ Error::AccessDenied(_)) => return Err(explain(e)),
