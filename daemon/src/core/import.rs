@@ -302,6 +302,13 @@ pub fn import(
         } else {
             recovery::left(&recovery)
         };
+        if recovery_left == 0 {
+            notes.push(
+                "no one-time codes: the user has no recovery code until they make some \
+                 (twostepctl recovery-codes)"
+                    .into(),
+            );
+        }
         let report = Report {
             outcome,
             dry_run,
