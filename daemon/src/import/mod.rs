@@ -69,3 +69,51 @@ pub fn window_note(module: &str, reach: Reach, host_window: u64) -> Option<Strin
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random bytes and random edits of real files: every input gets an answer (a value
+    /// or a reason), never a panic. (The fuzzing issue runs these parsers for longer.)
+    #[test]
+    fn the_parsers_answer_every_input() {
+        let seeds: [&[u8]; 3] = [
+            b"XWZKIC3HG75BD3NLXFQULYIOBU\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 3\n\
+              \" DISALLOW_REUSE 56666666\n\" TIME_SKEW -2\n\" STEP_SIZE 30\n\" TOTP_AUTH\n\
+              49133232\n49061488\n",
+            b"HOTP/T30/8\talice\t-\t3132333435363738393031323334353637383930\t-1\t12345678\t\
+              2026-11-30T00:00:30L\nHOTP bob + 00\n# c\n",
+            b"",
+        ];
+        let mut noise = [0u8; 4096];
+        for round in 0..2000 {
+            getrandom::getrandom(&mut noise).unwrap();
+            let seed = seeds[round % seeds.len()];
+            let mut input = seed.to_vec();
+            // A few random edits: overwrite, insert, truncate.
+            for chunk in noise[..24].chunks(3) {
+                let (op, at, byte) = (chunk[0] % 3, usize::from(chunk[1]), chunk[2]);
+                let at = if input.is_empty() {
+                    0
+                } else {
+                    at % input.len()
+                };
+                match op {
+                    0 if !input.is_empty() => input[at] = byte,
+                    1 => input.insert(at, byte),
+                    _ => input.truncate(at.max(1)),
+                }
+            }
+            let _ = google_authenticator::parse(&input);
+            let _ = oath::parse(&input);
+            let len = usize::from(noise[30]) * 8;
+            let _ = google_authenticator::parse(&noise[..len]);
+            if let Ok(f) = oath::parse(&noise[..len]) {
+                for tokens in f.users.values().flatten() {
+                    let _ = oath::to_imported(tokens, oath::local_to_epoch);
+                }
+            }
+        }
+    }
+}
