@@ -229,6 +229,11 @@ pub fn import(
     let codes = checked_codes(imported)?;
     let config = core.config();
     let window = config.totp.window.get();
+    // Why a look first: hashing is the slow part, and an import run again meets every
+    // user enrolled (the transaction checks again).
+    if !replace && core.load(&account)?.is_some_and(|r| r.enrolled()) {
+        return Err(Error::AlreadyEnrolled(account.name.clone()));
+    }
     // Why hashed before the transaction: argon2 takes a while, and the user's logins
     // wait for the lock.
     let hashed: Vec<StoredCode> = if dry_run {
@@ -282,7 +287,17 @@ pub fn import(
                 }
             })
             .collect();
-        let mut recovery = if dry_run { Vec::new() } else { hashed.clone() };
+        // Why: the old module's file still lists a code the user spent here; it stays
+        // spent (then it is the time it was spent).
+        let spent: Vec<Option<UnixTime>> = codes
+            .iter()
+            .map(|code| match outcome {
+                Outcome::Imported => None,
+                Outcome::Replaced => recovery::find_spent_scratch(code, &r.recovery, core.hashes())
+                    .and_then(|i| r.recovery.get(i))
+                    .and_then(|c| c.used),
+            })
+            .collect();
         if outcome == Outcome::Replaced {
             let dropped = recovery::left(&r.recovery);
             if dropped > 0 {
@@ -290,18 +305,12 @@ pub fn import(
                     "{dropped} unused recovery code(s) of the twostep enrolment are dropped"
                 ));
             }
-            // Why: the old module's file still lists a code the user spent here.
-            for (code, new) in codes.iter().zip(recovery.iter_mut()) {
-                if let Some(i) = recovery::find_spent_scratch(code, &r.recovery, core.hashes()) {
-                    new.used = r.recovery.get(i).and_then(|s| s.used);
-                }
-            }
         }
-        let recovery_left = if dry_run {
-            codes.len()
-        } else {
-            recovery::left(&recovery)
-        };
+        let recovery_left = spent.iter().filter(|s| s.is_none()).count();
+        let mut recovery = if dry_run { Vec::new() } else { hashed.clone() };
+        for (new, used) in recovery.iter_mut().zip(&spent) {
+            new.used = *used;
+        }
         if recovery_left == 0 {
             notes.push(
                 "no one-time codes: the user has no recovery code until they make some \
@@ -571,6 +580,10 @@ mod tests {
         let before = stored(&core, &store, "alice");
         let e = import(&core, &caller(0), "alice", &imported, false, false, later).unwrap_err();
         assert!(matches!(e, Error::AlreadyEnrolled(_)), "{e}");
+        assert_eq!(stored(&core, &store, "alice"), before);
+        // A dry run of the replace counts the spent code out too, and writes nothing.
+        let dry = import(&core, &caller(0), "alice", &imported, true, true, later).unwrap();
+        assert_eq!((dry.outcome, dry.recovery_codes), (Outcome::Replaced, 1));
         assert_eq!(stored(&core, &store, "alice"), before);
         // Replace: the mark of the kept key does not go back, the spent code stays spent.
         let r = import(&core, &caller(0), "alice", &imported, true, false, later).unwrap();
