@@ -37,7 +37,8 @@ pub enum ImportFrom {
     GoogleAuthenticator {
         /// Files to import (default: every user's ~/.google_authenticator).
         paths: Vec<PathBuf>,
-        /// Whose file PATH is, when it is not in a user's home directory (one path).
+        /// Whose file PATH is, when it is not in a user's home directory (one path); without
+        /// a PATH, that user's ~/.google_authenticator.
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         #[command(flatten)]
@@ -179,11 +180,14 @@ fn ga_files(
 ) -> Result<Vec<(String, u32, PathBuf, bool)>, String> {
     let all = accounts()?;
     if let Some(name) = user {
-        let [path] = <[PathBuf; 1]>::try_from(paths)
-            .map_err(|_| "--user takes exactly one PATH".to_owned())?;
         let u = nix::unistd::User::from_name(&name)
             .map_err(|e| format!("user database look-up failed: {e}"))?
             .ok_or_else(|| format!("unknown user {name:?}"))?;
+        let path = match <[PathBuf; 1]>::try_from(paths) {
+            Ok([path]) => path,
+            Err(none) if none.is_empty() => u.dir.join(".google_authenticator"),
+            Err(_) => return Err("--user takes at most one PATH".to_owned()),
+        };
         return Ok(vec![(name, u.uid.as_raw(), path, true)]);
     }
     if paths.is_empty() {
