@@ -2,10 +2,12 @@
 //! twostepd: the root daemon that owns every secret and decides every login.
 //!
 //! `core` is the logic (no bus); `bus` is the thin D-Bus adapter; `configfile` reads and
-//! checks the configuration; `logging` sends audit lines to syslog (authpriv) and stderr.
+//! checks the configuration; `import` reads other 2FA modules' enrolments (for
+//! `twostepctl admin import`); `logging` sends audit lines to syslog (authpriv) and stderr.
 #![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod configfile;
 pub mod core;
+pub mod import;
 pub mod logging;

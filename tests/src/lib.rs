@@ -24,6 +24,7 @@ pub mod documented;
 pub mod fake_owner;
 pub mod flows;
 pub mod group;
+pub mod homes;
 pub mod interact;
 pub mod logins;
 pub mod ns;

@@ -189,6 +189,9 @@ pub mod limits {
 mod step;
 pub use step::*;
 
+mod import;
+pub use import::*;
+
 #[cfg(feature = "zbus")]
 mod typed;
 #[cfg(feature = "zbus")]

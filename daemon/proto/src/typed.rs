@@ -186,6 +186,20 @@ pub trait Admin {
     /// the damaged file is kept). Returns `path` s, `damage` s (empty: intact, nothing to
     /// do), `slots` as, `may_be_lost` as, `restored` as, `written` b, `kept` s.
     fn repair_user(&self, user: &str, confirm: bool) -> zbus::Result<Properties>;
+
+    /// Carry `user`'s enrolment over from another 2FA module: `keys` become the user's
+    /// authenticators (each with its replay mark), `codes` (8-digit one-time scratch codes)
+    /// unused recovery codes, stored hashed. Refused with `AlreadyEnrolled` when the user
+    /// has an authenticator, unless `replace`. With `dry_run` everything is checked and
+    /// nothing is written. Returns the keys of [`crate::import_key`].
+    fn import_enrolment(
+        &self,
+        user: &str,
+        keys: &[crate::ImportKey],
+        codes: &[&str],
+        replace: bool,
+        dry_run: bool,
+    ) -> zbus::Result<Properties>;
 }
 
 #[cfg(test)]

@@ -555,6 +555,28 @@ impl AdminIface {
         m.put(repair_key::KEPT, r.kept);
         Ok(m.0)
     }
+
+    /// Carry `user`'s enrolment over from another 2FA module (`bus/import.rs`).
+    async fn import_enrolment(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        keys: Vec<twostep_proto::ImportKey>,
+        codes: Vec<String>,
+        replace: bool,
+        dry_run: bool,
+    ) -> Result<Properties, Error> {
+        let (caller, _slot) = self.0.caller(&hdr).await?;
+        let imported = super::import::decode(keys, codes)?;
+        let r = self
+            .0
+            .run(move |core| {
+                let now = clock::now();
+                crate::core::import::import(core, &caller, &user, &imported, replace, dry_run, now)
+            })
+            .await?;
+        Ok(super::import::reply(r))
+    }
 }
 
 impl AdminIface {

@@ -6,6 +6,7 @@
 mod caller;
 mod errors;
 mod iface;
+mod import;
 mod rate;
 
 pub use caller::Identify;

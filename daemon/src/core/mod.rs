@@ -17,6 +17,7 @@ pub mod authz;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod lockout;
 pub mod login;
 pub mod messages;

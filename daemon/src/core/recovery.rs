@@ -17,6 +17,8 @@ use super::UnixTime;
 
 pub const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 const ID_LEN: usize = 3;
+/// Public id length of an imported 8-digit one-time code (see [`import_scratch`]).
+pub const SCRATCH_ID_LEN: usize = 1;
 const CODE_LEN: usize = 15;
 const GROUP: usize = 5;
 
@@ -145,12 +147,7 @@ pub fn generate(
         if stored.iter().any(|s| s.id == id) {
             continue; // ids are unique within a set, so a check costs one hash
         }
-        let mut salt = [0u8; 16];
-        getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
-        let hash = pool
-            .run(|| a2.hash_password(&code, &salt).map(|h| h.to_string()))
-            .map_err(|e| CodesError::Hash(e.to_string()))?;
+        let hash = hash(&a2, &code, pool)?;
         shown.push(Zeroizing::new(display(&code)));
         stored.push(StoredCode {
             id,
@@ -161,18 +158,93 @@ pub fn generate(
     Ok((shown, stored))
 }
 
-/// Index of the unused stored code that `input` opens, if any. Costs at most one hash.
-pub fn find(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usize> {
-    let code = normalize(input)?;
-    let id = code.get(..ID_LEN)?;
-    let (i, entry) = stored
+/// The PHC string of argon2id over `code`, with a fresh random salt.
+fn hash(a2: &Argon2<'_>, code: &[u8], pool: &HashPool) -> Result<String, CodesError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
+    pool.run(|| a2.hash_password(code, &salt).map(|h| h.to_string()))
+        .map_err(|e| CodesError::Hash(e.to_string()))
+}
+
+/// `code` if it is an imported one-time code as typed: exactly
+/// [`SCRATCH_CODE_DIGITS`](twostep_proto::SCRATCH_CODE_DIGITS) ASCII digits, the first not
+/// `0` (google-authenticator's scratch codes are `10000000..=99999999`).
+pub fn scratch_code(input: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    (input.len() == twostep_proto::SCRATCH_CODE_DIGITS
+        && input.iter().all(u8::is_ascii_digit)
+        && input.first() != Some(&b'0'))
+    .then(|| Zeroizing::new(input.to_vec()))
+}
+
+/// Store imported one-time codes (google-authenticator's 8-digit scratch codes) as
+/// unused recovery codes: argon2id over the whole code, the first
+/// [`SCRATCH_ID_LEN`] digit(s) as the public id.
+///
+/// Why a one-digit id: an 8-digit code has only ≈26 bits, so every character kept in
+/// the clear shortens an offline search of a stolen store tenfold; a twostep code's
+/// three id characters would leave 5 digits. One digit keeps the expected cost of a
+/// wrong attempt near one hash (codes sharing the id are all tried: at most
+/// [`MAX_IMPORT_CODES`](twostep_proto::MAX_IMPORT_CODES)), while the id, being one
+/// character, never equals a twostep code's three.
+///
+/// # Errors
+/// A code that is not [`scratch_code`]-shaped ([`CodesError::Hash`] naming its position,
+/// never the code), the random source or argon2.
+pub fn import_scratch(codes: &[&[u8]], pool: &HashPool) -> Result<Vec<StoredCode>, CodesError> {
+    let a2 = argon2()?;
+    let mut stored = Vec::with_capacity(codes.len());
+    for (i, input) in codes.iter().enumerate() {
+        let code = scratch_code(input)
+            .ok_or_else(|| CodesError::Hash(format!("one-time code {} is not 8 digits", i + 1)))?;
+        let id = String::from_utf8_lossy(code.get(..SCRATCH_ID_LEN).unwrap_or_default());
+        stored.push(StoredCode {
+            id: id.into_owned(),
+            hash: hash(&a2, &code, pool)?,
+            used: None,
+        });
+    }
+    Ok(stored)
+}
+
+/// Index of the stored code (`unused`: only unused ones; else only spent ones) with the
+/// id of `code`'s first `id_len` characters whose hash `code` opens. Costs one hash per
+/// stored code of that id.
+fn matching(
+    code: &[u8],
+    id_len: usize,
+    stored: &[StoredCode],
+    unused: bool,
+    pool: &HashPool,
+) -> Option<usize> {
+    let id = code.get(..id_len)?;
+    let a2 = argon2().ok()?;
+    stored
         .iter()
         .enumerate()
-        .find(|(_, s)| s.used.is_none() && s.id.as_bytes() == id)?;
-    let parsed = PasswordHash::new(&entry.hash).ok()?;
-    let a2 = argon2().ok()?;
-    pool.run(|| a2.verify_password(&code, &parsed).is_ok())
-        .then_some(i)
+        .filter(|(_, s)| s.used.is_none() == unused && s.id.as_bytes() == id)
+        .find(|(_, s)| {
+            PasswordHash::new(&s.hash)
+                .is_ok_and(|parsed| pool.run(|| a2.verify_password(code, &parsed).is_ok()))
+        })
+        .map(|(i, _)| i)
+}
+
+/// Index of the SPENT stored code that `input` (an 8-digit one-time code) opens: an
+/// import that replaces an enrolment keeps such a code spent.
+pub fn find_spent_scratch(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usize> {
+    matching(&scratch_code(input)?, SCRATCH_ID_LEN, stored, false, pool)
+}
+
+/// Index of the unused stored code that `input` opens, if any. Costs at most one hash.
+/// An imported 8-digit one-time code ([`import_scratch`]) costs one hash per unused code
+/// sharing its first digit.
+pub fn find(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usize> {
+    if let Some(code) = scratch_code(input) {
+        return matching(&code, SCRATCH_ID_LEN, stored, true, pool);
+    }
+    let code = normalize(input)?;
+    matching(&code, ID_LEN, stored, true, pool)
 }
 
 /// Unused codes left.
@@ -220,6 +292,37 @@ mod tests {
         for junk in [&b""[..], b"123456", &[0xff; 15], &[b'a'; 1000]] {
             assert_eq!(find(junk, &stored, &pool), None);
         }
+    }
+
+    #[test]
+    fn imported_scratch_codes_open_once_and_never_as_another_kind() {
+        let pool = HashPool::new(2);
+        let mut stored = import_scratch(&[b"12345678", b"19999999", b"87654321"], &pool).unwrap();
+        assert!(stored.iter().all(|s| s.id.len() == SCRATCH_ID_LEN));
+        assert!(stored.iter().all(|s| !s.hash.contains("12345678")));
+        // Two codes share the id "1": both are found.
+        assert_eq!(find(b"12345678", &stored, &pool), Some(0));
+        assert_eq!(find(b"19999999", &stored, &pool), Some(1));
+        assert_eq!(find(b"87654321", &stored, &pool), Some(2));
+        for wrong in [
+            &b"12345679"[..],
+            b"1234567",
+            b"123456789",
+            b"02345678",
+            b"1234567a",
+        ] {
+            assert_eq!(find(wrong, &stored, &pool), None);
+        }
+        stored[1].used = Some(UnixTime(5));
+        assert_eq!(find(b"19999999", &stored, &pool), None);
+        assert_eq!(find_spent_scratch(b"19999999", &stored, &pool), Some(1));
+        assert_eq!(find_spent_scratch(b"12345678", &stored, &pool), None);
+        // Beside generated codes: neither kind opens the other.
+        let (shown, generated) = generate(2, &pool).unwrap();
+        stored.extend(generated);
+        assert_eq!(find(shown[0].as_bytes(), &stored, &pool), Some(3));
+        assert_eq!(find(b"87654321", &stored, &pool), Some(2));
+        assert!(import_scratch(&[b"01234567"], &pool).is_err());
     }
 
     #[test]
