@@ -42,6 +42,12 @@ pub mod login {
     pub const CTX_SERVICE: &str = "service";
     pub const CTX_RHOST: &str = "rhost";
     pub const CTX_TTY: &str = "tty";
+    /// Context key naming what the login checks; absent: the second factor. An unknown
+    /// value is refused.
+    pub const CTX_MODE: &str = "mode";
+    /// [`CTX_MODE`] value of `pam_twostep.so app_password`: the one answer is an app
+    /// password of the user for this service (a secret text prompt, echo off).
+    pub const MODE_APP_PASSWORD: &str = "app-password";
 }
 
 /// Error names (suffixes of [`ERROR_PREFIX`]) that clients branch on.

@@ -25,6 +25,11 @@ pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor auth
                                          now off for your account: set it up again with \
                                          `twostepctl enroll`.";
 
+/// The prompt of an app-password login (`pam_twostep.so app_password`).
+pub const APP_PASSWORD_PROMPT: &str = "Password: ";
+/// A refused app password (wrong, expired, revoked, or not for this service).
+pub const APP_PASSWORD_WRONG: &str = "Wrong password.";
+
 /// The end of a conversation.
 pub fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }

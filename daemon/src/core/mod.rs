@@ -12,6 +12,7 @@
 //! built once from a record for both the user's `status` and an admin's view.
 
 pub mod admin;
+pub mod apppw;
 pub mod audit;
 pub mod authz;
 pub mod clock;
@@ -33,6 +34,8 @@ pub mod trust;
 pub mod users;
 pub mod verify;
 
+#[cfg(test)]
+mod apppw_tests;
 #[cfg(test)]
 mod authenticator_tests;
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl From<CodesError> for String {
     }
 }
 
-fn argon2() -> Result<Argon2<'static>, CodesError> {
+pub(super) fn argon2() -> Result<Argon2<'static>, CodesError> {
     let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
         .map_err(|e| CodesError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
@@ -74,7 +74,8 @@ impl HashPool {
         }
     }
 
-    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Run `f` (an argon2 computation) when one of the pool's slots is free.
+    pub(super) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         {
             let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
             while *free == 0 {
@@ -90,7 +91,7 @@ impl HashPool {
 }
 
 /// Random characters from [`ALPHABET`], without modulo bias.
-fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
+pub(super) fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
     let mut out = Zeroizing::new(Vec::with_capacity(n));
     let limit = 256 - (256 % ALPHABET.len()); // reject bytes >= limit
     let mut buf = Zeroizing::new([0u8; 64]);
@@ -145,12 +146,7 @@ pub fn generate(
         if stored.iter().any(|s| s.id == id) {
             continue; // ids are unique within a set, so a check costs one hash
         }
-        let mut salt = [0u8; 16];
-        getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
-        let hash = pool
-            .run(|| a2.hash_password(&code, &salt).map(|h| h.to_string()))
-            .map_err(|e| CodesError::Hash(e.to_string()))?;
+        let hash = hash_with(&a2, &code, pool)?;
         shown.push(Zeroizing::new(display(&code)));
         stored.push(StoredCode {
             id,
@@ -169,10 +165,32 @@ pub fn find(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usiz
         .iter()
         .enumerate()
         .find(|(_, s)| s.used.is_none() && s.id.as_bytes() == id)?;
-    let parsed = PasswordHash::new(&entry.hash).ok()?;
-    let a2 = argon2().ok()?;
-    pool.run(|| a2.verify_password(&code, &parsed).is_ok())
-        .then_some(i)
+    verify(&code, &entry.hash, pool).then_some(i)
+}
+
+/// The PHC string of argon2id over `secret` with a fresh random salt, on `pool`.
+///
+/// # Errors
+/// The random source or argon2 failed.
+pub(super) fn hash(secret: &[u8], pool: &HashPool) -> Result<String, CodesError> {
+    hash_with(&argon2()?, secret, pool)
+}
+
+fn hash_with(a2: &Argon2<'_>, secret: &[u8], pool: &HashPool) -> Result<String, CodesError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
+    pool.run(|| a2.hash_password(secret, &salt).map(|h| h.to_string()))
+        .map_err(|e| CodesError::Hash(e.to_string()))
+}
+
+/// Whether `secret` matches the PHC string `phc` (one argon2 computation on `pool`; false
+/// for a malformed `phc`, without computing).
+pub(super) fn verify(secret: &[u8], phc: &str, pool: &HashPool) -> bool {
+    let (Ok(parsed), Ok(a2)) = (PasswordHash::new(phc), argon2()) else {
+        return false;
+    };
+    pool.run(|| a2.verify_password(secret, &parsed).is_ok())
 }
 
 /// Unused codes left.
