@@ -9,3 +9,4 @@ pub mod bus;
 pub mod configfile;
 pub mod core;
 pub mod logging;
+pub mod notices;

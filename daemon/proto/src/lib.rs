@@ -21,6 +21,10 @@ pub const LOGIN2_INTERFACE: &str = "org.twostep.Login2";
 pub const USER_INTERFACE: &str = "org.twostep.User1";
 /// Admin methods (root or the admin group).
 pub const ADMIN_INTERFACE: &str = "org.twostep.Admin1";
+/// App passwords: the caller's own (create with a code as proof, list, revoke) and, for
+/// admins, any user's (list, revoke). The check at login runs in the login conversation
+/// (`mode=app-password` in the context, [`login::MODE_APP_PASSWORD`]).
+pub const APP_PASSWORD_INTERFACE: &str = "org.twostep.AppPassword1";
 /// Prefix of every error name the daemon sends.
 pub const ERROR_PREFIX: &str = "org.twostep.Error";
 
