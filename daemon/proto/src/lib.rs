@@ -75,7 +75,16 @@ pub mod error_name {
 /// The arguments `pam_twostep.so` accepts in `/etc/pam.d` (anything else makes it refuse
 /// every login). `twostepctl doctor` checks PAM lines against this same list.
 pub mod module_args {
-    pub const NAMES: &[&str] = &["bus", "bus_uid", "nullok", "debug", "timeout", "failmode"];
+    pub const NAMES: &[&str] = &[
+        "bus",
+        "bus_uid",
+        "nullok",
+        "debug",
+        "timeout",
+        "failmode",
+        "app_password",
+        "forward_pass",
+    ];
 }
 
 /// The PAM results `pam_twostep.so` returns from `pam_sm_authenticate`, by libpam's token
