@@ -40,9 +40,18 @@ pub struct PamService {
 impl PamService {
     /// Write `/etc/pam.d/twostep-e2e-<unique>` with `lines` (a full stack).
     pub fn new(lines: &str) -> PamService {
+        PamService::named("", lines)
+    }
+
+    /// As [`PamService::new`], the name ending in `-<suffix>` (e.g. `imap`: a service named
+    /// like the one it stands for); an empty suffix adds nothing.
+    pub fn named(suffix: &str, lines: &str) -> PamService {
         crate::require_root();
         cleanup::sweep_once();
-        let name = format!("{}{}", cleanup::PAM_PREFIX, unique::token());
+        let mut name = format!("{}{}", cleanup::PAM_PREFIX, unique::token());
+        if !suffix.is_empty() {
+            name = format!("{name}-{suffix}");
+        }
         let path = PathBuf::from("/etc/pam.d").join(&name);
         let mut contents = lines.to_string();
         if !contents.ends_with('\n') {
