@@ -8,21 +8,37 @@
 
 use std::time::Duration;
 
+use twostep_e2e::documented::{self, DocStack};
 use twostep_e2e::dovecot::{self, Dovecot};
 use twostep_e2e::logins::{self, LoginUser};
 use twostep_e2e::pam::strerror;
 use twostep_e2e::sshd::{Methods, Sshd};
-use twostep_e2e::{artifacts, proc, unique, Bus, Ctl, Daemon, DaemonConfig, Enrolled, PamService};
+use twostep_e2e::{proc, unique, Bus, Ctl, Daemon, DaemonConfig, Enrolled, PamService};
+
+/// The one stack of docs/services.md whose module line holds `mode` and, or not, `nullok`.
+fn documented(mode: &str, nullok: bool) -> DocStack {
+    let found: Vec<DocStack> = documented::pam_stacks()
+        .into_iter()
+        .filter(|s| s.block.source.starts_with("docs/services.md:"))
+        .filter(|s| {
+            s.block
+                .lines
+                .iter()
+                .any(|l| l.contains(mode) && l.contains("nullok") == nullok)
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "docs/services.md: {mode} nullok={nullok}: {found:#?}"
+    );
+    found.into_iter().next().unwrap()
+}
 
 /// The stack docs/services.md shows for a service that takes app passwords only: the
 /// module `sufficient`, then `pam_deny`.
 fn app_password_stack(bus_address: &str) -> String {
-    format!(
-        "auth sufficient {} bus={bus_address} app_password\n\
-         auth requisite pam_deny.so\n\
-         account required pam_permit.so\n",
-        artifacts::pam_module().display()
-    )
+    documented("app_password", false).render(bus_address)
 }
 
 /// `[app_passwords] services = [...]`, a lockout that the refusals below do not reach,
@@ -267,6 +283,40 @@ fn an_expired_app_password_is_refused() {
         .assert_refused_with(strerror::AUTH_ERR);
 }
 
+/// The documented stack with `nullok`: a user without a second factor keeps the account
+/// password (passed on to pam_unix, one prompt); a user with one gets in with an app
+/// password only.
+#[test]
+fn with_nullok_users_without_a_second_factor_keep_their_account_password() {
+    let bus = Bus::start();
+    let imap = PamService::named(
+        "imap",
+        &documented("app_password", true).render(bus.address()),
+    );
+    let _daemon = Daemon::start_with(&bus, config(&[imap.name()]));
+    let ctl = Ctl::new(&bus);
+    let plain = LoginUser::create();
+    let run = imap.auth(plain.name()).answer(plain.password()).run();
+    run.assert_success();
+    assert_eq!(run.conversation().matches("Password: ").count(), 1, "{run}");
+    imap.auth(plain.name())
+        .answer(format!("x{}", plain.password()))
+        .run()
+        .assert_refused();
+
+    let user = LoginUser::create();
+    let e = ctl.enroll(user.user());
+    imap.auth(user.name())
+        .answer(user.password())
+        .run()
+        .assert_refused_with(strerror::AUTH_ERR);
+    let made = create(&ctl, &user, "m", imap.name(), &[], &e.code_after(1));
+    imap.auth(user.name())
+        .answer(made["password"].as_str().unwrap())
+        .run()
+        .assert_success();
+}
+
 /// The host decides which services take app passwords at all: a service it does not list
 /// is refused at create time and at login, even for a password that names it.
 #[test]
@@ -357,18 +407,24 @@ fn forward_pass_through_sshd_password_authentication() {
     )
     .unwrap();
     unique::chmod(&script, 0o700);
-    let stack = format!(
-        "# twostep e2e: forward_pass, then the password modules\n\
-         auth requisite {} bus={} forward_pass\n\
-         auth requisite pam_unix.so use_first_pass\n\
-         auth required pam_exec.so expose_authtok quiet {}\n\
-         @include common-account\n\
-         session required pam_permit.so\n\
-         password required pam_deny.so\n",
-        artifacts::pam_module().display(),
-        bus.address(),
-        script.display()
-    );
+    // The stack docs/services.md shows, with pam_exec after pam_unix to see what the
+    // modules after twostep were given, and the session and password lines sshd needs.
+    let mut stack = String::new();
+    for line in documented("forward_pass", false)
+        .render(bus.address())
+        .lines()
+    {
+        stack.push_str(line);
+        stack.push('\n');
+        if line.contains("pam_unix.so use_first_pass") {
+            stack.push_str(&format!(
+                "auth required pam_exec.so expose_authtok quiet {}\n",
+                script.display()
+            ));
+        }
+    }
+    assert!(stack.contains("pam_exec.so"), "{stack}");
+    stack.push_str("session required pam_permit.so\npassword required pam_deny.so\n");
     let sshd = Sshd::start(Methods::PasswordOnly, &stack);
     let user = LoginUser::create();
     let e = ctl.enroll(user.user());
