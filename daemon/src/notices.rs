@@ -32,12 +32,10 @@ pub async fn run(core: Arc<Core>) {
 }
 
 /// Hand the notices on. Each was already logged and marked by the core; this is where the
-/// mailer is called.
+/// mailer is called. One line per round (once an hour), so a round can be seen to have run.
 fn deliver(notices: &[Notice]) {
-    if !notices.is_empty() {
-        log::info!(
-            "action=app-password-notices outcome=done announced={}",
-            notices.len()
-        );
-    }
+    log::info!(
+        "action=app-password-notices outcome=done announced={}",
+        notices.len()
+    );
 }

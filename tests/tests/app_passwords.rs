@@ -317,6 +317,51 @@ fn with_nullok_users_without_a_second_factor_keep_their_account_password() {
         .assert_success();
 }
 
+/// The daemon announces an app password expiring within `notice_days` (default 7) once:
+/// a log line at its first round (at start, then hourly), none for one expiring later, and
+/// none again after a restart (the mark is in the record).
+#[test]
+fn an_expiring_app_password_is_announced_once() {
+    let mut f = Fixture::start(&["imap"]);
+    let (soon, _) = f.create("soon", &["--expires", "2d"], 1);
+    f.create("later", &["--expires", "30d"], 2);
+    let announced = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("outcome=expiry-announced"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let rounds = |log: &str| {
+        log.matches("action=app-password-notices outcome=done")
+            .count()
+    };
+    for restart in 1..=2 {
+        f.daemon.restart();
+        let ran = proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            rounds(&f.daemon.log()) > restart
+        });
+        assert!(
+            ran,
+            "no notice round after restart {restart}:\n{}",
+            f.daemon.log()
+        );
+    }
+    let log = f.daemon.log();
+    let lines = announced(&log);
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("app_password=soon"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(soon["id"].as_str().unwrap()),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(&format!("user={}", f.user.name())),
+        "{}",
+        lines[0]
+    );
+}
+
 /// The host decides which services take app passwords at all: a service it does not list
 /// is refused at create time and at login, even for a password that names it.
 #[test]
