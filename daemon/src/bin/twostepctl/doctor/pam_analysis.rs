@@ -413,6 +413,27 @@ fn module_before_password(stack: &[Handler], t: usize, password_at: Option<usize
     let Some(p) = password_at.filter(|&p| p > t) else {
         return Vec::new();
     };
+    // Why a warning only: `forward_pass` must come first (one prompt carries both), and
+    // docs/services.md states this cost.
+    let forward_pass = matches!(&stack[t].kind, HandlerKind::Module { args, .. }
+        if args.iter().any(|a| a == "forward_pass"));
+    if forward_pass {
+        return vec![at_entry(
+            Finding::new(
+                Severity::Warning,
+                "pam-module-before-password",
+                format!(
+                    "pam_twostep forward_pass checks the code before the password module ({}): \
+                     wrong codes from anyone who knows a user name count towards that user's \
+                     lockout, and a right code typed with a wrong password is spent; prefer \
+                     keyboard-interactive where the client supports it",
+                    stack[p].at
+                ),
+                Some(stack[t].at.clone()),
+            ),
+            &stack[t],
+        )];
+    }
     vec![at_entry(
         Finding::new(
             Severity::Error,
@@ -823,6 +844,16 @@ mod tests {
                 "the module before the password",
                 vec![("login", "auth required pam_twostep.so\nauth requisite pam_unix.so\n")],
                 vec![("pam-module-before-password", "/etc/pam.d/login:1")],
+            ),
+            (
+                "forward_pass before the password (its documented order; a warning)",
+                vec![("vpn", "auth requisite pam_twostep.so forward_pass\nauth requisite pam_unix.so use_first_pass\n")],
+                vec![("pam-module-before-password", "/etc/pam.d/vpn:1")],
+            ),
+            (
+                "app_password: sufficient, then pam_deny (docs/services.md)",
+                vec![("dovecot", "auth sufficient pam_twostep.so app_password\nauth requisite pam_deny.so\naccount required pam_unix.so\n")],
+                vec![],
             ),
             (
                 "-auth and an unknown argument",
