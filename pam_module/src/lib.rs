@@ -143,7 +143,9 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
                 outcome: flow::run_login(&mut io, &daemon, &user, &ctx, &args),
                 authtok: None,
             },
-            Mode::AppPassword => modes::run_app_password(&mut io, &daemon, &user, &ctx, authtok),
+            Mode::AppPassword => {
+                modes::run_app_password(&mut io, &daemon, &user, &ctx, authtok, args.nullok)
+            }
             Mode::ForwardPass => {
                 modes::run_forward_pass(&mut io, &daemon, &user, &ctx, args.nullok)
             }

@@ -118,13 +118,16 @@ fn begin(daemon: &impl Daemon, user: &str, ctx: &LoginContext) -> Result<(Sessio
 /// `app_password` mode: one app-password check. `authtok` is `PAM_AUTHTOK` as a module
 /// before this one (or the application) set it; without it the module prompts once, and
 /// the typed password is returned for `PAM_AUTHTOK` (so `pam_unix try_first_pass` after a
-/// not-enrolled user with `nullok` does not prompt again).
+/// not-enrolled user with `nullok` does not prompt again). Without `nullok` a user the
+/// daemon reports as not enrolled is refused as a wrong password is (`Denied`, no text):
+/// the answer does not tell such a name from an unknown one.
 pub fn run_app_password(
     io: &mut impl Prompter,
     daemon: &impl Daemon,
     user: &str,
     ctx: &LoginContext,
     authtok: Option<Reply>,
+    nullok: bool,
 ) -> Ended {
     let ctx = LoginContext {
         app_password: true,
@@ -166,6 +169,10 @@ pub fn run_app_password(
         return Ended::with(Outcome::BadAnswer(BadAnswer::Shape));
     }
     let outcome = match daemon.answer(&session, &answer) {
+        Ok(Step::Done {
+            verdict: Verdict::NotEnrolled,
+            ..
+        }) if !nullok => Outcome::Verdict(Verdict::Denied),
         Ok(Step::Done { verdict, message }) => finish(io, verdict, &message),
         Ok(Step::Prompt { .. }) => Outcome::Daemon(DaemonError::Protocol(
             "app_password mode: a second prompt".into(),
@@ -365,7 +372,7 @@ mod tests {
         let mut io = ScriptedPrompter::new(conv);
         let daemon = FakeDaemon::new(calls);
         let authtok = authtok.map(|b| Reply::from_bytes(Some(b)));
-        run_app_password(&mut io, &daemon, "alice", &ctx(false), authtok)
+        run_app_password(&mut io, &daemon, "alice", &ctx(false), authtok, true)
     }
 
     #[test]
@@ -398,6 +405,15 @@ mod tests {
         );
         assert_eq!(e.outcome, Outcome::Verdict(Verdict::NotEnrolled));
         assert_eq!(e.authtok.unwrap().as_bytes(), b"typed-secret");
+        // Without nullok: refused as a wrong password, with no message of its own.
+        let mut io = ScriptedPrompter::new(vec![Conv::Prompt("Password: ", Some(b"pw".to_vec()))]);
+        let daemon = FakeDaemon::new(vec![
+            begin(true, secret_prompt()),
+            answer(b"pw", done(Verdict::NotEnrolled)),
+        ]);
+        let e = run_app_password(&mut io, &daemon, "alice", &ctx(false), None, false);
+        assert_eq!(e.outcome, Outcome::Verdict(Verdict::Denied));
+        assert!(e.authtok.is_none());
         // Refused: nothing passed on.
         let e = app(
             vec![

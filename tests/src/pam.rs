@@ -225,13 +225,15 @@ impl PamRun {
         !self.output.timed_out && !self.output.status.success()
     }
 
-    /// The `pam_strerror` text of the failure pamtester printed, if any.
+    /// The `pam_strerror` text of the failure pamtester printed, if any. (After a prompt
+    /// answered without a message following it, pamtester's line continues the prompt's:
+    /// `Password: pamtester: Authentication failure`.)
     pub fn pam_error(&self) -> Option<&str> {
         self.output
             .stderr
             .lines()
             .rev()
-            .filter_map(|l| l.strip_prefix("pamtester: "))
+            .filter_map(|l| l.split_once("pamtester: ").map(|(_, r)| r))
             .find(|l| !l.starts_with("invoking ") && !l.starts_with("performing "))
     }
 

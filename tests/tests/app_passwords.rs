@@ -205,6 +205,11 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     let run = imap.auth("ts_no_such_user_here").answer(&password).run();
     run.assert_refused_with(strerror::AUTH_ERR);
     assert!(run.conversation().contains("Password: "), "{run}");
+    // An existing user without a second factor: the very same answer.
+    let plain = LoginUser::create();
+    let run2 = imap.auth(plain.name()).answer(&password).run();
+    run2.assert_refused_with(strerror::AUTH_ERR);
+    assert_eq!(run.conversation(), run2.conversation(), "{run}\n{run2}");
 
     // Revoked by the user, by name: refused at once; the other one still works.
     let out = ctl.run(

@@ -661,7 +661,8 @@ pub(super) fn begin(
 /// without a live app password against a dummy. Success records the last use (service and
 /// remote host); a wrong one is charged to the lockout. A user who is not enrolled, has no
 /// live app password and is not required gets `NotEnrolled` (with `nullok` the module
-/// passes them on to the next module, e.g. `pam_unix`).
+/// passes them on to the next module, e.g. `pam_unix`; without it the module refuses them
+/// exactly as a wrong password). Refusals carry no text, except the lock's.
 ///
 /// # Errors
 /// An unreadable record, a failed look-up or write.
@@ -674,7 +675,9 @@ pub(super) fn answer(
     password: &[u8],
     now: UnixTime,
 ) -> Result<Step, Error> {
-    let denied = || messages::done(Verdict::Denied, messages::APP_PASSWORD_WRONG.into());
+    // Why no text: a refusal reads the same whatever the reason (unknown name, no app
+    // password, a wrong one); only a lock, reached by an existing user, says more.
+    let denied = || messages::done(Verdict::Denied, String::new());
     if !known {
         let _ = find(&[], password, &ctx.service, now, core.hashes());
         audit(account, ctx, caller, "app-password-wrong (unknown user)");

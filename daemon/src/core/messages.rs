@@ -27,7 +27,8 @@ pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor auth
 
 /// The prompt of an app-password login (`pam_twostep.so app_password`).
 pub const APP_PASSWORD_PROMPT: &str = "Password: ";
-/// A refused app password (wrong, expired, revoked, or not for this service).
+/// An app password refused with the attempt that locked the user (other refusals carry no
+/// text, so that they read the same whatever the reason).
 pub const APP_PASSWORD_WRONG: &str = "Wrong password.";
 
 /// The end of a conversation.
