@@ -175,7 +175,12 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
 /// The one line per login: outcome and PAM code, at a severity that matches. A login let
 /// on by `failmode=open` is an alert.
 fn audit(log: &Log, outcome: &Outcome, code: &PamResultCode, args: &ModuleArgs) {
-    let text = format!("{}; returning {code:?}", outcome.describe());
+    let mode = match args.mode {
+        Mode::SecondFactor => "",
+        Mode::AppPassword => "app_password: ",
+        Mode::ForwardPass => "forward_pass: ",
+    };
+    let text = format!("{mode}{}; returning {code:?}", outcome.describe());
     if flow::fails_open(outcome, args) {
         log.alert(&format!(
             "FAIL-OPEN: second factor NOT checked ({text}; bus={}) because failmode=open",

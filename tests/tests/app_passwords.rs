@@ -510,6 +510,16 @@ fn forward_pass_through_sshd_password_authentication() {
         .run();
     assert!(run.refused(), "{run}");
     assert!(!record.exists());
+    // The module's syslog lines name the mode and carry nothing of the password.
+    let lines = sshd.syslog().lines();
+    assert!(
+        lines.iter().any(|l| l.contains("forward_pass: success")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(user.password())),
+        "the password reached syslog: {lines:#?}"
+    );
     // Charged: the replay (the wrong code before it was reset by the success); not the
     // password without a code, which never reached the daemon.
     let status = ctl.status(user.user());
