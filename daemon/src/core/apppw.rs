@@ -919,7 +919,7 @@ mod tests {
         ] {
             let t = time(input, entries);
             assert!(
-                t * 3 > right && t < right * 3,
+                t * 5 > right && t < right * 5,
                 "a refusal took {t:?}, a check {right:?}"
             );
         }
