@@ -237,7 +237,9 @@ pub fn find(
             recovery::verify(c.get(ID_LEN..).unwrap_or_default(), &entry.hash, pool).then_some(i)
         }
         (c, _) => {
-            let burn = c.as_deref().map_or(input, |c| c.as_slice());
+            // Why bounded: argon2's cost grows with the input; the wire does not bound it.
+            let capped = input.get(..limits::MAX_ANSWER_LEN).unwrap_or(input);
+            let burn = c.as_deref().map_or(capped, |c| c.as_slice());
             let _ = recovery::verify(burn, dummy_hash(pool), pool);
             None
         }
