@@ -98,10 +98,15 @@ struct Fixture {
 
 impl Fixture {
     fn start(suffixes: &[&str]) -> Fixture {
+        Fixture::start_with(suffixes, app_password_stack)
+    }
+
+    /// As [`Fixture::start`], each service's stack made by `stack` from the bus address.
+    fn start_with(suffixes: &[&str], stack: impl Fn(&str) -> String) -> Fixture {
         let bus = Bus::start();
         let services: Vec<PamService> = suffixes
             .iter()
-            .map(|s| PamService::named(s, &app_password_stack(bus.address())))
+            .map(|s| PamService::named(s, &stack(bus.address())))
             .collect();
         let names: Vec<&str> = services.iter().map(PamService::name).collect();
         let daemon = Daemon::start_with(&bus, config(&names));
@@ -365,6 +370,19 @@ fn an_expiring_app_password_is_announced_once() {
         "{}",
         lines[0]
     );
+}
+
+/// The module takes the password from `PAM_AUTHTOK` when a module before it set it (here
+/// `pam_unix`, which asks for it and fails on an app password): one prompt in all.
+#[test]
+fn app_password_mode_uses_pam_authtok_set_before_it() {
+    let f = Fixture::start_with(&["imap"], |bus| {
+        format!("auth optional pam_unix.so\n{}", app_password_stack(bus))
+    });
+    let (_, password) = f.create("m", &[], 1);
+    let run = f.imap().auth(f.user.name()).answer(&password).run();
+    run.assert_success();
+    assert_eq!(run.conversation().matches("Password: ").count(), 1, "{run}");
 }
 
 /// The host decides which services take app passwords at all: a service it does not list
