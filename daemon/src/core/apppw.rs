@@ -10,7 +10,7 @@
 //! check costs exactly one hash: the id picks the one entry to verify against. Input is
 //! read case-insensitively, dashes and spaces ignored.
 //!
-//! The login side ([`begin`], [`answer`]) runs inside the ordinary login conversation: a
+//! The login side (`begin`, `answer`) runs inside the ordinary login conversation: a
 //! module in `app_password` mode sends `mode=app-password` in the login context, the daemon
 //! answers with a secret text prompt, and the password travels only in `Answer`, after the
 //! module has checked who owns the daemon's bus name. Every answer costs one argon2

@@ -526,7 +526,7 @@ impl Core {
         admin::reload(self, caller, load)
     }
 
-    /// Create an app password for the caller (see [`apppw::create`]); `proof` is a current
+    /// Create an app password for the caller (see `apppw::create`); `proof` is a current
     /// code or a recovery code. The password is in the result, once.
     ///
     /// # Errors
