@@ -17,7 +17,7 @@ pub enum Command {
         /// A name to recognise it by ("laptop mail"), unique among yours.
         name: String,
         /// The PAM services it opens, comma-separated or repeated (e.g. dovecot); each must
-        /// be one the host accepts app passwords on ([app_passwords] services).
+        /// be one the host accepts app passwords on (`[app_passwords] services`).
         #[arg(
             long = "service",
             value_name = "SERVICE",
@@ -26,7 +26,7 @@ pub enum Command {
         )]
         services: Vec<String>,
         /// How long it is valid: a duration such as 90d, 12h or 30m, or `never` (where the
-        /// host allows it). Default: the longest the host allows ([app_passwords] max_days).
+        /// host allows it). Default: the longest the host allows (`[app_passwords] max_days`).
         #[arg(long, value_name = "DURATION|never")]
         expires: Option<String>,
         /// Print JSON (the password included) instead of text.
