@@ -413,11 +413,18 @@ fn module_before_password(stack: &[Handler], t: usize, password_at: Option<usize
     let Some(p) = password_at.filter(|&p| p > t) else {
         return Vec::new();
     };
-    // Why a warning only: `forward_pass` must come first (one prompt carries both), and
+    // Why none for `app_password`: the module is that service's password check (a password
+    // module after it, with `nullok`, serves users without a second factor). Why a warning
+    // only for `forward_pass`: it must come first (one prompt carries both), and
     // docs/services.md states this cost.
-    let forward_pass = matches!(&stack[t].kind, HandlerKind::Module { args, .. }
-        if args.iter().any(|a| a == "forward_pass"));
-    if forward_pass {
+    let has = |arg: &str| {
+        matches!(&stack[t].kind, HandlerKind::Module { args, .. }
+            if args.iter().any(|a| a == arg))
+    };
+    if has("app_password") {
+        return Vec::new();
+    }
+    if has("forward_pass") {
         return vec![at_entry(
             Finding::new(
                 Severity::Warning,
@@ -853,6 +860,11 @@ mod tests {
             (
                 "app_password: sufficient, then pam_deny (docs/services.md)",
                 vec![("dovecot", "auth sufficient pam_twostep.so app_password\nauth requisite pam_deny.so\naccount required pam_unix.so\n")],
+                vec![],
+            ),
+            (
+                "app_password with nullok, then pam_unix for users without 2FA (docs/services.md)",
+                vec![("dovecot", "auth [success=done ignore=ignore default=die] pam_twostep.so app_password nullok\nauth required pam_unix.so try_first_pass\n")],
                 vec![],
             ),
             (
