@@ -167,6 +167,7 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     let (imap, ftp, ctl, user) = (f.imap(), &f.services[1], &f.ctl, &f.user);
     let login = PamService::new(&logins::password_then_code(f.bus.address(), ""));
     let (made, password) = f.create("phone mail", &[], 1);
+    assert!(!f.daemon.log().contains(&password[6..]));
     let (second, second_pw) = f.create("tablet", &[], 2);
     assert_eq!(password.len(), 35, "{made}");
     assert_eq!(made["services"], serde_json::json!([imap.name()]));
@@ -189,6 +190,16 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     assert!(list[0]["last_used"].as_u64().unwrap() > 0, "{list:?}");
     assert_eq!(list[0]["last_service"], imap.name());
     assert_eq!(list[0]["last_rhost"], "192.0.2.44");
+    let out = ctl.run(Some(user.user().creds()), &["app-password", "list"], b"");
+    let id = made["id"].as_str().unwrap();
+    assert!(
+        out.success()
+            && out.stdout.contains(&format!("phone mail ({id})"))
+            && out
+                .stdout
+                .contains(&format!("via {} from 192.0.2.44", imap.name())),
+        "{out}"
+    );
 
     // Not for another app-password service, not as a second factor elsewhere.
     ftp.auth(user.name())
