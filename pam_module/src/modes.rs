@@ -39,6 +39,9 @@ pub const FORWARD_PROMPT_RECOVERY: &str =
 /// The prompt of `forward_pass` when no code is asked (not enrolled and not required, or
 /// in the enrolment grace period): the password alone, for the next module.
 pub const PASSWORD_PROMPT: &str = "Password: ";
+/// What `app_password` mode sends in place of a password that cannot be an app password
+/// (printable ASCII, but never of an app password's shape).
+const NOT_AN_APP_PASSWORD: &[u8] = b"-";
 /// A recovery code as shown and typed in `forward_pass`: three groups of five, dashed.
 const RECOVERY_TYPED_LEN: usize = 17;
 
@@ -160,15 +163,25 @@ pub fn run_app_password(
             Err(ConvError) => return Ended::with(Outcome::Conversation),
         },
     };
-    let answer = match reply {
-        Reply::Answer(a) => a,
+    // What cannot be an app password (not printable ASCII, over-long) is still answered, with
+    // a placeholder that never is one: the daemon's verdict then tells a user without a
+    // second factor (`NotEnrolled`: with `nullok` the typed password goes on to the next
+    // module, e.g. an account password with non-ASCII characters) from everyone else, who is
+    // refused and charged as for any wrong password.
+    let typed = match reply {
+        Reply::Answer(a) => Some(a),
         Reply::Empty => return Ended::with(Outcome::BadAnswer(BadAnswer::Empty)),
-        Reply::TooLong => return Ended::with(Outcome::BadAnswer(BadAnswer::TooLong)),
+        Reply::TooLong => None,
     };
-    if !accept.admits(answer.as_bytes()) {
-        return Ended::with(Outcome::BadAnswer(BadAnswer::Shape));
-    }
-    let outcome = match daemon.answer(&session, &answer) {
+    let placeholder = match Reply::from_bytes(Some(NOT_AN_APP_PASSWORD)) {
+        Reply::Answer(a) => a,
+        Reply::Empty | Reply::TooLong => return Ended::with(Outcome::BadAnswer(BadAnswer::Shape)),
+    };
+    let answer = match &typed {
+        Some(a) if accept.admits(a.as_bytes()) => a,
+        Some(_) | None => &placeholder,
+    };
+    let outcome = match daemon.answer(&session, answer) {
         Ok(Step::Done {
             verdict: Verdict::NotEnrolled,
             ..
@@ -183,8 +196,9 @@ pub fn run_app_password(
         outcome,
         Outcome::Verdict(Verdict::Success | Verdict::NotEnrolled)
     );
-    let authtok =
-        (prompted && passes).then(|| Password(Zeroizing::new(answer.as_bytes().to_vec())));
+    let authtok = typed
+        .filter(|_| prompted && passes)
+        .map(|a| Password(Zeroizing::new(a.as_bytes().to_vec())));
     Ended { outcome, authtok }
 }
 
@@ -468,13 +482,38 @@ mod tests {
         // Locked before any password: none asked for, none sent.
         let e = app(vec![], vec![begin(true, done(Verdict::Locked))], Some(b"x"));
         assert_eq!(e.outcome, Outcome::Verdict(Verdict::Locked));
-        // Non-printable input is not sent.
+        // What cannot be an app password is not sent: a placeholder is, so that a user
+        // without a second factor still gets the daemon's NotEnrolled (and, prompted, the
+        // typed password goes on to the next module).
         let e = app(
             vec![],
-            vec![begin(true, secret_prompt())],
+            vec![
+                begin(true, secret_prompt()),
+                answer(b"-", done(Verdict::Denied)),
+            ],
             Some(b"tab\there"),
         );
-        assert_eq!(e.outcome, Outcome::BadAnswer(BadAnswer::Shape));
+        assert_eq!(e.outcome, Outcome::Verdict(Verdict::Denied));
+        let umlaut = "p\u{e4}sswort".as_bytes().to_vec();
+        let e = app(
+            vec![Conv::Prompt("Password: ", Some(umlaut.clone()))],
+            vec![
+                begin(true, secret_prompt()),
+                answer(b"-", done(Verdict::NotEnrolled)),
+            ],
+            None,
+        );
+        assert_eq!(e.outcome, Outcome::Verdict(Verdict::NotEnrolled));
+        assert_eq!(e.authtok.unwrap().as_bytes(), &umlaut[..]);
+        let e = app(
+            vec![],
+            vec![
+                begin(true, secret_prompt()),
+                answer(b"-", done(Verdict::Denied)),
+            ],
+            Some(&[b'a'; 200]),
+        );
+        assert_eq!(e.outcome, Outcome::Verdict(Verdict::Denied));
         // A daemon error keeps its meaning.
         let e = app(
             vec![],

@@ -327,6 +327,13 @@ fn with_nullok_users_without_a_second_factor_keep_their_account_password() {
         .answer(format!("x{}", plain.password()))
         .run()
         .assert_refused();
+    // An account password no app password can look like (non-ASCII) still gets there.
+    let umlaut = format!("P\u{e4}ss-{}", unique::random_hex(6));
+    logins::set_password(plain.name(), &umlaut);
+    imap.auth(plain.name())
+        .answer(&umlaut)
+        .run()
+        .assert_success();
 
     let user = LoginUser::create();
     let e = ctl.enroll(user.user());
