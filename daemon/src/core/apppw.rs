@@ -430,7 +430,15 @@ pub(super) fn create(
         if let Err((write, e)) = super::selfservice::prove(core, record, proof, now) {
             return (write, Err(e));
         }
-        let taken = |id: &str| record.app_passwords.iter().any(|a| a.id == id);
+        // An id is unique in the record and never another entry's name (or this one's), so
+        // `revoke NAME|ID` names one entry.
+        let taken = |id: &str| {
+            new.name.to_lowercase() == id
+                || record
+                    .app_passwords
+                    .iter()
+                    .any(|a| a.id == id || a.name.to_lowercase() == id)
+        };
         let (password, id, hash) = match generate(core.hashes(), taken) {
             Ok(g) => g,
             Err(e) => return (Write::Keep, Err(e)),
