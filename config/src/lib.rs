@@ -27,6 +27,7 @@ pub struct Config {
     pub recovery: Recovery,
     pub policy: Policy,
     pub login: Login,
+    pub app_passwords: AppPasswords,
 }
 
 /// `version = 1`.
@@ -303,6 +304,36 @@ impl Default for Login {
             max_sessions_per_connection: Bounded::new(2),
             max_sessions_per_user: Bounded::new(16),
             max_sessions: Bounded::new(4096),
+        }
+    }
+}
+
+/// `[app_passwords]`: passwords for programs that cannot ask for a code (mail clients,
+/// FTP, backup scripts), each limited to some PAM services. Off until `services` names one.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppPasswords {
+    /// PAM service names (`PAM_SERVICE`, the file name in `/etc/pam.d`) that accept app
+    /// passwords at all, through `pam_twostep.so app_password`. Empty (default): none; no
+    /// app password can be created or used.
+    pub services: Vec<String>,
+    /// The longest validity of a new app password, in days, 1 to 3650. Default 365. A
+    /// create without an expiry gets this one.
+    pub max_days: Bounded<1, 3650>,
+    /// Whether an app password may never expire (`--expires never`). Default false.
+    pub allow_never: bool,
+    /// Days before its expiry that an app password is announced to its user (once, logged
+    /// and marked in the record), 0 to 365; 0: never. Default 7.
+    pub notice_days: Bounded<0, 365>,
+}
+
+impl Default for AppPasswords {
+    fn default() -> Self {
+        AppPasswords {
+            services: Vec::new(),
+            max_days: Bounded::new(365),
+            allow_never: false,
+            notice_days: Bounded::new(7),
         }
     }
 }

@@ -11,3 +11,4 @@ pub mod configfile;
 pub mod core;
 pub mod import;
 pub mod logging;
+pub mod notices;

@@ -27,6 +27,18 @@ pub enum FailMode {
     Open,
 }
 
+/// What the module checks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// The second factor, after a password module (the default).
+    SecondFactor,
+    /// `app_password`: the password is an app password of the user for this service.
+    AppPassword,
+    /// `forward_pass`: one prompt for the password and the code; the password goes on to
+    /// the next module as `PAM_AUTHTOK`.
+    ForwardPass,
+}
+
 /// The parsed module arguments.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ModuleArgs {
@@ -42,6 +54,8 @@ pub struct ModuleArgs {
     pub timeout: Duration,
     /// `failmode=`.
     pub failmode: FailMode,
+    /// `app_password` or `forward_pass` (at most one of them).
+    pub mode: Mode,
 }
 
 impl Default for ModuleArgs {
@@ -53,6 +67,7 @@ impl Default for ModuleArgs {
             debug: false,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             failmode: FailMode::Closed,
+            mode: Mode::SecondFactor,
         }
     }
 }
@@ -136,8 +151,36 @@ impl ModuleArgs {
                     no_value("debug", value)?;
                     args.debug = true;
                 }
+                "app_password" | "forward_pass" => {
+                    let (name, mode) = if key == "app_password" {
+                        ("app_password", Mode::AppPassword)
+                    } else {
+                        ("forward_pass", Mode::ForwardPass)
+                    };
+                    no_value(name, value)?;
+                    if args.mode == mode {
+                        return Err(ArgError::Duplicate(name));
+                    }
+                    if args.mode != Mode::SecondFactor {
+                        return Err(ArgError::Malformed {
+                            name,
+                            value: String::new(),
+                            why: "app_password and forward_pass exclude each other",
+                        });
+                    }
+                    args.mode = mode;
+                }
                 _ => return Err(ArgError::Unknown(arg.to_owned())),
             }
+        }
+        // Why: in app_password mode the module is the service's only password check; an
+        // absent daemon letting every login through would open the service to anyone.
+        if args.mode == Mode::AppPassword && args.failmode == FailMode::Open {
+            return Err(ArgError::Malformed {
+                name: "failmode",
+                value: "open".into(),
+                why: "app_password is the password check itself and never fails open",
+            });
         }
         Ok(args)
     }
@@ -360,12 +403,41 @@ mod tests {
                     debug: true,
                     timeout: Duration::from_secs(30),
                     failmode: FailMode::Open,
+                    mode: Mode::SecondFactor,
+                },
+            ),
+            (
+                &["app_password"],
+                ModuleArgs {
+                    mode: Mode::AppPassword,
+                    ..d()
+                },
+            ),
+            (
+                &["forward_pass", "nullok"],
+                ModuleArgs {
+                    mode: Mode::ForwardPass,
+                    nullok: true,
+                    ..d()
                 },
             ),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw), Ok(want), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn modes_exclude_each_other_and_app_password_never_fails_open() {
+        assert_eq!(
+            parse(&["app_password", "app_password"]),
+            Err(ArgError::Duplicate("app_password"))
+        );
+        assert!(parse(&["app_password", "forward_pass"]).is_err());
+        assert!(parse(&["forward_pass", "app_password"]).is_err());
+        assert!(parse(&["app_password=1"]).is_err());
+        assert!(parse(&["app_password", "failmode=open"]).is_err());
+        assert!(parse(&["forward_pass", "failmode=open"]).is_ok());
     }
 
     #[test]

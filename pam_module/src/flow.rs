@@ -104,6 +104,19 @@ pub trait Prompter {
     /// # Errors
     /// [`ConvError`] when the conversation itself fails.
     fn acknowledge(&mut self, text: &str) -> Result<(), ConvError>;
+    /// As [`Prompter::prompt_echo_off`], for a password that is not sent to the daemon
+    /// (`forward_pass`): capped at [`crate::modes::MAX_PASSWORD_LEN`] bytes instead of
+    /// [`limits::MAX_ANSWER_LEN`]. The default goes through `prompt_echo_off` (and its cap).
+    ///
+    /// # Errors
+    /// [`ConvError`] when the conversation itself fails.
+    fn prompt_password(&mut self, text: &str) -> Result<crate::modes::Typed, ConvError> {
+        Ok(match self.prompt_echo_off(text)? {
+            Reply::Answer(a) => crate::modes::Typed::from_bytes(Some(a.as_bytes())),
+            Reply::Empty => crate::modes::Typed::Empty,
+            Reply::TooLong => crate::modes::Typed::TooLong,
+        })
+    }
     /// Shows `text` as `PAM_TEXT_INFO`; best effort.
     fn info(&mut self, text: &str);
     /// Shows `text` as `PAM_ERROR_MSG`; best effort.
@@ -148,19 +161,24 @@ pub struct LoginContext {
     pub service: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,
+    /// `app_password` mode: Begin asks the daemon for an app-password check
+    /// (`mode=app-password`), not for a second factor.
+    pub app_password: bool,
 }
 
 impl LoginContext {
     /// The `a{ss}` entries, keyed by `twostep_proto::login::CTX_*`.
     pub fn entries(&self) -> Vec<(&'static str, &str)> {
-        use twostep_proto::login::{CTX_RHOST, CTX_SERVICE, CTX_TTY};
+        use twostep_proto::login::{CTX_MODE, CTX_RHOST, CTX_SERVICE, CTX_TTY, MODE_APP_PASSWORD};
+        let mode = self.app_password.then_some(MODE_APP_PASSWORD);
         [
-            (CTX_SERVICE, &self.service),
-            (CTX_RHOST, &self.rhost),
-            (CTX_TTY, &self.tty),
+            (CTX_SERVICE, self.service.as_deref()),
+            (CTX_RHOST, self.rhost.as_deref()),
+            (CTX_TTY, self.tty.as_deref()),
+            (CTX_MODE, mode),
         ]
         .into_iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
     }
 }
@@ -383,12 +401,22 @@ fn converse(
     user: &str,
     ctx: &LoginContext,
 ) -> Outcome {
-    let (session, mut step) = match daemon.begin(user, ctx) {
+    let (session, step) = match daemon.begin(user, ctx) {
         Ok(begun) => begun,
         Err(BeginError::Absent(why)) => return Outcome::Absent(why),
         Err(BeginError::Failed(e)) => return Outcome::Daemon(e),
     };
-    let mut prompts = 0;
+    drive(io, daemon, &session, step, 0)
+}
+
+/// Renders `step` and the ones after it until a verdict; `prompts`: prompts shown already.
+pub(crate) fn drive(
+    io: &mut impl Prompter,
+    daemon: &impl Daemon,
+    session: &Session,
+    mut step: Step,
+    mut prompts: usize,
+) -> Outcome {
     loop {
         match step {
             Step::Done { verdict, message } => {
@@ -423,7 +451,7 @@ fn converse(
                     if io.acknowledge(&text).is_err() {
                         return Outcome::Conversation;
                     }
-                    step = match daemon.answer(&session, &Answer::empty()) {
+                    step = match daemon.answer(session, &Answer::empty()) {
                         Ok(next) => next,
                         Err(e) => return Outcome::Daemon(e),
                     };
@@ -445,7 +473,7 @@ fn converse(
                 if !accept.admits(answer.as_bytes()) {
                     return Outcome::BadAnswer(BadAnswer::Shape);
                 }
-                step = match daemon.answer(&session, &answer) {
+                step = match daemon.answer(session, &answer) {
                     Ok(next) => next,
                     Err(e) => return Outcome::Daemon(e),
                 };
@@ -554,7 +582,7 @@ pub fn describe_step(step: &Step) -> String {
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::collections::VecDeque;
@@ -563,7 +591,7 @@ mod tests {
     // ----- scripted test doubles (kanidm's TestHandler pattern) -----
 
     /// One expected conversation call and what it returns.
-    enum Conv {
+    pub(crate) enum Conv {
         /// Expect a PAM_PROMPT_ECHO_OFF call with exactly this text; reply with these bytes
         /// (None = NULL answer).
         Prompt(&'static str, Option<Vec<u8>>),
@@ -577,12 +605,12 @@ mod tests {
         Error(&'static str),
     }
 
-    struct ScriptedPrompter {
+    pub(crate) struct ScriptedPrompter {
         script: VecDeque<Conv>,
     }
 
     impl ScriptedPrompter {
-        fn new(script: Vec<Conv>) -> Self {
+        pub(crate) fn new(script: Vec<Conv>) -> Self {
             ScriptedPrompter {
                 script: script.into(),
             }
@@ -658,7 +686,7 @@ mod tests {
     }
 
     /// One expected daemon call and what it returns.
-    enum Call {
+    pub(crate) enum Call {
         Begin {
             user: &'static str,
             ctx: LoginContext,
@@ -671,12 +699,12 @@ mod tests {
         },
     }
 
-    struct FakeDaemon {
+    pub(crate) struct FakeDaemon {
         script: RefCell<VecDeque<Call>>,
     }
 
     impl FakeDaemon {
-        fn new(script: Vec<Call>) -> Self {
+        pub(crate) fn new(script: Vec<Call>) -> Self {
             FakeDaemon {
                 script: RefCell::new(script.into()),
             }
@@ -736,6 +764,7 @@ mod tests {
             service: Some("sshd".into()),
             rhost: Some("192.0.2.7".into()),
             tty: Some("ssh".into()),
+            app_password: false,
         }
     }
 
@@ -1627,6 +1656,7 @@ mod tests {
             service: Some("sudo".into()),
             rhost: None,
             tty: Some("/dev/pts/3".into()),
+            app_password: false,
         };
         assert_eq!(
             partial.entries(),

@@ -22,6 +22,7 @@ pub mod args;
 pub mod bus;
 pub mod flow;
 pub mod log;
+pub mod modes;
 pub mod pam_io;
 
 #[cfg(test)]
@@ -34,9 +35,9 @@ use pam::constants::{PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 use syslog::Severity;
 
-use crate::args::{FailMode, ModuleArgs};
+use crate::args::{FailMode, Mode, ModuleArgs};
 use crate::bus::BusDaemon;
-use crate::flow::{DaemonError, Outcome};
+use crate::flow::{DaemonError, Outcome, Prompter};
 use crate::log::{Field, Log};
 use crate::pam_io::PamIo;
 
@@ -118,27 +119,68 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         }
     };
     log.set_subject(&user, &ctx);
-    let mut io = match PamIo::new(pamh, flags, &log) {
-        Ok(io) => io,
-        Err(refusal) => {
-            log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
-            return refusal.code;
-        }
+    let authtok = match args.mode {
+        Mode::AppPassword => match pam_io::read_authtok(pamh) {
+            Ok(t) => t,
+            Err(refusal) => {
+                log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
+                return refusal.code;
+            }
+        },
+        Mode::SecondFactor | Mode::ForwardPass => None,
     };
-    let outcome = {
+    let ended = {
+        let mut io = match PamIo::new(pamh, flags, &log) {
+            Ok(io) => io,
+            Err(refusal) => {
+                log.err(&format!("{}; returning {:?}", refusal.why, refusal.code));
+                return refusal.code;
+            }
+        };
         let daemon = BusDaemon::new(&args, &log);
-        flow::run_login(&mut io, &daemon, &user, &ctx, &args)
+        let ended = match args.mode {
+            Mode::SecondFactor => modes::Ended {
+                outcome: flow::run_login(&mut io, &daemon, &user, &ctx, &args),
+                authtok: None,
+            },
+            Mode::AppPassword => {
+                modes::run_app_password(&mut io, &daemon, &user, &ctx, authtok, args.nullok)
+            }
+            Mode::ForwardPass => {
+                modes::run_forward_pass(&mut io, &daemon, &user, &ctx, args.nullok)
+            }
+        };
+        if args.mode != Mode::SecondFactor {
+            if let Some(text) = flow::notice(&ended.outcome, &args) {
+                io.error(text);
+            }
+        }
+        ended
         // The connection closes here, before the module returns.
     };
-    let code = flow::pam_code(&outcome, &args);
-    audit(&log, &outcome, &code, &args);
+    let mut code = flow::pam_code(&ended.outcome, &args);
+    if let Some(password) = ended.authtok {
+        // Why only now: the conversation (which borrows the handle) is over.
+        if let Err(e) = pam_io::set_authtok(pamh, password.as_bytes()) {
+            log.err(&format!(
+                "cannot set PAM_AUTHTOK for the next module: {e:?}"
+            ));
+            code = e;
+        }
+    }
+    audit(&log, &ended.outcome, &code, &args);
     code
 }
 
 /// The one line per login: outcome and PAM code, at a severity that matches. A login let
 /// on by `failmode=open` is an alert.
 fn audit(log: &Log, outcome: &Outcome, code: &PamResultCode, args: &ModuleArgs) {
-    let text = format!("{}; returning {code:?}", outcome.describe());
+    let mode = match args.mode {
+        Mode::SecondFactor => "",
+        Mode::AppPassword => "app_password: ",
+        Mode::ForwardPass => "forward_pass: ",
+    };
+    let text = format!("{mode}{}; returning {code:?}", outcome.describe());
     if flow::fails_open(outcome, args) {
         log.alert(&format!(
             "FAIL-OPEN: second factor NOT checked ({text}; bus={}) because failmode=open",

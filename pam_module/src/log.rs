@@ -149,6 +149,7 @@ mod tests {
                 service: Some("sshd".into()),
                 rhost: Some("192.0.2.7".into()),
                 tty: None,
+                app_password: false,
             },
         );
         assert_eq!(

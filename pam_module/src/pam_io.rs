@@ -9,7 +9,7 @@ use pam::constants::{
     PAM_TEXT_INFO,
 };
 use pam::conv::Conv;
-use pam::items::{RHost, Service, Tty, User};
+use pam::items::{AuthTok, RHost, Service, Tty, User};
 use pam::module::PamHandle;
 use pam::secret::SecretBytes;
 use twostep_proto::limits;
@@ -106,6 +106,19 @@ impl Prompter for PamIo<'_> {
         self.prompt(PAM_PROMPT_ECHO_ON, text)
     }
 
+    fn prompt_password(&mut self, text: &str) -> Result<crate::modes::Typed, ConvError> {
+        match self.conv.send(PAM_PROMPT_ECHO_OFF, text) {
+            // Capped before it is copied; the SecretBytes is wiped when it drops.
+            Ok(secret) => Ok(crate::modes::Typed::from_bytes(
+                secret.as_ref().map(SecretBytes::as_bytes),
+            )),
+            Err(code) => {
+                self.log.err(&format!("conversation failed: {code:?}"));
+                Err(ConvError)
+            }
+        }
+    }
+
     fn acknowledge(&mut self, text: &str) -> Result<(), ConvError> {
         match self.conv.send(PAM_PROMPT_ECHO_ON, text) {
             // The reply (wiped on drop) is not looked at.
@@ -181,6 +194,71 @@ fn check_user(name: String) -> Result<String, Refusal> {
     }
 }
 
+/// `PAM_AUTHTOK` as the application or a module before this one set it, capped like an
+/// answer (`None`: not set).
+///
+/// # Errors
+/// A [`Refusal`] with libpam's code when the item cannot be read.
+pub fn read_authtok(pamh: &PamHandle) -> Result<Option<Reply>, Refusal> {
+    match pamh.get_item::<AuthTok>() {
+        Ok(item) => Ok(item.map(|t| Reply::from_bytes(Some(t.as_bytes())))),
+        Err(code) => Err(refuse(code, "cannot read PAM_AUTHTOK")),
+    }
+}
+
+/// Set `PAM_AUTHTOK` to `secret` for the modules after this one. libpam copies it.
+///
+/// # Errors
+/// `PAM_AUTH_ERR` for a secret holding a NUL byte (it cannot be a C string);
+/// `PAM_SYSTEM_ERR` when libpam refuses the item.
+pub fn set_authtok(pamh: &mut PamHandle, secret: &[u8]) -> Result<(), PamResultCode> {
+    if secret.contains(&0) {
+        return Err(PamResultCode::PAM_AUTH_ERR);
+    }
+    let mut c = zeroize::Zeroizing::new(Vec::with_capacity(secret.len() + 1));
+    c.extend_from_slice(secret);
+    c.push(0);
+    if ffi::set_authtok(pamh, &c) {
+        Ok(())
+    } else {
+        Err(PamResultCode::PAM_SYSTEM_ERR)
+    }
+}
+
+/// The one call pam-bindings does not offer: `pam_set_item(PAM_AUTHTOK)` (its `AuthTok`
+/// item cannot be built outside it).
+#[allow(unsafe_code)]
+mod ffi {
+    use pam::module::PamHandle;
+
+    /// `PAM_AUTHTOK` in `<security/_pam_types.h>`.
+    const PAM_AUTHTOK: nix::libc::c_int = 6;
+
+    #[link(name = "pam")]
+    extern "C" {
+        fn pam_set_item(
+            pamh: *mut PamHandle,
+            item_type: nix::libc::c_int,
+            item: *const nix::libc::c_void,
+        ) -> nix::libc::c_int;
+    }
+
+    /// Whether libpam took `nul_terminated`, which must end with its only NUL byte.
+    pub(super) fn set_authtok(pamh: &mut PamHandle, nul_terminated: &[u8]) -> bool {
+        if nul_terminated.last() != Some(&0)
+            || nul_terminated.iter().filter(|b| **b == 0).count() != 1
+        {
+            return false;
+        }
+        // SAFETY: `pamh` is the handle libpam passed to this hook, borrowed mutably for the
+        // call (no other use of it meanwhile); `nul_terminated` is a valid C string (checked
+        // above) that lives until the call returns, and libpam copies it (strdup) before
+        // returning, so the caller may wipe it afterwards.
+        let rc = unsafe { pam_set_item(pamh, PAM_AUTHTOK, nul_terminated.as_ptr().cast()) };
+        rc == 0 // PAM_SUCCESS
+    }
+}
+
 /// PAM_SERVICE, PAM_RHOST and PAM_TTY. An absent or empty item is omitted.
 ///
 /// # Errors
@@ -196,6 +274,7 @@ pub fn read_context(pamh: &PamHandle) -> Result<LoginContext, Refusal> {
         service: context_value("PAM_SERVICE", service.map(|i| i.0))?,
         rhost: context_value("PAM_RHOST", rhost.map(|i| i.0))?,
         tty: context_value("PAM_TTY", tty.map(|i| i.0))?,
+        app_password: false,
     })
 }
 

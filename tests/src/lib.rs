@@ -21,6 +21,7 @@ pub mod client;
 pub mod ctl;
 pub mod daemon;
 pub mod documented;
+pub mod dovecot;
 pub mod fake_owner;
 pub mod flows;
 pub mod group;

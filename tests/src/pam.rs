@@ -40,9 +40,18 @@ pub struct PamService {
 impl PamService {
     /// Write `/etc/pam.d/twostep-e2e-<unique>` with `lines` (a full stack).
     pub fn new(lines: &str) -> PamService {
+        PamService::named("", lines)
+    }
+
+    /// As [`PamService::new`], the name ending in `-<suffix>` (e.g. `imap`: a service named
+    /// like the one it stands for); an empty suffix adds nothing.
+    pub fn named(suffix: &str, lines: &str) -> PamService {
         crate::require_root();
         cleanup::sweep_once();
-        let name = format!("{}{}", cleanup::PAM_PREFIX, unique::token());
+        let mut name = format!("{}{}", cleanup::PAM_PREFIX, unique::token());
+        if !suffix.is_empty() {
+            name = format!("{name}-{suffix}");
+        }
         let path = PathBuf::from("/etc/pam.d").join(&name);
         let mut contents = lines.to_string();
         if !contents.ends_with('\n') {
@@ -216,13 +225,15 @@ impl PamRun {
         !self.output.timed_out && !self.output.status.success()
     }
 
-    /// The `pam_strerror` text of the failure pamtester printed, if any.
+    /// The `pam_strerror` text of the failure pamtester printed, if any. (After a prompt
+    /// answered without a message following it, pamtester's line continues the prompt's:
+    /// `Password: pamtester: Authentication failure`.)
     pub fn pam_error(&self) -> Option<&str> {
         self.output
             .stderr
             .lines()
             .rev()
-            .filter_map(|l| l.strip_prefix("pamtester: "))
+            .filter_map(|l| l.split_once("pamtester: ").map(|(_, r)| r))
             .find(|l| !l.starts_with("invoking ") && !l.starts_with("performing "))
     }
 

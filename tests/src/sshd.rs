@@ -43,6 +43,9 @@ pub enum Methods {
     /// docs/sshd.md warns about (sshd's password method runs the same PAM stack but can
     /// only answer prompts with the password).
     PasswordAllowed,
+    /// `password` only, keyboard-interactive off: one password prompt, answered by the
+    /// client's password (pam_twostep's `forward_pass`).
+    PasswordOnly,
 }
 
 static SWEEP: std::sync::Once = std::sync::Once::new();
@@ -131,6 +134,12 @@ impl Sshd {
             Methods::KbdInteractive => ("no", "no", "keyboard-interactive"),
             Methods::KeyThenKbdInteractive => ("yes", "no", "publickey,keyboard-interactive"),
             Methods::PasswordAllowed => ("no", "yes", "any"),
+            Methods::PasswordOnly => ("no", "yes", "password"),
+        };
+        let kbd = if methods == Methods::PasswordOnly {
+            "no"
+        } else {
+            "yes"
         };
         format!(
             "# twostep e2e test sshd (service {service})\n\
@@ -140,7 +149,7 @@ impl Sshd {
              HostKey {host_key}\n\
              PidFile {dir}/sshd.pid\n\
              UsePAM yes\n\
-             KbdInteractiveAuthentication yes\n\
+             KbdInteractiveAuthentication {kbd}\n\
              PasswordAuthentication {password}\n\
              PubkeyAuthentication {pubkey}\n\
              AuthenticationMethods {auth}\n\

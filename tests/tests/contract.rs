@@ -108,6 +108,7 @@ fn served_interfaces_match_the_committed_introspection_xml() {
         twostep_proto::LOGIN2_INTERFACE,
         twostep_proto::USER_INTERFACE,
         twostep_proto::ADMIN_INTERFACE,
+        twostep_proto::APP_PASSWORD_INTERFACE,
     ] {
         assert!(
             got.contains(&format!("<interface name=\"{name}\">")),

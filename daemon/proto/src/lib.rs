@@ -21,6 +21,10 @@ pub const LOGIN2_INTERFACE: &str = "org.twostep.Login2";
 pub const USER_INTERFACE: &str = "org.twostep.User1";
 /// Admin methods (root or the admin group).
 pub const ADMIN_INTERFACE: &str = "org.twostep.Admin1";
+/// App passwords: the caller's own (create with a code as proof, list, revoke) and, for
+/// admins, any user's (list, revoke). The check at login runs in the login conversation
+/// (`mode=app-password` in the context, [`login::MODE_APP_PASSWORD`]).
+pub const APP_PASSWORD_INTERFACE: &str = "org.twostep.AppPassword1";
 /// Prefix of every error name the daemon sends.
 pub const ERROR_PREFIX: &str = "org.twostep.Error";
 
@@ -42,6 +46,12 @@ pub mod login {
     pub const CTX_SERVICE: &str = "service";
     pub const CTX_RHOST: &str = "rhost";
     pub const CTX_TTY: &str = "tty";
+    /// Context key naming what the login checks; absent: the second factor. An unknown
+    /// value is refused.
+    pub const CTX_MODE: &str = "mode";
+    /// [`CTX_MODE`] value of `pam_twostep.so app_password`: the one answer is an app
+    /// password of the user for this service (a secret text prompt, echo off).
+    pub const MODE_APP_PASSWORD: &str = "app-password";
 }
 
 /// Error names (suffixes of [`ERROR_PREFIX`]) that clients branch on.
@@ -65,7 +75,16 @@ pub mod error_name {
 /// The arguments `pam_twostep.so` accepts in `/etc/pam.d` (anything else makes it refuse
 /// every login). `twostepctl doctor` checks PAM lines against this same list.
 pub mod module_args {
-    pub const NAMES: &[&str] = &["bus", "bus_uid", "nullok", "debug", "timeout", "failmode"];
+    pub const NAMES: &[&str] = &[
+        "bus",
+        "bus_uid",
+        "nullok",
+        "debug",
+        "timeout",
+        "failmode",
+        "app_password",
+        "forward_pass",
+    ];
 }
 
 /// The PAM results `pam_twostep.so` returns from `pam_sm_authenticate`, by libpam's token

@@ -63,6 +63,71 @@ pub struct PendingEnrollment {
     pub expires_at: u64,
 }
 
+/// One app password as `org.twostep.AppPassword1` lists it: on the wire a struct
+/// `(ssasttttss)` in this field order. Never the password or its hash. Times are Unix
+/// seconds, 0 = never/none.
+#[derive(
+    zbus::zvariant::Type, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq,
+)]
+pub struct AppPasswordEntry {
+    /// The name the user gave it.
+    pub name: String,
+    /// The public id: the password's first group.
+    pub id: String,
+    /// The PAM services it opens (where the host's `[app_passwords] services` lists them).
+    pub services: Vec<String>,
+    /// When it was created.
+    pub created: u64,
+    /// When it expires; 0 = never.
+    pub expires: u64,
+    /// When it was revoked; 0 = not revoked.
+    pub revoked: u64,
+    /// Its latest accepted use; 0 = never.
+    pub last_used: u64,
+    /// `PAM_SERVICE` of that use (empty: never used).
+    pub last_service: String,
+    /// `PAM_RHOST` of that use (empty: never used, or no remote host).
+    pub last_rhost: String,
+}
+
+/// `AppPassword1.Create`'s `expires_in`: the longest validity the host allows.
+pub const APP_PASSWORD_LONGEST: u64 = 0;
+/// `AppPassword1.Create`'s `expires_in`: never expires (where the host allows it).
+pub const APP_PASSWORD_NEVER: u64 = u64::MAX;
+
+#[zbus::proxy(
+    interface = "org.twostep.AppPassword1",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait AppPassword {
+    /// Create an app password for the calling user, named `name` (1 to 64 bytes), for the
+    /// PAM `services` (each one the host's `[app_passwords] services` lists), expiring
+    /// `expires_in` seconds from now ([`APP_PASSWORD_LONGEST`], [`APP_PASSWORD_NEVER`]);
+    /// `proof` is a current code or a recovery code. Returns the password (shown once,
+    /// never again) and its entry.
+    fn create(
+        &self,
+        name: &str,
+        services: &[&str],
+        expires_in: u64,
+        proof: &[u8],
+    ) -> zbus::Result<(String, AppPasswordEntry)>;
+
+    /// The calling user's app passwords, revoked and expired ones included, oldest first.
+    fn list(&self) -> zbus::Result<Vec<AppPasswordEntry>>;
+
+    /// Revoke the calling user's app password `key` (its name or its id); returns it.
+    fn revoke(&self, key: &str) -> zbus::Result<AppPasswordEntry>;
+
+    /// Admins: `user`'s app passwords.
+    fn list_user(&self, user: &str) -> zbus::Result<Vec<AppPasswordEntry>>;
+
+    /// Admins: revoke `user`'s app password `key` (its name or its id); returns it.
+    fn revoke_user(&self, user: &str, key: &str) -> zbus::Result<AppPasswordEntry>;
+}
+
 #[zbus::proxy(
     interface = "org.twostep.Login1",
     default_service = "org.twostep.Twostep1",

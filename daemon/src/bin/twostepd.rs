@@ -115,6 +115,7 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     // Why exit when the watch ends: without its bus the daemon can answer nobody; the
     // service manager restarts it against the new bus (a kept, dead connection would look
     // alive).
+    tokio::spawn(twostepd::notices::run(Arc::clone(&core)));
     tokio::select! {
         r = serve_signals(&core, &config_path) => r?,
         r = identify.watch() => return Err(match r {

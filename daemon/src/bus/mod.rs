@@ -3,6 +3,7 @@
 //! core off the executor, map errors. The core authorizes (`core::authz`), so every path
 //! into it — bus or signal — meets the same predicates. Nothing else lives here.
 
+mod apppw;
 mod caller;
 mod errors;
 mod iface;

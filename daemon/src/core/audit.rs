@@ -15,6 +15,9 @@ pub struct LoginContext {
     pub service: String,
     pub rhost: String,
     pub tty: String,
+    /// The module asked for an app-password check (`mode=app-password`), not for a
+    /// second factor.
+    pub app_password: bool,
 }
 
 impl LoginContext {
@@ -37,10 +40,16 @@ impl LoginContext {
                 None => Ok(String::new()),
             }
         };
+        let app_password = match map.get(twostep_proto::login::CTX_MODE).map(String::as_str) {
+            None => false,
+            Some(twostep_proto::login::MODE_APP_PASSWORD) => true,
+            Some(_) => return Err(bad()),
+        };
         Ok(LoginContext {
             service: get(CTX_SERVICE)?,
             rhost: get(CTX_RHOST)?,
             tty: get(CTX_TTY)?,
+            app_password,
         })
     }
 }
@@ -119,6 +128,7 @@ mod tests {
             service: "sshd outcome=success".into(),
             rhost: "x\" outcome=success".into(),
             tty: String::new(),
+            app_password: false,
         };
         assert_eq!(
             login_event("failed", &ctx),

@@ -27,6 +27,7 @@ pub use super::authz::Caller;
 pub use super::login::SessionLimits;
 
 use super::admin::{self, Action, RepairReport, UserInfo};
+use super::apppw;
 use super::audit::field;
 use super::login::{self, Sessions, DEPARTED_MARGIN_SECS};
 use super::record::Record;
@@ -531,6 +532,78 @@ impl Core {
         load: impl FnOnce() -> Result<Config, Error>,
     ) -> Result<(), Error> {
         admin::reload(self, caller, load)
+    }
+
+    /// Create an app password for the caller (see `apppw::create`); `proof` is a current
+    /// code or a recovery code. The password is in the result, once.
+    ///
+    /// # Errors
+    /// Not enrolled, a bad or taken name, a service or expiry the config refuses, a wrong
+    /// proof, a lock, a failed write.
+    pub fn app_password_create(
+        &self,
+        caller: &Caller,
+        new: &apppw::NewAppPassword<'_>,
+        proof: &[u8],
+        now: UnixTime,
+    ) -> Result<apppw::Created, Error> {
+        apppw::create(self, caller, new, proof, now)
+    }
+
+    /// The caller's app passwords (revoked and expired ones too; never a hash).
+    ///
+    /// # Errors
+    /// The caller has no account or the record is unreadable.
+    pub fn app_passwords(&self, caller: &Caller) -> Result<Vec<apppw::AppPasswordInfo>, Error> {
+        apppw::list(self, caller)
+    }
+
+    /// Revoke the caller's app password named by `key` (name or id).
+    ///
+    /// # Errors
+    /// No such app password, an unreadable record, a failed write.
+    pub fn app_password_revoke(
+        &self,
+        caller: &Caller,
+        key: &str,
+        now: UnixTime,
+    ) -> Result<apppw::AppPasswordInfo, Error> {
+        apppw::revoke(self, caller, key, now)
+    }
+
+    /// An admin's view of `user`'s app passwords.
+    ///
+    /// # Errors
+    /// Not an admin, no such user, an unreadable record.
+    pub fn admin_app_passwords(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Vec<apppw::AppPasswordInfo>, Error> {
+        apppw::admin_list(self, caller, user)
+    }
+
+    /// An admin revokes `user`'s app password named by `key` (name or id).
+    ///
+    /// # Errors
+    /// Not an admin, no such user or app password, an unreadable record, a failed write.
+    pub fn admin_app_password_revoke(
+        &self,
+        caller: &Caller,
+        user: &str,
+        key: &str,
+        now: UnixTime,
+    ) -> Result<apppw::AppPasswordInfo, Error> {
+        apppw::admin_revoke(self, caller, user, key, now)
+    }
+
+    /// Announce (log and mark, once) the app passwords expiring within `[app_passwords]
+    /// notice_days`; the notices, for a mailer (see [`apppw::expiry_notices`]).
+    ///
+    /// # Errors
+    /// The store cannot be listed.
+    pub fn app_password_notices(&self, now: UnixTime) -> Result<Vec<apppw::Notice>, Error> {
+        apppw::expiry_notices(self, now)
     }
 
     /// Show a damaged record slot by slot and what a repair writes; with `confirm`, write

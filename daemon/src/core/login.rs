@@ -42,6 +42,8 @@ pub enum Awaiting {
     EnrolConfirm(TotpKey),
     /// Enter, after the recovery codes were shown.
     Acknowledge,
+    /// An app password (`apppw`); `known`: the name is an account NSS knows.
+    AppPassword { known: bool },
 }
 
 /// One login conversation.
@@ -253,6 +255,9 @@ pub fn begin(
     ctx: LoginContext,
     now: UnixTime,
 ) -> Result<(String, Step), Error> {
+    if ctx.app_password {
+        return super::apppw::begin(core, caller, user, ctx, now);
+    }
     // The account is the uid of an exact look-up: every name of one uid is one
     // account. A non-root caller may act only for its own uid, and gets the same answer
     // for a name that does not exist as for another user's (nothing to enumerate).
@@ -398,6 +403,18 @@ pub fn answer(
             audit(&session.account, &session.ctx, caller, "success (enrolled)");
             (messages::done(Verdict::Success, String::new()), None)
         }
+        Awaiting::AppPassword { known } => (
+            super::apppw::answer(
+                core,
+                caller,
+                &session.account,
+                known,
+                &session.ctx,
+                answer,
+                now,
+            )?,
+            None,
+        ),
     };
     if let Some(awaiting) = next {
         let expires = now.plus(core.settings().prompt_seconds());

@@ -25,6 +25,12 @@ pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor auth
                                          now off for your account: set it up again with \
                                          `twostepctl enroll`.";
 
+/// The prompt of an app-password login (`pam_twostep.so app_password`).
+pub const APP_PASSWORD_PROMPT: &str = "Password: ";
+/// An app password refused with the attempt that locked the user (other refusals carry no
+/// text, so that they read the same whatever the reason).
+pub const APP_PASSWORD_WRONG: &str = "Wrong password.";
+
 /// The end of a conversation.
 pub fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }

@@ -9,9 +9,12 @@
 //! `audit` the login audit line. `verify` is the one place for verification methods (the
 //! `Method` enum, what a record offers, one check with the lockout around it; one file per
 //! method beside it), `messages` every text a user reads, and `state` the user summary
-//! built once from a record for both the user's `status` and an admin's view.
+//! built once from a record for both the user's `status` and an admin's view. `apppw` is app
+//! passwords: their record entries, create/list/revoke, the app-password login (a mode of
+//! the login conversation, not a second-factor `Method`) and the expiry notices.
 
 pub mod admin;
+pub mod apppw;
 pub mod audit;
 pub mod authz;
 pub mod clock;
@@ -34,6 +37,8 @@ pub mod trust;
 pub mod users;
 pub mod verify;
 
+#[cfg(test)]
+mod apppw_tests;
 #[cfg(test)]
 mod authenticator_tests;
 #[cfg(test)]

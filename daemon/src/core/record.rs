@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::apppw::AppPassword;
 use super::policy::Override;
 use super::recovery::StoredCode;
 use super::UnixTime;
@@ -69,6 +70,9 @@ pub struct Record {
     /// The latest events, oldest first (never a code).
     #[serde(default)]
     pub events: Vec<Event>,
+    /// App passwords (hashed), revoked and expired ones kept for listing (see `apppw`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_passwords: Vec<AppPassword>,
 }
 
 /// Something that happened to the user's second factor.
@@ -110,6 +114,8 @@ struct OnDisk {
     required_since: Option<UnixTime>,
     #[serde(default)]
     events: Vec<Event>,
+    #[serde(default)]
+    app_passwords: Vec<AppPassword>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -167,6 +173,7 @@ impl TryFrom<OnDisk> for Record {
             may_toggle: d.may_toggle,
             required_since: d.required_since,
             events: d.events,
+            app_passwords: d.app_passwords,
         })
     }
 }

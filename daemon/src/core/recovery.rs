@@ -55,7 +55,7 @@ impl From<CodesError> for String {
     }
 }
 
-fn argon2() -> Result<Argon2<'static>, CodesError> {
+pub(super) fn argon2() -> Result<Argon2<'static>, CodesError> {
     let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
         .map_err(|e| CodesError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
@@ -76,7 +76,8 @@ impl HashPool {
         }
     }
 
-    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Run `f` (an argon2 computation) when one of the pool's slots is free.
+    pub(super) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         {
             let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
             while *free == 0 {
@@ -92,7 +93,7 @@ impl HashPool {
 }
 
 /// Random characters from [`ALPHABET`], without modulo bias.
-fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
+pub(super) fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
     let mut out = Zeroizing::new(Vec::with_capacity(n));
     let limit = 256 - (256 % ALPHABET.len()); // reject bytes >= limit
     let mut buf = Zeroizing::new([0u8; 64]);
@@ -147,7 +148,7 @@ pub fn generate(
         if stored.iter().any(|s| s.id == id) {
             continue; // ids are unique within a set, so a check costs one hash
         }
-        let hash = hash(&a2, &code, pool)?;
+        let hash = hash_with(&a2, &code, pool)?;
         shown.push(Zeroizing::new(display(&code)));
         stored.push(StoredCode {
             id,
@@ -156,15 +157,6 @@ pub fn generate(
         });
     }
     Ok((shown, stored))
-}
-
-/// The PHC string of argon2id over `code`, with a fresh random salt.
-fn hash(a2: &Argon2<'_>, code: &[u8], pool: &HashPool) -> Result<String, CodesError> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
-    pool.run(|| a2.hash_password(code, &salt).map(|h| h.to_string()))
-        .map_err(|e| CodesError::Hash(e.to_string()))
 }
 
 /// `code` if it is an imported one-time code as typed: exactly
@@ -200,7 +192,7 @@ pub fn import_scratch(codes: &[&[u8]], pool: &HashPool) -> Result<Vec<StoredCode
         let id = String::from_utf8_lossy(code.get(..SCRATCH_ID_LEN).unwrap_or_default());
         stored.push(StoredCode {
             id: id.into_owned(),
-            hash: hash(&a2, &code, pool)?,
+            hash: hash_with(&a2, &code, pool)?,
             used: None,
         });
     }
@@ -218,15 +210,11 @@ fn matching(
     pool: &HashPool,
 ) -> Option<usize> {
     let id = code.get(..id_len)?;
-    let a2 = argon2().ok()?;
     stored
         .iter()
         .enumerate()
         .filter(|(_, s)| s.used.is_none() == unused && s.id.as_bytes() == id)
-        .find(|(_, s)| {
-            PasswordHash::new(&s.hash)
-                .is_ok_and(|parsed| pool.run(|| a2.verify_password(code, &parsed).is_ok()))
-        })
+        .find(|(_, s)| verify(code, &s.hash, pool))
         .map(|(i, _)| i)
 }
 
@@ -245,6 +233,31 @@ pub fn find(input: &[u8], stored: &[StoredCode], pool: &HashPool) -> Option<usiz
     }
     let code = normalize(input)?;
     matching(&code, ID_LEN, stored, true, pool)
+}
+
+/// The PHC string of argon2id over `secret` with a fresh random salt, on `pool`.
+///
+/// # Errors
+/// The random source or argon2 failed.
+pub(super) fn hash(secret: &[u8], pool: &HashPool) -> Result<String, CodesError> {
+    hash_with(&argon2()?, secret, pool)
+}
+
+fn hash_with(a2: &Argon2<'_>, secret: &[u8], pool: &HashPool) -> Result<String, CodesError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| CodesError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| CodesError::Hash(e.to_string()))?;
+    pool.run(|| a2.hash_password(secret, &salt).map(|h| h.to_string()))
+        .map_err(|e| CodesError::Hash(e.to_string()))
+}
+
+/// Whether `secret` matches the PHC string `phc` (one argon2 computation on `pool`; false
+/// for a malformed `phc`, without computing).
+pub(super) fn verify(secret: &[u8], phc: &str, pool: &HashPool) -> bool {
+    let (Ok(parsed), Ok(a2)) = (PasswordHash::new(phc), argon2()) else {
+        return false;
+    };
+    pool.run(|| a2.verify_password(secret, &parsed).is_ok())
 }
 
 /// Unused codes left.

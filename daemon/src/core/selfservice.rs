@@ -39,7 +39,7 @@ pub type Status = UserState;
 /// Prove the caller holds a factor: a current code or an unused recovery code (which is
 /// spent). Counts against the lockout like a login. On failure: the error, and whether
 /// the transaction must still save (a charged wrong attempt).
-fn prove(
+pub(super) fn prove(
     core: &Core,
     record: &mut Record,
     proof: &[u8],

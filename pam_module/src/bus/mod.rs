@@ -1240,6 +1240,7 @@ mod tests {
             service: Some("sshd".into()),
             rhost: Some("10.0.0.1".into()),
             tty: None,
+            app_password: false,
         };
         let begin = begin_call(":1.7", Version::Login2, "alice", &ctx).unwrap();
         assert_eq!(begin.get_sig(), "sa{ss}");

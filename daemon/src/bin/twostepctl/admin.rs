@@ -43,6 +43,9 @@ pub enum UserCommand {
     DenyToggle { name: String },
     /// Clear the user's failed attempts and lock.
     Unlock { name: String },
+    /// A user's app passwords: list, revoke.
+    #[command(subcommand)]
+    AppPassword(crate::apppw::AdminCommand),
     /// A user whose record is damaged fails closed: show what each copy of the record
     /// holds and what a repair writes; with --yes write it (failures, locks and replay
     /// marks never go back; unused recovery codes are marked spent).
@@ -69,6 +72,7 @@ pub async fn run(conn: &zbus::Connection, cmd: UserCommand) -> Result<(), String
         } => return list(&admin, json, false).await,
         UserCommand::Show { name, json } => return show(&admin, &name, json).await,
         UserCommand::Repair { name, yes, json } => return repair(&admin, &name, yes, json).await,
+        UserCommand::AppPassword(c) => return crate::apppw::admin(conn, c).await,
         UserCommand::Reset { name } => {
             let r = admin.reset_user(&name).await;
             (name, "factors forgotten; they enrol again", r)

@@ -7,6 +7,7 @@
 #[macro_use]
 mod io;
 mod admin;
+mod apppw;
 mod doctor;
 mod import;
 mod user;
@@ -38,6 +39,10 @@ enum Command {
     /// Several named authenticators: add one beside yours, list them, remove one.
     #[command(subcommand)]
     Authenticator(user::AuthenticatorCommand),
+    /// App passwords for programs that cannot ask for a code (mail, FTP, backup scripts):
+    /// create (needs a code; shown once), list, revoke.
+    #[command(subcommand)]
+    AppPassword(apppw::Command),
     /// Make new recovery codes (the old ones stop working); needs a current code.
     /// With --count, only show how many are left.
     RecoveryCodes {
@@ -146,6 +151,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Enroll(a) => user::enroll(&conn, &a, false).await,
         Command::Reset(a) => user::enroll(&conn, &a, true).await,
         Command::Authenticator(c) => user::authenticator(&conn, c).await,
+        Command::AppPassword(c) => apppw::run(&conn, c).await,
         Command::RecoveryCodes { count, json } => user::recovery_codes(&conn, count, json).await,
         Command::Disable => user::disable(&conn).await,
         Command::Status { json } => user::status(&conn, json).await,

@@ -413,6 +413,34 @@ fn module_before_password(stack: &[Handler], t: usize, password_at: Option<usize
     let Some(p) = password_at.filter(|&p| p > t) else {
         return Vec::new();
     };
+    // Why none for `app_password`: the module is that service's password check (a password
+    // module after it, with `nullok`, serves users without a second factor). Why a warning
+    // only for `forward_pass`: it must come first (one prompt carries both), and
+    // docs/services.md states this cost.
+    let has = |arg: &str| {
+        matches!(&stack[t].kind, HandlerKind::Module { args, .. }
+            if args.iter().any(|a| a == arg))
+    };
+    if has("app_password") {
+        return Vec::new();
+    }
+    if has("forward_pass") {
+        return vec![at_entry(
+            Finding::new(
+                Severity::Warning,
+                "pam-module-before-password",
+                format!(
+                    "pam_twostep forward_pass checks the code before the password module ({}): \
+                     wrong codes from anyone who knows a user name count towards that user's \
+                     lockout, and a right code typed with a wrong password is spent; prefer \
+                     keyboard-interactive where the client supports it",
+                    stack[p].at
+                ),
+                Some(stack[t].at.clone()),
+            ),
+            &stack[t],
+        )];
+    }
     vec![at_entry(
         Finding::new(
             Severity::Error,
@@ -823,6 +851,21 @@ mod tests {
                 "the module before the password",
                 vec![("login", "auth required pam_twostep.so\nauth requisite pam_unix.so\n")],
                 vec![("pam-module-before-password", "/etc/pam.d/login:1")],
+            ),
+            (
+                "forward_pass before the password (its documented order; a warning)",
+                vec![("vpn", "auth requisite pam_twostep.so forward_pass\nauth requisite pam_unix.so use_first_pass\n")],
+                vec![("pam-module-before-password", "/etc/pam.d/vpn:1")],
+            ),
+            (
+                "app_password: sufficient, then pam_deny (docs/services.md)",
+                vec![("dovecot", "auth sufficient pam_twostep.so app_password\nauth requisite pam_deny.so\naccount required pam_unix.so\n")],
+                vec![],
+            ),
+            (
+                "app_password with nullok, then pam_unix for users without 2FA (docs/services.md)",
+                vec![("dovecot", "auth [success=done ignore=ignore default=die] pam_twostep.so app_password nullok\nauth required pam_unix.so try_first_pass\n")],
+                vec![],
             ),
             (
                 "-auth and an unknown argument",
