@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::email::EmailState;
 use super::policy::Override;
 use super::recovery::StoredCode;
 use super::UnixTime;
@@ -69,6 +70,13 @@ pub struct Record {
     /// The latest events, oldest first (never a code).
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Codes by email: the address, a pending one, the code in force, the throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailState>,
+    /// Where the latest failed attempt came from (remote host or service), for the mail
+    /// at the next successful login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_from: Option<String>,
 }
 
 /// Something that happened to the user's second factor.
@@ -110,6 +118,10 @@ struct OnDisk {
     required_since: Option<UnixTime>,
     #[serde(default)]
     events: Vec<Event>,
+    #[serde(default)]
+    email: Option<EmailState>,
+    #[serde(default)]
+    last_failure_from: Option<String>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -167,6 +179,8 @@ impl TryFrom<OnDisk> for Record {
             may_toggle: d.may_toggle,
             required_since: d.required_since,
             events: d.events,
+            email: d.email,
+            last_failure_from: d.last_failure_from,
         })
     }
 }
@@ -195,9 +209,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl Record {
-    /// Enrolled: at least one confirmed authenticator.
+    /// Enrolled: at least one confirmed authenticator, or a confirmed email address.
     pub fn enrolled(&self) -> bool {
-        !self.authenticators.is_empty()
+        !self.authenticators.is_empty() || super::email::has_address(self)
     }
 
     /// The authenticator called `name`.
@@ -258,6 +272,10 @@ impl Record {
         self.authenticators.clear();
         self.pending = None;
         self.recovery.clear();
+        // Why the throttle stays: switching off and on again must not reset it.
+        if let Some(e) = &mut self.email {
+            e.forget_address();
+        }
         self.failures = 0;
         self.last_failure = None;
     }
