@@ -2,10 +2,11 @@
 //! twostepd: the root daemon that owns every secret and decides every login.
 //!
 //! `core` is the logic (no bus); `bus` is the thin D-Bus adapter; `configfile` reads and
-//! checks the configuration; `logging` sends audit lines to syslog (authpriv) and stderr.
+//! checks the configuration; `mailer` sends mail (lettre) for the core; `logging` sends audit lines to syslog (authpriv) and stderr.
 #![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod configfile;
 pub mod core;
 pub mod logging;
+pub mod mailer;

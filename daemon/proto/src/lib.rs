@@ -190,6 +190,10 @@ mod step;
 pub use step::*;
 
 #[cfg(feature = "zbus")]
+mod email;
+#[cfg(feature = "zbus")]
+pub use email::*;
+#[cfg(feature = "zbus")]
 mod typed;
 #[cfg(feature = "zbus")]
 pub use typed::*;

@@ -4,6 +4,7 @@
 //! into it — bus or signal — meets the same predicates. Nothing else lives here.
 
 mod caller;
+mod email;
 mod errors;
 mod iface;
 mod rate;

@@ -117,7 +117,11 @@ pub struct EmailCode {
 /// [`Error::InvalidArgument`] saying what is wrong.
 pub fn check_address(address: &str) -> Result<String, Error> {
     let a = address.trim_matches(' ');
-    let bad = |why: &str| Err(Error::InvalidArgument(format!("not a usable email address: {why}")));
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "not a usable email address: {why}"
+        )))
+    };
     if a.is_empty() {
         return bad("empty");
     }
@@ -256,11 +260,19 @@ pub fn send_code(
             Purpose::Confirm => state.pending.clone(),
         };
         let Some(to) = to else {
-            let keep = if new_address.is_some() { Write::Save } else { Write::Keep };
+            let keep = if new_address.is_some() {
+                Write::Save
+            } else {
+                Write::Keep
+            };
             return (keep, Err(Error::NotEnrolled(account.name.clone())));
         };
         if throttled(state, m, now) {
-            let write = if new_address.is_some() { Write::Save } else { Write::Keep };
+            let write = if new_address.is_some() {
+                Write::Save
+            } else {
+                Write::Keep
+            };
             return (write, Ok(Err(to)));
         }
         state.sent.push(now);
@@ -284,8 +296,22 @@ pub fn send_code(
             ("host", &host),
             ("code", &code),
             ("minutes", &minutes),
-            ("service", if ctx.service.is_empty() { "twostepctl" } else { &ctx.service }),
-            ("rhost", if ctx.rhost.is_empty() { "-" } else { &ctx.rhost }),
+            (
+                "service",
+                if ctx.service.is_empty() {
+                    "twostepctl"
+                } else {
+                    &ctx.service
+                },
+            ),
+            (
+                "rhost",
+                if ctx.rhost.is_empty() {
+                    "-"
+                } else {
+                    &ctx.rhost
+                },
+            ),
         ],
     );
     let mail = Outgoing {
@@ -321,7 +347,10 @@ pub fn send_code(
         state.code = Some(stored);
         (Write::Save, Ok(()))
     })?;
-    log::info!("user={} email-code=sent purpose={purpose:?}", field(&account.name));
+    log::info!(
+        "user={} email-code=sent purpose={purpose:?}",
+        field(&account.name)
+    );
     Ok(Sent::Sent(mask(&to)))
 }
 
@@ -345,7 +374,10 @@ mod tests {
 
     #[test]
     fn addresses_are_checked() {
-        assert_eq!(check_address(" ann@example.com ").unwrap(), "ann@example.com");
+        assert_eq!(
+            check_address(" ann@example.com ").unwrap(),
+            "ann@example.com"
+        );
         for bad in [
             "",
             "ann@example.com\r\nBcc: eve@example.org",
@@ -384,7 +416,10 @@ mod tests {
             ..EmailState::default()
         };
         assert!(matches(&state, Purpose::Login, b"123456", UnixTime(99)));
-        assert!(!matches(&state, Purpose::Login, b"123456", UnixTime(100)), "expired");
+        assert!(
+            !matches(&state, Purpose::Login, b"123456", UnixTime(100)),
+            "expired"
+        );
         assert!(!matches(&state, Purpose::Confirm, b"123456", UnixTime(99)));
         assert!(!matches(&state, Purpose::Login, b"123457", UnixTime(99)));
         assert!(!format!("{state:?}").contains(&state.code.as_ref().unwrap().hash));

@@ -146,10 +146,7 @@ pub fn enrol_choice(core: &Core, user: &str) -> (Step, Awaiting) {
         let step = Step::Prompt {
             message,
             prompt: CHOOSE_PROMPT.into(),
-            accept: Accept::Text {
-                max: 1,
-                echo: true,
-            },
+            accept: Accept::Text { max: 1, echo: true },
         };
         return (step, Awaiting::Choose);
     }
@@ -163,7 +160,9 @@ fn address_prompt(message: String) -> (Step, Awaiting) {
         message,
         prompt: "Email address: ".into(),
         accept: Accept::Text {
-            max: u8::try_from(email::MAX_ADDRESS_LEN).unwrap_or(u8::MAX),
+            // Why not 254: one answer crosses the bus in at most MAX_ANSWER_LEN bytes;
+            // longer addresses are set with `twostepctl email set`.
+            max: u8::try_from(twostep_proto::limits::MAX_ANSWER_LEN).unwrap_or(u8::MAX),
             echo: true,
         },
     };
@@ -243,10 +242,7 @@ pub fn confirm(
     let before = core.load(account)?.unwrap_or_default();
     let codes = if recovery::left(&before.recovery) == 0 {
         let count = usize::try_from(core.config().recovery.count.get()).unwrap_or(10);
-        Some(
-            recovery::generate(count, core.hashes())
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        )
+        Some(recovery::generate(count, core.hashes()).map_err(|e| Error::Internal(e.to_string()))?)
     } else {
         None
     };
@@ -301,7 +297,9 @@ pub fn confirm_at_login(
     now: UnixTime,
 ) -> Result<(Step, Option<Awaiting>), Error> {
     match confirm(core, account, answer, false, By::User, now) {
-        Ok(shown) if shown.is_empty() => Ok((messages::done(Verdict::Success, String::new()), None)),
+        Ok(shown) if shown.is_empty() => {
+            Ok((messages::done(Verdict::Success, String::new()), None))
+        }
         Ok(shown) => Ok((messages::codes_shown(&shown), Some(Awaiting::Acknowledge))),
         Err(Error::WrongCode(_)) => Ok((
             messages::done(Verdict::Denied, messages::ENROL_WRONG_CODE.into()),
@@ -330,7 +328,13 @@ fn target(core: &Core, caller: &Caller, user: &str) -> Result<(Account, By), Err
 /// # Errors
 /// Email not allowed on this host, a bad address, throttled, a failed send (with the
 /// reason), authorization and store errors.
-pub fn set(core: &Core, caller: &Caller, user: &str, address: &str, now: UnixTime) -> Result<String, Error> {
+pub fn set(
+    core: &Core,
+    caller: &Caller,
+    user: &str,
+    address: &str,
+    now: UnixTime,
+) -> Result<String, Error> {
     if !email::allowed(core) {
         return Err(Error::InvalidArgument(
             "this host does not allow codes by email ([policy] methods, [mail])".into(),

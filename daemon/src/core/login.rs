@@ -14,16 +14,16 @@ use twostep_proto::{Step, Verdict};
 
 use super::audit::{audit, login_event, LoginContext};
 use super::authz::{self, Caller};
+use super::email_flows;
 use super::engine::{lock, Core};
 use super::lockout::{self, locked_message};
+use super::mail::{self, Notice};
 use super::messages;
 use super::record::{Record, TotpKey};
 use super::recovery;
 use super::store::Write;
 use super::totp::{self, Check};
 use super::users::{self, Account};
-use super::email_flows;
-use super::mail::{self, Notice};
 use super::verify::{self, Checked, Used};
 
 /// Recovery codes left at which the user is mailed that they run low.
@@ -435,7 +435,14 @@ pub fn answer(
         }
         Awaiting::EmailConfirm => {
             let (step, next) = email_flows::confirm_at_login(core, &session.account, answer, now)?;
-            let outcome = if next.is_some() || matches!(step, Step::Done { verdict: Verdict::Success, .. }) {
+            let outcome = if next.is_some()
+                || matches!(
+                    step,
+                    Step::Done {
+                        verdict: Verdict::Success,
+                        ..
+                    }
+                ) {
                 "enrolled (email)"
             } else {
                 "enrolment-wrong-code"
@@ -528,10 +535,10 @@ fn answer_factor(
             Checked::Replayed(refused) | Checked::Wrong(refused) => {
                 record.last_failure_from = Some(failure_source(ctx));
                 (
-                messages::done(Verdict::Denied, refused.text),
-                tag,
-                refused.locked.then(|| record.clone()),
-            )
+                    messages::done(Verdict::Denied, refused.text),
+                    tag,
+                    refused.locked.then(|| record.clone()),
+                )
             }
             Checked::Locked(msg) => {
                 return (

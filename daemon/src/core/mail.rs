@@ -260,7 +260,14 @@ mod tests {
             code_subject: "{user} {rhost} {code}".into(),
             ..Mail::default()
         };
-        let (s, b) = code_mail(&m, &[("user", "eve\r\nBcc: x@y"), ("rhost", "h\n"), ("code", "123456")]);
+        let (s, b) = code_mail(
+            &m,
+            &[
+                ("user", "eve\r\nBcc: x@y"),
+                ("rhost", "h\n"),
+                ("code", "123456"),
+            ],
+        );
         assert_eq!(s, "eve??Bcc: x@y h? 123456");
         assert!(!s.contains(['\r', '\n']));
         assert!(b.contains("123456"));

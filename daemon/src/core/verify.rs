@@ -140,7 +140,10 @@ pub fn check(
     }
     let email_allowed = {
         let c = settings.config();
-        c.mail.enabled() && c.policy.methods.contains(&twostep_config::MethodName::Email)
+        c.mail.enabled()
+            && c.policy
+                .methods
+                .contains(&twostep_config::MethodName::Email)
     };
     // Why kept for an email-only user on a host that stopped allowing email: the user stays
     // enrolled (fails closed); recovery codes still work, the email code does not.

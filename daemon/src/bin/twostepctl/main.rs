@@ -8,6 +8,7 @@
 mod io;
 mod admin;
 mod doctor;
+mod email;
 mod user;
 
 use std::path::PathBuf;
@@ -63,6 +64,12 @@ enum Command {
     },
     /// Admin: make the daemon re-read its configuration (an invalid file is refused).
     Reload,
+    /// Codes by email (the weaker method): set, confirm or remove your address.
+    #[command(subcommand)]
+    Email(email::EmailCommand),
+    /// Admin: the mailer.
+    #[command(subcommand)]
+    Mail(email::MailCommand),
     /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
     /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
     Doctor {
@@ -148,6 +155,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::User(c) => admin::run(&conn, c).await,
         Command::Locks { json } => admin::locks(&conn, json).await,
         Command::Reload => admin::reload(&conn).await,
+        Command::Email(c) => email::email(&conn, c).await,
+        Command::Mail(c) => email::mail(&conn, c).await,
         Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. } => Ok(()),
     }
 }
