@@ -300,12 +300,27 @@ pub fn confirm_at_login(
         Ok(shown) if shown.is_empty() => {
             Ok((messages::done(Verdict::Success, String::new()), None))
         }
-        Ok(shown) => Ok((messages::codes_shown(&shown), Some(Awaiting::Acknowledge))),
+        Ok(shown) => Ok((codes_shown(&shown), Some(Awaiting::Acknowledge))),
         Err(Error::WrongCode(_)) => Ok((
             messages::done(Verdict::Denied, messages::ENROL_WRONG_CODE.into()),
             None,
         )),
         Err(e) => Err(e),
+    }
+}
+
+/// The new recovery codes after an address was confirmed at login; waits for Enter.
+fn codes_shown(shown: &[Zeroizing<String>]) -> Step {
+    let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
+    Step::Prompt {
+        message: format!(
+            "Your email address is confirmed: logins send a code to it. These recovery codes \
+             each log you in once when mail does not arrive. They are shown only now: write \
+             them down or store them safely.\n\n  {}\n",
+            codes.join("\n  ")
+        ),
+        prompt: "Press Enter once you have saved them: ".into(),
+        accept: Accept::Acknowledge,
     }
 }
 

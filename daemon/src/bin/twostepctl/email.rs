@@ -89,7 +89,7 @@ async fn confirm(proxy: &EmailProxy<'_>, code: &str) -> Result<(), String> {
     let codes = proxy
         .confirm(code.trim().as_bytes())
         .await
-        .map_err(|e| match Error::from(e) {
+        .map_err(|e| match e {
             Error::WrongCode(_) => "that code is not right; nothing changed".to_owned(),
             Error::NoPendingEnrollment(_) => {
                 "no address is waiting for confirmation: run `twostepctl email set ADDRESS`".into()

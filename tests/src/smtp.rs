@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Mail servers on loopback for the email tests: Debian's `python3-aiosmtpd` with a handler
+//! that writes every message it accepts to a directory the test reads ([`Smtp`]), plain,
+//! with STARTTLS (a self-signed certificate made here with `openssl`), or rejecting every
+//! recipient with 550; a tarpit that accepts TCP and never says a word ([`Tarpit`]); and a
+//! port nobody listens on ([`closed_port`]).
+
+use std::io::BufRead;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::unique;
+
+/// Debian's interpreter (the one `python3-aiosmtpd` is installed for), never a `PATH` shim.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+const SERVER: &str = r#"
+import os, ssl, sys, time
+from aiosmtpd.controller import Controller
+mode, port, outdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if mode == "reject":
+            return "550 5.7.1 rejected by the test server"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+    async def handle_DATA(self, server, session, envelope):
+        n = time.time_ns()
+        tmp = os.path.join(outdir, ".%d.tmp" % n)
+        with open(tmp, "wb") as f:
+            f.write(("X-Test-Rcpt: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(envelope.original_content)
+        os.rename(tmp, os.path.join(outdir, "%d.eml" % n))
+        return "250 2.0.0 Ok: queued as test"
+kw = {}
+if mode == "starttls":
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    kw = {"tls_context": ctx, "require_starttls": True}
+c = Controller(Handler(), hostname="127.0.0.1", port=port, **kw)
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// How an [`Smtp`] server behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain SMTP, accepts everything.
+    Plain,
+    /// Requires STARTTLS with a self-signed certificate for 127.0.0.1 ([`Smtp::ca_file`]).
+    StartTls,
+    /// Answers every RCPT with `550 5.7.1`.
+    Reject,
+}
+
+/// One aiosmtpd server; stopped on drop.
+pub struct Smtp {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    mode: Mode,
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// A loopback port nobody listens on (connections are refused).
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+/// One received message: the raw text (headers and body) as the server stored it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub raw: String,
+}
+
+impl Received {
+    /// The value of header `name` (first one; unfolded), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
+        let mut found: Option<String> = None;
+        for line in head.split("\r\n") {
+            if let Some(v) = found.as_mut() {
+                if line.starts_with([' ', '\t']) {
+                    v.push_str(line.trim_start());
+                    continue;
+                }
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case(name) {
+                    found = Some(v.trim().to_owned());
+                }
+            }
+        }
+        found
+    }
+
+    /// Every header name, in order.
+    pub fn header_names(&self) -> Vec<String> {
+        let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_owned()))
+            .collect()
+    }
+
+    /// The body (after the blank line), quoted-printable soft breaks undone.
+    pub fn body(&self) -> String {
+        let body = self
+            .raw
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or_default();
+        body.replace("=\r\n", "").replace("=3D", "=")
+    }
+
+    /// The code of a code mail: the `digits` ASCII digits right after " is " in the body
+    /// (the default template's "… is 123456.").
+    pub fn code(&self, digits: usize) -> Option<String> {
+        let body = self.body();
+        body.match_indices(" is ").find_map(|(i, _)| {
+            let rest = &body[i + 4..];
+            let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+            (n == digits).then(|| rest[..n].to_owned())
+        })
+    }
+}
+
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+impl Smtp {
+    /// Start a server in `mode` on a free loopback port and wait until it accepts.
+    pub fn start(mode: Mode) -> Smtp {
+        let dir = unique::temp_dir("smtp");
+        let mail = dir.path().join("mail");
+        std::fs::create_dir(&mail).expect("mail dir");
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, SERVER).expect("write server.py");
+        let port = free_port();
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(&script)
+            .arg(match mode {
+                Mode::Plain => "plain",
+                Mode::StartTls => "starttls",
+                Mode::Reject => "reject",
+            })
+            .arg(port.to_string())
+            .arg(&mail);
+        if mode == Mode::StartTls {
+            let (cert, key) = self_signed(dir.path());
+            cmd.arg(cert).arg(key);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aiosmtpd (python3-aiosmtpd, see scripts/deps)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read aiosmtpd's ready line");
+        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+        Smtp {
+            child,
+            port,
+            dir,
+            mode,
+        }
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The certificate to trust (STARTTLS mode).
+    pub fn ca_file(&self) -> PathBuf {
+        assert_eq!(
+            self.mode,
+            Mode::StartTls,
+            "only the STARTTLS server has one"
+        );
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The messages received so far, oldest first.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("mail"))
+            .expect("read mail dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| Received {
+                raw: std::fs::read_to_string(p).expect("read a message"),
+            })
+            .collect()
+    }
+
+    /// Wait (at most 10 s) until more than `seen` messages arrived; the newest.
+    #[track_caller]
+    pub fn wait_message(&self, seen: usize) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all = self.messages();
+            if all.len() > seen {
+                return all.last().cloned().expect("non-empty");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new message after {seen} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `[mail]` table for a daemon sending here (plain, or STARTTLS trusting
+    /// `ca_file` when given).
+    pub fn config(&self, ca_file: Option<&Path>) -> String {
+        let tls = match self.mode {
+            Mode::StartTls => "starttls",
+            Mode::Plain | Mode::Reject => "none",
+        };
+        let mut t = format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"{tls}\"\nfrom = \"twostep@test.invalid\"\ntimeout_seconds = 3\n",
+            self.port
+        );
+        if let Some(ca) = ca_file {
+            t.push_str(&format!("ca_file = {:?}\n", ca.to_string_lossy()));
+        }
+        t
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server that accepts TCP connections and then says nothing, ever; closed on drop.
+pub struct Tarpit {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tarpit {
+    /// Start it on a free loopback port.
+    pub fn start() -> Tarpit {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tarpit");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (s, h) = (Arc::clone(&stop), Arc::clone(&held));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => h.lock().unwrap_or_else(|e| e.into_inner()).push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Tarpit {
+            port,
+            stop,
+            held,
+            thread: Some(thread),
+        }
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for Tarpit {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A `[mail]` table for plain SMTP to 127.0.0.1:`port` with `timeout_seconds`.
+pub fn plain_config(port: u16, timeout_seconds: u64) -> String {
+    format!(
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"twostep@test.invalid\"\ntimeout_seconds = {timeout_seconds}\n"
+    )
+}

@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Codes by email and account mail (issue 13), end to end: a real dbus-daemon, the built
+//! twostepd and twostepctl, pamtester with the built module, and a real SMTP server on
+//! loopback (Debian's python3-aiosmtpd, `twostep_e2e::smtp`) whose messages the tests read
+//! back; a STARTTLS server with a self-signed certificate, trusted through `ca_file` or
+//! not; a tarpit; a server that rejects with 550; a port nobody listens on. Needs root.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use twostep_e2e::interact::Interactive;
+use twostep_e2e::pam::strerror;
+use twostep_e2e::smtp::{self, Mode, Smtp, Tarpit};
+use twostep_e2e::{DaemonConfig, PamRun, Stack, User};
+
+const SEND_FAILED: &str = "could not send the code; use your authenticator or a recovery code";
+
+/// Email allowed next to TOTP, mail to `mail` (a `[mail]` table), no cooldown unless set.
+fn config(mail: &str, cooldown: u64) -> DaemonConfig {
+    DaemonConfig::default()
+        .set("policy", "methods", "[\"totp\", \"email\"]")
+        .raw(&format!("{mail}cooldown_seconds = {cooldown}\n"))
+}
+
+fn address(user: &User) -> String {
+    format!("{}@example.org", user.name())
+}
+
+/// `twostepctl email set` as the user (not a terminal: no second typing, no prompt), then
+/// `email confirm` with the code from the mail. Returns the confirm output.
+fn enrol_email(s: &Stack, server: &Smtp, user: &User) -> String {
+    let seen = server.messages().len();
+    let out = s
+        .ctl
+        .run(Some(user.creds()), &["email", "set", &address(user)], b"");
+    assert!(out.success(), "{out}");
+    let first = user.name().chars().next().unwrap();
+    assert!(
+        out.stdout.contains(&format!("{first}***@example.org")),
+        "{out}"
+    );
+    let mail = server.wait_message(seen);
+    assert_eq!(mail.header("To").as_deref(), Some(address(user).as_str()));
+    let code = mail.code(6).expect("a 6-digit code in the mail");
+    let out = s
+        .ctl
+        .run(Some(user.creds()), &["email", "confirm", &code], b"");
+    assert!(out.success(), "{out}");
+    out.stdout
+}
+
+/// Begin a login, wait for `needle` on the conversation.
+fn begin(s: &Stack, user: &User, needle: &str) -> Interactive {
+    let mut run = s
+        .pam
+        .auth(user.name())
+        .item("rhost", "192.0.2.10")
+        .interactive();
+    run.expect_stderr(needle);
+    run
+}
+
+fn finish(s: &Stack, run: Interactive) -> PamRun {
+    PamRun::from_output(run.finish(Duration::from_secs(30)), &s.pam)
+}
+
+/// A login by emailed code: begin, read the code from the newest mail, answer it.
+fn login_by_mail(s: &Stack, server: &Smtp, user: &User) -> (PamRun, String) {
+    let seen = server.messages().len();
+    let mut run = begin(s, user, "Code sent to ");
+    let code = server.wait_message(seen).code(6).expect("code in the mail");
+    run.write_line(&code);
+    (finish(s, run), code)
+}
+
+#[test]
+fn email_enrolment_and_login_by_code_once_and_resend_invalidates_the_old_code() {
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let ann = User::create();
+    let shown = enrol_email(&s, &server, &ann);
+    assert!(shown.contains("Recovery codes"), "{shown}");
+
+    // The prompt names the masked address; the right code logs in, once.
+    let (run, code) = login_by_mail(&s, &server, &ann);
+    run.assert_success();
+    assert!(
+        run.conversation().contains("a***@example.org")
+            || run.conversation().contains("***@example.org"),
+        "{}",
+        run.conversation()
+    );
+    let mut again = begin(&s, &ann, "Code sent to ");
+    again.write_line(&code);
+    finish(&s, again).assert_refused_with(strerror::AUTH_ERR);
+
+    // A new code invalidates the one before: the first conversation's code is refused
+    // after a second conversation had a new one sent; the new one works.
+    let seen = server.messages().len();
+    let mut first = begin(&s, &ann, "Code sent to ");
+    let old = server.wait_message(seen).code(6).unwrap();
+    let mut second = begin(&s, &ann, "Code sent to ");
+    let new = server.wait_message(seen + 1).code(6).unwrap();
+    first.write_line(&old);
+    finish(&s, first).assert_refused_with(strerror::AUTH_ERR);
+    second.write_line(&new);
+    finish(&s, second).assert_success();
+}
+
+#[test]
+fn wrong_email_codes_lock_and_a_locked_user_gets_no_mail() {
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let bob = User::create();
+    enrol_email(&s, &server, &bob);
+    for _ in 0..5 {
+        let mut run = begin(&s, &bob, "Code sent to ");
+        run.write_line("000000");
+        finish(&s, run).assert_refused();
+    }
+    // Locked: the lock notice arrived; a login now mails nothing and says locked.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.messages();
+    let notice = before.last().unwrap();
+    assert!(notice.body().contains("locked"), "{}", notice.raw);
+    let run = s.pam.auth(bob.name()).answer("123456").run();
+    run.assert_refused_with(strerror::MAXTRIES);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.messages().len(),
+        before.len(),
+        "a locked user got mail"
+    );
+}
+
+#[test]
+fn by_email_at_the_authenticator_prompt_and_account_mail_after_failures() {
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let cat = User::create();
+    let phone = s.ctl.enroll(&cat);
+    enrol_email(&s, &server, &cat);
+    // The email-added notice went to the new address.
+    let added = twostep_e2e::proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        server.messages().iter().any(|m| {
+            m.body()
+                .contains("confirmed as a way to receive login codes")
+        })
+    });
+    assert!(added, "{:?}", server.messages());
+
+    // Two wrong TOTP codes from 192.0.2.10, then a code asked for by email.
+    for _ in 0..2 {
+        s.pam
+            .auth(cat.name())
+            .item("rhost", "192.0.2.10")
+            .answer(phone.wrong_code())
+            .run()
+            .assert_refused_with(strerror::AUTH_ERR);
+    }
+    let mut run = begin(&s, &cat, "type by-email");
+    let seen = server.messages().len();
+    run.write_line("by-email");
+    run.expect_stderr("Code sent to ");
+    let code = server.wait_message(seen).code(6).unwrap();
+    run.write_line(&code);
+    finish(&s, run).assert_success();
+    // The login after failed attempts is told, with the count and the source.
+    let ok = twostep_e2e::proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        server.messages().iter().any(|m| {
+            m.body()
+                .contains("2 failed attempt(s) since your last login, the last from 192.0.2.10")
+        })
+    });
+    assert!(ok, "{:?}", server.messages());
+
+    // Removing the address is told to that address, and saying who.
+    let n = server.messages().len();
+    let out = s
+        .ctl
+        .run(None, &["email", "remove", "--user", cat.name()], b"");
+    assert!(out.success(), "{out}");
+    let removed = server.wait_message(n);
+    assert!(removed.body().contains("removed"), "{}", removed.raw);
+    assert!(
+        removed.body().contains("by an administrator"),
+        "{}",
+        removed.raw
+    );
+}
+
+#[test]
+fn mail_failures_are_a_clear_refusal_within_the_timeout_and_totp_logins_go_on() {
+    let good = Smtp::start(Mode::Plain);
+    let reject = Smtp::start(Mode::Reject);
+    let tarpit = Tarpit::start();
+    let closed = smtp::closed_port();
+    // Enrol against the good server, then point the daemon at each bad one.
+    let mut s = Stack::start_with(config(&good.config(None), 0).set("totp", "window", "2"), "");
+    let dan = User::create();
+    let totp_user = User::create();
+    let phone = s.ctl.enroll(&totp_user);
+    enrol_email(&s, &good, &dan);
+    let timeout = 2;
+    let p = phone.confirmed_step;
+    for (i, (what, port)) in [
+        ("5xx", reject.port()),
+        ("tarpit", tarpit.port()),
+        ("down", closed),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.daemon.stop();
+        let text = std::fs::read_to_string(s.daemon.config_path()).unwrap();
+        let start = text.find("[mail]").unwrap();
+        let text = format!(
+            "{}{}cooldown_seconds = 0\n",
+            &text[..start],
+            smtp::plain_config(port, timeout)
+        );
+        std::fs::write(s.daemon.config_path(), text).unwrap();
+        s.daemon.restart();
+        // A TOTP user's login runs while the email login waits for the bad server.
+        let t0 = Instant::now();
+        let email_login = std::thread::scope(|scope| {
+            // No answer typed: the prompt after the failure ends the conversation.
+            let h = scope.spawn(|| s.pam.auth(dan.name()).run());
+            std::thread::sleep(Duration::from_millis(200));
+            let t1 = Instant::now();
+            s.pam
+                .login(totp_user.name(), &phone.code_at_step(p + 1 + i as u64))
+                .assert_success();
+            assert!(
+                t1.elapsed() < Duration::from_secs(timeout),
+                "{what}: TOTP login waited"
+            );
+            h.join().unwrap()
+        });
+        let took = t0.elapsed();
+        email_login.assert_refused();
+        assert!(
+            email_login.conversation().contains(SEND_FAILED)
+                || email_login.output.stderr.contains(SEND_FAILED),
+            "{what}: {}",
+            email_login.conversation()
+        );
+        assert!(
+            took < Duration::from_secs(timeout + 3),
+            "{what}: took {took:?}"
+        );
+        // Nothing was charged: the failure count is still zero.
+        let out = s
+            .ctl
+            .run(None, &["user", "show", dan.name(), "--json"], b"");
+        let shown: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(shown["failures"].as_u64(), Some(0), "{what}: {shown}");
+    }
+    assert!(tarpit.accepted() > 0, "the tarpit was never reached");
+    assert!(reject.messages().is_empty());
+}
+
+#[test]
+fn starttls_with_a_trusted_certificate_works_and_an_untrusted_one_is_refused_without_fallback() {
+    let server = Smtp::start(Mode::StartTls);
+    let ca = server.ca_file();
+    let trusted = Stack::start_with(config(&server.config(Some(&ca)), 0), "");
+    let eve = User::create();
+    enrol_email(&trusted, &server, &eve);
+    let out = trusted
+        .ctl
+        .run(None, &["mail", "test", "postmaster@example.org"], b"");
+    assert!(out.success() && out.stdout.contains("250"), "{out}");
+
+    let untrusted = Stack::start_with(config(&server.config(None), 0), "");
+    let n = server.messages().len();
+    let out = untrusted
+        .ctl
+        .run(None, &["mail", "test", "postmaster@example.org"], b"");
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("mail test failed"), "{out}");
+    assert_eq!(
+        server.messages().len(),
+        n,
+        "a message went through without TLS"
+    );
+}
+
+#[test]
+fn the_throttle_holds_across_a_daemon_restart() {
+    let server = Smtp::start(Mode::Plain);
+    let mut s = Stack::start_with(config(&server.config(None), 60), "");
+    let fay = User::create();
+    enrol_email(&s, &server, &fay);
+    // The confirming code was the last send: the cooldown runs. A login now, and after a
+    // restart, mails nothing and says so.
+    let n = server.messages().len();
+    s.daemon.restart();
+    let mut run = begin(&s, &fay, "Code sent to ");
+    let text = run.expect_stderr("check your inbox");
+    assert!(text.contains("a code was sent recently"), "{text}");
+    run.write_line("000000");
+    finish(&s, run).assert_refused();
+    std::thread::sleep(Duration::from_millis(300));
+    let codes: Vec<_> = server.messages()[n..]
+        .iter()
+        .filter(|m| m.code(6).is_some() && m.body().contains("valid for"))
+        .cloned()
+        .collect();
+    assert!(codes.is_empty(), "mailed during the cooldown: {codes:?}");
+}
+
+#[test]
+fn line_breaks_in_an_address_never_reach_a_header() {
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let gil = User::create();
+    for bad in [
+        format!("{}@example.org\r\nBcc: evil@example.org", gil.name()),
+        format!("{}@example.org\nBcc: evil@example.org", gil.name()),
+        "-oQ/tmp/x@example.org".to_owned(),
+    ] {
+        let out = s
+            .ctl
+            .run(Some(gil.creds()), &["email", "set", "--", &bad], b"");
+        assert!(!out.success(), "{bad:?}: {out}");
+        assert!(out.stderr.contains("not a usable email address"), "{out}");
+    }
+    assert!(server.messages().is_empty());
+    // A mail that does go out has exactly the headers lettre wrote.
+    enrol_email(&s, &server, &gil);
+    for m in server.messages() {
+        let names = m.header_names();
+        assert!(
+            !names.iter().any(|n| n.eq_ignore_ascii_case("bcc")),
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
+fn enrolment_at_login_by_email_through_libpam() {
+    let server = Smtp::start(Mode::Plain);
+    let config = config(&server.config(None), 0).set("policy", "require", "\"all\"");
+    let s = Stack::start_with(config, "");
+    let hal = User::create();
+    let mut run = begin(&s, &hal, "Choice (1 or 2)");
+    run.write_line("2");
+    run.expect_stderr("Email address: ");
+    run.write_line(address(&hal));
+    run.expect_stderr("Code sent to ");
+    let code = server.wait_message(0).code(6).unwrap();
+    run.write_line(&code);
+    run.expect_stderr("recovery codes");
+    run.write_line("");
+    finish(&s, run).assert_success();
+    // Enrolled by email now: the next login mails a code.
+    let (run, _) = login_by_mail(&s, &server, &hal);
+    run.assert_success();
+}
