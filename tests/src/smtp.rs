@@ -78,7 +78,8 @@ pub fn closed_port() -> u16 {
     free_port()
 }
 
-/// One received message: the raw text (headers and body) as the server stored it.
+/// One received message: the raw text (headers and body) as the server stored it, with
+/// line ends as LF.
 #[derive(Clone, Debug)]
 pub struct Received {
     pub raw: String,
@@ -87,9 +88,9 @@ pub struct Received {
 impl Received {
     /// The value of header `name` (first one; unfolded), if present.
     pub fn header(&self, name: &str) -> Option<String> {
-        let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
+        let head = self.raw.split("\n\n").next().unwrap_or_default();
         let mut found: Option<String> = None;
-        for line in head.split("\r\n") {
+        for line in head.split("\n") {
             if let Some(v) = found.as_mut() {
                 if line.starts_with([' ', '\t']) {
                     v.push_str(line.trim_start());
@@ -108,8 +109,8 @@ impl Received {
 
     /// Every header name, in order.
     pub fn header_names(&self) -> Vec<String> {
-        let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
-        head.split("\r\n")
+        let head = self.raw.split("\n\n").next().unwrap_or_default();
+        head.split("\n")
             .filter(|l| !l.starts_with([' ', '\t']))
             .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_owned()))
             .collect()
@@ -117,12 +118,8 @@ impl Received {
 
     /// The body (after the blank line), quoted-printable soft breaks undone.
     pub fn body(&self) -> String {
-        let body = self
-            .raw
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or_default();
-        body.replace("=\r\n", "").replace("=3D", "=")
+        let body = self.raw.split_once("\n\n").map(|x| x.1).unwrap_or_default();
+        body.replace("=\n", "").replace("=3D", "=")
     }
 
     /// The code of a code mail: the `digits` ASCII digits right after " is " in the body
@@ -233,7 +230,10 @@ impl Smtp {
         names
             .iter()
             .map(|p| Received {
-                raw: std::fs::read_to_string(p).expect("read a message"),
+                // Why: SMTP carries CRLF, a sendmail pipe LF; one form for the parsing.
+                raw: std::fs::read_to_string(p)
+                    .expect("read a message")
+                    .replace('\r', ""),
             })
             .collect()
     }
@@ -339,4 +339,107 @@ pub fn plain_config(port: u16, timeout_seconds: u64) -> String {
     format!(
         "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"twostep@test.invalid\"\ntimeout_seconds = {timeout_seconds}\n"
     )
+}
+
+/// The host's MTA for the `sendmail` transport: Debian's nullmailer relaying to an [`Smtp`]
+/// server, inside a private mount namespace (its own `/etc/nullmailer` and spool, bind-
+/// mounted over the machine's, which are never touched). `nullmailer-send` runs in that
+/// namespace for the life of this value; [`Nullmailer::sendmail`] is a wrapper script that
+/// runs nullmailer's real `/usr/sbin/sendmail` in the same namespace (`nsenter`), so the
+/// daemon's `sendmail_command` goes through nullmailer-queue (setuid mail) and
+/// nullmailer-send's SMTP client like on a host whose MTA is nullmailer.
+pub struct Nullmailer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Nullmailer {
+    /// Start nullmailer-send relaying to 127.0.0.1:`port`.
+    pub fn start(port: u16) -> Nullmailer {
+        crate::require_root();
+        let dir = unique::temp_dir("nullmailer");
+        let etc = dir.path().join("etc");
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&etc).expect("etc");
+        std::fs::write(
+            etc.join("remotes"),
+            format!("127.0.0.1 smtp --port={port}\n"),
+        )
+        .expect("remotes");
+        std::fs::write(etc.join("me"), "twostep-e2e.invalid\n").expect("me");
+        std::fs::write(etc.join("defaultdomain"), "twostep-e2e.invalid\n").expect("domain");
+        std::fs::write(etc.join("adminaddr"), "").expect("adminaddr");
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .expect("run sh");
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let s = spool.to_string_lossy();
+        // The temp dir is 0700 root: nullmailer-queue (setuid mail) must reach its spool.
+        sh(&format!(
+            "chmod 0755 '{d}' && mkdir -p '{s}/queue' '{s}/tmp' '{s}/failed' && mkfifo '{s}/trigger' \
+             && chown -R mail:root '{s}' && chmod 0750 '{s}/queue' '{s}/tmp' && chmod 0622 '{s}/trigger'",
+            d = dir.path().display()
+        ));
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount --bind \"$1\" /etc/nullmailer && mount --bind \"$2\" /var/spool/nullmailer \
+                 && exec /usr/sbin/nullmailer-send",
+            )
+            .arg("twostep-e2e-nullmailer")
+            .arg(&etc)
+            .arg(&spool)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nullmailer-send (nullmailer, see scripts/deps)");
+        let wrapper = dir.path().join("sendmail");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec nsenter --mount --target {} -- /usr/sbin/sendmail \"$@\"\n",
+                child.id()
+            ),
+        )
+        .expect("wrapper");
+        crate::unique::chmod(&wrapper, 0o755);
+        // Wait until the namespace's mounts are in place (the spool shows our fifo).
+        let target = child.id();
+        let ok = crate::proc::poll(Duration::from_secs(5), Duration::from_millis(20), || {
+            Command::new("nsenter")
+                .args([
+                    "--mount",
+                    "--target",
+                    &target.to_string(),
+                    "--",
+                    "cat",
+                    "/etc/nullmailer/me",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("twostep-e2e"))
+        });
+        assert!(ok, "nullmailer's namespace did not come up");
+        Nullmailer { child, dir }
+    }
+
+    /// The `sendmail_command` for the daemon.
+    pub fn sendmail(&self) -> PathBuf {
+        self.dir.path().join("sendmail")
+    }
+}
+
+impl Drop for Nullmailer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

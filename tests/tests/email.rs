@@ -41,7 +41,9 @@ fn enrol_email(s: &Stack, server: &Smtp, user: &User) -> String {
     );
     let mail = server.wait_message(seen);
     assert_eq!(mail.header("To").as_deref(), Some(address(user).as_str()));
-    let code = mail.code(6).expect("a 6-digit code in the mail");
+    let code = mail
+        .code(6)
+        .unwrap_or_else(|| panic!("no 6-digit code in the mail:\n{}", mail.raw));
     let out = s
         .ctl
         .run(Some(user.creds()), &["email", "confirm", &code], b"");
@@ -356,5 +358,20 @@ fn enrolment_at_login_by_email_through_libpam() {
     finish(&s, run).assert_success();
     // Enrolled by email now: the next login mails a code.
     let (run, _) = login_by_mail(&s, &server, &hal);
+    run.assert_success();
+}
+
+#[test]
+fn the_sendmail_transport_through_nullmailer_delivers_a_login_code() {
+    let server = Smtp::start(Mode::Plain);
+    let mta = smtp::Nullmailer::start(server.port());
+    let mail = format!(
+        "[mail]\ntransport = \"sendmail\"\nsendmail_command = {:?}\nfrom = \"twostep@test.invalid\"\n",
+        mta.sendmail().to_string_lossy()
+    );
+    let s = Stack::start_with(config(&mail, 0), "");
+    let ida = User::create();
+    enrol_email(&s, &server, &ida);
+    let (run, _) = login_by_mail(&s, &server, &ida);
     run.assert_success();
 }
