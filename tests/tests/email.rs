@@ -375,3 +375,70 @@ fn the_sendmail_transport_through_nullmailer_delivers_a_login_code() {
     let (run, _) = login_by_mail(&s, &server, &ida);
     run.assert_success();
 }
+
+/// Wait (10 s) for a mail to `user` whose body contains `needle`.
+#[track_caller]
+fn notice(server: &Smtp, needle: &str) -> smtp::Received {
+    let mut found = None;
+    let ok = twostep_e2e::proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        found = server
+            .messages()
+            .into_iter()
+            .find(|m| m.body().contains(needle));
+        found.is_some()
+    });
+    assert!(ok, "no mail saying {needle:?}: {:?}", server.messages());
+    found.unwrap()
+}
+
+#[test]
+fn account_mail_tells_each_change_and_who_made_it() {
+    let server = Smtp::start(Mode::Plain);
+    let config = config(&server.config(None), 0)
+        .set("totp", "window", "2")
+        .set("recovery", "count", "3");
+    let s = Stack::start_with(config, "");
+
+    // An email-only user: recovery codes from the confirmation; using one leaves 2.
+    let jo = User::create();
+    let shown = enrol_email(&s, &server, &jo);
+    let codes: Vec<&str> = shown
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() > 8 && l.contains('-') && !l.contains(' '))
+        .collect();
+    assert_eq!(codes.len(), 3, "{shown}");
+    let mut run = begin(&s, &jo, "Code sent to ");
+    run.write_line(codes[0]);
+    finish(&s, run).assert_success();
+    let low = notice(&server, "Only 2 recovery code(s) are left");
+    assert_eq!(low.header("To").as_deref(), Some(address(&jo).as_str()));
+    let subject = low.header("Subject").unwrap_or_default();
+    assert!(subject.ends_with("recovery codes running low"), "{subject}");
+
+    // A user with an app and an address: adding an authenticator, then switching off.
+    let kim = User::create();
+    let phone = s.ctl.enroll(&kim);
+    enrol_email(&s, &server, &kim);
+    let p = phone.confirmed_step;
+    s.ctl
+        .add_authenticator(&kim, "tablet", &phone.code_at_step(p + 1));
+    let added = notice(&server, "The authenticator app \"tablet\" was added by you");
+    assert_eq!(added.header("To").as_deref(), Some(address(&kim).as_str()));
+    let out = s.ctl.run(
+        Some(kim.creds()),
+        &["disable"],
+        format!("{}\n", phone.code_at_step(p + 2)).as_bytes(),
+    );
+    assert!(out.success(), "{out}");
+    let off = notice(&server, "switched off or reset by you");
+    assert_eq!(off.header("To").as_deref(), Some(address(&kim).as_str()));
+
+    // An admin's reset says so.
+    let lee = User::create();
+    enrol_email(&s, &server, &lee);
+    let out = s.ctl.run(None, &["user", "reset", lee.name()], b"");
+    assert!(out.success(), "{out}");
+    let reset = notice(&server, "switched off or reset by an administrator");
+    assert_eq!(reset.header("To").as_deref(), Some(address(&lee).as_str()));
+}

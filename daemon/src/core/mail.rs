@@ -225,6 +225,19 @@ pub fn notify(core: &Core, account: &Account, record: &Record, notice: Notice) {
     );
 }
 
+/// As [`notify`], with `account`'s record as stored now (after the change it tells of).
+pub fn notify_account(core: &Core, account: &Account, notice: Notice) {
+    if let Ok(Some(record)) = core.load(account) {
+        notify(core, account, &record, notice);
+    }
+}
+
+/// The record as stored before a change that removes the address (2FA switched off): the
+/// notice goes to the address the user had.
+pub fn before(core: &Core, account: &Account) -> Option<Record> {
+    core.load(account).ok().flatten()
+}
+
 /// This host's name, for mail texts.
 pub fn host_name() -> String {
     nix::unistd::gethostname()

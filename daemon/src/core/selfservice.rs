@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use super::audit::field;
 use super::engine::Core;
+use super::mail::{self, Notice};
 use super::policy;
 use super::record::{self, Authenticator, Pending, Record};
 use super::recovery;
@@ -256,6 +257,10 @@ pub(super) fn confirm(
         "user={} action={action} outcome=active",
         field(&account.name)
     );
+    if let Confirming::Added(name) = &kind {
+        let (name, added, by) = (name.to_string(), true, mail::By::User);
+        mail::notify_account(core, &account, Notice::Authenticator { name, added, by });
+    }
     Ok(shown)
 }
 
@@ -410,6 +415,7 @@ pub(super) fn authenticator_remove(
     now: UnixTime,
 ) -> Result<(), Error> {
     let account = core.accounts().by_uid(caller.uid)?;
+    let before = mail::before(core, &account);
     let switched_off = core.update(&account, |record| {
         if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
@@ -454,6 +460,15 @@ pub(super) fn authenticator_remove(
         field(name),
         if switched_off { "off" } else { "removed" }
     );
+    let by = mail::By::User;
+    match (switched_off, before) {
+        (true, Some(old)) => mail::notify(core, &account, &old, Notice::Disabled { by }),
+        (true, None) => {}
+        (false, _) => {
+            let (name, added) = (name.to_owned(), false);
+            mail::notify_account(core, &account, Notice::Authenticator { name, added, by });
+        }
+    }
     Ok(())
 }
 
@@ -501,6 +516,7 @@ pub(super) fn disable(
     now: UnixTime,
 ) -> Result<(), Error> {
     let account = core.accounts().by_uid(caller.uid)?;
+    let before = mail::before(core, &account);
     core.update(&account, |record| {
         if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
@@ -516,6 +532,14 @@ pub(super) fn disable(
         (Write::Save, Ok(()))
     })?;
     log::info!("user={} action=disable outcome=off", field(&account.name));
+    if let Some(old) = before {
+        mail::notify(
+            core,
+            &account,
+            &old,
+            Notice::Disabled { by: mail::By::User },
+        );
+    }
     Ok(())
 }
 
