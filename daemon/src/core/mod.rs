@@ -39,6 +39,8 @@ pub mod verify;
 #[cfg(test)]
 mod authenticator_tests;
 #[cfg(test)]
+mod email_tests;
+#[cfg(test)]
 mod fake_tests;
 #[cfg(test)]
 mod test_support;
