@@ -442,3 +442,59 @@ fn account_mail_tells_each_change_and_who_made_it() {
     let reset = notice(&server, "switched off or reset by an administrator");
     assert_eq!(reset.header("To").as_deref(), Some(address(&lee).as_str()));
 }
+
+/// `twostepd --check-config` on `[mail]` settings, the password and CA files among them.
+#[test]
+fn check_config_validates_the_mail_settings_and_their_files() {
+    use twostep_e2e::{artifacts, proc, unique};
+    let dir = unique::temp_dir("mailcheck");
+    let state = unique::temp_dir("state");
+    let pw = dir.path().join("smtp-password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let smtp =
+        "[mail]\ntransport = \"smtp\"\nhost = \"smtp.example.org\"\nfrom = \"t@example.org\"\n";
+    let check = |mail: &str| {
+        let text = DaemonConfig::default()
+            .set("policy", "methods", "[\"totp\", \"email\"]")
+            .raw(mail)
+            .render(
+                &state.path().join("state"),
+                "unix:path=/nonexistent/bus.sock",
+            );
+        let path = dir.path().join("twostep.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = proc::command(None, artifacts::twostepd());
+        cmd.arg("--check-config").arg(&path);
+        proc::run(cmd, b"", Duration::from_secs(30))
+    };
+    let pw_line = format!(
+        "username = \"u\"\npassword_file = {:?}\n",
+        pw.to_string_lossy()
+    );
+    twostep_e2e::unique::chmod(&pw, 0o644);
+    for (mail, needle) in [
+        (format!("{smtp}{pw_line}"), "must be owned by root and not readable"),
+        (
+            format!("{smtp}ca_file = {:?}\n", ca.to_string_lossy()),
+            "ca_file",
+        ),
+        (
+            "[mail]\ntransport = \"smtp\"\nhost = \"192.0.2.1\"\ntls = \"none\"\nfrom = \"t@example.org\"\n".into(),
+            "only to a loopback address",
+        ),
+        ("".into(), "needs [mail]"),
+        (
+            "[mail]\ntransport = \"sendmail\"\nfrom = \"t@example.org\"\nsendmail_command = \"/nonexistent/sendmail\"\n".into(),
+            "does not exist",
+        ),
+    ] {
+        let out = check(&mail);
+        assert!(!out.success(), "{mail}: {out}");
+        assert!(out.stderr.contains(needle) || out.stdout.contains(needle), "{needle}: {out}");
+    }
+    twostep_e2e::unique::chmod(&pw, 0o600);
+    let out = check(&format!("{smtp}{pw_line}"));
+    assert!(out.success(), "{out}");
+}
