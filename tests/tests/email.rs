@@ -48,6 +48,17 @@ fn enrol_email(s: &Stack, server: &Smtp, user: &User) -> String {
         .ctl
         .run(Some(user.creds()), &["email", "confirm", &code], b"");
     assert!(out.success(), "{out}");
+    // The "address added" notice is posted after the answer: wait for it, so that the
+    // messages a test counts next are its own.
+    let to = address(user);
+    let ok = twostep_e2e::proc::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        server.messages().iter().any(|m| {
+            m.header("To").as_deref() == Some(to.as_str())
+                && m.body()
+                    .contains("confirmed as a way to receive login codes")
+        })
+    });
+    assert!(ok, "no address-added notice: {:?}", server.messages());
     out.stdout
 }
 
@@ -497,4 +508,37 @@ fn check_config_validates_the_mail_settings_and_their_files() {
     twostep_e2e::unique::chmod(&pw, 0o600);
     let out = check(&format!("{smtp}{pw_line}"));
     assert!(out.success(), "{out}");
+}
+
+/// OpenSSH end to end: Debian's sshd with the password-then-code stack, the real ssh
+/// client; the second factor is the code the daemon mailed, read from the mail by the
+/// client's askpass.
+#[test]
+fn login_by_email_code_through_real_sshd() {
+    use twostep_e2e::logins::{self, LoginUser};
+    use twostep_e2e::sshd::{Methods, Sshd};
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let sshd = Sshd::start(
+        Methods::KbdInteractive,
+        &logins::password_then_code(s.bus.address(), ""),
+    );
+    let user = LoginUser::create();
+    enrol_email(&s, &server, user.user());
+    let seen = server.messages().len();
+    let run = sshd.ssh(&user).mail_code(&server.code_script(seen)).run();
+    assert!(run.logged_in(), "{run}\n{}", sshd.describe());
+    assert!(run.prompted("Code sent to "), "{run}");
+    // The code went to the user's address once; sshd's service and host are in it.
+    let codes: Vec<_> = server.messages()[seen..]
+        .iter()
+        .filter(|m| m.code(6).is_some())
+        .cloned()
+        .collect();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    assert!(
+        codes[0].body().contains("from 127.0.0.1"),
+        "{}",
+        codes[0].raw
+    );
 }
