@@ -445,9 +445,32 @@ fn account_mail_tells_each_change_and_who_made_it() {
     let off = notice(&server, "switched off or reset by you");
     assert_eq!(off.header("To").as_deref(), Some(address(&kim).as_str()));
 
-    // An admin's reset says so.
+    // An admin sets a user's address; only the user can confirm it, with the mailed code;
+    // another user may not set it.
     let lee = User::create();
-    enrol_email(&s, &server, &lee);
+    let out = s.ctl.run(
+        Some(kim.creds()),
+        &["email", "set", "--user", lee.name(), &address(&lee)],
+        b"",
+    );
+    assert!(!out.success(), "{out}");
+    let n = server.messages().len();
+    let out = s.ctl.run(
+        None,
+        &["email", "set", "--user", lee.name(), &address(&lee)],
+        b"",
+    );
+    assert!(
+        out.success() && out.stdout.contains("twostepctl email confirm"),
+        "{out}"
+    );
+    let code = server.wait_message(n).code(6).unwrap();
+    let out = s
+        .ctl
+        .run(Some(lee.creds()), &["email", "confirm", &code], b"");
+    assert!(out.success(), "{out}");
+    notice(&server, "confirmed as a way to receive login codes by you");
+    // An admin's reset says so.
     let out = s.ctl.run(None, &["user", "reset", lee.name()], b"");
     assert!(out.success(), "{out}");
     let reset = notice(&server, "switched off or reset by an administrator");

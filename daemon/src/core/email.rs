@@ -251,9 +251,12 @@ pub fn send_code(
     let target = core.update(account, |record| {
         let state = record.email.get_or_insert_with(EmailState::default);
         if let Some(a) = &new_address {
+            if state.pending.as_ref() != Some(a) {
+                // Why: a code for another address (or a login code) must not confirm this
+                // one. The same address again keeps a code in force when throttled.
+                state.code = None;
+            }
             state.pending = Some(a.clone());
-            // Why: a code for another address (or a login code) must not confirm this one.
-            state.code = None;
         }
         let to = match purpose {
             Purpose::Login => state.address.clone(),

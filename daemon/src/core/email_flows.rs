@@ -225,8 +225,8 @@ pub fn address_given(
 
 /// Confirm the pending address with `answer`. On success the address is the user's, and
 /// recovery codes are made when the user has none left (shown once: returned). A wrong
-/// code is charged to the lockout when `charge` (self-service), not at an enrolment at
-/// login (as a wrong first TOTP code there is not).
+/// code is charged to the lockout when `charge` (self-service); at an enrolment at login
+/// (where a wrong first TOTP code is not charged either) it is not, and the code is gone.
 ///
 /// # Errors
 /// [`Error::NoPendingEnrollment`] without a pending address, [`Error::WrongCode`],
@@ -263,7 +263,10 @@ pub fn confirm(
         };
         if !email::matches(state, Purpose::Confirm, answer, now) {
             if !charge {
-                return (Write::Keep, Err(Error::WrongCode(account.name.clone())));
+                // Why: not charged, so one guess per code; the next try needs a new mail
+                // (throttled), and a guess per login conversation never adds up.
+                state.code = None;
+                return (Write::Save, Err(Error::WrongCode(account.name.clone())));
             }
             lockout::charge(record, now, &policy);
             record.note(now, "failed attempt (email confirm)");

@@ -203,3 +203,23 @@ fn the_throttle_answers_without_mailing_and_a_locked_user_gets_no_mail() {
         .iter()
         .any(|m| m.subject.ends_with("account locked")));
 }
+
+#[test]
+fn a_wrong_confirming_code_at_login_spends_that_code() {
+    let (core, outbox) = setup(0);
+    let account = core.accounts().by_uid(1000).unwrap();
+    email_flows::set(&core, &caller(1000), "", "ann2@example.org", T0.plus(5)).unwrap();
+    let right = outbox.code();
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let (step, next) =
+        email_flows::confirm_at_login(&core, &account, wrong.as_bytes(), T0.plus(6)).unwrap();
+    assert_eq!(verdict(&step), Some(Verdict::Denied));
+    assert!(next.is_none());
+    // The right code no longer confirms: one guess per mailed code.
+    let r = email_flows::confirm_own(&core, &caller(1000), right.as_bytes(), T0.plus(7));
+    assert!(matches!(r, Err(super::Error::WrongCode(_))), "{r:?}");
+}
