@@ -93,6 +93,12 @@ fn email_enrolment_and_login_by_code_once_and_resend_invalidates_the_old_code() 
     let ann = User::create();
     let shown = enrol_email(&s, &server, &ann);
     assert!(shown.contains("Recovery codes"), "{shown}");
+    let status = s.ctl.status(&ann);
+    assert_eq!(status["email"], address(&ann), "{status}");
+    assert_eq!(status["email_pending"], "", "{status}");
+    assert_eq!(status["enrolled"], true, "{status}");
+    let out = s.ctl.run(None, &["user", "show", ann.name()], b"");
+    assert!(out.stdout.contains(&address(&ann)), "{out}");
 
     // The prompt names the masked address; the right code logs in, once.
     let (run, code) = login_by_mail(&s, &server, &ann);
