@@ -291,6 +291,18 @@ fn starttls_with_a_trusted_certificate_works_and_an_untrusted_one_is_refused_wit
         .run(None, &["mail", "test", "postmaster@example.org"], b"");
     assert!(out.success() && out.stdout.contains("250"), "{out}");
 
+    // A server that offers no STARTTLS is refused too: never plain text instead.
+    let plain = Smtp::start(Mode::Plain);
+    let no_tls = plain
+        .config(None)
+        .replace("tls = \"none\"", "tls = \"starttls\"");
+    let downgrade = Stack::start_with(config(&no_tls, 0), "");
+    let out = downgrade
+        .ctl
+        .run(None, &["mail", "test", "postmaster@example.org"], b"");
+    assert!(!out.success(), "{out}");
+    assert!(plain.messages().is_empty(), "sent in plain text");
+
     let untrusted = Stack::start_with(config(&server.config(None), 0), "");
     let n = server.messages().len();
     let out = untrusted
