@@ -95,6 +95,14 @@ pub struct Mail {
     pub cooldown_seconds: Bounded<0, 3600>,
     /// Codes mailed to one user per hour (1 to 100). Default 10.
     pub max_per_hour: Bounded<1, 100>,
+    /// What a user with an authenticator app and an address types at the code prompt to
+    /// get a code by email instead: 8 to 16 bytes of lower-case letters and dashes, with at
+    /// least one dash (so it is never a code or a recovery code, and every pam_twostep
+    /// sends it as the text alternative of a code-or-recovery prompt). Default `by-email`.
+    /// Why not an empty answer: pam_twostep ends the conversation on an empty answer
+    /// before the daemon sees it (`pam_module/src/flow.rs`), old modules included, so an
+    /// empty answer would need a new answer shape that every older module refuses.
+    pub request_word: String,
     /// Subject of a code mail (placeholders as [`PLACEHOLDERS`]).
     pub code_subject: String,
     /// Body of a code mail; must contain `{code}`.
@@ -134,6 +142,7 @@ impl Default for Mail {
             code_valid_seconds: Bounded::new(600),
             cooldown_seconds: Bounded::new(60),
             max_per_hour: Bounded::new(10),
+            request_word: "by-email".into(),
             code_subject: DEFAULT_CODE_SUBJECT.into(),
             code_body: DEFAULT_CODE_BODY.into(),
             notify_locked: true,
@@ -185,6 +194,15 @@ impl Mail {
         }
         if !self.code_body.contains("{code}") {
             return bad("code_body must contain {code}".into());
+        }
+        let w = &self.request_word;
+        if !(8..=16).contains(&w.len())
+            || !w.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            || !w.contains('-')
+        {
+            return bad(
+                "request_word must be 8 to 16 lower-case letters and dashes, with a dash".into(),
+            );
         }
         if !self.enabled() {
             return None;
@@ -353,6 +371,9 @@ mod tests {
             ("[mail]\ncode_subject = \"{nope}\"\n", "unknown placeholder {nope}"),
             ("[mail]\ncode_body = \"{code\"\n", "without its '}'"),
             ("[mail]\ncode_subject = \"a\\nb {code}\"\n", "one line"),
+            ("[mail]\nrequest_word = \"email\"\n", "request_word"),
+            ("[mail]\nrequest_word = \"byemailplease\"\n", "request_word"),
+            ("[mail]\nrequest_word = \"by-mail-2\"\n", "request_word"),
             ("[policy]\nmethods = [\"email\"]\n", "needs [mail]"),
             ("[policy]\nmethods = []\n", "at least one"),
         ];

@@ -31,12 +31,6 @@ use super::store::Write;
 use super::users::Account;
 use super::{Core, Error, UnixTime};
 
-/// What a user types at the authenticator prompt to get a code by email instead. It has
-/// the shape of a recovery code (8 lower-case letters and a dash), so every pam_twostep,
-/// old ones included, sends it as the text alternative of a code-or-recovery prompt: an
-/// empty answer ends the conversation in the module before the daemon sees it.
-pub const REQUEST_WORD: &str = "by-email";
-
 /// Longest address, in bytes (RFC 5321's path limit less the angle brackets).
 pub const MAX_ADDRESS_LEN: usize = 254;
 

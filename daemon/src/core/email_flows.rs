@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Email in logins and in self-service: the first step of a user who may get a code by
-//! email, a code asked for at the authenticator prompt ([`email::REQUEST_WORD`]), the
+//! email, a code asked for at the authenticator prompt (`[mail] request_word`), the
 //! choice of a method at an enrolment at login, the confirm step, and the operations behind
 //! `twostepctl email set|confirm|remove` and `twostepctl mail test`.
 //!
@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::audit::{field, LoginContext};
 use super::authz::Caller;
-use super::email::{self, Purpose, Sent, REQUEST_WORD};
+use super::email::{self, Purpose, Sent};
 use super::lockout::{self, locked_message};
 use super::login::Awaiting;
 use super::mail::{self, By, Notice, Outgoing};
@@ -48,7 +48,7 @@ fn code_accept(n: u8, text: bool) -> Accept {
 }
 
 /// The first step for an enrolled user who is not locked: the authenticator prompt (naming
-/// [`REQUEST_WORD`] when an email code may be asked for), or, for a user whose only method
+/// `[mail] request_word` when an email code may be asked for), or, for a user whose only method
 /// is email, a code mailed now and its prompt.
 ///
 /// # Errors
@@ -68,7 +68,10 @@ pub fn first_step(
     if offered.contains(&Method::Totp) {
         return Ok(Step::Prompt {
             message: String::new(),
-            prompt: format!("Verification code (or type {REQUEST_WORD} for a code by email): "),
+            prompt: format!(
+                "Verification code (or type {} for a code by email): ",
+                core.settings().config().mail.request_word
+            ),
             accept: Accept::DigitsOrText {
                 n: digits,
                 max: TEXT_MAX,
@@ -103,8 +106,8 @@ fn code_prompt(core: &Core, sent: &Sent, offered: &[Method]) -> Step {
 }
 
 /// Whether `answer` at the authenticator prompt asks for a code by email.
-pub fn is_request(answer: &[u8]) -> bool {
-    answer == REQUEST_WORD.as_bytes()
+pub fn is_request(core: &Core, answer: &[u8]) -> bool {
+    answer == core.settings().config().mail.request_word.as_bytes()
 }
 
 /// The user asked for a code by email at the authenticator prompt: mail one (unless the

@@ -407,7 +407,7 @@ pub fn answer(
         .take(caller, id, now)
         .ok_or(Error::NoSession)?;
     let (step, next) = match session.awaiting {
-        Awaiting::Factor if email_flows::is_request(answer) => {
+        Awaiting::Factor if email_flows::is_request(core, answer) => {
             match email_flows::requested(core, &session.account, &session.ctx, now)? {
                 Some(step @ Step::Prompt { .. }) => (step, Some(Awaiting::Factor)),
                 Some(step) => (step, None),
