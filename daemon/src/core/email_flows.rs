@@ -335,12 +335,15 @@ fn target(core: &Core, caller: &Caller, user: &str) -> Result<(Account, By), Err
     if user.is_empty() {
         return Ok((core.accounts().by_uid(caller.uid)?, By::User));
     }
-    let account = core.accounts().by_name(user)?;
-    if account.uid == caller.uid {
-        return Ok((account, By::User));
+    match core.accounts().by_name(user) {
+        Ok(account) if account.uid == caller.uid => Ok((account, By::User)),
+        // Why authorize first: a non-admin learns nothing about other names (unknown and
+        // someone else's get the same refusal).
+        other => {
+            super::admin::authorize_admin(core, caller)?;
+            Ok((other?, By::Admin))
+        }
     }
-    super::admin::authorize_admin(core, caller)?;
-    Ok((account, By::Admin))
 }
 
 /// `twostepctl email set ADDRESS` (or an admin's `--user NAME`): the address becomes
