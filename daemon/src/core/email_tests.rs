@@ -223,3 +223,17 @@ fn a_wrong_confirming_code_at_login_spends_that_code() {
     let r = email_flows::confirm_own(&core, &caller(1000), right.as_bytes(), T0.plus(7));
     assert!(matches!(r, Err(super::Error::WrongCode(_))), "{r:?}");
 }
+
+#[test]
+fn a_host_that_allows_only_email_refuses_authenticator_enrolment() {
+    let (core, _) = setup(0);
+    let mut c = (*core.settings().config()).clone();
+    c.policy.methods = vec![MethodName::Email];
+    core.apply_config(c).unwrap();
+    let r = core.enroll_begin(&caller(1000), b"", T0);
+    assert!(
+        matches!(r, Err(super::Error::InvalidArgument(_))),
+        "{:?}",
+        r.err()
+    );
+}

@@ -121,6 +121,7 @@ pub(super) fn enroll_begin(
 /// is shown of it, once.
 ///
 /// # Errors
+/// [`Error::InvalidArgument`] when `[policy] methods` leaves out `totp`;
 /// [`Error::Internal`] when the random source or the URI fails.
 fn new_pending(
     core: &Core,
@@ -128,6 +129,11 @@ fn new_pending(
     name: Option<&str>,
     now: UnixTime,
 ) -> Result<(Pending, PendingInfo), Error> {
+    if !super::email::totp_allowed(core) {
+        return Err(Error::InvalidArgument(
+            "this host does not allow authenticator apps ([policy] methods)".into(),
+        ));
+    }
     let key = core.settings().new_key(now)?;
     let uri = totp::otpauth_uri(&key, core.settings().issuer(), label)
         .map_err(|e| Error::Internal(e.to_string()))?;
