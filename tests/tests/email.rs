@@ -257,6 +257,7 @@ fn mail_failures_are_a_clear_refusal_within_the_timeout_and_totp_logins_go_on() 
             h.join().unwrap()
         });
         let took = t0.elapsed();
+        eprintln!("{what}: the email login was refused after {took:?}");
         email_login.assert_refused();
         assert!(
             email_login.conversation().contains(SEND_FAILED)
@@ -582,4 +583,58 @@ fn login_by_email_code_through_real_sshd() {
         "{}",
         codes[0].raw
     );
+}
+
+/// `twostepctl email set` on a terminal asks for the address again: a difference changes
+/// nothing (no mail); the same address twice sends the code and asks for it.
+#[test]
+fn email_set_on_a_terminal_asks_for_the_address_twice() {
+    use twostep_e2e::proc;
+    use twostep_e2e::pty::{Dialog, Driver};
+    let server = Smtp::start(Mode::Plain);
+    let s = Stack::start_with(config(&server.config(None), 0), "");
+    let kai = User::create();
+    let run_ctl = |dialog: &Dialog| {
+        let driver = Driver::new(dialog);
+        let c = kai.creds();
+        let mut cmd = proc::command(None, "setpriv");
+        cmd.arg(format!("--reuid={}", c.uid))
+            .arg(format!("--regid={}", c.gid))
+            .args(["--clear-groups", "--", "expect"]);
+        driver.args(&mut cmd);
+        cmd.arg(twostep_e2e::artifacts::twostepctl()).args([
+            "--bus",
+            s.bus.address(),
+            "email",
+            "set",
+            &address(&kai),
+        ]);
+        driver.run(cmd)
+    };
+    let run = run_ctl(
+        &Dialog::new()
+            .expect("Type the address again: ")
+            .send("someone-else@example.org"),
+    );
+    assert!(run.completed(), "{run}");
+    assert_eq!(run.exit_code(), Some(1), "{run}");
+    assert!(
+        run.transcript().contains("the two addresses differ"),
+        "{run}"
+    );
+    assert!(server.messages().is_empty());
+
+    let run = run_ctl(
+        &Dialog::new()
+            .expect("Type the address again: ")
+            .send(&address(&kai))
+            .expect("Code from the mail: ")
+            .end(),
+    );
+    assert!(run.completed(), "{run}");
+    let code = server.wait_message(0).code(6).unwrap();
+    let out = s
+        .ctl
+        .run(Some(kai.creds()), &["email", "confirm", &code], b"");
+    assert!(out.success(), "{out}");
 }
