@@ -198,8 +198,8 @@ pub fn check(
     })
 }
 
-/// The user was just locked (and that is durable). Mail to the user goes here once
-/// mail is configured (the email issue); until then the lock is logged for the admin.
+/// The user was just locked (and that is durable): logged for the admin. The user's mail
+/// about it is `mail::Notice::Locked`, sent by the login beside this call.
 pub fn notify_locked(settings: &Settings, account: &Account, record: &Record, now: UnixTime) {
     let until = match lockout::state(record, now, &settings.lock_policy()) {
         LockState::Until(t) => t.0.to_string(),
