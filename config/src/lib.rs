@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod mail;
+pub use mail::{Mail, MethodName};
+
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/twostep/twostep.toml";
 
@@ -28,6 +31,7 @@ pub struct Config {
     pub policy: Policy,
     pub login: Login,
     pub app_passwords: AppPasswords,
+    pub mail: Mail,
 }
 
 /// `version = 1`.
@@ -322,8 +326,8 @@ pub struct AppPasswords {
     pub max_days: Bounded<1, 3650>,
     /// Whether an app password may never expire (`--expires never`). Default false.
     pub allow_never: bool,
-    /// Days before its expiry that an app password is announced to its user (once, logged
-    /// and marked in the record), 0 to 365; 0: never. Default 7.
+    /// Days before its expiry that an app password is announced to its user (once: logged,
+    /// marked in the record, mailed when `[mail]` is on), 0 to 365; 0: never. Default 7.
     pub notice_days: Bounded<0, 365>,
 }
 
@@ -356,6 +360,9 @@ pub struct Policy {
     /// counted from the first login at which the requirement applied. 0 (default): enrol
     /// at that login.
     pub enroll_grace_days: Bounded<0, 365>,
+    /// The verification methods this host allows: `totp`, `email` (needs `[mail]`).
+    /// Default `["totp"]`.
+    pub methods: Vec<MethodName>,
 }
 
 impl Default for Policy {
@@ -367,6 +374,7 @@ impl Default for Policy {
             admin_group: String::new(),
             may_toggle: true,
             enroll_grace_days: Bounded::new(0),
+            methods: vec![MethodName::Totp],
         }
     }
 }
@@ -456,6 +464,30 @@ impl Config {
     /// - `groups` listed with `require = "none"`: the admin names groups, nobody is required;
     /// - a group both required and exempt (exempt wins at login): it requires nobody.
     pub fn contradictions(&self) -> Option<String> {
+        self.policy_contradictions()
+            .or_else(|| self.mail.contradictions())
+            .or_else(|| self.methods_contradictions())
+    }
+
+    /// `[policy] methods`: at least one, each once, and `email` only with `[mail]`.
+    fn methods_contradictions(&self) -> Option<String> {
+        let m = &self.policy.methods;
+        if m.is_empty() {
+            return Some("[policy] methods must name at least one method".into());
+        }
+        if m.iter().enumerate().any(|(i, x)| m[..i].contains(x)) {
+            return Some("[policy] methods names a method twice".into());
+        }
+        if m.contains(&MethodName::Email) && !self.mail.enabled() {
+            return Some(
+                "[policy] methods = [\"email\", …] needs [mail] (transport = \"smtp\" or \"sendmail\")"
+                    .into(),
+            );
+        }
+        None
+    }
+
+    fn policy_contradictions(&self) -> Option<String> {
         let p = &self.policy;
         match p.require {
             Require::Groups if p.groups.is_empty() => Some(

@@ -33,6 +33,9 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    for m in crate::mailer::check_files(&config.mail) {
+        errors.push(format!("{}: {m}", path.display()));
+    }
     for f in config.check_groups(group_exists) {
         match f {
             Finding::Error(m) => errors.push(format!("{}: {m}", path.display())),

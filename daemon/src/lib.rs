@@ -3,7 +3,9 @@
 //!
 //! `core` is the logic (no bus); `bus` is the thin D-Bus adapter; `configfile` reads and
 //! checks the configuration; `import` reads other 2FA modules' enrolments (for
-//! `twostepctl admin import`); `logging` sends audit lines to syslog (authpriv) and stderr.
+//! `twostepctl admin import`); `mailer` sends mail (lettre) for the core; `notices` runs
+//! the periodic app-password expiry notices; `logging` sends audit lines to syslog
+//! (authpriv) and stderr.
 #![forbid(unsafe_code)]
 
 pub mod bus;
@@ -11,4 +13,5 @@ pub mod configfile;
 pub mod core;
 pub mod import;
 pub mod logging;
+pub mod mailer;
 pub mod notices;

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The daemon's periodic task that announces expiring app passwords: once at start, then
 //! every [`PERIOD`], it asks the core for the notices due (`Core::app_password_notices`:
-//! found with `apppw::notices_due`, marked in the record once, logged). Mail to the user is
-//! sent from here once the mailer exists (the email branch): each [`Notice`] carries the
-//! user, the app password's name and id, and its expiry.
+//! found with `apppw::notices_due`, marked in the record once, logged, and mailed to the
+//! user's confirmed address as `mail::Notice::AppPasswordExpiring` when mail is on).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +30,8 @@ pub async fn run(core: Arc<Core>) {
     }
 }
 
-/// Hand the notices on. Each was already logged and marked by the core; this is where the
-/// mailer is called. One line per round (once an hour), so a round can be seen to have run.
+/// One line per round (once an hour), so a round can be seen to have run; each notice was
+/// already logged, marked and mailed by the core.
 fn deliver(notices: &[Notice]) {
     log::info!(
         "action=app-password-notices outcome=done announced={}",

@@ -36,6 +36,7 @@ pub mod proc;
 pub mod pty;
 pub mod qr;
 pub mod records;
+pub mod smtp;
 pub mod sshd;
 pub mod stack;
 pub mod sudo;

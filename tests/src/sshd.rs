@@ -318,6 +318,8 @@ pub struct Ssh {
     preferred: String,
     known_hosts: Option<PathBuf>,
     timeout: Duration,
+    /// A program that prints the emailed code (answers `Code sent to …: `).
+    mail_code: Option<String>,
 }
 
 /// The askpass program: records every prompt (separated by `\x1e`) and answers it from the
@@ -333,6 +335,8 @@ case "$1" in
     exec oathtool --totp=SHA1 --base32 --digits=6 --time-step-size=30s --now="@$now" "$key" ;;
   *"Verification code: ")
     [ -f "$d/code" ] && exec cat "$d/code" ;;
+  *"Code sent to "*)
+    [ -x "$d/mailcode" ] && exec "$d/mailcode" ;;
   *"Press Enter"*)
     echo; exit 0 ;;
   *"assword: ")
@@ -354,6 +358,7 @@ impl Ssh {
             preferred: "publickey,keyboard-interactive".into(),
             known_hosts: None,
             timeout: CLIENT_TIMEOUT,
+            mail_code: None,
         }
     }
 
@@ -366,6 +371,13 @@ impl Ssh {
     /// Answer `Verification code: ` with `code`.
     pub fn code(mut self, code: &str) -> Self {
         self.code = Some(code.to_string());
+        self
+    }
+
+    /// Answer `Code sent to …: ` by running the shell script `script` (it prints the code
+    /// it read from the mail; see `smtp::Smtp::code_script`).
+    pub fn mail_code(mut self, script: &str) -> Self {
+        self.mail_code = Some(script.to_string());
         self
     }
 
@@ -400,6 +412,11 @@ impl Ssh {
         }
         if let Some(c) = &self.code {
             std::fs::write(dir.path().join("code"), format!("{c}\n")).expect("write");
+        }
+        if let Some(script) = &self.mail_code {
+            let path = dir.path().join("mailcode");
+            std::fs::write(&path, script).expect("write mailcode");
+            unique::chmod(&path, 0o700);
         }
         let mut cmd = proc::command(None, "ssh");
         cmd.env("SSH_ASKPASS", &askpass)

@@ -137,6 +137,10 @@ pub mod status_key {
     /// `a(stt)`: the confirmed authenticators in the order they were added: name, when
     /// added, when last used (0 = never). Never a key.
     pub const AUTHENTICATORS: &str = "authenticators";
+    /// `s`: the confirmed address for codes by email; empty: none.
+    pub const EMAIL: &str = "email";
+    /// `s`: an address waiting for its confirming code; empty: none.
+    pub const EMAIL_PENDING: &str = "email_pending";
     /// `s` (admin only): the account name.
     pub const USER: &str = "user";
     /// `u` (admin only): the account's uid.
@@ -163,6 +167,8 @@ pub mod status_key {
         LAST_SUCCESS,
         LAST_FAILURE,
         AUTHENTICATORS,
+        EMAIL,
+        EMAIL_PENDING,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
     /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
@@ -211,6 +217,10 @@ pub use step::*;
 mod import;
 pub use import::*;
 
+#[cfg(feature = "zbus")]
+mod email;
+#[cfg(feature = "zbus")]
+pub use email::*;
 #[cfg(feature = "zbus")]
 mod typed;
 #[cfg(feature = "zbus")]

@@ -95,6 +95,7 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
     let store = open_store(&config)?;
     let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
+    core.set_outbox(twostepd::mailer::Mailer::start()?);
     let builder = match &bus {
         BusAddress::System => zbus::connection::Builder::system(),
         BusAddress::Address(a) => zbus::connection::Builder::address(a.as_str()),

@@ -401,6 +401,8 @@ impl Props {
         self.put(key::LAST_SUCCESS, s.last_success);
         self.put(key::LAST_FAILURE, s.last_failure);
         self.put(key::AUTHENTICATORS, authenticator_tuples(s.authenticators));
+        self.put(key::EMAIL, s.email);
+        self.put(key::EMAIL_PENDING, s.email_pending);
     }
 }
 
@@ -623,6 +625,12 @@ pub async fn serve(
         .at(
             twostep_proto::OBJECT_PATH,
             super::apppw::AppPasswordIface(shared.clone()),
+        )
+        .await?;
+    server
+        .at(
+            twostep_proto::OBJECT_PATH,
+            super::email::EmailIface(shared.clone()),
         )
         .await?;
     server

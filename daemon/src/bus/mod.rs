@@ -5,6 +5,7 @@
 
 mod apppw;
 mod caller;
+mod email;
 mod errors;
 mod iface;
 mod import;

@@ -252,6 +252,9 @@ pub(super) fn admin_act(
         replace_vanished_record(core, caller, &account, now)?;
         replace_former_record(core, caller, &account, now)?;
     }
+    let before = matches!(action, Action::Reset | Action::Disable)
+        .then(|| super::mail::before(core, &account))
+        .flatten();
     core.update(&account, |r| {
         match action {
             Action::Reset | Action::Disable => r.forget_factors(),
@@ -274,6 +277,12 @@ pub(super) fn admin_act(
         field(&account.name),
         action.name()
     );
+    if let Some(old) = before {
+        let notice = super::mail::Notice::Disabled {
+            by: super::mail::By::Admin,
+        };
+        super::mail::notify(core, &account, &old, notice);
+    }
     Ok(())
 }
 

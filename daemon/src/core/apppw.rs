@@ -31,6 +31,7 @@ use super::authz::{self, Caller};
 use super::engine::Core;
 use super::lockout::{self, locked_message};
 use super::login::{self, Awaiting};
+use super::mail;
 use super::messages;
 use super::record::{self, Record};
 use super::recovery::{self, HashPool, ALPHABET};
@@ -814,7 +815,22 @@ pub fn expiry_notices(core: &Core, now: UnixTime) -> Result<Vec<Notice>, Error> 
             (Write::Save, Ok(notices))
         });
         match notices {
-            Ok(n) => out.extend(n),
+            Ok(n) => {
+                for notice in &n {
+                    let expires =
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(notice.expires.0);
+                    mail::notify_account(
+                        core,
+                        &account,
+                        mail::Notice::AppPasswordExpiring {
+                            name: notice.name.clone(),
+                            id: notice.id.clone(),
+                            expires: humantime::format_rfc3339_seconds(expires).to_string(),
+                        },
+                    );
+                }
+                out.extend(n);
+            }
             Err(e) => log::warn!(
                 "user={} action=app-password-notice outcome=skipped reason={}",
                 field(&account.name),

@@ -59,6 +59,8 @@ pub struct Core {
     /// own name has such a record (one `lstat`) does.
     legacy_left: std::sync::atomic::AtomicBool,
     hashes: HashPool,
+    /// Where mail goes (`crate::mailer` in the daemon; none in unit tests).
+    outbox: std::sync::RwLock<std::sync::Arc<dyn super::mail::Outbox>>,
 }
 
 /// Lock `m`, whether or not a holder panicked.
@@ -93,6 +95,7 @@ impl Core {
             unmigrated: Mutex::new(Vec::new()),
             legacy_left: std::sync::atomic::AtomicBool::new(false),
             hashes: HashPool::new(HASH_WORKERS),
+            outbox: std::sync::RwLock::new(std::sync::Arc::new(super::mail::NoMail)),
         };
         let legacy = match core.store.files().map(FileStore::legacy_names) {
             Some(Ok(names)) => names,
@@ -216,6 +219,15 @@ impl Core {
 
     pub(super) fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    pub(super) fn outbox(&self) -> std::sync::Arc<dyn super::mail::Outbox> {
+        std::sync::Arc::clone(&self.outbox.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Send mail through `outbox` from now on (the daemon's mailer).
+    pub fn set_outbox(&self, outbox: std::sync::Arc<dyn super::mail::Outbox>) {
+        *self.outbox.write().unwrap_or_else(PoisonError::into_inner) = outbox;
     }
 
     /// Put `config` in force (policy, TOTP parameters for new keys, lockout, recovery,

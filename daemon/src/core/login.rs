@@ -14,8 +14,10 @@ use twostep_proto::{Step, Verdict};
 
 use super::audit::{audit, login_event, LoginContext};
 use super::authz::{self, Caller};
+use super::email_flows;
 use super::engine::{lock, Core};
 use super::lockout::{self, locked_message};
+use super::mail::{self, Notice};
 use super::messages;
 use super::record::{Record, TotpKey};
 use super::recovery;
@@ -23,6 +25,18 @@ use super::store::Write;
 use super::totp::{self, Check};
 use super::users::{self, Account};
 use super::verify::{self, Checked, Used};
+
+/// Recovery codes left at which the user is mailed that they run low.
+pub const RECOVERY_LOW: usize = 2;
+
+/// Where a failed attempt came from, for account mail: the remote host, else the service.
+fn failure_source(ctx: &LoginContext) -> String {
+    match (ctx.rhost.is_empty(), ctx.service.is_empty()) {
+        (false, _) => ctx.rhost.clone(),
+        (true, false) => format!("{} on this host", ctx.service),
+        (true, true) => "-".into(),
+    }
+}
 use super::{Error, UnixTime};
 
 /// Login sessions in flight per non-root caller uid (on top of the `[login]` bounds).
@@ -44,6 +58,12 @@ pub enum Awaiting {
     Acknowledge,
     /// An app password (`apppw`); `known`: the name is an account NSS knows.
     AppPassword { known: bool },
+    /// At an enrolment at login: `1` (authenticator app) or `2` (email).
+    Choose,
+    /// At an enrolment at login: the email address.
+    EmailAddress,
+    /// At an enrolment at login: the code mailed to that address.
+    EmailConfirm,
 }
 
 /// One login conversation.
@@ -294,6 +314,11 @@ pub fn begin(
             return Ok((String::new(), messages::done(Verdict::Success, reminder)));
         }
         audit(&account, &ctx, caller, "enrolment-started");
+        if email_flows::email_allowed(core) {
+            let (step, awaiting) = email_flows::enrol_choice(core, user);
+            let id = new_session(core, caller, &account, ctx, now, awaiting)?;
+            return Ok((id, step));
+        }
         let key = core.settings().new_key(now)?;
         let step = messages::enrolment_prompt(&key, core.settings().issuer(), user)?;
         let id = new_session(
@@ -311,7 +336,11 @@ pub fn begin(
         audit(&account, &ctx, caller, "locked");
         return Ok((String::new(), messages::done(Verdict::Locked, msg)));
     }
-    let step = messages::first_prompt(&verify::offered(&record), core.settings().digits());
+    let step = email_flows::first_step(core, &account, &record, &ctx, now)?;
+    if let Step::Done { .. } = step {
+        audit(&account, &ctx, caller, "email-code-not-sent");
+        return Ok((String::new(), step));
+    }
     let id = new_session(core, caller, &account, ctx, now, Awaiting::Factor)?;
     Ok((id, step))
 }
@@ -383,6 +412,49 @@ pub fn answer(
         .take(caller, id, now)
         .ok_or(Error::NoSession)?;
     let (step, next) = match session.awaiting {
+        Awaiting::Factor if email_flows::is_request(core, answer) => {
+            match email_flows::requested(core, &session.account, &session.ctx, now)? {
+                Some(step @ Step::Prompt { .. }) => (step, Some(Awaiting::Factor)),
+                Some(step) => (step, None),
+                None => (
+                    answer_factor(core, caller, &session.account, &session.ctx, answer, now)?,
+                    None,
+                ),
+            }
+        }
+        Awaiting::Choose => match email_flows::chosen(answer) {
+            Ok(Some((step, awaiting))) => (step, Some(awaiting)),
+            Ok(None) => {
+                let key = core.settings().new_key(now)?;
+                let step = messages::enrolment_prompt(
+                    &key,
+                    core.settings().issuer(),
+                    &session.account.name,
+                )?;
+                (step, Some(Awaiting::EnrolConfirm(key)))
+            }
+            Err(step) => (step, None),
+        },
+        Awaiting::EmailAddress => {
+            email_flows::address_given(core, &session.account, &session.ctx, answer, now)?
+        }
+        Awaiting::EmailConfirm => {
+            let (step, next) = email_flows::confirm_at_login(core, &session.account, answer, now)?;
+            let outcome = if next.is_some()
+                || matches!(
+                    step,
+                    Step::Done {
+                        verdict: Verdict::Success,
+                        ..
+                    }
+                ) {
+                "enrolled (email)"
+            } else {
+                "enrolment-wrong-code"
+            };
+            audit(&session.account, &session.ctx, caller, outcome);
+            (step, next)
+        }
         Awaiting::Factor => (
             answer_factor(core, caller, &session.account, &session.ctx, answer, now)?,
             None,
@@ -440,7 +512,9 @@ fn answer_factor(
     now: UnixTime,
 ) -> Result<Step, Error> {
     let mode = core.settings().config().recovery.mode;
+    let mut notices = Vec::new();
     let (step, outcome, locked) = core.update(account, |record| {
+        let prior = (record.failures, record.last_failure_from.clone());
         if !record.enrolled() {
             let step = messages::done(Verdict::NotEnrolled, String::new());
             return (Write::Keep, Ok((step, "not-enrolled", None)));
@@ -451,7 +525,13 @@ fn answer_factor(
         };
         let tag = checked.tag();
         let answered = match checked {
-            Checked::Accepted(_, Used::Authenticator(_)) => {
+            Checked::Accepted(_, Used::Authenticator(_) | Used::EmailCode) => {
+                if prior.0 > 0 {
+                    notices.push(Notice::LoginAfterFailures {
+                        failures: prior.0,
+                        from: prior.1.unwrap_or_else(|| "-".into()),
+                    });
+                }
                 record.note(now, login_event("success", ctx));
                 (messages::done(Verdict::Success, String::new()), tag, None)
             }
@@ -462,15 +542,21 @@ fn answer_factor(
                     messages::RECOVERY_SWITCHED_OFF.to_owned()
                 } else {
                     record.note(now, login_event("success (recovery code)", ctx));
+                    if left <= RECOVERY_LOW {
+                        notices.push(Notice::RecoveryLow { left });
+                    }
                     messages::recovery_left(left)
                 };
                 (messages::done(Verdict::Success, msg), tag, None)
             }
-            Checked::Replayed(refused) | Checked::Wrong(refused) => (
-                messages::done(Verdict::Denied, refused.text),
-                tag,
-                refused.locked.then(|| record.clone()),
-            ),
+            Checked::Replayed(refused) | Checked::Wrong(refused) => {
+                record.last_failure_from = Some(failure_source(ctx));
+                (
+                    messages::done(Verdict::Denied, refused.text),
+                    tag,
+                    refused.locked.then(|| record.clone()),
+                )
+            }
             Checked::Locked(msg) => {
                 return (
                     Write::Keep,
@@ -482,6 +568,16 @@ fn answer_factor(
     })?;
     if let Some(record) = locked {
         verify::notify_locked(core.settings(), account, &record, now);
+        let policy = core.settings().lock_policy();
+        let until = locked_message(lockout::state(&record, now, &policy), now).unwrap_or_default();
+        mail::notify(core, account, &record, Notice::Locked { until });
+    }
+    if !notices.is_empty() {
+        if let Ok(Some(record)) = core.load(account) {
+            for n in notices {
+                mail::notify(core, account, &record, n);
+            }
+        }
     }
     audit(account, ctx, caller, outcome);
     Ok(step)

@@ -42,7 +42,7 @@ pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
     let mut accept = Accept::Digits { n: digits };
     for method in offered {
         match method {
-            Method::Totp => {}
+            Method::Totp | Method::Email => {}
             Method::Recovery => {
                 accept = Accept::DigitsOrText {
                     n: digits,

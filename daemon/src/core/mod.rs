@@ -18,11 +18,14 @@ pub mod apppw;
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod email;
+pub mod email_flows;
 pub mod engine;
 pub mod error;
 pub mod import;
 pub mod lockout;
 pub mod login;
+pub mod mail;
 pub mod messages;
 pub mod policy;
 pub mod qr;
@@ -41,6 +44,8 @@ pub mod verify;
 mod apppw_tests;
 #[cfg(test)]
 mod authenticator_tests;
+#[cfg(test)]
+mod email_tests;
 #[cfg(test)]
 mod fake_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::apppw::AppPassword;
+use super::email::EmailState;
 use super::policy::Override;
 use super::recovery::StoredCode;
 use super::UnixTime;
@@ -73,6 +74,13 @@ pub struct Record {
     /// App passwords (hashed), revoked and expired ones kept for listing (see `apppw`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,
+    /// Codes by email: the address, a pending one, the code in force, the throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailState>,
+    /// Where the latest failed attempt came from (remote host or service), for the mail
+    /// at the next successful login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_from: Option<String>,
 }
 
 /// Something that happened to the user's second factor.
@@ -116,6 +124,9 @@ struct OnDisk {
     events: Vec<Event>,
     #[serde(default)]
     app_passwords: Vec<AppPassword>,
+    email: Option<EmailState>,
+    #[serde(default)]
+    last_failure_from: Option<String>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -174,6 +185,8 @@ impl TryFrom<OnDisk> for Record {
             required_since: d.required_since,
             events: d.events,
             app_passwords: d.app_passwords,
+            email: d.email,
+            last_failure_from: d.last_failure_from,
         })
     }
 }
@@ -202,9 +215,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl Record {
-    /// Enrolled: at least one confirmed authenticator.
+    /// Enrolled: at least one confirmed authenticator, or a confirmed email address.
     pub fn enrolled(&self) -> bool {
-        !self.authenticators.is_empty()
+        !self.authenticators.is_empty() || super::email::has_address(self)
     }
 
     /// The authenticator called `name`.
@@ -265,6 +278,10 @@ impl Record {
         self.authenticators.clear();
         self.pending = None;
         self.recovery.clear();
+        // Why the throttle stays: switching off and on again must not reset it.
+        if let Some(e) = &mut self.email {
+            e.forget_address();
+        }
         self.failures = 0;
         self.last_failure = None;
     }

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use super::audit::field;
 use super::engine::Core;
+use super::mail::{self, Notice};
 use super::policy;
 use super::record::{self, Authenticator, Pending, Record};
 use super::recovery;
@@ -120,6 +121,7 @@ pub(super) fn enroll_begin(
 /// is shown of it, once.
 ///
 /// # Errors
+/// [`Error::InvalidArgument`] when `[policy] methods` leaves out `totp`;
 /// [`Error::Internal`] when the random source or the URI fails.
 fn new_pending(
     core: &Core,
@@ -127,6 +129,11 @@ fn new_pending(
     name: Option<&str>,
     now: UnixTime,
 ) -> Result<(Pending, PendingInfo), Error> {
+    if !super::email::totp_allowed(core) {
+        return Err(Error::InvalidArgument(
+            "this host does not allow authenticator apps ([policy] methods)".into(),
+        ));
+    }
     let key = core.settings().new_key(now)?;
     let uri = totp::otpauth_uri(&key, core.settings().issuer(), label)
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -256,6 +263,10 @@ pub(super) fn confirm(
         "user={} action={action} outcome=active",
         field(&account.name)
     );
+    if let Confirming::Added(name) = &kind {
+        let (name, added, by) = (name.to_string(), true, mail::By::User);
+        mail::notify_account(core, &account, Notice::Authenticator { name, added, by });
+    }
     Ok(shown)
 }
 
@@ -410,6 +421,7 @@ pub(super) fn authenticator_remove(
     now: UnixTime,
 ) -> Result<(), Error> {
     let account = core.accounts().by_uid(caller.uid)?;
+    let before = mail::before(core, &account);
     let switched_off = core.update(&account, |record| {
         if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
@@ -454,6 +466,15 @@ pub(super) fn authenticator_remove(
         field(name),
         if switched_off { "off" } else { "removed" }
     );
+    let by = mail::By::User;
+    match (switched_off, before) {
+        (true, Some(old)) => mail::notify(core, &account, &old, Notice::Disabled { by }),
+        (true, None) => {}
+        (false, _) => {
+            let (name, added) = (name.to_owned(), false);
+            mail::notify_account(core, &account, Notice::Authenticator { name, added, by });
+        }
+    }
     Ok(())
 }
 
@@ -501,6 +522,7 @@ pub(super) fn disable(
     now: UnixTime,
 ) -> Result<(), Error> {
     let account = core.accounts().by_uid(caller.uid)?;
+    let before = mail::before(core, &account);
     core.update(&account, |record| {
         if !record.enrolled() {
             return (Write::Keep, Err(Error::NotEnrolled(account.name.clone())));
@@ -516,6 +538,14 @@ pub(super) fn disable(
         (Write::Save, Ok(()))
     })?;
     log::info!("user={} action=disable outcome=off", field(&account.name));
+    if let Some(old) = before {
+        mail::notify(
+            core,
+            &account,
+            &old,
+            Notice::Disabled { by: mail::By::User },
+        );
+    }
     Ok(())
 }
 

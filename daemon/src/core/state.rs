@@ -40,6 +40,10 @@ pub struct UserState {
     pub last_failure: u64,
     /// The confirmed authenticators, in the order they were added.
     pub authenticators: Vec<AuthenticatorInfo>,
+    /// The confirmed address for codes by email; empty: none.
+    pub email: String,
+    /// An address waiting for its confirming code; empty: none.
+    pub email_pending: String,
 }
 
 impl UserState {
@@ -71,6 +75,20 @@ impl UserState {
                     last_used: a.last_used.map_or(0, |t| t.0),
                 })
                 .collect(),
+            email: email_field(record, |e| e.address.as_ref()),
+            email_pending: email_field(record, |e| e.pending.as_ref()),
         }
     }
+}
+
+fn email_field(
+    record: &Record,
+    f: impl Fn(&super::email::EmailState) -> Option<&String>,
+) -> String {
+    record
+        .email
+        .as_ref()
+        .and_then(f)
+        .cloned()
+        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@
 //! Adding a method (email codes, app passwords) = a variant of [`Method`], a file here, and
 //! the places the compiler then lists (the exhaustive matches on `Method`).
 
+mod email;
 mod recovery;
 mod totp;
 
@@ -28,6 +29,8 @@ pub enum Method {
     Totp,
     /// One of the user's unused one-time recovery codes.
     Recovery,
+    /// The code mailed to the user's confirmed address (`core::email`).
+    Email,
 }
 
 impl Method {
@@ -36,19 +39,25 @@ impl Method {
         match self {
             Method::Totp => "totp",
             Method::Recovery => "recovery-code",
+            Method::Email => "email-code",
         }
     }
 }
 
 /// The methods `record` offers, in the order an answer is tried against them: TOTP while
-/// any authenticator is confirmed, recovery codes while any is unused. Empty: not enrolled.
+/// any authenticator is confirmed, an email code while an address is confirmed (whether
+/// the host allows email is [`check`]'s and the login's business), recovery codes while
+/// any is unused. Empty: not enrolled.
 pub fn offered(record: &Record) -> Vec<Method> {
-    let mut methods = Vec::with_capacity(2);
+    let mut methods = Vec::with_capacity(3);
     if !record.authenticators.is_empty() {
         methods.push(Method::Totp);
-        if super::recovery::left(&record.recovery) > 0 {
-            methods.push(Method::Recovery);
-        }
+    }
+    if super::email::has_address(record) {
+        methods.push(Method::Email);
+    }
+    if !methods.is_empty() && super::recovery::left(&record.recovery) > 0 {
+        methods.push(Method::Recovery);
     }
     methods
 }
@@ -60,6 +69,8 @@ pub enum Used {
     Authenticator(String),
     /// A recovery code; this many are left unused.
     RecoveryCode { left: usize },
+    /// The code mailed to the confirmed address.
+    EmailCode,
 }
 
 /// A refused answer, already charged: the text for the user; `locked`: this attempt
@@ -90,6 +101,7 @@ impl Checked {
         match self {
             Checked::Accepted(Method::Totp, _) => "success",
             Checked::Accepted(Method::Recovery, _) => "success-recovery-code",
+            Checked::Accepted(Method::Email, _) => "success-email-code",
             Checked::Replayed(_) => "replayed",
             Checked::Wrong(_) => "wrong-code",
             Checked::Locked(_) => "locked",
@@ -126,8 +138,20 @@ pub fn check(
     if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
         return Ok(Checked::Locked(msg));
     }
-    let methods = offered(record);
-    if methods.is_empty() {
+    let email_allowed = {
+        let c = settings.config();
+        c.mail.enabled()
+            && c.policy
+                .methods
+                .contains(&twostep_config::MethodName::Email)
+    };
+    // Why kept for an email-only user on a host that stopped allowing email: the user stays
+    // enrolled (fails closed); recovery codes still work, the email code does not.
+    let methods: Vec<Method> = offered(record)
+        .into_iter()
+        .filter(|m| *m != Method::Email || email_allowed)
+        .collect();
+    if offered(record).is_empty() {
         return Err(Error::NotEnrolled(record.user.clone()));
     }
     let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
@@ -141,6 +165,7 @@ pub fn check(
         attempt = match method {
             Method::Totp => totp::attempt(record, answer, now, window)?,
             Method::Recovery => recovery::attempt(record, answer, hashes, now),
+            Method::Email => email::attempt(record, answer, now),
         };
         match attempt {
             Attempt::Accepted(used) => {
@@ -173,8 +198,8 @@ pub fn check(
     })
 }
 
-/// The user was just locked (and that is durable). Mail to the user goes here once
-/// mail is configured (the email issue); until then the lock is logged for the admin.
+/// The user was just locked (and that is durable): logged for the admin. The user's mail
+/// about it is `mail::Notice::Locked`, sent by the login beside this call.
 pub fn notify_locked(settings: &Settings, account: &Account, record: &Record, now: UnixTime) {
     let until = match lockout::state(record, now, &settings.lock_policy()) {
         LockState::Until(t) => t.0.to_string(),

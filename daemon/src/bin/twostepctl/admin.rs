@@ -310,12 +310,20 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     outln!("User:             {}", s(&u, key::USER));
     outln!(
         "Authenticator:    {}",
-        if s(&u, key::ENROLLED) == "yes" {
-            "active"
-        } else {
+        if authenticators(&u).is_empty() {
             "not set up"
+        } else {
+            "active"
         }
     );
+    for (label, k) in [
+        ("Email:", key::EMAIL),
+        ("Email pending:", key::EMAIL_PENDING),
+    ] {
+        if !s(&u, k).is_empty() {
+            outln!("{label:<18}{}", s(&u, k));
+        }
+    }
     for a in authenticators(&u) {
         outln!(
             "  {}: added {}, last used {}",

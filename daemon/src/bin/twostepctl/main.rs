@@ -9,6 +9,7 @@ mod io;
 mod admin;
 mod apppw;
 mod doctor;
+mod email;
 mod import;
 mod user;
 
@@ -72,6 +73,12 @@ enum Command {
     /// Admin: carry enrolments over from other 2FA modules (root or the admin group).
     #[command(subcommand)]
     Admin(import::AdminCommand),
+    /// Codes by email (the weaker method): set, confirm or remove your address.
+    #[command(subcommand)]
+    Email(email::EmailCommand),
+    /// Admin: the mailer.
+    #[command(subcommand)]
+    Mail(email::MailCommand),
     /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
     /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
     Doctor {
@@ -159,6 +166,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Locks { json } => admin::locks(&conn, json).await,
         Command::Reload => admin::reload(&conn).await,
         Command::Admin(c) => import::run(&conn, c).await,
+        Command::Email(c) => email::email(&conn, c).await,
+        Command::Mail(c) => email::mail(&conn, c).await,
         Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. } => Ok(()),
     }
 }

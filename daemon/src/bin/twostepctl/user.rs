@@ -364,6 +364,13 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0)
     };
+    let text = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| <&str>::try_from(&**v).ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
     if json {
         let v = serde_json::json!({
             (key::ENROLLED): b(key::ENROLLED),
@@ -378,11 +385,13 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             (key::AUTHENTICATORS): authenticators(&props).iter().map(|(name, added, used)| {
                 serde_json::json!({ "name": name, "added": added, "last_used": used })
             }).collect::<Vec<_>>(),
+            (key::EMAIL): text(key::EMAIL),
+            (key::EMAIL_PENDING): text(key::EMAIL_PENDING),
         });
         outln!("{v}");
         return Ok(());
     }
-    let app = if b(key::ENROLLED) {
+    let app = if !authenticators(&props).is_empty() {
         "active"
     } else if b(key::PENDING_ENROLLMENT) {
         "waiting for its first code (run `twostepctl enroll` again)"
@@ -392,6 +401,16 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     outln!("Authenticator app:    {app}");
     for (name, added, used) in authenticators(&props) {
         outln!("  {name}: added {}, last used {}", when(added), when(used));
+    }
+    let (email, pending) = (text(key::EMAIL), text(key::EMAIL_PENDING));
+    match (email.is_empty(), pending.is_empty()) {
+        (true, true) => {}
+        (false, _) => outln!("Codes by email:       {email}"),
+        (true, false) => {
+            outln!(
+                "Codes by email:       {pending} (waiting for its code: twostepctl email confirm)"
+            )
+        }
     }
     outln!("Recovery codes left:  {}", n(key::RECOVERY_CODES_LEFT));
     outln!(

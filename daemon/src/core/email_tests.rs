@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The email method's rules with a controlled clock, over a [`MemoryStore`],
+//! [`FakeAccounts`] and an outbox that records what it is given or fails as told: expiry,
+//! single use, a new code invalidating the old, no code left after a failed send, nothing
+//! charged for a failed send, the throttle, and the locked user who gets no mail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use twostep_config::mail::Transport;
+use twostep_config::{Bounded, Config, Mail, MethodName};
+use twostep_proto::{Step, Verdict};
+
+use super::audit::LoginContext;
+use super::mail::{Outbox, Outgoing, SendError};
+use super::store::memory::MemoryStore;
+use super::test_support::caller;
+use super::users::FakeAccounts;
+use super::UnixTime;
+use super::{email_flows, Core};
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+
+/// Records every message; fails every send while `fail` holds an error.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<Outgoing>>,
+    fail: Mutex<Option<SendError>>,
+}
+
+impl Outbox for Recorder {
+    fn send(&self, _: &Mail, mail: Outgoing) -> Result<String, SendError> {
+        if let Some(e) = self.fail.lock().unwrap().clone() {
+            return Err(e);
+        }
+        self.sent.lock().unwrap().push(mail);
+        Ok("250 ok".into())
+    }
+    fn post(&self, _: &Mail, mail: Outgoing, _: String) {
+        self.sent.lock().unwrap().push(mail);
+    }
+}
+
+impl Recorder {
+    fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+    /// The code of the newest code mail.
+    fn code(&self) -> String {
+        let sent = self.sent.lock().unwrap();
+        let body = &sent
+            .iter()
+            .rev()
+            .find(|m| m.body.contains(" is "))
+            .unwrap()
+            .body;
+        let at = body.find(" is ").unwrap() + 4;
+        body[at..at + 6].to_owned()
+    }
+}
+
+fn setup(cooldown: u64) -> (Core, Arc<Recorder>) {
+    let mut c = Config::default();
+    c.lockout.max_failures = Bounded::new(3);
+    c.login.prompt_timeout_seconds = Bounded::new(3600);
+    c.policy.methods = vec![MethodName::Totp, MethodName::Email];
+    c.mail = Mail {
+        transport: Transport::Smtp,
+        host: "127.0.0.1".into(),
+        from: "t@example.org".into(),
+        cooldown_seconds: Bounded::new(cooldown),
+        ..Mail::default()
+    };
+    let accounts = FakeAccounts::new().with("ann", 1000, &["ann"]);
+    let core = Core::with_parts(c, Box::new(MemoryStore::new()), Box::new(accounts));
+    let outbox = Arc::new(Recorder::default());
+    core.set_outbox(outbox.clone());
+    email_flows::set(&core, &caller(1000), "", "ann@example.org", T0).unwrap();
+    let code = outbox.code();
+    email_flows::confirm_own(&core, &caller(1000), code.as_bytes(), T0).unwrap();
+    (core, outbox)
+}
+
+/// Begin a login at `at`; the session and its first step.
+fn begin(core: &Core, at: UnixTime) -> (String, Step) {
+    core.begin_login(&caller(0), "ann", LoginContext::default(), at)
+        .unwrap()
+}
+
+fn verdict(step: &Step) -> Option<Verdict> {
+    match step {
+        Step::Done { verdict, .. } => Some(*verdict),
+        Step::Prompt { .. } => None,
+    }
+}
+
+fn answer(core: &Core, id: &str, code: &str, at: UnixTime) -> Step {
+    core.answer(&caller(0), id, code.as_bytes(), at).unwrap()
+}
+
+#[test]
+fn a_code_works_once_and_not_after_it_expires() {
+    let (core, outbox) = setup(0);
+    let (id, _) = begin(&core, T0);
+    let code = outbox.code();
+    assert_eq!(
+        verdict(&answer(&core, &id, &code, T0.plus(5))),
+        Some(Verdict::Success)
+    );
+    let (id, _) = begin(&core, T0.plus(10));
+    assert_eq!(
+        verdict(&answer(&core, &id, &code, T0.plus(11))),
+        Some(Verdict::Denied)
+    );
+
+    let (id, _) = begin(&core, T0.plus(20));
+    let code = outbox.code();
+    // 600 s later the code is gone (the session is kept alive by a long prompt timeout).
+    let late = T0.plus(20 + 600);
+    assert_eq!(
+        verdict(&answer(&core, &id, &code, late)),
+        Some(Verdict::Denied)
+    );
+    // One second earlier it would have worked.
+    let (id, _) = begin(&core, late);
+    let code = outbox.code();
+    assert_eq!(
+        verdict(&answer(&core, &id, &code, late.plus(599))),
+        Some(Verdict::Success)
+    );
+}
+
+#[test]
+fn a_new_code_invalidates_the_old_one() {
+    let (core, outbox) = setup(0);
+    let (first, _) = begin(&core, T0);
+    let old = outbox.code();
+    let (second, _) = begin(&core, T0.plus(1));
+    let new = outbox.code();
+    assert_ne!(old, new);
+    assert_eq!(
+        verdict(&answer(&core, &first, &old, T0.plus(2))),
+        Some(Verdict::Denied)
+    );
+    assert_eq!(
+        verdict(&answer(&core, &second, &new, T0.plus(3))),
+        Some(Verdict::Success)
+    );
+}
+
+#[test]
+fn a_failed_send_leaves_no_code_and_charges_nothing() {
+    let (core, outbox) = setup(0);
+    let (id, _) = begin(&core, T0);
+    let code = outbox.code();
+    *outbox.fail.lock().unwrap() = Some(SendError::TimedOut);
+    // A second login's send fails: the first code is gone too, and the answer says why.
+    let (_, step) = begin(&core, T0.plus(1));
+    match &step {
+        Step::Prompt { message, .. } => assert!(message.contains("could not send the code")),
+        Step::Done { message, .. } => assert!(message.contains("could not send the code")),
+    }
+    assert_eq!(
+        verdict(&answer(&core, &id, &code, T0.plus(2))),
+        Some(Verdict::Denied)
+    );
+    let info = core.admin_show(&caller(0), "ann", T0.plus(3)).unwrap();
+    assert_eq!(
+        info.state.failures, 1,
+        "only the one evaluated wrong answer counts"
+    );
+}
+
+#[test]
+fn the_throttle_answers_without_mailing_and_a_locked_user_gets_no_mail() {
+    let (core, outbox) = setup(60);
+    // The confirmation code started the cooldown.
+    let n = outbox.count();
+    let (id, step) = begin(&core, T0.plus(30));
+    match step {
+        Step::Prompt { message, .. } => assert!(message.contains("sent recently"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(outbox.count(), n);
+    assert_eq!(
+        verdict(&answer(&core, &id, "000000", T0.plus(31))),
+        Some(Verdict::Denied)
+    );
+    for i in 0..2 {
+        let (id, _) = begin(&core, T0.plus(100 + i * 61));
+        let _ = answer(&core, &id, "000000", T0.plus(101 + i * 61));
+    }
+    let n = outbox.count();
+    let (id, step) = begin(&core, T0.plus(400));
+    assert_eq!(verdict(&step), Some(Verdict::Locked), "{step:?}");
+    assert!(id.is_empty());
+    // The lock notice went out; nothing since.
+    assert_eq!(outbox.count(), n);
+    assert!(outbox
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.subject.ends_with("account locked")));
+}
+
+#[test]
+fn a_wrong_confirming_code_at_login_spends_that_code() {
+    let (core, outbox) = setup(0);
+    let account = core.accounts().by_uid(1000).unwrap();
+    email_flows::set(&core, &caller(1000), "", "ann2@example.org", T0.plus(5)).unwrap();
+    let right = outbox.code();
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let (step, next) =
+        email_flows::confirm_at_login(&core, &account, wrong.as_bytes(), T0.plus(6)).unwrap();
+    assert_eq!(verdict(&step), Some(Verdict::Denied));
+    assert!(next.is_none());
+    // The right code no longer confirms: one guess per mailed code.
+    let r = email_flows::confirm_own(&core, &caller(1000), right.as_bytes(), T0.plus(7));
+    assert!(matches!(r, Err(super::Error::WrongCode(_))), "{r:?}");
+}
+
+#[test]
+fn a_host_that_allows_only_email_refuses_authenticator_enrolment() {
+    let (core, _) = setup(0);
+    let mut c = (*core.settings().config()).clone();
+    c.policy.methods = vec![MethodName::Email];
+    core.apply_config(c).unwrap();
+    let r = core.enroll_begin(&caller(1000), b"", T0);
+    assert!(
+        matches!(r, Err(super::Error::InvalidArgument(_))),
+        "{:?}",
+        r.err()
+    );
+}
