@@ -35,6 +35,7 @@ use super::selfservice::{self, Confirming, PendingInfo, Status};
 use super::settings::Settings;
 use super::state::AuthenticatorInfo;
 use super::store::{self, FileStore, Migration, Store, Write};
+use super::transfer;
 use super::users::{Account, Accounts, NssAccounts};
 use super::verify;
 use super::{Error, UnixTime};
@@ -539,6 +540,43 @@ impl Core {
         now: UnixTime,
     ) -> Result<RepairReport, Error> {
         admin::admin_repair(self, caller, name, confirm, now)
+    }
+
+    /// Write every account to `out` with its secrets sealed (see [`transfer::export`]).
+    ///
+    /// # Errors
+    /// As [`transfer::export`].
+    pub fn export_records(
+        &self,
+        caller: &Caller,
+        out: &mut dyn std::io::Write,
+    ) -> Result<transfer::ExportReport, Error> {
+        transfer::export(caller, self.store(), out)
+    }
+
+    /// Add the accounts of an export (see [`transfer::import`]).
+    ///
+    /// # Errors
+    /// As [`transfer::import`].
+    pub fn import_records(
+        &self,
+        caller: &Caller,
+        input: &mut dyn std::io::BufRead,
+        dry_run: bool,
+    ) -> Result<transfer::ImportReport, Error> {
+        transfer::import(caller, self.store(), input, dry_run)
+    }
+
+    /// Re-seal every record with the key in `new_key` (see [`transfer::rotate_key`]).
+    ///
+    /// # Errors
+    /// As [`transfer::rotate_key`].
+    pub fn rotate_key(
+        &self,
+        caller: &Caller,
+        new_key: &std::path::Path,
+    ) -> Result<transfer::RotateReport, Error> {
+        transfer::rotate_key(caller, self.store(), new_key)
     }
 }
 
