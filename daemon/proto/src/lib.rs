@@ -21,6 +21,8 @@ pub const LOGIN2_INTERFACE: &str = "org.twostep.Login2";
 pub const USER_INTERFACE: &str = "org.twostep.User1";
 /// Admin methods (root or the admin group).
 pub const ADMIN_INTERFACE: &str = "org.twostep.Admin1";
+/// Moving whole stores (export, import, key rotation): root only.
+pub const STORE_INTERFACE: &str = "org.twostep.Store1";
 /// Prefix of every error name the daemon sends.
 pub const ERROR_PREFIX: &str = "org.twostep.Error";
 

@@ -40,7 +40,7 @@ struct InFlight {
 }
 
 /// One admitted call; its counts are released on drop (when the method returns).
-struct Slot {
+pub(super) struct Slot {
     table: Arc<Mutex<InFlight>>,
     sender: String,
     uid: u32,
@@ -65,7 +65,7 @@ impl Drop for Slot {
 }
 
 #[derive(Clone)]
-struct Shared {
+pub(super) struct Shared {
     core: Arc<Core>,
     identify: Identify,
     in_flight: Arc<Semaphore>,
@@ -76,7 +76,7 @@ struct Shared {
 impl Shared {
     /// The caller, identified by the bus, within its call rate and its calls in flight
     /// (per connection, and per uid unless root); the slot is held until the method returns.
-    async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Slot), Error> {
+    pub(super) async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Slot), Error> {
         let caller = self.identify.caller(hdr).await?;
         if !self.rate.admit(caller.uid, std::time::Instant::now()) {
             log::warn!("caller_uid={} outcome=rate-limited", caller.uid);
@@ -105,7 +105,7 @@ impl Shared {
     }
 
     /// Run `f` on the blocking pool, bounded by [`MAX_IN_FLIGHT`].
-    async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Core) -> Result<T, crate::core::Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -583,6 +583,12 @@ pub async fn serve(
         .await?;
     server
         .at(twostep_proto::OBJECT_PATH, UserIface(shared.clone()))
+        .await?;
+    server
+        .at(
+            twostep_proto::OBJECT_PATH,
+            super::store::StoreIface(shared.clone()),
+        )
         .await?;
     server
         .at(twostep_proto::OBJECT_PATH, AdminIface(shared, config_path))

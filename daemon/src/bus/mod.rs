@@ -7,6 +7,8 @@ mod caller;
 mod errors;
 mod iface;
 mod rate;
+mod store;
 
 pub use caller::Identify;
 pub use iface::{serve, AdminIface, LoginIface, UserIface};
+pub use store::StoreIface;

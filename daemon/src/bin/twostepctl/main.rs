@@ -8,6 +8,7 @@
 mod io;
 mod admin;
 mod doctor;
+mod fleet;
 mod user;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     },
     /// Admin: make the daemon re-read its configuration (an invalid file is refused).
     Reload,
+    /// Admin: move accounts between stores (export, import) and change the store key.
+    #[command(subcommand)]
+    Admin(fleet::AdminCommand),
     /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
     /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
     Doctor {
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::User(c) => admin::run(&conn, c).await,
         Command::Locks { json } => admin::locks(&conn, json).await,
         Command::Reload => admin::reload(&conn).await,
+        Command::Admin(c) => fleet::run(&conn, c).await,
         Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. } => Ok(()),
     }
 }
