@@ -81,6 +81,15 @@ fn serve(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Why before the runtime: the PostgreSQL store drives its own runtime from the calling
+    // thread, which must not be inside another runtime's async context.
+    let (store, sealer) = match open_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
@@ -93,7 +102,7 @@ fn serve(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.config.clone())) {
+    match runtime.block_on(run(config, store, sealer, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -102,9 +111,13 @@ fn serve(args: &Args) -> ExitCode {
     }
 }
 
-async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
+async fn run(
+    config: Config,
+    store: Box<dyn Store>,
+    sealer: Arc<Sealer>,
+    config_path: PathBuf,
+) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
-    let (store, sealer) = open_store(&config)?;
     let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
     let builder = match &bus {
         BusAddress::System => zbus::connection::Builder::system(),

@@ -16,8 +16,8 @@
 //!
 //! Every line is read, opened and checked before anything is written: a file with one bad
 //! line imports nothing. Then each account is one store transaction: created when the
-//! target has no record, left alone when it has the same one, reported as a conflict (and
-//! left alone) when it has another (`twostepctl user reset` first to take the imported
+//! target has no record or one without any factor, left alone when it has the same one,
+//! reported as a conflict (and left alone) when it has another (`twostepctl user reset` first to take the imported
 //! one). `--dry-run` reports the same without writing.
 
 use std::io::{BufRead, Write as _};
@@ -245,6 +245,15 @@ pub fn import(
                 )
             }
             (Some(existing), Some(r)) if *existing == r => (Write::Keep, Ok(Some(false))),
+            // A record without any factor (made by a status call or a login of a user not
+            // enrolled here) holds nothing an enrolment would lose: replaced.
+            (Some(existing), Some(r)) if without_factor(existing) => {
+                *slot = Some(r);
+                (
+                    if dry_run { Write::Keep } else { Write::Save },
+                    Ok(Some(true)),
+                )
+            }
             _ => (Write::Keep, Ok(None)),
         })?;
         match outcome {
@@ -257,6 +266,12 @@ pub fn import(
         }
     }
     Ok(report)
+}
+
+/// Whether `r` holds no second factor at all (no authenticator, pending key or recovery
+/// code).
+fn without_factor(r: &Record) -> bool {
+    !r.enrolled() && r.pending.is_none() && r.recovery.is_empty()
 }
 
 /// Seal every write with the key in `new_key` from now on and re-seal every record that is

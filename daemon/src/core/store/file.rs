@@ -544,6 +544,10 @@ impl FileStore {
         let (current, _) = decode_current(&bytes, uid, &self.sealer)
             .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
+        // Why: the slot a save keeps holds the previous record; when that one has a secret
+        // in the clear or sealed with another key (the first write after sealing began, a
+        // key rotation), it is overwritten too, so no earlier form of a secret stays.
+        let reseal = stored_value(&bytes).is_ok_and(|v| self.sealer.needs_reseal(&v));
         if HEADER + payload.len() > current.slot_size {
             drop(file);
             return self.write_whole(uid, user, &payload, generation);
@@ -553,9 +557,9 @@ impl FileStore {
         file.write_all_at(&new, (target * current.slot_size) as u64)
             .map_err(|e| fail("write", e))?;
         file.sync_data().map_err(|e| fail("fdatasync", e))?;
-        if current.upgrade {
+        if current.upgrade || reseal {
             // An old-format file: its other slot becomes a copy too, so that from now on
-            // every slot of this file is written and checked.
+            // every slot of this file is written and checked. (And see `reseal` above.)
             file.write_all_at(&new, (current.index * current.slot_size) as u64)
                 .map_err(|e| fail("write", e))?;
             file.sync_data().map_err(|e| fail("fdatasync", e))?;

@@ -159,7 +159,7 @@ pub fn connection_config(cfg: &StoreConfig) -> Result<tokio_postgres::Config, St
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
         .options(format!(
-            "-c statement_timeout={ms} -c lock_timeout={ms} \
+            "-c client_min_messages=warning -c statement_timeout={ms} -c lock_timeout={ms} \
              -c idle_in_transaction_session_timeout={}",
             ms.saturating_mul(4).max(5000)
         ));

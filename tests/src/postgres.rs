@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! A real PostgreSQL server (Debian's `postgresql` package) for the fleet tests: `initdb`
+//! in a temp dir as a fresh unprivileged user, `postgres` on a loopback port with its unix
+//! socket in the temp dir, a role `twostep` with a password (scram-sha-256 over TCP) and a
+//! database `twostep` it owns. Stopped and removed on drop, with its user.
+//!
+//! Layout of the temp dir (root-owned, 0755): `pg/` (the server user's: data, socket,
+//! log) and `root/` (root's, 0700: the password file the daemons read).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{proc, unique, DaemonConfig, User};
+
+/// Where Debian installs the server binaries.
+pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// The database and role the daemons use.
+pub const DATABASE: &str = "twostep";
+pub const ROLE: &str = "twostep";
+
+/// A running (or stopped) PostgreSQL server.
+pub struct Postgres {
+    child: Option<Child>,
+    port: u16,
+    password: String,
+    pg_dir: PathBuf,
+    root_dir: PathBuf,
+    user: User,
+    // Last: removed after the server is gone.
+    dir: tempfile::TempDir,
+}
+
+fn bin(name: &str) -> PathBuf {
+    Path::new(BIN_DIR).join(name)
+}
+
+impl Postgres {
+    /// `initdb`, start, create the role and database; panics with the server's log on
+    /// failure.
+    pub fn start() -> Postgres {
+        crate::require_root();
+        let user = User::create();
+        let dir = unique::temp_dir("pg");
+        unique::chmod(dir.path(), 0o755);
+        let pg_dir = dir.path().join("pg");
+        let root_dir = dir.path().join("root");
+        std::fs::create_dir(&pg_dir).expect("create pg dir");
+        std::fs::create_dir(&root_dir).expect("create root dir");
+        unique::chmod(&root_dir, 0o700);
+        std::os::unix::fs::chown(&pg_dir, Some(user.uid()), Some(user.gid())).expect("chown");
+        unique::chmod(&pg_dir, 0o700);
+        let out = proc::run(
+            {
+                let mut c = user.command(bin("initdb"));
+                c.arg("-D")
+                    .arg(pg_dir.join("data"))
+                    .args(["-U", "admin", "-A", "trust", "--auth-host=scram-sha-256"])
+                    .args(["-E", "UTF8", "--locale=C", "--no-sync"]);
+                c
+            },
+            b"",
+            Duration::from_secs(120),
+        );
+        assert!(out.success(), "initdb failed:\n{out}");
+        let password = unique::random_hex(16);
+        let pw_file = root_dir.join("db.password");
+        std::fs::write(&pw_file, format!("{password}\n")).expect("write password file");
+        unique::chmod(&pw_file, 0o600);
+        let mut pg = Postgres {
+            child: None,
+            port: 0,
+            password,
+            pg_dir,
+            root_dir,
+            user,
+            dir,
+        };
+        pg.launch_on_free_port();
+        pg.psql_as_admin(
+            "postgres",
+            &format!(
+                "CREATE ROLE {ROLE} LOGIN PASSWORD '{}';\nCREATE DATABASE {DATABASE} OWNER {ROLE};\n",
+                pg.password
+            ),
+        );
+        pg
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.pg_dir.clone()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.pg_dir.join("server.log")
+    }
+
+    /// Everything the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn launch_on_free_port(&mut self) {
+        for _ in 0..10 {
+            let port = 30000 + u16::from_str_radix(&unique::random_hex(2), 16).expect("hex") % 2000;
+            self.port = port;
+            if self.launch() {
+                return;
+            }
+        }
+        panic!("postgres found no free port; log:\n{}", self.log());
+    }
+
+    /// Start on `self.port`; false when the port was taken.
+    fn launch(&mut self) -> bool {
+        assert!(self.child.is_none(), "postgres is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open server log");
+        std::os::unix::fs::chown(
+            self.log_path(),
+            Some(self.user.uid()),
+            Some(self.user.gid()),
+        )
+        .expect("chown log");
+        let mut cmd = self.user.command(bin("postgres"));
+        cmd.arg("-D")
+            .arg(self.pg_dir.join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.socket_dir())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=60",
+            ])
+            // Why: test speed on a shared machine; the daemons' durability is theirs.
+            .args(["-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        let mut child = cmd.spawn().expect("start postgres");
+        let mut exited = false;
+        let ready = proc::poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                return true;
+            }
+            self.is_ready()
+        });
+        if exited {
+            if self.log().contains("Address already in use") {
+                return false;
+            }
+            panic!("postgres exited at start; log:\n{}", self.log());
+        }
+        assert!(
+            ready,
+            "postgres not ready within 30 s; log:\n{}",
+            self.log()
+        );
+        self.child = Some(child);
+        true
+    }
+
+    fn is_ready(&self) -> bool {
+        let mut c = proc::command(None, bin("pg_isready"));
+        c.arg("-h").arg(self.socket_dir()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "admin",
+            "-d",
+            "postgres",
+            "-q",
+        ]);
+        proc::run(c, b"", Duration::from_secs(5)).success()
+    }
+
+    /// Stop the server (fast shutdown: sessions are ended, their transactions rolled back).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            proc::signal(child.id(), "INT");
+            let (_, killed) = proc::wait_timeout(&mut child, Duration::from_secs(30));
+            assert!(!killed, "postgres did not stop within 30 s");
+        }
+    }
+
+    /// Start again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(self.launch(), "port {} taken on restart", self.port);
+    }
+
+    /// Freeze the server (SIGSTOP to every process of it): connections stay open, nothing
+    /// answers — a database that is "slow" for as long as it lasts.
+    pub fn pause(&self) {
+        self.signal_all("STOP");
+    }
+
+    /// Undo [`Postgres::pause`].
+    pub fn resume(&self) {
+        self.signal_all("CONT");
+    }
+
+    /// Signal the postmaster we started and every process it forked (by pid).
+    fn signal_all(&self, signal: &str) {
+        let Some(main) = self.child.as_ref().map(Child::id) else {
+            return;
+        };
+        proc::signal(main, signal);
+        for pid in children_of(main) {
+            proc::signal(pid, signal);
+        }
+    }
+
+    /// Run `sql` through `psql` as the server's superuser on the unix socket, in
+    /// `database`; the output (unaligned, tuples only). Panics on failure.
+    pub fn psql_as_admin(&self, database: &str, sql: &str) -> String {
+        let out = proc::run(
+            self.psql_command(database),
+            sql.as_bytes(),
+            Duration::from_secs(60),
+        );
+        assert!(out.success(), "psql failed:\n{out}\n{sql}");
+        out.stdout
+    }
+
+    /// `psql` as the superuser on the unix socket, reading SQL from stdin.
+    pub fn psql_command(&self, database: &str) -> Command {
+        let mut c = self.user.command(bin("psql"));
+        c.arg("-h")
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-U", "admin", "-d", database])
+            .args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-q"]);
+        c
+    }
+
+    /// A `psql` session kept open (stdin piped): for holding a lock while a test acts.
+    pub fn session(&self) -> Session {
+        let mut c = self.psql_command(DATABASE);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Session(Some(c.spawn().expect("start psql")))
+    }
+
+    /// `pg_dump` of the twostep database (plain SQL).
+    pub fn dump(&self) -> String {
+        let mut c = self.user.command(bin("pg_dump"));
+        c.arg("-h").arg(self.socket_dir()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "admin",
+            DATABASE,
+        ]);
+        let out = proc::run(c, b"", Duration::from_secs(60));
+        assert!(out.success(), "pg_dump failed:\n{out}");
+        out.stdout
+    }
+
+    /// `config` with `[store]` pointing at this server (TCP on loopback, password file,
+    /// no TLS), with the given statement timeout.
+    pub fn store_config(&self, config: DaemonConfig, statement_timeout_ms: u64) -> DaemonConfig {
+        let q = |s: &str| serde_json::to_string(s).expect("quote");
+        config
+            .set("store", "backend", "\"postgres\"")
+            .set(
+                "store",
+                "url",
+                &q(&format!(
+                    "host=127.0.0.1 port={} user={ROLE} dbname={DATABASE}",
+                    self.port
+                )),
+            )
+            .set(
+                "store",
+                "password_file",
+                &q(&self.root_dir.join("db.password").to_string_lossy()),
+            )
+            .set("store", "tls", "\"disable\"")
+            .set("store", "connect_timeout_seconds", "2")
+            .set(
+                "store",
+                "statement_timeout_ms",
+                &statement_timeout_ms.to_string(),
+            )
+    }
+
+    /// The harness temp dir of this server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The pids whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the command name (in parentheses): state, ppid, …
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// An open `psql` session; ended (and its locks released) on drop.
+pub struct Session(Option<Child>);
+
+impl Session {
+    /// Send `sql` (a complete statement with its `;`).
+    pub fn send(&mut self, sql: &str) {
+        if let Some(stdin) = self.0.as_mut().and_then(|c| c.stdin.as_mut()) {
+            stdin
+                .write_all(format!("{sql}\n").as_bytes())
+                .expect("write to psql");
+            stdin.flush().expect("flush psql");
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            drop(child.stdin.take());
+            let (_, _) = proc::wait_timeout(&mut child, Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            proc::signal(child.id(), "QUIT");
+            let (_, killed) = proc::wait_timeout(&mut child, Duration::from_secs(20));
+            if killed {
+                eprintln!("warning: postgres did not stop within 20 s");
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("=== postgres log ===\n{}", self.log());
+        }
+    }
+}
