@@ -132,25 +132,29 @@ fn failures_spread_over_the_hosts_lock_everywhere_and_an_unlock_from_any_frees()
         .assert_success();
 }
 
-#[test]
-fn fifty_concurrent_logins_with_one_code_over_three_hosts_succeed_once() {
-    let f = fleet_with(lockout(100));
-    let user = User::create();
-    let e = f.hosts[0].ctl.enroll(&user);
-    let code = e.code_after(1);
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..50)
+/// `n` logins of `user` answering `answer` at once, spread over the hosts in turn.
+fn race(f: &Fleet, user: &User, answer: &str, n: usize) -> Vec<twostep_e2e::PamRun> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
             .map(|i| {
-                let host = &f.hosts[i % 3];
-                let (user, code) = (user.name(), code.as_str());
-                scope.spawn(move || host.pam.login(user, code))
+                let host = &f.hosts[i % f.hosts.len()];
+                scope.spawn(move || host.pam.login(user.name(), answer))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| panic!("login thread panicked")))
             .collect()
-    });
+    })
+}
+
+#[test]
+fn fifty_concurrent_logins_with_one_code_over_three_hosts_succeed_once() {
+    let f = fleet_with(lockout(100));
+    let user = User::create();
+    let e = f.hosts[0].ctl.enroll(&user);
+    let code = e.code_after(1);
+    let runs = race(&f, &user, &code, 50);
     let ok = runs.iter().filter(|r| r.succeeded()).count();
     assert_eq!(ok, 1, "exactly one login may use the code");
     assert!(
@@ -167,19 +171,7 @@ fn one_recovery_code_raced_on_three_hosts_is_spent_once() {
     let user = User::create();
     let (_key, codes) = flows::enroll_json(&f.hosts[0].ctl, &user);
     let code = codes[0].clone();
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..12)
-            .map(|i| {
-                let host = &f.hosts[i % 3];
-                let (user, code) = (user.name(), code.as_str());
-                scope.spawn(move || host.pam.login(user, code))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| panic!("login thread panicked")))
-            .collect()
-    });
+    let runs = race(&f, &user, &code, 12);
     assert_eq!(runs.iter().filter(|r| r.succeeded()).count(), 1);
     assert_eq!(
         status_u64(&f.hosts[1], &user, "recovery_codes_left"),
