@@ -79,11 +79,22 @@ impl Postgres {
             dir,
         };
         pg.launch_on_free_port();
+        // The least-privilege setup of docs/fleet.md: the role owns its schema only.
         pg.psql_as_admin(
             "postgres",
             &format!(
-                "CREATE ROLE {ROLE} LOGIN PASSWORD '{}';\nCREATE DATABASE {DATABASE} OWNER {ROLE};\n",
+                "CREATE ROLE {ROLE} LOGIN PASSWORD '{}';\nCREATE DATABASE {DATABASE};\n",
                 pg.password
+            ),
+        );
+        pg.psql_as_admin(
+            DATABASE,
+            &format!(
+                "REVOKE ALL ON DATABASE {DATABASE} FROM PUBLIC;\n\
+                 GRANT CONNECT ON DATABASE {DATABASE} TO {ROLE};\n\
+                 REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
+                 CREATE SCHEMA twostep AUTHORIZATION {ROLE};\n\
+                 ALTER ROLE {ROLE} SET search_path = twostep;\n"
             ),
         );
         pg

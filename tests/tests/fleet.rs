@@ -511,3 +511,20 @@ fn rotate_key_reseals_every_record_and_a_daemon_without_the_key_refuses_to_start
         .login(users[0].name(), &keys[0].code_after(2))
         .assert_success();
 }
+
+#[test]
+fn a_database_with_a_newer_schema_is_refused_at_start() {
+    let pg = Postgres::start();
+    let config = pg.store_config(DaemonConfig::default(), STATEMENT_MS);
+    let s = Stack::start_with(config.clone(), "");
+    drop(s);
+    pg.psql_as_admin(
+        "twostep",
+        "UPDATE twostep.twostep_schema SET version = version + 1;",
+    );
+    let bus = twostep_e2e::Bus::start();
+    let mut d = twostep_e2e::Daemon::spawn_nowait(bus.address(), config, None);
+    let status = d.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some_and(|st| !st.success()), "{}", d.log());
+    assert!(d.log().contains("newer than this twostepd"), "{}", d.log());
+}
