@@ -875,11 +875,15 @@ fn check_record_format(
     }
     let tw = TwostepState::new(&state, unix_now())?;
     let path = tw.path(0);
-    let real = twostepd::core::store::decode(
-        &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        0,
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let stored = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if stored
+        .windows(secret_b32.len())
+        .any(|w| w == secret_b32.as_bytes())
+    {
+        return Err("the daemon stored the TOTP secret in clear".into());
+    }
+    let real = twostepd::core::store::decode_with(&stored, 0, &tw.sealer)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let real = serde_json::to_value(real).map_err(|e| e.to_string())?;
     let mut ours = serde_json::to_value(tw.record(0)).map_err(|e| e.to_string())?;
     ours["user"] = serde_json::Value::from("root");
@@ -909,7 +913,7 @@ fn check_record_format(
         ));
     }
     if real["authenticators"][0]["key"]["secret"].as_str() != Some(secret_b32.as_str()) {
-        return Err("the daemon stores the TOTP secret differently (not plain base32); update bench/src/users.rs".into());
+        return Err("the daemon's sealed TOTP secret does not open to the enrolled one; update bench/src/users.rs".into());
     }
     let mode = |p: &Path| {
         std::fs::metadata(p)

@@ -986,6 +986,14 @@ pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
     Ok(whole_file(1, &payload(record, &Sealer::plaintext())?))
 }
 
+/// [`file_bytes`] with the secrets sealed by `sealer`, as the daemon writes a new record.
+///
+/// # Errors
+/// The record cannot be serialized or sealed, or is too large.
+pub fn file_bytes_sealed(record: &Record, sealer: &Sealer) -> Result<Vec<u8>, String> {
+    Ok(whole_file(1, &payload(record, sealer)?))
+}
+
 /// A complete record file (generation 1) whose payload is `json`, taken as it is: for tests
 /// that write a record of an earlier shape (which the daemon reads and rewrites in the
 /// current one).

@@ -23,8 +23,8 @@ pub mod memory;
 pub mod postgres;
 
 pub use file::{
-    decode, decode_with, enrolled_file_bytes, file_bytes, file_bytes_of_json, file_name, FileStore,
-    Inspection, Migration, SlotView, ENROLLED_FILE,
+    decode, decode_with, enrolled_file_bytes, file_bytes, file_bytes_of_json, file_bytes_sealed,
+    file_name, FileStore, Inspection, Migration, SlotView, ENROLLED_FILE,
 };
 
 use std::collections::BTreeSet;
