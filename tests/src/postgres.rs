@@ -28,6 +28,8 @@ pub struct Postgres {
     password: String,
     pg_dir: PathBuf,
     root_dir: PathBuf,
+    /// The server offers TLS (see [`Postgres::enable_tls`]).
+    tls: bool,
     user: User,
     // Last: removed after the server is gone.
     dir: tempfile::TempDir,
@@ -75,6 +77,7 @@ impl Postgres {
             password,
             pg_dir,
             root_dir,
+            tls: false,
             user,
             dir,
         };
@@ -153,6 +156,18 @@ impl Postgres {
             ])
             // Why: test speed on a shared machine; the daemons' durability is theirs.
             .args(["-c", "fsync=off"])
+            .args(if self.tls {
+                vec![
+                    "-c".to_owned(),
+                    "ssl=on".to_owned(),
+                    "-c".to_owned(),
+                    format!("ssl_cert_file={}", self.pg_dir.join("server.crt").display()),
+                    "-c".to_owned(),
+                    format!("ssl_key_file={}", self.pg_dir.join("server.key").display()),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
@@ -305,10 +320,131 @@ impl Postgres {
             )
     }
 
+    /// Give the server a certificate for `localhost` and 127.0.0.1 signed by a fresh test
+    /// CA (EC P-256, openssl), and restart it with TLS on. Returns the CA's PEM file
+    /// (root-owned, for `ca_file`).
+    pub fn enable_tls(&mut self) -> PathBuf {
+        let ca = self.new_ca("ca");
+        let key = self.root_dir.join("server.key");
+        let csr = self.root_dir.join("server.csr");
+        let ext = self.root_dir.join("server.ext");
+        std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("write ext");
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key.to_string_lossy(),
+            "-out",
+            &csr.to_string_lossy(),
+            "-subj",
+            "/CN=localhost",
+        ]);
+        let crt = self.root_dir.join("server.crt");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr.to_string_lossy(),
+            "-CA",
+            &ca.to_string_lossy(),
+            "-CAkey",
+            &ca.with_extension("key").to_string_lossy(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext.to_string_lossy(),
+            "-out",
+            &crt.to_string_lossy(),
+        ]);
+        for (from, to) in [(&key, "server.key"), (&crt, "server.crt")] {
+            let dest = self.pg_dir.join(to);
+            std::fs::copy(from, &dest).expect("copy server file");
+            std::os::unix::fs::chown(&dest, Some(self.user.uid()), Some(self.user.gid()))
+                .expect("chown server file");
+            unique::chmod(&dest, 0o600);
+        }
+        self.tls = true;
+        self.restart();
+        ca
+    }
+
+    /// A fresh self-signed CA in the root-owned dir: its certificate (`<name>.pem`, 0644;
+    /// the key beside it as `<name>.key`, 0600).
+    pub fn new_ca(&self, name: &str) -> PathBuf {
+        let pem = self.root_dir.join(format!("{name}.pem"));
+        let key = self.root_dir.join(format!("{name}.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key.to_string_lossy(),
+            "-out",
+            &pem.to_string_lossy(),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=twostep-e2e {name}"),
+        ]);
+        unique::chmod(&pem, 0o644);
+        pem
+    }
+
+    /// `config` for this server over TLS: host name `localhost` (the certificate's name),
+    /// `tls` mode and `ca_file`.
+    pub fn store_config_tls(
+        &self,
+        config: DaemonConfig,
+        statement_timeout_ms: u64,
+        tls: &str,
+        ca_file: &Path,
+    ) -> DaemonConfig {
+        let q = |s: &str| serde_json::to_string(s).expect("quote");
+        self.store_config(config, statement_timeout_ms)
+            .set(
+                "store",
+                "url",
+                &q(&format!(
+                    "postgresql://{ROLE}@localhost:{}/{DATABASE}",
+                    self.port
+                )),
+            )
+            .set("store", "tls", &q(tls))
+            .set("store", "ca_file", &q(&ca_file.to_string_lossy()))
+    }
+
+    /// How many of the daemons' sessions use TLS, and how many there are.
+    pub fn daemon_sessions_tls(&self) -> (u32, u32) {
+        let out = self.psql_as_admin(
+            "postgres",
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'twostepd';",
+        );
+        let mut parts = out.trim().split('|').map(|n| n.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
     /// The harness temp dir of this server.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Run `openssl ARGS` as root; panics on failure.
+fn openssl(args: &[&str]) {
+    let mut c = proc::command(None, "openssl");
+    c.args(args);
+    let out = proc::run(c, b"", Duration::from_secs(60));
+    assert!(out.success(), "openssl failed:\n{out}");
 }
 
 /// The pids whose parent is `parent` (from `/proc/<pid>/stat`).

@@ -528,3 +528,51 @@ fn a_database_with_a_newer_schema_is_refused_at_start() {
     assert!(status.is_some_and(|st| !st.success()), "{}", d.log());
     assert!(d.log().contains("newer than this twostepd"), "{}", d.log());
 }
+
+#[test]
+fn tls_verify_full_checks_the_servers_certificate_and_require_only_encrypts() {
+    let mut pg = Postgres::start();
+    let ca = pg.enable_tls();
+    let wrong_ca = pg.new_ca("other");
+    // verify-full with the CA that signed the server's certificate: works, over TLS.
+    let s = Stack::start_with(
+        pg.store_config_tls(DaemonConfig::default(), STATEMENT_MS, "verify-full", &ca),
+        "",
+    );
+    let user = User::create();
+    let e = s.ctl.enroll(&user);
+    s.pam.login(user.name(), &e.code_after(1)).assert_success();
+    let (tls, all) = pg.daemon_sessions_tls();
+    assert!(
+        all > 0 && tls == all,
+        "{tls} of {all} daemon sessions use TLS"
+    );
+    // verify-full with another CA: the server is not believed; logins fail closed, in time.
+    let wrong = Stack::start_with(
+        pg.store_config_tls(
+            DaemonConfig::default(),
+            STATEMENT_MS,
+            "verify-full",
+            &wrong_ca,
+        ),
+        "",
+    );
+    let started = Instant::now();
+    let run = wrong.pam.login(user.name(), &e.code_after(2));
+    assert!(!run.succeeded(), "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    assert!(
+        wrong.daemon.log().contains("store unavailable"),
+        "{}",
+        wrong.daemon.log()
+    );
+    // require: encrypts without checking who signed (the wrong CA does not matter).
+    let require = Stack::start_with(
+        pg.store_config_tls(DaemonConfig::default(), STATEMENT_MS, "require", &wrong_ca),
+        "",
+    );
+    require
+        .pam
+        .login(user.name(), &e.code_after(2))
+        .assert_success();
+}
