@@ -346,20 +346,19 @@ impl Sealer {
 
     fn missing_key(&self, id: &str) -> String {
         let held: Vec<String> = self.key_ids().into_iter().collect();
-        match &self.key_file {
+        let held = if held.is_empty() {
+            "none".to_owned()
+        } else {
+            held.join(", ")
+        };
+        let read = match &self.key_file {
             Some(path) => format!(
-                "a secret is sealed with store key {id}, which this host does not have (it \
-                 holds {}; read from {} and its .old/.new); copy the fleet's key file to this \
-                 host",
-                if held.is_empty() {
-                    "none".to_owned()
-                } else {
-                    held.join(", ")
-                },
+                "; read from {} and its .old/.new); copy the fleet's key file to this host",
                 path.display()
             ),
-            None => format!("a secret is sealed with store key {id}, and no key was given"),
-        }
+            None => ")".to_owned(),
+        };
+        format!("a secret is sealed with store key {id}, which this host does not have (it holds {held}{read}")
     }
 
     /// Whether `value` (a record as stored) holds a secret that is plain or sealed with

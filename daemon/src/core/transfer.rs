@@ -150,6 +150,12 @@ pub fn export(
     }
     w.flush().map_err(|e| io("write the export", e))?;
     report.exported = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+    log::info!(
+        "action=export uid={} exported={} left_out={} outcome=done",
+        caller.uid,
+        report.exported,
+        report.problems.len()
+    );
     Ok(report)
 }
 
@@ -265,6 +271,13 @@ pub fn import(
             )),
         }
     }
+    log::info!(
+        "action=import uid={} dry_run={dry_run} created={} unchanged={} conflicts={} outcome=done",
+        caller.uid,
+        report.created,
+        report.unchanged,
+        report.conflicts.len()
+    );
     Ok(report)
 }
 
@@ -325,4 +338,119 @@ pub fn missing_keys(store: &dyn Store, sealer: &Sealer) -> Result<Vec<String>, E
         .into_iter()
         .filter(|id| !held.contains(id))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::record::{Secret, TotpKey};
+    use crate::core::seal::{StoreKey, KEY_LEN};
+    use crate::core::store::FileStore;
+    use crate::core::test_support::caller;
+    use crate::core::UnixTime;
+
+    const B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    fn store(dir: &Path) -> FileStore {
+        let sealer = Sealer::with_key(StoreKey::from_bytes(&[9; KEY_LEN]));
+        FileStore::open_with(dir, Arc::new(sealer)).unwrap()
+    }
+
+    fn enrolled(name: &str, uid: u32) -> Record {
+        let mut r = Record::for_account(name, uid);
+        r.replace_authenticators(
+            TotpKey {
+                secret: Secret(B32.into()),
+                algorithm: twostep_config::Algorithm::SHA1,
+                digits: 6,
+                period: 30,
+                created: UnixTime(1),
+            },
+            1,
+            UnixTime(1),
+        );
+        r
+    }
+
+    fn put(s: &FileStore, r: &Record) {
+        let who = Account {
+            name: r.user.clone(),
+            uid: r.uid.unwrap(),
+            gid: 0,
+        };
+        let r = r.clone();
+        store::update(s, &who, |slot| {
+            *slot = Some(r);
+            (Write::Save, Ok(()))
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn export_then_import_moves_every_account_with_secrets_sealed() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (from, to) = (store(&a.path().join("s")), store(&b.path().join("s")));
+        put(&from, &enrolled("alice", 1001));
+        put(&from, &enrolled("bob", 1002));
+        let mut out = Vec::new();
+        let r = export(&caller(0), &from, &mut out).unwrap();
+        assert_eq!(r.exported, 2);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains(B32), "{text}");
+        assert!(text.starts_with("{\"format\":\"twostep-export\""), "{text}");
+        // Dry run: says what, writes nothing.
+        let dry = import(&caller(0), &to, &mut out.as_slice(), true).unwrap();
+        assert_eq!((dry.created, dry.unchanged), (2, 0));
+        assert_eq!(to.list().unwrap(), Vec::<u32>::new());
+        let real = import(&caller(0), &to, &mut out.as_slice(), false).unwrap();
+        assert_eq!((real.created, real.unchanged), (2, 0));
+        assert_eq!(to.load_uid(1001).unwrap().unwrap(), enrolled("alice", 1001));
+        let again = import(&caller(0), &to, &mut out.as_slice(), false).unwrap();
+        assert_eq!((again.created, again.unchanged), (0, 2));
+        // Another record of an account: a conflict, left alone.
+        let mut moved = enrolled("alice", 1001);
+        moved.failures = 3;
+        put(&to, &moved);
+        let c = import(&caller(0), &to, &mut out.as_slice(), false).unwrap();
+        assert_eq!(c.conflicts.len(), 1);
+        assert_eq!(to.load_uid(1001).unwrap().unwrap().failures, 3);
+    }
+
+    #[test]
+    fn a_bad_line_imports_nothing_and_non_root_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (from, to) = (store(&a.path().join("s")), store(&b.path().join("s")));
+        put(&from, &enrolled("alice", 1001));
+        put(&from, &enrolled("bob", 1002));
+        let mut out = Vec::new();
+        export(&caller(0), &from, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let broken = text.replacen("\"uid\":1002", "\"uid\":1003", 1);
+        let e = import(&caller(0), &to, &mut broken.as_bytes(), false).unwrap_err();
+        assert!(e.to_string().contains("nothing imported"), "{e}");
+        assert_eq!(to.list().unwrap(), Vec::<u32>::new());
+        let newer = text.replacen("\"version\":1", "\"version\":2", 1);
+        let e = import(&caller(0), &to, &mut newer.as_bytes(), false).unwrap_err();
+        assert!(e.to_string().contains("newer"), "{e}");
+        assert!(matches!(
+            export(&caller(1000), &from, &mut Vec::new()),
+            Err(Error::AccessDenied(_))
+        ));
+        assert!(matches!(
+            import(&caller(1000), &to, &mut text.as_bytes(), false),
+            Err(Error::AccessDenied(_))
+        ));
+        // Sealed with a key this store lacks: refused, naming the key.
+        let c = tempfile::tempdir().unwrap();
+        let other = FileStore::open_with(
+            &c.path().join("s"),
+            Arc::new(Sealer::with_key(StoreKey::from_bytes(&[7; KEY_LEN]))),
+        )
+        .unwrap();
+        let e = import(&caller(0), &other, &mut text.as_bytes(), false).unwrap_err();
+        assert!(e.to_string().contains("does not have"), "{e}");
+    }
 }
