@@ -576,3 +576,129 @@ fn tls_verify_full_checks_the_servers_certificate_and_require_only_encrypts() {
         .login(user.name(), &e.code_after(2))
         .assert_success();
 }
+
+#[test]
+fn a_daemon_started_while_the_database_is_down_starts_and_heals() {
+    let mut pg = Postgres::start();
+    let config = pg.store_config(DaemonConfig::default(), STATEMENT_MS);
+    pg.stop();
+    let s = Stack::start_with(config, "");
+    let user = User::create();
+    let status = s.ctl.try_status(&user).unwrap_err();
+    assert!(status.contains("store unavailable"), "{status}");
+    pg.restart();
+    let e = s.ctl.enroll(&user);
+    s.pam.login(user.name(), &e.code_after(1)).assert_success();
+}
+
+#[test]
+fn check_config_checks_the_store_settings_without_contacting_the_database() {
+    let dir = unique::temp_dir("check-store");
+    let pw = dir.path().join("db.password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    unique::chmod(&pw, 0o600);
+    let base = DaemonConfig::default()
+        .set("store", "backend", "\"postgres\"")
+        .set("store", "tls", "\"require\"")
+        .set(
+            "store",
+            "password_file",
+            &serde_json::to_string(&pw.to_string_lossy()).unwrap(),
+        );
+    let check = |config: &DaemonConfig| {
+        let path = dir.path().join("twostep.toml");
+        std::fs::write(
+            &path,
+            config.render(&dir.path().join("state"), "unix:path=/nonexistent/bus.sock"),
+        )
+        .unwrap();
+        let mut cmd = twostep_e2e::proc::command(None, twostep_e2e::artifacts::twostepd());
+        cmd.arg("--check-config").arg(&path);
+        twostep_e2e::proc::run(cmd, b"", Duration::from_secs(30))
+    };
+    // Port 1 on loopback: nothing listens; the check does not connect.
+    let good = base.clone().set(
+        "store",
+        "url",
+        "\"postgresql://twostep@127.0.0.1:1/twostep\"",
+    );
+    let out = check(&good);
+    assert!(out.success(), "{out}");
+    let with_password = base.clone().set(
+        "store",
+        "url",
+        "\"postgresql://twostep:hunter2@127.0.0.1/twostep\"",
+    );
+    let out = check(&with_password);
+    assert!(
+        !out.success() && out.stderr.contains("password_file"),
+        "{out}"
+    );
+    unique::chmod(&pw, 0o644);
+    let out = check(&good);
+    assert!(
+        !out.success() && out.stderr.contains("unsafe database password file"),
+        "{out}"
+    );
+    let unparsable = base.set("store", "url", "\"postgresql://[::1\"");
+    unique::chmod(&pw, 0o600);
+    let out = check(&unparsable);
+    assert!(!out.success() && out.stderr.contains("url"), "{out}");
+}
+
+#[test]
+fn a_key_rotation_on_a_fleet_keeps_every_host_logging_in() {
+    let pg = Postgres::start();
+    let keys = unique::temp_dir("keys");
+    let key_file = keys.path().join("store.key");
+    write_store_key(&key_file, &[0x11; 32]);
+    let quoted = serde_json::to_string(&key_file.to_string_lossy()).unwrap();
+    let config = pg
+        .store_config(DaemonConfig::default(), STATEMENT_MS)
+        .set("store", "key_file", &quoted);
+    let hosts: Vec<Stack> = (0..2)
+        .map(|_| Stack::start_with(config.clone(), ""))
+        .collect();
+    let user = User::create();
+    let e = hosts[0].ctl.enroll(&user);
+    // 1. The new key on every host as store.key.new (after they started).
+    let new = keys.path().join("store.key.new");
+    write_store_key(&new, &[0x22; 32]);
+    // 2. Rotate on host A: every record sealed with the new key.
+    let out = hosts[0]
+        .ctl
+        .run(None, &["admin", "rotate-key", &new.to_string_lossy()], b"");
+    assert!(out.success(), "{out}");
+    let new_id = twostepd::core::seal::StoreKey::from_bytes(&[0x22; 32])
+        .id()
+        .to_owned();
+    let old_id = twostepd::core::seal::StoreKey::from_bytes(&[0x11; 32])
+        .id()
+        .to_owned();
+    let ids = pg.psql_as_admin(
+        "twostep",
+        "SELECT DISTINCT unnest(key_ids) FROM twostep.twostep_accounts;",
+    );
+    assert_eq!(ids.trim(), new_id, "{ids}");
+    // Host B opens the re-sealed record (it finds store.key.new by itself).
+    hosts[1]
+        .pam
+        .login(user.name(), &e.code_after(1))
+        .assert_success();
+    // (B still seals its own writes with its key file until step 3: docs/fleet.md.)
+    assert!(pg.dump().contains(&old_id));
+    // 3. Install the new key everywhere and reload: B seals with it too.
+    std::fs::rename(&key_file, keys.path().join("store.key.old")).unwrap();
+    std::fs::rename(&new, &key_file).unwrap();
+    twostep_e2e::proc::signal(hosts[1].daemon.pid().unwrap(), "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    hosts[1]
+        .pam
+        .login(user.name(), &e.code_after(2))
+        .assert_success();
+    let ids = pg.psql_as_admin(
+        "twostep",
+        "SELECT DISTINCT unnest(key_ids) FROM twostep.twostep_accounts;",
+    );
+    assert_eq!(ids.trim(), new_id, "{ids}");
+}
