@@ -83,7 +83,7 @@ fn serve(args: &Args) -> ExitCode {
     };
     // Why before the runtime: the PostgreSQL store drives its own runtime from the calling
     // thread, which must not be inside another runtime's async context.
-    let (store, sealer) = match open_store(&config) {
+    let store = match open_store(&config) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start: {e}");
@@ -102,7 +102,7 @@ fn serve(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, store, sealer, args.config.clone())) {
+    match runtime.block_on(run(config, store, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -111,12 +111,7 @@ fn serve(args: &Args) -> ExitCode {
     }
 }
 
-async fn run(
-    config: Config,
-    store: Box<dyn Store>,
-    sealer: Arc<Sealer>,
-    config_path: PathBuf,
-) -> Result<(), String> {
+async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
     let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
     let builder = match &bus {
@@ -140,7 +135,7 @@ async fn run(
     // service manager restarts it against the new bus (a kept, dead connection would look
     // alive).
     tokio::select! {
-        r = serve_signals(&core, &sealer, &config_path) => r?,
+        r = serve_signals(&core, &config_path) => r?,
         r = identify.watch() => return Err(match r {
             Ok(()) => "lost the connection to the bus".into(),
             Err(e) => format!("cannot watch the bus: {e}"),
@@ -153,7 +148,7 @@ async fn run(
 /// The store `[store] backend` names, sealing with the key of `[store] key_file`. Refuses
 /// to start when records are sealed with a key this host does not hold (the PostgreSQL
 /// store checks that itself, at its first connection).
-fn open_store(config: &Config) -> Result<(Box<dyn Store>, Arc<Sealer>), String> {
+fn open_store(config: &Config) -> Result<Box<dyn Store>, String> {
     let sealer = Arc::new(Sealer::open(&config.store.key_file)?);
     let store: Box<dyn Store> = match config.store.backend {
         Backend::Files => {
@@ -179,17 +174,13 @@ fn open_store(config: &Config) -> Result<(Box<dyn Store>, Arc<Sealer>), String> 
         config.store.backend,
         sealer.sealing_id().unwrap_or_default()
     );
-    Ok((store, sealer))
+    Ok(store)
 }
 
 /// Until SIGTERM or SIGINT; SIGHUP re-reads the configuration (an invalid file is refused
 /// and the old configuration stays in force) and the store key files (the key file seals
-/// from then on; keys already held keep opening).
-async fn serve_signals(
-    core: &Arc<Core>,
-    sealer: &Sealer,
-    config_path: &std::path::Path,
-) -> Result<(), String> {
+/// from then on; keys already held keep opening; see `Core::reload_keys`).
+async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -205,7 +196,7 @@ async fn serve_signals(
                     configfile::log_warnings(&loaded);
                     core.apply_config(loaded.config).map_err(|e| e.to_string())
                 });
-                if let Err(e) = sealer.reload() {
+                if let Err(e) = core.reload_keys() {
                     log::error!("store keys not reloaded, the previous keys stay: {e}");
                 }
                 if outcome.is_ok() {

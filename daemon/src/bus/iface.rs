@@ -515,7 +515,8 @@ impl AdminIface {
                         .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
                     crate::configfile::log_warnings(&loaded);
                     Ok(loaded.config)
-                })
+                })?;
+                core.reload_keys()
             })
             .await
     }

@@ -567,6 +567,18 @@ impl Core {
         transfer::import(caller, self.store(), input, dry_run)
     }
 
+    /// Read the store key files again (see [`crate::core::seal::Sealer::reload`]): part
+    /// of every reload.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a key file is not usable (the keys in force stay).
+    pub fn reload_keys(&self) -> Result<(), Error> {
+        match self.store.sealer() {
+            Some(sealer) => sealer.reload().map_err(Error::InvalidArgument),
+            None => Ok(()),
+        }
+    }
+
     /// Re-seal every record with the key in `new_key` (see [`transfer::rotate_key`]).
     ///
     /// # Errors
