@@ -201,6 +201,14 @@ fn a_stopped_or_frozen_database_refuses_in_time_and_the_fleet_heals_without_rest
     );
     let status = f.hosts[2].ctl.try_status(&user).unwrap_err();
     assert!(status.contains("store unavailable"), "{status}");
+    // A service whose module fails open when the daemon is unreachable still fails closed:
+    // the daemon answered; its store did not.
+    let open = twostep_e2e::PamService::twostep(f.hosts[2].bus.address(), "failmode=open");
+    let run = open.login(user.name(), &e.code_after(2));
+    assert!(
+        !run.succeeded(),
+        "failmode=open let a login in without the store: {run:?}"
+    );
 
     // Back: the same daemons work again.
     f.pg.restart();

@@ -226,6 +226,12 @@ impl Sealer {
         self.ring().all.iter().map(|k| k.id.clone()).collect()
     }
 
+    /// Whether the key `id` is held, reading the key files again (rate-limited) when it
+    /// is not yet.
+    pub fn holds(&self, id: &str) -> bool {
+        self.key(id).is_some()
+    }
+
     fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -332,11 +332,10 @@ pub fn rotate_key(
 /// # Errors
 /// The store cannot be read.
 pub fn missing_keys(store: &dyn Store, sealer: &Sealer) -> Result<Vec<String>, Error> {
-    let held = sealer.key_ids();
     Ok(store
         .key_ids()?
         .into_iter()
-        .filter(|id| !held.contains(id))
+        .filter(|id| !sealer.holds(id))
         .collect())
 }
 

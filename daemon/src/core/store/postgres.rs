@@ -455,12 +455,12 @@ impl PgStore {
             )
             .await?;
         self.step("commit the schema", tx.commit()).await?;
-        let held = self.sealer.key_ids();
         let missing: Vec<String> = rows
             .iter()
             .map(|r| r.get::<_, String>(0))
-            .filter(|id| !held.contains(id))
+            .filter(|id| !self.sealer.holds(id))
             .collect();
+        let held = self.sealer.key_ids();
         if !missing.is_empty() {
             return Err(Error::Unavailable(format!(
                 "store unavailable: the database refuses this daemon: records are sealed with \
