@@ -56,6 +56,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use serde_json::Value;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use twostep_config::{Store as StoreConfig, Tls};
 
@@ -497,42 +498,41 @@ impl PgStore {
     }
 
     /// Lock account `uid` for the rest of `tx` and read its row and whether it is listed.
+    /// Why one step: the three statements are pipelined (sent at once, run in order by the
+    /// server: the reads run once the lock is held), one round trip with cached statements.
     async fn lock_and_read(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         uid: u32,
     ) -> Result<(Option<Value>, bool), Error> {
-        self.step(
-            "lock the account",
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)",
-                &[&LOCK_CLASS, &lock_key(uid)],
-            ),
-        )
-        .await?;
-        let row = self
-            .step(
-                "read the record",
-                tx.query_opt(
-                    "SELECT record FROM twostep_accounts WHERE uid = $1 FOR UPDATE",
-                    &[&key(uid)],
-                ),
-            )
+        let (lock, read, listed) = self
+            .step("prepare", async {
+                tokio::try_join!(
+                    tx.prepare_cached("SELECT pg_advisory_xact_lock($1, $2)"),
+                    tx.prepare_cached(
+                        "SELECT record FROM twostep_accounts WHERE uid = $1 FOR UPDATE"
+                    ),
+                    tx.prepare_cached("SELECT 1 FROM twostep_enrolled WHERE uid = $1"),
+                )
+            })
             .await?;
-        let listed = self
-            .step(
-                "read the enrolment list",
-                tx.query_opt(
-                    "SELECT 1 FROM twostep_enrolled WHERE uid = $1",
-                    &[&key(uid)],
-                ),
-            )
-            .await?
-            .is_some();
-        Ok((row.map(|r| r.get(0)), listed))
+        let (k, lk) = (key(uid), lock_key(uid));
+        let lock_args: [&(dyn ToSql + Sync); 2] = [&LOCK_CLASS, &lk];
+        let uid_args: [&(dyn ToSql + Sync); 1] = [&k];
+        let (_, row, listed) = self
+            .step("lock and read the account", async {
+                tokio::try_join!(
+                    tx.execute(&lock, &lock_args),
+                    tx.query_opt(&read, &uid_args),
+                    tx.query_opt(&listed, &uid_args),
+                )
+            })
+            .await?;
+        Ok((row.map(|r| r.get(0)), listed.is_some()))
     }
 
-    /// Write `record` of `uid` and keep the enrolment list in step, inside `tx`.
+    /// Write `record` of `uid` and keep the enrolment list in step, inside `tx` (both
+    /// statements pipelined).
     async fn write(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -554,25 +554,35 @@ impl PgStore {
             })?;
         let ids: Vec<String> = seal::key_ids_in(&value).into_iter().collect();
         let enrolled = record.enrolled();
-        self.step(
-            "write the record",
-            tx.execute(
-                "INSERT INTO twostep_accounts (uid, record, enrolled, key_ids, generation)
-                 VALUES ($1, $2, $3, $4, 1)
-                 ON CONFLICT (uid) DO UPDATE SET record = EXCLUDED.record,
-                     enrolled = EXCLUDED.enrolled, key_ids = EXCLUDED.key_ids,
-                     generation = twostep_accounts.generation + 1, updated = now()",
-                &[&key(uid), &value, &enrolled, &ids],
-            ),
-        )
-        .await?;
         let list = if enrolled {
             "INSERT INTO twostep_enrolled (uid) VALUES ($1) ON CONFLICT DO NOTHING"
         } else {
             "DELETE FROM twostep_enrolled WHERE uid = $1"
         };
-        self.step("write the enrolment list", tx.execute(list, &[&key(uid)]))
+        let (upsert, list) = self
+            .step("prepare", async {
+                tokio::try_join!(
+                    tx.prepare_cached(
+                        "INSERT INTO twostep_accounts (uid, record, enrolled, key_ids, generation)
+                         VALUES ($1, $2, $3, $4, 1)
+                         ON CONFLICT (uid) DO UPDATE SET record = EXCLUDED.record,
+                             enrolled = EXCLUDED.enrolled, key_ids = EXCLUDED.key_ids,
+                             generation = twostep_accounts.generation + 1, updated = now()"
+                    ),
+                    tx.prepare_cached(list),
+                )
+            })
             .await?;
+        let k = key(uid);
+        let upsert_args: [&(dyn ToSql + Sync); 4] = [&k, &value, &enrolled, &ids];
+        let uid_args: [&(dyn ToSql + Sync); 1] = [&k];
+        self.step("write the record and the enrolment list", async {
+            tokio::try_join!(
+                tx.execute(&upsert, &upsert_args),
+                tx.execute(&list, &uid_args),
+            )
+        })
+        .await?;
         Ok(())
     }
 }
@@ -594,17 +604,19 @@ fn vanished(who: &str) -> Error {
 impl Store for PgStore {
     fn load(&self, who: &Account) -> Result<Option<Record>, Error> {
         let (row, listed) = self.block(async |c| {
-            let rows = self
+            let read = self
                 .step(
-                    "read the record",
-                    c.query_opt(
+                    "prepare",
+                    c.prepare_cached(
                         "SELECT a.record, e.uid IS NOT NULL
                          FROM (SELECT $1::bigint AS uid) q
                          LEFT JOIN twostep_accounts a USING (uid)
                          LEFT JOIN twostep_enrolled e USING (uid)",
-                        &[&key(who.uid)],
                     ),
                 )
+                .await?;
+            let rows = self
+                .step("read the record", c.query_opt(&read, &[&key(who.uid)]))
                 .await?;
             Ok(rows.map_or((None, false), |r| (r.get::<_, Option<Value>>(0), r.get(1))))
         })?;
