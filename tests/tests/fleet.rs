@@ -463,18 +463,31 @@ fn the_file_store_seals_secrets_and_old_plaintext_records_log_in_and_get_sealed(
 
 #[test]
 fn rotate_key_reseals_every_record_and_a_daemon_without_the_key_refuses_to_start() {
-    let mut s = Stack::start();
+    let mut s = Stack::start_with(lockout(100), "");
     let users: Vec<User> = (0..2).map(|_| User::create()).collect();
     let keys: Vec<Enrolled> = users.iter().map(|u| s.ctl.enroll(u)).collect();
     let new_key = s.daemon.dir().join("new.key");
     write_store_key(&new_key, &[0x42; 32]);
-    let out = s.ctl.run(
-        None,
-        &["admin", "rotate-key", &new_key.to_string_lossy()],
-        b"",
-    );
+    // Logins go on while the records are re-sealed: every one is evaluated (a plain wrong
+    // code), none fails on the store.
+    let (out, during) = std::thread::scope(|scope| {
+        let logins = scope.spawn(|| {
+            (0..20)
+                .map(|i| s.pam.login(users[i % 2].name(), &keys[i % 2].wrong_code()))
+                .collect::<Vec<_>>()
+        });
+        let out = s.ctl.run(
+            None,
+            &["admin", "rotate-key", &new_key.to_string_lossy()],
+            b"",
+        );
+        (out, logins.join().expect("login thread"))
+    });
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains("2 record(s) re-sealed"), "{out}");
+    for run in &during {
+        run.assert_refused_with(strerror::AUTH_ERR);
+    }
     let new_id = twostepd::core::seal::StoreKey::from_bytes(&[0x42; 32])
         .id()
         .to_owned();
