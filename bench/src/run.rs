@@ -335,7 +335,13 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             micro::getpwnam(&last, if size > 10_000 { 100 } else { 2_000 }),
         ));
         // The durable save in the populated store (its directory holds `size` records).
-        let mut saves = micro::store(&state_dir, &tw.record(0), 1, "the store")?;
+        let mut saves = micro::store(
+            &state_dir,
+            &tw.record(0),
+            1,
+            "the store",
+            std::sync::Arc::clone(&tw.sealer),
+        )?;
         saves.truncate(1);
         res.store_at_size
             .extend(saves.into_iter().map(|m| (size, m)));
@@ -613,6 +619,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         &tw.record(0),
         scale,
         "an empty directory",
+        std::sync::Arc::clone(&tw.sealer),
     )?);
     for m in &res.micro {
         say(&format!("{:<75} {:>10.2} µs", m.name, m.micros));

@@ -90,7 +90,7 @@ pub struct TwostepState {
     users_dir: PathBuf,
     template: Record,
     /// Seals the records' secrets with the daemon's store key, as the daemon writes them.
-    pub sealer: Sealer,
+    pub sealer: std::sync::Arc<Sealer>,
 }
 
 impl TwostepState {
@@ -102,7 +102,7 @@ impl TwostepState {
     /// # Errors
     /// The hashes cannot be computed.
     pub fn new(state_dir: &Path, now: u64) -> Result<TwostepState, String> {
-        let sealer = Sealer::open(&crate::daemon::store_key_path(state_dir))?;
+        let sealer = std::sync::Arc::new(Sealer::open(&crate::daemon::store_key_path(state_dir))?);
         let (_, stored): (_, Vec<StoredCode>) = recovery::generate(10, &HashPool::new(2))?;
         let mut template = Record::new("template");
         let key = TotpKey {
