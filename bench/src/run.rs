@@ -39,9 +39,21 @@ pub enum Module {
     GaPlain,
     GaHard,
     Oath,
+    /// twostep on the PostgreSQL store, one daemon (`--only fleet`; not in [`Module::ALL`]).
+    TwostepPg,
+    /// twostep on the PostgreSQL store, three daemons on three buses, logins in turn.
+    TwostepPg3,
 }
 
 impl Module {
+    /// What `--only fleet` compares.
+    pub const FLEET: [Module; 4] = [
+        Module::Permit,
+        Module::Twostep,
+        Module::TwostepPg,
+        Module::TwostepPg3,
+    ];
+
     pub const ALL: [Module; 5] = [
         Module::Permit,
         Module::Twostep,
@@ -57,6 +69,8 @@ impl Module {
             Module::GaPlain => "tsb-ga-plain",
             Module::GaHard => "tsb-ga-hard",
             Module::Oath => "tsb-oath",
+            // The twostep service on the first bus (the others: `FLEET_SERVICES`).
+            Module::TwostepPg | Module::TwostepPg3 => "tsb-twostep",
         }
     }
 
@@ -67,6 +81,8 @@ impl Module {
             Module::GaPlain => "google-auth plain",
             Module::GaHard => "google-auth hardened",
             Module::Oath => "pam_oath",
+            Module::TwostepPg => "twostep, PostgreSQL",
+            Module::TwostepPg3 => "twostep, PostgreSQL, 3 daemons",
         }
     }
 }
@@ -96,6 +112,10 @@ pub struct Options {
     /// 10,000), written into its own section of BENCHMARKS.md.
     #[serde(default)]
     pub only_session_flood: bool,
+    /// `--only fleet`: issue 15's PostgreSQL store beside the file store (sizes up to
+    /// 10,000), written into its own section of BENCHMARKS.md.
+    #[serde(default)]
+    pub only_fleet: bool,
 }
 
 impl Options {
@@ -115,6 +135,7 @@ impl Options {
             command: "./scripts/bench".into(),
             only_twostep: false,
             only_session_flood: false,
+            only_fleet: false,
         }
     }
 
@@ -278,6 +299,31 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         &oath.file,
     )?;
 
+    // `--only fleet`: the database, and two more buses with a twostep service each.
+    let fleet_db = if opts.only_fleet {
+        let pg = crate::fleet::PgServer::start(&work.join("pg"))?;
+        let mut extra = Vec::new();
+        for (i, service) in FLEET_SERVICES.iter().enumerate() {
+            let dir = work.join(format!("bus-{}", i + 2));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let b = Bus::start(&dir, &art.policy)?;
+            let c = BusClient::connect(&b.address)?;
+            std::fs::write(
+                confdir.join(service),
+                format!(
+                    "auth required pam_permit.so\nauth required {} bus={}\n",
+                    art.module.display(),
+                    b.address
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            extra.push((b, c));
+        }
+        Some(FleetDb { pg, extra })
+    } else {
+        None
+    };
+
     let mut res = Results {
         options: opts.clone(),
         date: date(),
@@ -355,8 +401,31 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 Module::GaPlain => ga_plain.reset(&touched),
                 Module::GaHard => ga_hard.reset(&touched),
                 Module::Oath => oath.reset(&touched, size),
+                Module::TwostepPg | Module::TwostepPg3 => match &fleet_db {
+                    Some(f) => f.pg.reset(&tw, &touched),
+                    None => Ok(()),
+                },
             }
         };
+        if opts.only_fleet {
+            if let Some(f) = fleet_db.as_ref().filter(|_| size <= 10_000) {
+                run_fleet(&FleetCtx {
+                    opts,
+                    size,
+                    f,
+                    tw: &tw,
+                    art: &art,
+                    config: &config,
+                    daemon_log: &daemon_log,
+                    client: &client,
+                    confdir: &confdir,
+                    exe: &exe,
+                    bus: &bus,
+                })
+                .map(|runs| res.login.extend(runs))?;
+            }
+            continue;
+        }
         // Issue 19's session flood, at the largest size up to 10,000 (alone with
         // `--only session-flood`, otherwise after issue 5's flood below).
         let session_flood_here = Some(size) == flood_size && !opts.only_twostep;
@@ -440,6 +509,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                                 wrong_budget: WRONG_BUDGET,
                                 seed: seed(size, rep, right, mode, workers, module),
                                 baseline: module == Module::Permit,
+                                more_services: Vec::new(),
                             };
                             let logs_before = devlog.snapshot();
                             let mut out: driver::Outcome =
@@ -455,18 +525,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                                 }
                                 None => (None, None),
                             };
-                            say(&format!(
-                                "{size:>6} users  {:<5} {:<7} K={workers} {:<22} n={:<5} p50={:>7.3} ms p99={:>7.3} ms {:>7.0}/s  unexpected={} ({})",
-                                if right { "right" } else { "wrong" },
-                                mode.as_str(),
-                                module.label(),
-                                out.logins,
-                                out.latency.p50,
-                                out.latency.p99,
-                                out.per_second,
-                                out.unexpected,
-                                out.stopped
-                            ));
+                            say(&progress(size, right, mode, workers, module, &out));
                             res.login.push(LoginRun {
                                 size,
                                 module,
@@ -552,6 +611,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                         wrong_budget: WRONG_BUDGET,
                         seed: seed(size, rep, false, Mode::Procs, 1, Module::Permit) ^ 0x10ad,
                         baseline: true,
+                        more_services: Vec::new(),
                     };
                     let out: driver::Outcome =
                         subprocess(&exe, "login", &spec, opts.seconds * 4.0 + 120.0)?;
@@ -606,7 +666,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         }
     }
     sys::unmount(Path::new("/etc"))?;
-    if opts.only_session_flood {
+    if opts.only_session_flood || opts.only_fleet {
         res.elapsed_s = t0.elapsed().as_secs_f64();
         return Ok(res);
     }
@@ -654,6 +714,175 @@ pub fn run(opts: &Options) -> Result<Results, String> {
     drop(client);
     drop(bus);
     Ok(res)
+}
+
+/// The PAM services of the second and third daemon of `--only fleet` (on their own buses).
+pub const FLEET_SERVICES: [&str; 2] = ["tsb-twostep-b", "tsb-twostep-c"];
+
+/// The database and the extra buses of `--only fleet`.
+struct FleetDb {
+    pg: crate::fleet::PgServer,
+    extra: Vec<(Bus, BusClient)>,
+}
+
+/// What one size of `--only fleet` needs from [`run`].
+struct FleetCtx<'a> {
+    opts: &'a Options,
+    size: u32,
+    f: &'a FleetDb,
+    tw: &'a TwostepState,
+    art: &'a Artifacts,
+    config: &'a Path,
+    daemon_log: &'a Path,
+    client: &'a BusClient,
+    confdir: &'a Path,
+    exe: &'a Path,
+    bus: &'a Bus,
+}
+
+/// `--only fleet` at one size: pam_permit, twostep on files, on PostgreSQL with one daemon
+/// and with three, right and wrong codes, forked logins with one worker and threads with
+/// two (three with three daemons: one login in flight per daemon).
+fn run_fleet(c: &FleetCtx<'_>) -> Result<Vec<LoginRun>, String> {
+    let size = c.size;
+    say(&format!("--- {size} users: loading PostgreSQL ---"));
+    let t = Instant::now();
+    c.f.pg.load(c.tw, size)?;
+    say(&format!("loaded in {:.1} s", t.elapsed().as_secs_f64()));
+    // One config per bus: the file store's, plus [store] on PostgreSQL.
+    let base = std::fs::read_to_string(c.config).map_err(|e| e.to_string())?;
+    let pg_config = |bus: &str, n: usize| -> Result<PathBuf, String> {
+        let text = base.replace(&c.bus.address, bus) + &c.f.pg.store_lines();
+        let path = c.config.with_file_name(format!("twostep-pg-{n}.toml"));
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    let mut configs = vec![(pg_config(&c.bus.address, 1)?, c.client)];
+    for (i, (b, client)) in c.f.extra.iter().enumerate() {
+        configs.push((pg_config(&b.address, i + 2)?, client));
+    }
+    let mut runs = Vec::new();
+    let mut touched: HashMap<Module, Vec<u32>> = HashMap::new();
+    for rep in 0..c.opts.reps {
+        for (mode, workers) in [(Mode::Procs, 1usize), (Mode::Threads, 2)] {
+            for right in [true, false] {
+                for module in Module::FLEET {
+                    // Why one key for both PostgreSQL variants: they share one database, so
+                    // what one run touched must be reset before the other's.
+                    let db = |m: Module| match m {
+                        Module::TwostepPg3 => Module::TwostepPg,
+                        other => other,
+                    };
+                    let dirty = touched.remove(&db(module)).unwrap_or_default();
+                    match module {
+                        Module::Twostep => c.tw.reset(&dirty)?,
+                        Module::TwostepPg | Module::TwostepPg3 => c.f.pg.reset(c.tw, &dirty)?,
+                        _ => {}
+                    }
+                    let daemons = match module {
+                        Module::Twostep => vec![(
+                            Twostepd::start(&c.art.twostepd, c.config, c.daemon_log, c.client)?,
+                            c.client,
+                        )],
+                        Module::TwostepPg => vec![(
+                            Twostepd::start(
+                                &c.art.twostepd,
+                                &configs[0].0,
+                                c.daemon_log,
+                                c.client,
+                            )?,
+                            c.client,
+                        )],
+                        Module::TwostepPg3 => configs
+                            .iter()
+                            .map(|(cfg, client)| {
+                                Twostepd::start(&c.art.twostepd, cfg, c.daemon_log, client)
+                                    .map(|d| (d, *client))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                        _ => Vec::new(),
+                    };
+                    let three = module == Module::TwostepPg3;
+                    let spec = driver::Spec {
+                        confdir: c.confdir.to_owned(),
+                        service: module.service().into(),
+                        users: size,
+                        right,
+                        mode,
+                        workers: if three && mode == Mode::Threads {
+                            3
+                        } else {
+                            workers
+                        },
+                        max_logins: c.opts.max_logins + c.opts.warmup,
+                        seconds: c.opts.seconds,
+                        min_logins: c.opts.min_logins,
+                        warmup: c.opts.warmup,
+                        period: PERIOD,
+                        window: WINDOW,
+                        wrong_budget: WRONG_BUDGET,
+                        seed: seed(size, rep, right, mode, workers, module),
+                        baseline: module == Module::Permit,
+                        more_services: if three {
+                            FLEET_SERVICES.iter().map(|s| (*s).to_owned()).collect()
+                        } else {
+                            Vec::new()
+                        },
+                    };
+                    let mut out: driver::Outcome =
+                        subprocess(c.exe, "login", &spec, c.opts.seconds + 120.0)?;
+                    touched.insert(db(module), std::mem::take(&mut out.touched));
+                    for (d, client) in daemons {
+                        d.stop(client);
+                    }
+                    say(&progress(size, right, mode, spec.workers, module, &out));
+                    runs.push(LoginRun {
+                        size,
+                        module,
+                        right,
+                        mode,
+                        workers: spec.workers,
+                        rep,
+                        out,
+                        daemon_hwm_kib: None,
+                        daemon_rss_kib: None,
+                        syslog: BTreeMap::new(),
+                    });
+                }
+            }
+        }
+    }
+    for (module, dirty) in touched {
+        match module {
+            Module::Twostep => c.tw.reset(&dirty)?,
+            Module::TwostepPg | Module::TwostepPg3 => c.f.pg.reset(c.tw, &dirty)?,
+            _ => {}
+        }
+    }
+    Ok(runs)
+}
+
+/// The progress line of one login run.
+fn progress(
+    size: u32,
+    right: bool,
+    mode: Mode,
+    workers: usize,
+    module: Module,
+    out: &driver::Outcome,
+) -> String {
+    format!(
+        "{size:>6} users  {:<5} {:<7} K={workers} {:<22} n={:<5} p50={:>7.3} ms p99={:>7.3} ms {:>7.0}/s  unexpected={} ({})",
+        if right { "right" } else { "wrong" },
+        mode.as_str(),
+        module.label(),
+        out.logins,
+        out.latency.p50,
+        out.latency.p99,
+        out.per_second,
+        out.unexpected,
+        out.stopped
+    )
 }
 
 fn say(line: &str) {
