@@ -307,7 +307,16 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             let dir = work.join(format!("bus-{}", i + 2));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let b = Bus::start(&dir, &art.policy)?;
-            let c = BusClient::connect(&b.address)?;
+            // Why retry: the socket file appears a moment before the bus listens on it.
+            let mut c = BusClient::connect(&b.address);
+            for _ in 0..100 {
+                if c.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                c = BusClient::connect(&b.address);
+            }
+            let c = c?;
             std::fs::write(
                 confdir.join(service),
                 format!(
