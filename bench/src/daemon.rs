@@ -68,15 +68,48 @@ impl Drop for Bus {
 }
 
 /// The twostepd configuration the benchmark uses (the same TOTP parameters as the peers;
-/// lockout after 10 consecutive failures, like the peers' `RATE_LIMIT 10 30`).
+/// lockout after 10 consecutive failures, like the peers' `RATE_LIMIT 10 30`), with the
+/// store key beside the state directory ([`store_key_path`], made when missing).
 pub fn config_text(state_dir: &Path, bus_address: &str, window: u64) -> String {
+    let key = store_key_path(state_dir);
+    if let Err(e) = ensure_store_key(&key) {
+        eprintln!("bench: {e}");
+    }
     format!(
         "[daemon]\nstate_dir = \"{}\"\nbus = \"{bus_address}\"\n\n\
          [totp]\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\nwindow = {window}\n\n\
          [lockout]\nmax_failures = 10\nlockout_seconds = 300\nfailure_window_seconds = 900\n\n\
-         [recovery]\ncount = 10\nmode = \"single-use\"\n",
-        state_dir.display()
+         [recovery]\ncount = 10\nmode = \"single-use\"\n\n\
+         [store]\nkey_file = \"{}\"\n",
+        state_dir.display(),
+        key.display()
     )
+}
+
+/// The store key of the daemon on `state_dir`: `store.key` beside it.
+pub fn store_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.with_file_name("store.key")
+}
+
+/// Write 32 random bytes to `path` (0600) unless it exists.
+///
+/// # Errors
+/// The random source or the write failed.
+pub fn ensure_store_key(path: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).map_err(|e| format!("random: {e}"))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&key))
+        .map_err(|e| format!("store key {}: {e}", path.display()))
 }
 
 /// A running twostepd; stopped (SIGTERM, then SIGKILL) on drop.

@@ -69,6 +69,10 @@ pub struct Spec {
     /// pam_permit: every result is as expected (it accepts anything).
     #[serde(default)]
     pub baseline: bool,
+    /// Further services (daemons of one fleet on other buses): logins go to `service` and
+    /// these in turn. A user is never in two logins at once, whichever service.
+    #[serde(default)]
+    pub more_services: Vec<String>,
 }
 
 /// What a driver run measured.
@@ -105,14 +109,17 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let secrets: Vec<[u8; otp::SECRET_BYTES]> = (0..spec.users).map(otp::secret_for).collect();
     let confdir =
         CString::new(spec.confdir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    let service = CString::new(spec.service.as_str()).map_err(|e| e.to_string())?;
+    let services: Vec<CString> = std::iter::once(&spec.service)
+        .chain(&spec.more_services)
+        .map(|s| CString::new(s.as_str()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     let ctx = Ctx {
         spec,
         shared: &shared,
         claimer: Claimer::new(&shared, &secrets, spec.right, spec),
         names: &names,
         confdir: &confdir,
-        service: &service,
+        services: &services,
         deadline: Instant::now() + Duration::from_secs_f64(spec.seconds),
         hard_deadline: Instant::now() + Duration::from_secs_f64(spec.seconds * 4.0),
     };
@@ -133,7 +140,8 @@ struct Ctx<'a> {
     claimer: Claimer<'a>,
     names: &'a [CString],
     confdir: &'a CString,
-    service: &'a CString,
+    /// The services logins go to, in turn (one unless a fleet is measured).
+    services: &'a [CString],
     /// `seconds` elapsed: stop once `min_logins` were measured.
     deadline: Instant,
     /// Four times that: stop regardless.
@@ -285,7 +293,12 @@ impl Ctx<'_> {
     }
 
     fn login(&self, user: usize, code: &[u8; 6]) -> Option<(u64, i32)> {
-        let out = pam::login(self.confdir, self.service, &self.names[user], code);
+        // The login's number picks the service: round robin over the fleet's daemons.
+        let n = self.shared.header().started.load(Ordering::SeqCst);
+        let service = self
+            .services
+            .get(usize::try_from(n).unwrap_or(0) % self.services.len().max(1))?;
+        let out = pam::login(self.confdir, service, &self.names[user], code);
         Some((
             u64::try_from(out.elapsed.as_nanos()).unwrap_or(u64::MAX),
             out.code,

@@ -102,6 +102,7 @@ impl BSide {
                 wrong_budget: 0,
                 seed,
                 baseline: false,
+                more_services: Vec::new(),
             },
             confdir: CString::new(confdir.as_os_str().as_encoded_bytes())
                 .map_err(|e| e.to_string())?,

@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod driver;
+pub mod fleet;
 pub mod flood;
 pub mod micro;
 pub mod otp;

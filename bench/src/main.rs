@@ -6,6 +6,8 @@
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
 //!                   [--only twostep]                   pam_permit and twostep only, progress lines only
+//!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
+//!                                                      store (1 and 3 daemons), into its own section
 //!                   [--only session-flood]             issue 19's session flood alone, into its own
 //!                                                      section of the --write file
 //! twostep-bench micro                                  the verification-core microbenchmarks only
@@ -22,7 +24,7 @@ use serde::Serialize;
 use twostep_bench::{driver, flood, micro, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep|session-flood] --work DIR --repo DIR [--write FILE] \
+    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood] --work DIR --repo DIR [--write FILE] \
                      [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
                      | login|verify|flood|session-flood SPEC_JSON";
 
@@ -77,6 +79,7 @@ fn cmd_micro() -> Result<(), String> {
 
 fn cmd_run(args: &[String]) -> Result<(), String> {
     let (mut quick, mut only, mut only_session_flood) = (false, false, false);
+    let mut only_fleet = false;
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -87,7 +90,8 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
             "--only" => match value()?.as_str() {
                 "twostep" => only = true,
                 "session-flood" => only_session_flood = true,
-                _ => return Err("--only: `twostep` or `session-flood`".into()),
+                "fleet" => only_fleet = true,
+                _ => return Err("--only: `twostep`, `fleet` or `session-flood`".into()),
             },
             "--work" => work = Some(PathBuf::from(value()?)),
             "--repo" => repo = Some(PathBuf::from(value()?)),
@@ -138,7 +142,22 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if only_session_flood {
         opts.command.push_str(" --only session-flood");
     }
+    opts.only_fleet = only_fleet;
+    if only_fleet {
+        opts.command.push_str(" --only fleet");
+    }
     let results = run::run(&opts)?;
+    if only_fleet {
+        let md = report::fleet_table(&results);
+        println!("{md}");
+        if let Some(path) = write {
+            let doc = std::fs::read_to_string(&path).unwrap_or_default();
+            let doc = report::splice_between(&doc, report::FLEET_BEGIN, report::FLEET_END, &md);
+            std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("twostep-bench: fleet table written to {}", path.display());
+        }
+        return Ok(());
+    }
     if only_session_flood {
         let md = report::session_flood_table(&results);
         println!("{md}");

@@ -151,7 +151,8 @@ pub fn core(scale: usize) -> Result<Vec<Micro>, String> {
 }
 
 /// The store's durable save (temp file, fsync, rename, directory fsync) and its load, for a
-/// realistic record, in the store at `state_dir` (`where_` says which, for the table).
+/// realistic record, in the store at `state_dir` (`where_` says which, for the table),
+/// sealing and opening its secret with `sealer` as the daemon does.
 ///
 /// # Errors
 /// The store cannot be opened or written.
@@ -160,8 +161,9 @@ pub fn store(
     record: &Record,
     scale: usize,
     where_: &str,
+    sealer: std::sync::Arc<twostepd::core::seal::Sealer>,
 ) -> Result<Vec<Micro>, String> {
-    let store = FileStore::open(state_dir)?;
+    let store = FileStore::open_with(state_dir, sealer)?;
     store.save(record).map_err(|e| e.to_string())?;
     let saves = 20 * scale.max(1);
     let loads = 2_000 * scale.max(1);
@@ -169,7 +171,7 @@ pub fn store(
     Ok(vec![
         entry(
             &format!(
-                "Store::save of a {bytes}-byte record in {where_} (the other slot in place + fdatasync)"
+                "Store::save of a {bytes}-byte record in {where_} (seal, the other slot in place + fdatasync)"
             ),
             per_call(saves, 1, || {
                 let _ = std::hint::black_box(store.save(record));
@@ -177,7 +179,7 @@ pub fn store(
             saves,
         ),
         entry(
-            &format!("Store::load in {where_} (open, read 8 KiB, 2 CRC-32, parse JSON)"),
+            &format!("Store::load in {where_} (open, read 8 KiB, 2 CRC-32, parse JSON, open the secret)"),
             per_call(10, loads / 10, || {
                 let _ = std::hint::black_box(store.load(record.uid.unwrap_or_default()));
             }),

@@ -39,9 +39,21 @@ pub enum Module {
     GaPlain,
     GaHard,
     Oath,
+    /// twostep on the PostgreSQL store, one daemon (`--only fleet`; not in [`Module::ALL`]).
+    TwostepPg,
+    /// twostep on the PostgreSQL store, three daemons on three buses, logins in turn.
+    TwostepPg3,
 }
 
 impl Module {
+    /// What `--only fleet` compares.
+    pub const FLEET: [Module; 4] = [
+        Module::Permit,
+        Module::Twostep,
+        Module::TwostepPg,
+        Module::TwostepPg3,
+    ];
+
     pub const ALL: [Module; 5] = [
         Module::Permit,
         Module::Twostep,
@@ -57,6 +69,8 @@ impl Module {
             Module::GaPlain => "tsb-ga-plain",
             Module::GaHard => "tsb-ga-hard",
             Module::Oath => "tsb-oath",
+            // The twostep service on the first bus (the others: `FLEET_SERVICES`).
+            Module::TwostepPg | Module::TwostepPg3 => "tsb-twostep",
         }
     }
 
@@ -67,6 +81,8 @@ impl Module {
             Module::GaPlain => "google-auth plain",
             Module::GaHard => "google-auth hardened",
             Module::Oath => "pam_oath",
+            Module::TwostepPg => "twostep, PostgreSQL",
+            Module::TwostepPg3 => "twostep, PostgreSQL, 3 daemons",
         }
     }
 }
@@ -96,6 +112,10 @@ pub struct Options {
     /// 10,000), written into its own section of BENCHMARKS.md.
     #[serde(default)]
     pub only_session_flood: bool,
+    /// `--only fleet`: issue 15's PostgreSQL store beside the file store (sizes up to
+    /// 10,000), written into its own section of BENCHMARKS.md.
+    #[serde(default)]
+    pub only_fleet: bool,
 }
 
 impl Options {
@@ -115,6 +135,7 @@ impl Options {
             command: "./scripts/bench".into(),
             only_twostep: false,
             only_session_flood: false,
+            only_fleet: false,
         }
     }
 
@@ -278,6 +299,40 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         &oath.file,
     )?;
 
+    // `--only fleet`: the database, and two more buses with a twostep service each.
+    let fleet_db = if opts.only_fleet {
+        let pg = crate::fleet::PgServer::start(&work.join("pg"))?;
+        let mut extra = Vec::new();
+        for (i, service) in FLEET_SERVICES.iter().enumerate() {
+            let dir = work.join(format!("bus-{}", i + 2));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let b = Bus::start(&dir, &art.policy)?;
+            // Why retry: the socket file appears a moment before the bus listens on it.
+            let mut c = BusClient::connect(&b.address);
+            for _ in 0..100 {
+                if c.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                c = BusClient::connect(&b.address);
+            }
+            let c = c?;
+            std::fs::write(
+                confdir.join(service),
+                format!(
+                    "auth required pam_permit.so\nauth required {} bus={}\n",
+                    art.module.display(),
+                    b.address
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            extra.push((b, c));
+        }
+        Some(FleetDb { pg, extra })
+    } else {
+        None
+    };
+
     let mut res = Results {
         options: opts.clone(),
         date: date(),
@@ -335,7 +390,13 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             micro::getpwnam(&last, if size > 10_000 { 100 } else { 2_000 }),
         ));
         // The durable save in the populated store (its directory holds `size` records).
-        let mut saves = micro::store(&state_dir, &tw.record(0), 1, "the store")?;
+        let mut saves = micro::store(
+            &state_dir,
+            &tw.record(0),
+            1,
+            "the store",
+            std::sync::Arc::clone(&tw.sealer),
+        )?;
         saves.truncate(1);
         res.store_at_size
             .extend(saves.into_iter().map(|m| (size, m)));
@@ -349,8 +410,31 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 Module::GaPlain => ga_plain.reset(&touched),
                 Module::GaHard => ga_hard.reset(&touched),
                 Module::Oath => oath.reset(&touched, size),
+                Module::TwostepPg | Module::TwostepPg3 => match &fleet_db {
+                    Some(f) => f.pg.reset(&tw, &touched),
+                    None => Ok(()),
+                },
             }
         };
+        if opts.only_fleet {
+            if let Some(f) = fleet_db.as_ref().filter(|_| size <= 10_000) {
+                run_fleet(&FleetCtx {
+                    opts,
+                    size,
+                    f,
+                    tw: &tw,
+                    art: &art,
+                    config: &config,
+                    daemon_log: &daemon_log,
+                    client: &client,
+                    confdir: &confdir,
+                    exe: &exe,
+                    bus: &bus,
+                })
+                .map(|runs| res.login.extend(runs))?;
+            }
+            continue;
+        }
         // Issue 19's session flood, at the largest size up to 10,000 (alone with
         // `--only session-flood`, otherwise after issue 5's flood below).
         let session_flood_here = Some(size) == flood_size && !opts.only_twostep;
@@ -434,6 +518,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                                 wrong_budget: WRONG_BUDGET,
                                 seed: seed(size, rep, right, mode, workers, module),
                                 baseline: module == Module::Permit,
+                                more_services: Vec::new(),
                             };
                             let logs_before = devlog.snapshot();
                             let mut out: driver::Outcome =
@@ -449,18 +534,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                                 }
                                 None => (None, None),
                             };
-                            say(&format!(
-                                "{size:>6} users  {:<5} {:<7} K={workers} {:<22} n={:<5} p50={:>7.3} ms p99={:>7.3} ms {:>7.0}/s  unexpected={} ({})",
-                                if right { "right" } else { "wrong" },
-                                mode.as_str(),
-                                module.label(),
-                                out.logins,
-                                out.latency.p50,
-                                out.latency.p99,
-                                out.per_second,
-                                out.unexpected,
-                                out.stopped
-                            ));
+                            say(&progress(size, right, mode, workers, module, &out));
                             res.login.push(LoginRun {
                                 size,
                                 module,
@@ -546,6 +620,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                         wrong_budget: WRONG_BUDGET,
                         seed: seed(size, rep, false, Mode::Procs, 1, Module::Permit) ^ 0x10ad,
                         baseline: true,
+                        more_services: Vec::new(),
                     };
                     let out: driver::Outcome =
                         subprocess(&exe, "login", &spec, opts.seconds * 4.0 + 120.0)?;
@@ -600,7 +675,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         }
     }
     sys::unmount(Path::new("/etc"))?;
-    if opts.only_session_flood {
+    if opts.only_session_flood || opts.only_fleet {
         res.elapsed_s = t0.elapsed().as_secs_f64();
         return Ok(res);
     }
@@ -613,6 +688,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         &tw.record(0),
         scale,
         "an empty directory",
+        std::sync::Arc::clone(&tw.sealer),
     )?);
     for m in &res.micro {
         say(&format!("{:<75} {:>10.2} µs", m.name, m.micros));
@@ -647,6 +723,175 @@ pub fn run(opts: &Options) -> Result<Results, String> {
     drop(client);
     drop(bus);
     Ok(res)
+}
+
+/// The PAM services of the second and third daemon of `--only fleet` (on their own buses).
+pub const FLEET_SERVICES: [&str; 2] = ["tsb-twostep-b", "tsb-twostep-c"];
+
+/// The database and the extra buses of `--only fleet`.
+struct FleetDb {
+    pg: crate::fleet::PgServer,
+    extra: Vec<(Bus, BusClient)>,
+}
+
+/// What one size of `--only fleet` needs from [`run`].
+struct FleetCtx<'a> {
+    opts: &'a Options,
+    size: u32,
+    f: &'a FleetDb,
+    tw: &'a TwostepState,
+    art: &'a Artifacts,
+    config: &'a Path,
+    daemon_log: &'a Path,
+    client: &'a BusClient,
+    confdir: &'a Path,
+    exe: &'a Path,
+    bus: &'a Bus,
+}
+
+/// `--only fleet` at one size: pam_permit, twostep on files, on PostgreSQL with one daemon
+/// and with three, right and wrong codes, forked logins with one worker and threads with
+/// two (three with three daemons: one login in flight per daemon).
+fn run_fleet(c: &FleetCtx<'_>) -> Result<Vec<LoginRun>, String> {
+    let size = c.size;
+    say(&format!("--- {size} users: loading PostgreSQL ---"));
+    let t = Instant::now();
+    c.f.pg.load(c.tw, size)?;
+    say(&format!("loaded in {:.1} s", t.elapsed().as_secs_f64()));
+    // One config per bus: the file store's, plus [store] on PostgreSQL.
+    let base = std::fs::read_to_string(c.config).map_err(|e| e.to_string())?;
+    let pg_config = |bus: &str, n: usize| -> Result<PathBuf, String> {
+        let text = base.replace(&c.bus.address, bus) + &c.f.pg.store_lines();
+        let path = c.config.with_file_name(format!("twostep-pg-{n}.toml"));
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    let mut configs = vec![(pg_config(&c.bus.address, 1)?, c.client)];
+    for (i, (b, client)) in c.f.extra.iter().enumerate() {
+        configs.push((pg_config(&b.address, i + 2)?, client));
+    }
+    let mut runs = Vec::new();
+    let mut touched: HashMap<Module, Vec<u32>> = HashMap::new();
+    for rep in 0..c.opts.reps {
+        for (mode, workers) in [(Mode::Procs, 1usize), (Mode::Threads, 2)] {
+            for right in [true, false] {
+                for module in Module::FLEET {
+                    // Why one key for both PostgreSQL variants: they share one database, so
+                    // what one run touched must be reset before the other's.
+                    let db = |m: Module| match m {
+                        Module::TwostepPg3 => Module::TwostepPg,
+                        other => other,
+                    };
+                    let dirty = touched.remove(&db(module)).unwrap_or_default();
+                    match module {
+                        Module::Twostep => c.tw.reset(&dirty)?,
+                        Module::TwostepPg | Module::TwostepPg3 => c.f.pg.reset(c.tw, &dirty)?,
+                        _ => {}
+                    }
+                    let daemons = match module {
+                        Module::Twostep => vec![(
+                            Twostepd::start(&c.art.twostepd, c.config, c.daemon_log, c.client)?,
+                            c.client,
+                        )],
+                        Module::TwostepPg => vec![(
+                            Twostepd::start(
+                                &c.art.twostepd,
+                                &configs[0].0,
+                                c.daemon_log,
+                                c.client,
+                            )?,
+                            c.client,
+                        )],
+                        Module::TwostepPg3 => configs
+                            .iter()
+                            .map(|(cfg, client)| {
+                                Twostepd::start(&c.art.twostepd, cfg, c.daemon_log, client)
+                                    .map(|d| (d, *client))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                        _ => Vec::new(),
+                    };
+                    let three = module == Module::TwostepPg3;
+                    let spec = driver::Spec {
+                        confdir: c.confdir.to_owned(),
+                        service: module.service().into(),
+                        users: size,
+                        right,
+                        mode,
+                        workers: if three && mode == Mode::Threads {
+                            3
+                        } else {
+                            workers
+                        },
+                        max_logins: c.opts.max_logins + c.opts.warmup,
+                        seconds: c.opts.seconds,
+                        min_logins: c.opts.min_logins,
+                        warmup: c.opts.warmup,
+                        period: PERIOD,
+                        window: WINDOW,
+                        wrong_budget: WRONG_BUDGET,
+                        seed: seed(size, rep, right, mode, workers, module),
+                        baseline: module == Module::Permit,
+                        more_services: if three {
+                            FLEET_SERVICES.iter().map(|s| (*s).to_owned()).collect()
+                        } else {
+                            Vec::new()
+                        },
+                    };
+                    let mut out: driver::Outcome =
+                        subprocess(c.exe, "login", &spec, c.opts.seconds + 120.0)?;
+                    touched.insert(db(module), std::mem::take(&mut out.touched));
+                    for (d, client) in daemons {
+                        d.stop(client);
+                    }
+                    say(&progress(size, right, mode, spec.workers, module, &out));
+                    runs.push(LoginRun {
+                        size,
+                        module,
+                        right,
+                        mode,
+                        workers: spec.workers,
+                        rep,
+                        out,
+                        daemon_hwm_kib: None,
+                        daemon_rss_kib: None,
+                        syslog: BTreeMap::new(),
+                    });
+                }
+            }
+        }
+    }
+    for (module, dirty) in touched {
+        match module {
+            Module::Twostep => c.tw.reset(&dirty)?,
+            Module::TwostepPg | Module::TwostepPg3 => c.f.pg.reset(c.tw, &dirty)?,
+            _ => {}
+        }
+    }
+    Ok(runs)
+}
+
+/// The progress line of one login run.
+fn progress(
+    size: u32,
+    right: bool,
+    mode: Mode,
+    workers: usize,
+    module: Module,
+    out: &driver::Outcome,
+) -> String {
+    format!(
+        "{size:>6} users  {:<5} {:<7} K={workers} {:<22} n={:<5} p50={:>7.3} ms p99={:>7.3} ms {:>7.0}/s  unexpected={} ({})",
+        if right { "right" } else { "wrong" },
+        mode.as_str(),
+        module.label(),
+        out.logins,
+        out.latency.p50,
+        out.latency.p99,
+        out.per_second,
+        out.unexpected,
+        out.stopped
+    )
 }
 
 fn say(line: &str) {
@@ -875,11 +1120,15 @@ fn check_record_format(
     }
     let tw = TwostepState::new(&state, unix_now())?;
     let path = tw.path(0);
-    let real = twostepd::core::store::decode(
-        &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        0,
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let stored = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if stored
+        .windows(secret_b32.len())
+        .any(|w| w == secret_b32.as_bytes())
+    {
+        return Err("the daemon stored the TOTP secret in clear".into());
+    }
+    let real = twostepd::core::store::decode_with(&stored, 0, &tw.sealer)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let real = serde_json::to_value(real).map_err(|e| e.to_string())?;
     let mut ours = serde_json::to_value(tw.record(0)).map_err(|e| e.to_string())?;
     ours["user"] = serde_json::Value::from("root");
@@ -909,7 +1158,7 @@ fn check_record_format(
         ));
     }
     if real["authenticators"][0]["key"]["secret"].as_str() != Some(secret_b32.as_str()) {
-        return Err("the daemon stores the TOTP secret differently (not plain base32); update bench/src/users.rs".into());
+        return Err("the daemon's sealed TOTP secret does not open to the enrolled one; update bench/src/users.rs".into());
     }
     let mode = |p: &Path| {
         std::fs::metadata(p)

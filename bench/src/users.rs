@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use twostep_config::Algorithm;
 use twostepd::core::record::{Record, Secret, TotpKey, MAX_EVENTS};
 use twostepd::core::recovery::{self, HashPool, StoredCode};
+use twostepd::core::seal::Sealer;
 use twostepd::core::store;
 use twostepd::core::UnixTime;
 
@@ -88,6 +89,8 @@ fn put(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 pub struct TwostepState {
     users_dir: PathBuf,
     template: Record,
+    /// Seals the records' secrets with the daemon's store key, as the daemon writes them.
+    pub sealer: std::sync::Arc<Sealer>,
 }
 
 impl TwostepState {
@@ -99,6 +102,7 @@ impl TwostepState {
     /// # Errors
     /// The hashes cannot be computed.
     pub fn new(state_dir: &Path, now: u64) -> Result<TwostepState, String> {
+        let sealer = std::sync::Arc::new(Sealer::open(&crate::daemon::store_key_path(state_dir))?);
         let (_, stored): (_, Vec<StoredCode>) = recovery::generate(10, &HashPool::new(2))?;
         let mut template = Record::new("template");
         let key = TotpKey {
@@ -120,6 +124,7 @@ impl TwostepState {
         Ok(TwostepState {
             users_dir: state_dir.join("users"),
             template,
+            sealer,
         })
     }
 
@@ -140,7 +145,7 @@ impl TwostepState {
     }
 
     fn write_one(&self, i: u32) -> Result<(), String> {
-        let bytes = store::file_bytes(&self.record(i))?;
+        let bytes = store::file_bytes_sealed(&self.record(i), &self.sealer)?;
         put(&self.path(UID_BASE + i), &bytes, 0o600)
     }
 

@@ -223,5 +223,6 @@ fn driver_spec(spec: &Spec) -> DriverSpec {
         wrong_budget: spec.wrong_budget,
         seed: spec.seed,
         baseline: false,
+        more_services: Vec::new(),
     }
 }

@@ -32,6 +32,7 @@ pub struct Config {
     pub login: Login,
     pub app_passwords: AppPasswords,
     pub mail: Mail,
+    pub store: Store,
 }
 
 /// `version = 1`.
@@ -90,6 +91,89 @@ fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::E
             p.display()
         )))
     }
+}
+
+/// An absolute path, or `""` for none.
+fn optional_absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let p = PathBuf::deserialize(d)?;
+    if p.as_os_str().is_empty() || p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{} is not an absolute path",
+            p.display()
+        )))
+    }
+}
+
+/// `[store]`: where records live, and the key that seals their secrets at rest.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// `"files"` (default: the embedded store in `[daemon] state_dir`) or `"postgres"` (one
+    /// database shared by every host of a fleet).
+    pub backend: Backend,
+    /// The store key (32 bytes, or 64 hex digits): seals every TOTP secret at rest, in both
+    /// backends. Regular file, owned by root, no access for group or others; the same file
+    /// on every host of a fleet. Default `/etc/twostep/store.key`.
+    #[serde(deserialize_with = "absolute_path")]
+    pub key_file: PathBuf,
+    /// PostgreSQL connection string (`postgresql://user@host:port/db` or `key=value` form),
+    /// without a password. Required with `backend = "postgres"`.
+    pub url: String,
+    /// File holding the database password (root only); `""`: none (peer or certificate
+    /// authentication).
+    #[serde(deserialize_with = "optional_absolute_path")]
+    pub password_file: PathBuf,
+    /// TLS to the database: `"verify-full"` (default: encrypt, check the certificate
+    /// against `ca_file` and the host name), `"require"` (encrypt, no check), or
+    /// `"disable"` (loopback or unix socket only).
+    pub tls: Tls,
+    /// PEM file of the certificate authorities `verify-full` trusts.
+    #[serde(deserialize_with = "optional_absolute_path")]
+    pub ca_file: PathBuf,
+    /// Database connections held at most, 1 to 64. Default 4.
+    pub pool_size: Bounded<1, 64>,
+    /// Seconds a new connection may take, 1 to 30. Default 2.
+    pub connect_timeout_seconds: Bounded<1, 30>,
+    /// Milliseconds one store transaction may take once connected, 100 to 30000 (also the
+    /// server's `statement_timeout`). Default 2000.
+    pub statement_timeout_ms: Bounded<100, 30000>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            backend: Backend::Files,
+            key_file: PathBuf::from("/etc/twostep/store.key"),
+            url: String::new(),
+            password_file: PathBuf::new(),
+            tls: Tls::VerifyFull,
+            ca_file: PathBuf::new(),
+            pool_size: Bounded::new(4),
+            connect_timeout_seconds: Bounded::new(2),
+            statement_timeout_ms: Bounded::new(2000),
+        }
+    }
+}
+
+/// `[store] backend`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    #[default]
+    Files,
+    Postgres,
+}
+
+/// `[store] tls`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tls {
+    Disable,
+    Require,
+    #[default]
+    VerifyFull,
 }
 
 /// Which bus the daemon serves on.
@@ -464,7 +548,9 @@ impl Config {
     /// - `groups` listed with `require = "none"`: the admin names groups, nobody is required;
     /// - a group both required and exempt (exempt wins at login): it requires nobody.
     pub fn contradictions(&self) -> Option<String> {
-        self.policy_contradictions()
+        self.store
+            .contradictions()
+            .or_else(|| self.policy_contradictions())
             .or_else(|| self.mail.contradictions())
             .or_else(|| self.methods_contradictions())
     }
@@ -558,6 +644,42 @@ impl Config {
             }
         }
         out
+    }
+}
+
+impl Store {
+    /// `[store]` settings that cannot work together: PostgreSQL without a `url`, a
+    /// password inside the `url` (it belongs in `password_file`, readable by root only),
+    /// `verify-full` without a `ca_file`.
+    pub fn contradictions(&self) -> Option<String> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        if self.url.is_empty() {
+            return Some(
+                "[store] backend = \"postgres\" needs url (postgresql://user@host/db)".into(),
+            );
+        }
+        let lower = self.url.to_ascii_lowercase();
+        let in_userinfo = lower
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+        if in_userinfo || lower.contains("password=") {
+            return Some(
+                "[store] url holds a password: put it in password_file (owned by root, mode \
+                 0600) and remove it from the url"
+                    .into(),
+            );
+        }
+        if self.tls == Tls::VerifyFull && self.ca_file.as_os_str().is_empty() {
+            return Some(
+                "[store] tls = \"verify-full\" needs ca_file (the PEM certificate of the \
+                 authority that signed the database server's certificate)"
+                    .into(),
+            );
+        }
+        None
     }
 }
 
@@ -696,6 +818,39 @@ may_toggle = false
             Config::parse(&uncommented, &path).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn store_settings_that_cannot_work_are_errors() {
+        for (text, needle) in [
+            ("[store]\nbackend = \"postgres\"\n", "needs url"),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u:pw@h/db\"\ntls = \"require\"\n",
+                "holds a password",
+            ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"host=h password=x\"\ntls = \"require\"\n",
+                "holds a password",
+            ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db\"\n",
+                "needs ca_file",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(needle), "{text:?}: {e}");
+        }
+        let ok = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db\"\n\
+             ca_file = \"/etc/twostep/ca.pem\"\npassword_file = \"/etc/twostep/db.pw\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.store.backend, Backend::Postgres);
+        assert!(parse("[store]\npassword_file = \"db.pw\"\n")
+            .unwrap_err()
+            .message
+            .contains("not an absolute path"));
+        assert!(parse("[store]\nstatement_timeout_ms = 50\n").is_err());
     }
 
     #[test]

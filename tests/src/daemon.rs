@@ -106,7 +106,8 @@ impl DaemonConfig {
         self
     }
 
-    fn get(&self, table: &str, key: &str) -> Option<&str> {
+    /// The raw value of `table.key`, if set.
+    pub fn get(&self, table: &str, key: &str) -> Option<&str> {
         self.tables
             .iter()
             .find(|(t, _)| t == table)
@@ -132,6 +133,10 @@ impl DaemonConfig {
         if cfg.get("daemon", "bus").is_none() {
             cfg = cfg.set("daemon", "bus", &s(bus_address));
         }
+        if cfg.get("store", "key_file").is_none() {
+            let key = shared_store_key();
+            cfg = cfg.set("store", "key_file", &s(&key.to_string_lossy()));
+        }
         let mut out = String::new();
         for (k, v) in &cfg.top {
             out.push_str(&format!("{k} = {v}\n"));
@@ -146,6 +151,39 @@ impl DaemonConfig {
         out.push_str(&cfg.tail);
         out
     }
+}
+
+/// The store key every harness daemon uses unless its config names another: one fixed key
+/// (test data) in a root-only file under the temp directory, written once (atomically, the
+/// same bytes by every test process).
+pub fn shared_store_key() -> PathBuf {
+    let path = std::env::temp_dir().join("twostep-e2e-store.key");
+    if std::fs::read(&path)
+        .map(|b| b != HARNESS_KEY)
+        .unwrap_or(true)
+    {
+        write_store_key(&path, &HARNESS_KEY);
+    }
+    path
+}
+
+/// The bytes of [`shared_store_key`].
+pub const HARNESS_KEY: [u8; 32] = *b"twostep e2e harness store key!!!";
+
+/// Write `key` to `path` (mode 0600): a temporary file renamed into place.
+pub fn write_store_key(path: &Path, key: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .expect("create store key");
+    f.write_all(key).expect("write store key");
+    drop(f);
+    std::fs::rename(&tmp, path).expect("install store key");
 }
 
 /// A `twostepd` process (or none, between [`stop`](Daemon::stop) and
@@ -222,6 +260,15 @@ impl Daemon {
                 .expect("chown state dir");
         }
         let config_path = dir.path().join("twostep.toml");
+        let mut config = config.clone();
+        if let (Some(c), None) = (run_as, config.get("store", "key_file")) {
+            // A daemon run as a test user reads a key of its own.
+            let key = dir.path().join("store.key");
+            write_store_key(&key, &[0x5a; 32]);
+            std::os::unix::fs::chown(&key, Some(c.uid), Some(c.gid)).expect("chown store key");
+            let quoted = serde_json::to_string(&key.to_string_lossy()).expect("quote");
+            config = config.set("store", "key_file", &quoted);
+        }
         std::fs::write(&config_path, config.render(&state_dir, bus_address)).expect("write config");
         unique::chmod(&config_path, 0o644);
         let log = dir.path().join("twostepd.log");

@@ -32,6 +32,7 @@ pub mod ns;
 pub mod otp;
 pub mod pam;
 pub mod pamclient;
+pub mod postgres;
 pub mod proc;
 pub mod pty;
 pub mod qr;

@@ -25,6 +25,8 @@ pub const ADMIN_INTERFACE: &str = "org.twostep.Admin1";
 /// admins, any user's (list, revoke). The check at login runs in the login conversation
 /// (`mode=app-password` in the context, [`login::MODE_APP_PASSWORD`]).
 pub const APP_PASSWORD_INTERFACE: &str = "org.twostep.AppPassword1";
+/// Moving whole stores (export, import, key rotation): root only.
+pub const STORE_INTERFACE: &str = "org.twostep.Store1";
 /// Prefix of every error name the daemon sends.
 pub const ERROR_PREFIX: &str = "org.twostep.Error";
 

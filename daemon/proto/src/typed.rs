@@ -267,6 +267,35 @@ pub trait Admin {
     ) -> zbus::Result<Properties>;
 }
 
+#[zbus::proxy(
+    interface = "org.twostep.Store1",
+    default_service = "org.twostep.Twostep1",
+    default_path = "/org/twostep/Twostep1",
+    gen_blocking = false
+)]
+pub trait Store {
+    /// Write every account, secrets sealed, to `out` (a file the caller opened for
+    /// writing) in the export format (docs/fleet.md). Root only. Returns how many were
+    /// written and one sentence per account left out.
+    fn export(&self, out: zbus::zvariant::Fd<'_>) -> zbus::Result<(u32, Vec<String>)>;
+
+    /// Add the accounts of the export read from `input`; with `dry_run`, only say what
+    /// would change. Root only. Returns created, unchanged, and one sentence per conflict.
+    fn import(
+        &self,
+        input: zbus::zvariant::Fd<'_>,
+        dry_run: bool,
+    ) -> zbus::Result<(u32, u32, Vec<String>)>;
+
+    /// Seal every write with the key in `new_key_file` (a path the daemon reads) and
+    /// re-seal every record. Root only. Returns the old and new key ids, re-sealed,
+    /// unchanged, and one sentence per account not re-sealed.
+    fn rotate_key(
+        &self,
+        new_key_file: &str,
+    ) -> zbus::Result<(String, String, u32, u32, Vec<String>)>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

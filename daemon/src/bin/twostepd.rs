@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use twostep_config::{BusAddress, Config};
+use twostep_config::{Backend, BusAddress, Config};
 use twostepd::configfile;
+use twostepd::core::seal::Sealer;
+use twostepd::core::store::postgres::{self, PgStore};
 use twostepd::core::store::{FileStore, Store};
 use twostepd::core::users::NssAccounts;
 use twostepd::core::Core;
@@ -22,7 +24,9 @@ struct Args {
     config: PathBuf,
     /// Check FILE and exit: 0 if it is valid, 1 with file:line:column otherwise. The file
     /// and its state directory must also be safe: owned by root (or the daemon's uid) and
-    /// not writable by group or others, the state directory private (0700).
+    /// not writable by group or others, the state directory private (0700), the store key
+    /// (and a database password file) root's alone (0600). A PostgreSQL url must parse;
+    /// the database is not contacted.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
     /// Log every request, not only outcomes.
@@ -34,7 +38,14 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
         let checked = configfile::load(&path).and_then(|loaded| {
-            FileStore::check(&loaded.config.daemon.state_dir)?;
+            let store = &loaded.config.store;
+            Sealer::open(&store.key_file)?;
+            match store.backend {
+                Backend::Files => FileStore::check(&loaded.config.daemon.state_dir)?,
+                Backend::Postgres => {
+                    postgres::connection_config(store)?;
+                }
+            }
             Ok(loaded)
         });
         return match checked {
@@ -70,6 +81,15 @@ fn serve(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Why before the runtime: the PostgreSQL store drives its own runtime from the calling
+    // thread, which must not be inside another runtime's async context.
+    let store = match open_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
@@ -82,7 +102,7 @@ fn serve(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.config.clone())) {
+    match runtime.block_on(run(config, store, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -91,9 +111,8 @@ fn serve(args: &Args) -> ExitCode {
     }
 }
 
-async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
+async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
-    let store = open_store(&config)?;
     let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
     core.set_outbox(twostepd::mailer::Mailer::start()?);
     let builder = match &bus {
@@ -128,14 +147,41 @@ async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-/// The store the configuration names. Only the embedded file store exists today (a
-/// PostgreSQL store for fleets is planned: a `[daemon] store` key then chooses here).
+/// The store `[store] backend` names, sealing with the key of `[store] key_file`. Refuses
+/// to start when records are sealed with a key this host does not hold (the PostgreSQL
+/// store checks that itself, at its first connection).
 fn open_store(config: &Config) -> Result<Box<dyn Store>, String> {
-    Ok(Box::new(FileStore::open(&config.daemon.state_dir)?))
+    let sealer = Arc::new(Sealer::open(&config.store.key_file)?);
+    let store: Box<dyn Store> = match config.store.backend {
+        Backend::Files => {
+            let files = FileStore::open_with(&config.daemon.state_dir, Arc::clone(&sealer))?;
+            let missing = twostepd::core::transfer::missing_keys(&files, &sealer)
+                .map_err(|e| e.to_string())?;
+            if !missing.is_empty() {
+                return Err(format!(
+                    "records in {} are sealed with store key(s) {} which this host does not \
+                     have (it holds {}, from {} and its .old/.new); put the key file back",
+                    config.daemon.state_dir.display(),
+                    missing.join(", "),
+                    sealer.key_ids().into_iter().collect::<Vec<_>>().join(", "),
+                    config.store.key_file.display()
+                ));
+            }
+            Box::new(files)
+        }
+        Backend::Postgres => Box::new(PgStore::open(&config.store, Arc::clone(&sealer))?),
+    };
+    log::info!(
+        "store: {:?}, secrets sealed with key {}",
+        config.store.backend,
+        sealer.sealing_id().unwrap_or_default()
+    );
+    Ok(store)
 }
 
 /// Until SIGTERM or SIGINT; SIGHUP re-reads the configuration (an invalid file is refused
-/// and the old configuration stays in force).
+/// and the old configuration stays in force) and the store key files (the key file seals
+/// from then on; keys already held keep opening; see `Core::reload_keys`).
 async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -152,6 +198,9 @@ async fn serve_signals(core: &Arc<Core>, config_path: &std::path::Path) -> Resul
                     configfile::log_warnings(&loaded);
                     core.apply_config(loaded.config).map_err(|e| e.to_string())
                 });
+                if let Err(e) = core.reload_keys() {
+                    log::error!("store keys not reloaded, the previous keys stay: {e}");
+                }
                 if outcome.is_ok() {
                     log::info!("action=reload source=SIGHUP outcome=done");
                 }

@@ -530,7 +530,8 @@ impl AdminIface {
                         .map_err(|e| CoreError::InvalidArgument(format!("config refused: {e}")))?;
                     crate::configfile::log_warnings(&loaded);
                     Ok(loaded.config)
-                })
+                })?;
+                core.reload_keys()
             })
             .await
     }
@@ -631,6 +632,12 @@ pub async fn serve(
         .at(
             twostep_proto::OBJECT_PATH,
             super::email::EmailIface(shared.clone()),
+        )
+        .await?;
+    server
+        .at(
+            twostep_proto::OBJECT_PATH,
+            super::store::StoreIface(shared.clone()),
         )
         .await?;
     server

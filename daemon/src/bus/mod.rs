@@ -10,6 +10,8 @@ mod errors;
 mod iface;
 mod import;
 mod rate;
+mod store;
 
 pub use caller::Identify;
 pub use iface::{serve, AdminIface, LoginIface, UserIface};
+pub use store::StoreIface;

@@ -36,6 +36,7 @@ use super::selfservice::{self, Confirming, PendingInfo, Status};
 use super::settings::Settings;
 use super::state::AuthenticatorInfo;
 use super::store::{self, FileStore, Migration, Store, Write};
+use super::transfer;
 use super::users::{Account, Accounts, NssAccounts};
 use super::verify;
 use super::{Error, UnixTime};
@@ -632,6 +633,55 @@ impl Core {
         now: UnixTime,
     ) -> Result<RepairReport, Error> {
         admin::admin_repair(self, caller, name, confirm, now)
+    }
+
+    /// Write every account to `out` with its secrets sealed (see [`transfer::export`]).
+    ///
+    /// # Errors
+    /// As [`transfer::export`].
+    pub fn export_records(
+        &self,
+        caller: &Caller,
+        out: &mut dyn std::io::Write,
+    ) -> Result<transfer::ExportReport, Error> {
+        transfer::export(caller, self.store(), out)
+    }
+
+    /// Add the accounts of an export (see [`transfer::import`]).
+    ///
+    /// # Errors
+    /// As [`transfer::import`].
+    pub fn import_records(
+        &self,
+        caller: &Caller,
+        input: &mut dyn std::io::BufRead,
+        dry_run: bool,
+    ) -> Result<transfer::ImportReport, Error> {
+        transfer::import(caller, self.store(), input, dry_run)
+    }
+
+    /// Read the store key files again (see [`crate::core::seal::Sealer::reload`]): part
+    /// of every reload.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a key file is not usable (the keys in force stay).
+    pub fn reload_keys(&self) -> Result<(), Error> {
+        match self.store.sealer() {
+            Some(sealer) => sealer.reload().map_err(Error::InvalidArgument),
+            None => Ok(()),
+        }
+    }
+
+    /// Re-seal every record with the key in `new_key` (see [`transfer::rotate_key`]).
+    ///
+    /// # Errors
+    /// As [`transfer::rotate_key`].
+    pub fn rotate_key(
+        &self,
+        caller: &Caller,
+        new_key: &std::path::Path,
+    ) -> Result<transfer::RotateReport, Error> {
+        transfer::rotate_key(caller, self.store(), new_key)
     }
 }
 

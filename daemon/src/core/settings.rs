@@ -159,6 +159,13 @@ impl Settings {
                     .into(),
             ));
         }
+        if config.store != current.store {
+            return Err(Error::InvalidArgument(
+                "[store] changes only with a restart (the store key files themselves are \
+                 re-read at every reload); nothing was reloaded"
+                    .into(),
+            ));
+        }
         *current = Arc::new(config);
         Ok(())
     }

@@ -18,16 +18,10 @@ use twostepd::import::{google_authenticator as ga, oath, Skip};
 
 use crate::io::explain;
 
-#[derive(Subcommand)]
-pub enum AdminCommand {
-    /// Carry enrolments over from another 2FA module, so nobody enrols again. A user who
-    /// already has an authenticator in twostep is skipped (unless --replace); the old
-    /// files are only read; a summary ends the output (exit 1 when anything found was not
-    /// imported for a reason other than being enrolled already).
-    #[command(subcommand)]
-    Import(ImportFrom),
-}
-
+/// `twostepctl admin import …` from other 2FA modules (beside `admin import twostep`,
+/// fleet.rs). A user who already has an authenticator in twostep is skipped (unless
+/// --replace); the old files are only read; a summary ends the output (exit 1 when
+/// anything found was not imported for a reason other than being enrolled already).
 #[derive(Subcommand)]
 pub enum ImportFrom {
     /// libpam-google-authenticator: every user's ~/.google_authenticator (home
@@ -133,13 +127,13 @@ impl Tally {
 /// The skip kind of a user who already has an authenticator.
 const ALREADY: &str = "already enrolled";
 
-pub async fn run(conn: &zbus::Connection, cmd: AdminCommand) -> Result<(), String> {
+pub async fn run(conn: &zbus::Connection, from: ImportFrom) -> Result<(), String> {
     let admin = AdminProxy::new(conn).await.map_err(explain)?;
-    match cmd {
-        AdminCommand::Import(ImportFrom::GoogleAuthenticator { paths, user, how }) => {
+    match from {
+        ImportFrom::GoogleAuthenticator { paths, user, how } => {
             google_authenticator(&admin, paths, user, how).await
         }
-        AdminCommand::Import(ImportFrom::Oath { file, how }) => oath_file(&admin, &file, how).await,
+        ImportFrom::Oath { file, how } => oath_file(&admin, &file, how).await,
     }
 }
 

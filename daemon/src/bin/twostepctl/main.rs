@@ -10,6 +10,7 @@ mod admin;
 mod apppw;
 mod doctor;
 mod email;
+mod fleet;
 mod import;
 mod user;
 
@@ -70,9 +71,10 @@ enum Command {
     },
     /// Admin: make the daemon re-read its configuration (an invalid file is refused).
     Reload,
-    /// Admin: carry enrolments over from other 2FA modules (root or the admin group).
+    /// Admin: move accounts between stores (export, import), change the store key, and
+    /// carry enrolments over from other 2FA modules.
     #[command(subcommand)]
-    Admin(import::AdminCommand),
+    Admin(fleet::AdminCommand),
     /// Codes by email (the weaker method): set, confirm or remove your address.
     #[command(subcommand)]
     Email(email::EmailCommand),
@@ -165,7 +167,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::User(c) => admin::run(&conn, c).await,
         Command::Locks { json } => admin::locks(&conn, json).await,
         Command::Reload => admin::reload(&conn).await,
-        Command::Admin(c) => import::run(&conn, c).await,
+        Command::Admin(c) => fleet::run(&conn, c).await,
         Command::Email(c) => email::email(&conn, c).await,
         Command::Mail(c) => email::mail(&conn, c).await,
         Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. } => Ok(()),

@@ -89,6 +89,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::engine::lock;
 use crate::core::record::{Record, RECORD_VERSION};
+use crate::core::seal::Sealer;
 use crate::core::trust::{self, describe, euid};
 use crate::core::users::Account;
 use crate::core::{Error, UnixTime};
@@ -122,6 +123,8 @@ pub struct FileStore {
     locks: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
     /// The enrolment list as last written (the file is rewritten whole under this lock).
     enrolled: Mutex<BTreeSet<u32>>,
+    /// Seals the secrets of every record written, opens those of every record read.
+    sealer: Arc<Sealer>,
 }
 
 /// The slot a file's record was read from.
@@ -265,6 +268,15 @@ impl FileStore {
     /// A message for the operator naming the path, its owner and mode and what is
     /// expected, or why the directory cannot be created.
     pub fn open(state_dir: &Path) -> Result<FileStore, String> {
+        FileStore::open_with(state_dir, Arc::new(Sealer::plaintext()))
+    }
+
+    /// [`FileStore::open`] with `sealer` sealing the secrets of every record written (the
+    /// daemon's way: [`FileStore::open`] writes them in the clear, for tests and tools).
+    ///
+    /// # Errors
+    /// As [`FileStore::open`].
+    pub fn open_with(state_dir: &Path, sealer: Arc<Sealer>) -> Result<FileStore, String> {
         let (state, meta) = trust::resolve(state_dir)?;
         match meta {
             Some(m) => check_private_dir(&state, &m)?,
@@ -277,6 +289,7 @@ impl FileStore {
             users,
             locks: Mutex::new(HashMap::new()),
             enrolled: Mutex::new(BTreeSet::new()),
+            sealer,
         };
         let listed = match store.read_enrolled()? {
             Some(listed) => listed,
@@ -491,8 +504,8 @@ impl FileStore {
             return Ok(None);
         };
         let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
-        decode(&bytes, uid)
-            .map(Some)
+        decode_current(&bytes, uid, &self.sealer)
+            .map(|(_, r)| Some(r))
             .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))
     }
 
@@ -516,7 +529,7 @@ impl FileStore {
             user: user.to_owned(),
             reason: format!("{what}: {e}"),
         };
-        let payload = payload(record).map_err(|reason| Error::Storage {
+        let payload = payload(record, &self.sealer).map_err(|reason| Error::Storage {
             user: user.to_owned(),
             reason,
         })?;
@@ -528,9 +541,13 @@ impl FileStore {
             reason: format!("read: {e}"),
         })?;
         // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, uid)
+        let (current, _) = decode_current(&bytes, uid, &self.sealer)
             .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
+        // Why: the slot a save keeps holds the previous record; when that one has a secret
+        // in the clear or sealed with another key (the first write after sealing began, a
+        // key rotation), it is overwritten too, so no earlier form of a secret stays.
+        let reseal = stored_value(&bytes).is_ok_and(|v| self.sealer.needs_reseal(&v));
         if HEADER + payload.len() > current.slot_size {
             drop(file);
             return self.write_whole(uid, user, &payload, generation);
@@ -540,9 +557,9 @@ impl FileStore {
         file.write_all_at(&new, (target * current.slot_size) as u64)
             .map_err(|e| fail("write", e))?;
         file.sync_data().map_err(|e| fail("fdatasync", e))?;
-        if current.upgrade {
+        if current.upgrade || reseal {
             // An old-format file: its other slot becomes a copy too, so that from now on
-            // every slot of this file is written and checked.
+            // every slot of this file is written and checked. (And see `reseal` above.)
             file.write_all_at(&new, (current.index * current.slot_size) as u64)
                 .map_err(|e| fail("write", e))?;
             file.sync_data().map_err(|e| fail("fdatasync", e))?;
@@ -605,7 +622,7 @@ impl FileStore {
             user: who.clone(),
             reason: format!("read: {e}"),
         })?;
-        let damage = decode_current(&bytes, uid).err();
+        let damage = decode_current(&bytes, uid, &self.sealer).err();
         let slots = match slots(&bytes) {
             Ok((_, found)) => found
                 .iter()
@@ -616,7 +633,7 @@ impl FileStore {
                         ..
                     } => SlotView::Readable {
                         generation: *generation,
-                        record: decode_payload(payload, uid).map(Box::new),
+                        record: decode_payload(payload, uid, &self.sealer).map(Box::new),
                     },
                     Slot::Empty => SlotView::Empty,
                     Slot::Damaged(why) => SlotView::Unreadable((*why).to_owned()),
@@ -652,7 +669,7 @@ impl FileStore {
         let uid = record
             .uid
             .ok_or_else(|| fail("replace", "record without a uid".into()))?;
-        let payload = payload(record).map_err(|e| fail("encode", e))?;
+        let payload = payload(record, &self.sealer).map_err(|e| fail("encode", e))?;
         let path = self.path_for(uid);
         let old = match open_record(&path, false).map_err(|r| refused(user, r))? {
             Some(f) => read_bounded(&f).map_err(|e| fail("read", e))?,
@@ -768,7 +785,7 @@ impl FileStore {
             reason,
         };
         let bytes = read_bounded(&file).map_err(&corrupt)?;
-        let mut record = decode_legacy(&bytes, user).map_err(corrupt)?;
+        let mut record = decode_legacy(&bytes, user, &self.sealer).map_err(corrupt)?;
         record.uid = Some(uid);
         match self.load(uid)? {
             None => {
@@ -776,7 +793,11 @@ impl FileStore {
                 if record.enrolled() {
                     self.set_enrolled(uid, true)?;
                 }
-                self.write_whole(uid, user, &payload_or_storage(&record)?, generation)?;
+                let payload = payload(&record, &self.sealer).map_err(|reason| Error::Storage {
+                    user: record.user.clone(),
+                    reason,
+                })?;
+                self.write_whole(uid, user, &payload, generation)?;
             }
             // A crash after the write, before the removal: the same record twice.
             Some(existing) if existing == record => {}
@@ -861,6 +882,55 @@ impl super::Store for FileStore {
     fn files(&self) -> Option<&FileStore> {
         Some(self)
     }
+
+    fn sealer(&self) -> Option<&Sealer> {
+        Some(&self.sealer)
+    }
+
+    fn key_ids(&self) -> Result<BTreeSet<String>, Error> {
+        let uids = self.users().map_err(|reason| Error::Storage {
+            user: "(all)".into(),
+            reason,
+        })?;
+        let mut ids = BTreeSet::new();
+        for uid in uids {
+            if let Ok(Some(value)) = self.stored_value(uid) {
+                ids.extend(crate::core::seal::key_ids_in(&value));
+            }
+        }
+        Ok(ids)
+    }
+
+    fn reseal(&self, uid: u32) -> Result<bool, Error> {
+        self.with_uid_lock(uid, || {
+            let needs = match self.stored_value(uid)? {
+                Some(value) => self.sealer.needs_reseal(&value),
+                None => false,
+            };
+            match self.load(uid)? {
+                Some(record) if needs => self.save_listed(uid, &record).map(|()| true),
+                _ => Ok(false),
+            }
+        })
+    }
+}
+
+impl FileStore {
+    /// The record of `uid` as stored (secrets as they are), `None` when it has none.
+    ///
+    /// # Errors
+    /// As [`FileStore::load`].
+    pub fn stored_value(&self, uid: u32) -> Result<Option<serde_json::Value>, Error> {
+        let who = account(uid);
+        let path = self.path_for(uid);
+        let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
+            return Ok(None);
+        };
+        let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
+        stored_value(&bytes)
+            .map(Some)
+            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))
+    }
 }
 
 /// What [`FileStore::migrate_legacy`] did.
@@ -872,13 +942,6 @@ pub enum Migration {
     Moved(Box<Record>),
     /// The uid already has a different record; the name-keyed file is left in place.
     Conflict,
-}
-
-fn payload_or_storage(record: &Record) -> Result<Vec<u8>, Error> {
-    payload(record).map_err(|reason| Error::Storage {
-        user: record.user.clone(),
-        reason,
-    })
 }
 
 /// How errors and logs name an account at the store's level (the engine adds the name).
@@ -920,7 +983,15 @@ pub fn legacy_file_name(user: &str) -> String {
 /// # Errors
 /// The record cannot be serialized or is too large.
 pub fn file_bytes(record: &Record) -> Result<Vec<u8>, String> {
-    Ok(whole_file(1, &payload(record)?))
+    Ok(whole_file(1, &payload(record, &Sealer::plaintext())?))
+}
+
+/// [`file_bytes`] with the secrets sealed by `sealer`, as the daemon writes a new record.
+///
+/// # Errors
+/// The record cannot be serialized or sealed, or is too large.
+pub fn file_bytes_sealed(record: &Record, sealer: &Sealer) -> Result<Vec<u8>, String> {
+    Ok(whole_file(1, &payload(record, sealer)?))
 }
 
 /// A complete record file (generation 1) whose payload is `json`, taken as it is: for tests
@@ -954,17 +1025,38 @@ pub fn enrolled_file_bytes(uids: impl IntoIterator<Item = u32>) -> Vec<u8> {
 /// # Errors
 /// Why the bytes are not a valid record of account `uid`.
 pub fn decode(bytes: &[u8], uid: u32) -> Result<Record, String> {
-    decode_current(bytes, uid).map(|(_, record)| record)
+    decode_with(bytes, uid, &Sealer::plaintext())
 }
 
-fn decode_current(bytes: &[u8], uid: u32) -> Result<(Current<'_>, Record), String> {
+/// [`decode`] with `sealer` opening sealed secrets.
+///
+/// # Errors
+/// As [`decode`], and a secret that does not open.
+pub fn decode_with(bytes: &[u8], uid: u32, sealer: &Sealer) -> Result<Record, String> {
+    decode_current(bytes, uid, sealer).map(|(_, record)| record)
+}
+
+/// The record as stored in a record file's bytes (secrets as they are, sealed or not),
+/// without any check beyond the slots' checksums: for exports and the key check at start.
+///
+/// # Errors
+/// The bytes are not a record file or not JSON.
+pub fn stored_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(current(bytes)?.payload).map_err(|e| format!("invalid record: {e}"))
+}
+
+fn decode_current<'a>(
+    bytes: &'a [u8],
+    uid: u32,
+    sealer: &Sealer,
+) -> Result<(Current<'a>, Record), String> {
     let current = current(bytes)?;
-    let record = decode_payload(current.payload, uid)?;
+    let record = decode_payload(current.payload, uid, sealer)?;
     Ok((current, record))
 }
 
-fn decode_payload(payload: &[u8], uid: u32) -> Result<Record, String> {
-    let record = decode_any(payload)?;
+fn decode_payload(payload: &[u8], uid: u32, sealer: &Sealer) -> Result<Record, String> {
+    let record = decode_any(payload, sealer)?;
     if record.uid != Some(uid) {
         return Err("record belongs to another account".into());
     }
@@ -972,25 +1064,26 @@ fn decode_payload(payload: &[u8], uid: u32) -> Result<Record, String> {
 }
 
 /// A record file of the name-keyed layout: it carries no uid, and the name it names.
-fn decode_legacy(bytes: &[u8], user: &str) -> Result<Record, String> {
-    let record = decode_any(current(bytes)?.payload)?;
+fn decode_legacy(bytes: &[u8], user: &str, sealer: &Sealer) -> Result<Record, String> {
+    let record = decode_any(current(bytes)?.payload, sealer)?;
     if record.uid.is_some() || record.user != user {
         return Err("record belongs to another user".into());
     }
     Ok(record)
 }
 
-fn decode_any(payload: &[u8]) -> Result<Record, String> {
-    let record: Record =
+fn decode_any(payload: &[u8], sealer: &Sealer) -> Result<Record, String> {
+    let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| format!("invalid record: {e}"))?;
+    let record = sealer.decode(value)?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
     }
     Ok(record)
 }
 
-fn payload(record: &Record) -> Result<Vec<u8>, String> {
-    let payload = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+fn payload(record: &Record, sealer: &Sealer) -> Result<Vec<u8>, String> {
+    let payload = serde_json::to_vec(&sealer.encode(record)?).map_err(|e| e.to_string())?;
     if HEADER + payload.len() > MAX_SLOT {
         return Err(format!("record of {} bytes is too large", payload.len()));
     }
@@ -1362,8 +1455,14 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         assert_fails_closed(&s, "alice", "slot 1 is empty");
 
-        let mut two = whole_file(5, &payload(&with_failures("alice", 1)).unwrap());
-        let other = slot(5, &payload(&with_failures("alice", 2)).unwrap());
+        let mut two = whole_file(
+            5,
+            &payload(&with_failures("alice", 1), &Sealer::plaintext()).unwrap(),
+        );
+        let other = slot(
+            5,
+            &payload(&with_failures("alice", 2), &Sealer::plaintext()).unwrap(),
+        );
         two[BLOCK..BLOCK + other.len()].copy_from_slice(&other);
         fs::write(&path, &two).unwrap();
         assert_fails_closed(&s, "alice", "both slots claim generation 5");
@@ -1373,7 +1472,10 @@ mod tests {
     fn an_old_format_file_with_an_empty_second_slot_is_read_and_upgraded() {
         let (_d, s) = store();
         let path = s.path_for(uid_of("alice"));
-        let mut old = whole_file(7, &payload(&with_failures("alice", 2)).unwrap());
+        let mut old = whole_file(
+            7,
+            &payload(&with_failures("alice", 2), &Sealer::plaintext()).unwrap(),
+        );
         old[..MAGIC_V1.len()].copy_from_slice(MAGIC_V1);
         for b in &mut old[BLOCK..] {
             *b = 0;

@@ -10,28 +10,27 @@
 //! operation on a record is one such call.
 //!
 //! Implementations: [`file::FileStore`] (the embedded store, one file per account, with the
-//! per-uid locks and the authoritative enrolment list inside it) and [`memory::MemoryStore`]
-//! (for unit tests).
+//! per-uid locks and the authoritative enrolment list inside it), [`postgres::PgStore`] (one
+//! PostgreSQL database shared by a fleet: one row per account with the record as `jsonb`,
+//! a row lock per transaction, the enrolment list a table written in the same transaction)
+//! and [`memory::MemoryStore`] (for unit tests).
 //!
-//! A PostgreSQL store gives the same guarantees with one row per account (the record as
-//! `jsonb`, already versioned and `deny_unknown_fields`): `transact` opens a transaction,
-//! reads the row with `SELECT … FOR UPDATE` (the row lock replaces the in-process per-uid
-//! lock and holds across every host of a fleet), runs the closure, and on [`Write::Save`]
-//! writes the row and commits before returning; `Keep` rolls back. Without row locks it
-//! reads the record's generation, writes with `UPDATE … WHERE generation = $read` and, when
-//! no row matched, reruns the closure on the newer record (`transact` takes an `FnMut` for this).
-//! The enrolment list is then a column (or a table written in the same transaction), so a
-//! deleted row of an enrolled account fails closed as a vanished file does here.
+//! Both durable stores seal the secrets of every record they write with the store key and
+//! open them when they read (see [`crate::core::seal`]): the engine only ever sees plain records.
 
 pub mod file;
 pub mod memory;
+pub mod postgres;
 
 pub use file::{
-    decode, enrolled_file_bytes, file_bytes, file_bytes_of_json, file_name, FileStore, Inspection,
-    Migration, SlotView, ENROLLED_FILE,
+    decode, decode_with, enrolled_file_bytes, file_bytes, file_bytes_of_json, file_bytes_sealed,
+    file_name, FileStore, Inspection, Migration, SlotView, ENROLLED_FILE,
 };
 
+use std::collections::BTreeSet;
+
 use super::record::Record;
+use super::seal::Sealer;
 use super::users::Account;
 use super::Error;
 
@@ -99,6 +98,32 @@ pub trait Store: Send + Sync {
     fn files(&self) -> Option<&FileStore> {
         None
     }
+
+    /// The keys that seal and open this store's secrets; `None` for a store that keeps
+    /// none at rest (memory).
+    fn sealer(&self) -> Option<&Sealer> {
+        None
+    }
+
+    /// The ids of the keys the stored secrets are sealed with (see [`crate::core::seal`]), for the check
+    /// at start that the daemon holds every one. Records that cannot be read are skipped
+    /// (they fail closed on their own).
+    ///
+    /// # Errors
+    /// The store cannot be listed or read.
+    fn key_ids(&self) -> Result<BTreeSet<String>, Error> {
+        Ok(BTreeSet::new())
+    }
+
+    /// Rewrite the record of `uid` when one of its secrets is plain or sealed with another
+    /// key than the sealing one (`twostepctl admin rotate-key`), in one transaction.
+    /// Returns whether it did.
+    ///
+    /// # Errors
+    /// The record cannot be read (see [`Store::load`]) or written.
+    fn reseal(&self, _uid: u32) -> Result<bool, Error> {
+        Ok(false)
+    }
 }
 
 /// A shared store is a store (the daemon owns one box; a test keeps a handle on it).
@@ -133,6 +158,18 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn files(&self) -> Option<&FileStore> {
         (**self).files()
+    }
+
+    fn sealer(&self) -> Option<&Sealer> {
+        (**self).sealer()
+    }
+
+    fn key_ids(&self) -> Result<BTreeSet<String>, Error> {
+        (**self).key_ids()
+    }
+
+    fn reseal(&self, uid: u32) -> Result<bool, Error> {
+        (**self).reseal(uid)
     }
 }
 
