@@ -9,5 +9,7 @@
 pub mod bus;
 pub mod configfile;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod logging;

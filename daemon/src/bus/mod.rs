@@ -6,7 +6,7 @@
 mod caller;
 mod errors;
 mod iface;
-mod import;
+pub(crate) mod import;
 mod rate;
 
 pub use caller::Identify;
