@@ -119,10 +119,8 @@ pub fn google_authenticator(data: &[u8]) {
 /// pam_oath usersfile parsing and what an import would carry per user.
 pub fn oath(data: &[u8]) {
     if let Ok(f) = oath::parse(data) {
-        for tokens in f.users.values() {
-            if let Ok(tokens) = tokens {
-                let _ = oath::to_imported(tokens, |t| Some(t.and_utc().timestamp()));
-            }
+        for tokens in f.users.values().flatten() {
+            let _ = oath::to_imported(tokens, |t| Some(t.and_utc().timestamp()));
         }
     }
 }

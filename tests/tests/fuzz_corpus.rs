@@ -10,8 +10,11 @@ use std::path::Path;
 
 use twostep_e2e::artifacts::repo_root;
 
+/// A fuzzing entry point: bytes in, a panic on a broken invariant.
+type Entry = fn(&[u8]);
+
 /// Every fuzz target and its entry point.
-const TARGETS: [(&str, fn(&[u8])); 10] = [
+const TARGETS: [(&str, Entry); 10] = [
     ("config", twostepd::fuzzing::config),
     ("record", twostepd::fuzzing::record),
     (
