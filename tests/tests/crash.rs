@@ -281,3 +281,115 @@ fn check_cycler(client: &Client, state: &Path, cycler: &User) {
         );
     }
 }
+
+/// A tmpfs mounted over a daemon's state directory (contents copied in), unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn over(state: &Path, size: &str) -> SmallFs {
+        let keep = unique::temp_dir("state-copy");
+        let mut cmd = twostep_e2e::proc::command(None, "sh");
+        cmd.args([
+            "-ec",
+            "cp -a \"$1\"/. \"$2\"/ && mount -t tmpfs -o size=\"$3\",mode=0700 \
+             twostep-e2e-state \"$1\" && cp -a \"$2\"/. \"$1\"/",
+            "sh",
+        ])
+        .arg(state)
+        .arg(keep.path())
+        .arg(size);
+        twostep_e2e::proc::run(cmd, b"", Duration::from_secs(20)).assert_success();
+        SmallFs(state.to_owned())
+    }
+
+    fn sh(&self, script: &str) -> twostep_e2e::Output {
+        let mut cmd = twostep_e2e::proc::command(None, "sh");
+        cmd.args(["-ec", script, "sh"]).arg(&self.0);
+        twostep_e2e::proc::run(cmd, b"", Duration::from_secs(20))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = self.sh("umount -l \"$1\"");
+    }
+}
+
+/// Begin and answer as root; the final kind, or the daemon's error.
+fn try_login(client: &Client, user: &User, answer: &[u8]) -> Result<String, String> {
+    let (session, kind) = client.begin(user.name()).map_err(|e| e.to_string())?;
+    if !kind.starts_with("prompt") {
+        return Ok(kind);
+    }
+    client.answer(&session, answer).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_full_or_read_only_state_filesystem_fails_closed_and_recovers() {
+    let bus = Bus::start();
+    let mut daemon = Daemon::start_with(&bus, DaemonConfig::new().set("recovery", "count", "2"));
+    let ctl = Ctl::new(&bus);
+    let (alice, bob) = (User::create(), User::create());
+    let key = ctl.enroll(&alice);
+    daemon.stop();
+    let state = daemon.state_dir().to_owned();
+    // Declared after the daemon: unmounted before the daemon's dir is removed.
+    let fs = SmallFs::over(&state, "1m");
+    daemon.restart();
+    let client = Client::connect(bus.address());
+    let step = otp::now() / 30;
+
+    // Full: a new record cannot be written; the enrolment fails with a clear error and
+    // nothing else changes.
+    fs.sh("dd if=/dev/zero of=\"$1\"/filler bs=64k 2>/dev/null || true")
+        .assert_success();
+    let before = record(&state, &alice).expect("alice's record");
+    let refused = ctl
+        .try_enroll(&bob, -1)
+        .expect_err("an enrolment on a full disk");
+    assert!(refused.contains("No space left on device"), "{refused}");
+    assert!(record(&state, &bob).is_none_or(|r| r.authenticators.is_empty()));
+    // An enrolled user's record is written in place (same blocks): logins go on, and a
+    // wrong code is still charged durably (see store/file.rs).
+    assert_eq!(
+        try_login(&client, &alice, b"000000").as_deref(),
+        Ok("denied")
+    );
+    assert_eq!(
+        record(&state, &alice).unwrap().failures,
+        before.failures + 1
+    );
+    let code = key.code_at_step(step);
+    assert_eq!(
+        try_login(&client, &alice, code.as_bytes()).as_deref(),
+        Ok("success")
+    );
+    check_state(&state);
+    // Space freed: the enrolment works.
+    fs.sh("rm \"$1\"/filler").assert_success();
+    let _ = ctl
+        .try_enroll(&bob, -1)
+        .expect("an enrolment once space is free");
+
+    // Read-only: a login that must write (the replay mark) fails closed with a clear
+    // error, and the record is untouched.
+    let before = std::fs::read(state.join("users").join(file::file_name(alice.uid()))).unwrap();
+    fs.sh("mount -o remount,ro \"$1\"").assert_success();
+    let code = key.code_at_step(step + 1);
+    let refused =
+        try_login(&client, &alice, code.as_bytes()).expect_err("a login on a read-only disk");
+    assert!(refused.contains("Read-only file system"), "{refused}");
+    let after = std::fs::read(state.join("users").join(file::file_name(alice.uid()))).unwrap();
+    assert!(
+        before == after,
+        "the record changed on a read-only filesystem"
+    );
+    fs.sh("mount -o remount,rw \"$1\"").assert_success();
+    assert_eq!(
+        try_login(&client, &alice, code.as_bytes()).as_deref(),
+        Ok("success")
+    );
+    check_state(&state);
+    drop(client);
+    daemon.stop();
+}
