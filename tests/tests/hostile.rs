@@ -499,3 +499,55 @@ fn sudo_e_and_su_never_reach_a_bus_named_by_the_environment() {
         "the module reached the impostor"
     );
 }
+
+/// twostepd makes itself non-dumpable at start (no core file with secrets): the kernel
+/// then gives its /proc/PID files to root even when the daemon runs as another uid, so a
+/// process of that same uid cannot read its environment or memory.
+#[test]
+fn the_daemon_is_not_dumpable_even_for_its_own_uid() {
+    use std::os::unix::fs::MetadataExt;
+    let bus = Bus::permissive();
+    let owner = User::create();
+    let state_owner = twostep_e2e::DaemonConfig::new();
+    let daemon = Daemon::start_as(&bus, state_owner, &owner);
+    let pid = daemon.pid().expect("daemon pid");
+    let status = Path::new("/proc").join(pid.to_string()).join("status");
+    let text = std::fs::read_to_string(&status).expect("read /proc/PID/status");
+    assert!(
+        text.contains(&format!("Uid:\t{}", owner.uid())),
+        "not running as {}:\n{text}",
+        owner.uid()
+    );
+    let meta = std::fs::metadata(&status).unwrap();
+    assert_eq!(
+        meta.uid(),
+        0,
+        "/proc/{pid}/status belongs to uid {}: the daemon is dumpable",
+        meta.uid()
+    );
+    let mut cat = proc::command(Some(owner.creds()), "cat");
+    cat.arg(format!("/proc/{pid}/environ"));
+    let out = proc::run(cat, b"", Duration::from_secs(10));
+    assert!(
+        !out.success(),
+        "its own uid read the daemon's environment:\n{out}"
+    );
+    // Control: an ordinary process of that uid is dumpable, its /proc files its own.
+    let mut sleep = proc::command(Some(owner.creds()), "sleep");
+    let mut child = sleep.arg("30").spawn().expect("sleep");
+    // (setpriv switches uid, which makes it non-dumpable until it execs sleep.)
+    let comm = format!("/proc/{}/comm", child.id());
+    proc::poll(Duration::from_secs(5), Duration::from_millis(10), || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let mine = std::fs::metadata(format!("/proc/{}/status", child.id()))
+        .unwrap()
+        .uid();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        mine,
+        owner.uid(),
+        "control: a dumpable process of that uid owns its /proc"
+    );
+}
