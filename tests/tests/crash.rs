@@ -26,7 +26,7 @@ use twostepd::core::store::file;
 /// on 2 cores.
 const KILLS: usize = 300;
 const LOOP_TIME: Duration = Duration::from_secs(75);
-const MAX_FAILURES: u32 = 4;
+const MAX_FAILURES: u32 = 10;
 
 /// A small xorshift generator seeded from /dev/urandom (the seed is printed).
 struct Rng(u64);
@@ -47,11 +47,10 @@ impl Rng {
 }
 
 fn config() -> DaemonConfig {
-    DaemonConfig::new().set("recovery", "count", "40").set(
-        "lockout",
-        "max_failures",
-        &MAX_FAILURES.to_string(),
-    )
+    DaemonConfig::new()
+        .set("recovery", "count", "40")
+        .set("lockout", "max_failures", &MAX_FAILURES.to_string())
+        .set("totp", "period", "15")
 }
 
 /// The record file of `user` in `state`, decoded (panics with the reason).
@@ -103,8 +102,9 @@ fn check_state(state: &Path) -> BTreeSet<u32> {
 /// What the daemon acknowledged while it was being killed.
 #[derive(Default)]
 struct Acked {
-    /// The highest time step accepted for the TOTP user.
+    /// The highest time step accepted for the TOTP user, and how many were.
     step: u64,
+    logins: u32,
     /// Recovery codes the daemon answered `success` for.
     spent: Vec<String>,
     /// Whether a wrong code was answered `locked`, and how many were answered `denied`.
@@ -140,17 +140,28 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let address = bus.address().to_owned();
     let mut workers = Vec::new();
 
-    // Logins with the current code.
+    // Logins with a code of each step the window allows, in turn: 15 s steps, so a few
+    // accepted steps a minute; a step answered only by a killed daemon is skipped.
     let (a, s, ad, t) = (address.clone(), stop.clone(), acked.clone(), totp.clone());
     workers.push(std::thread::spawn(move || {
         let client = Client::connect(&a);
+        let mut next = 0;
         while !s.load(Ordering::Relaxed) {
-            let step = otp::now() / 30;
-            if login(&client, &t, totp_key.code_at_step(step).as_bytes()).as_deref()
-                == Some("success")
-            {
-                let mut ad = ad.lock().unwrap();
-                ad.step = ad.step.max(step);
+            let now = otp::now() / totp_key.period;
+            let step = next.max(now - 1);
+            if step > now + 1 {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            match login(&client, &t, totp_key.code_at_step(step).as_bytes()).as_deref() {
+                Some("success") => {
+                    let mut ad = ad.lock().unwrap();
+                    ad.step = ad.step.max(step);
+                    ad.logins += 1;
+                    next = step + 1;
+                }
+                Some(_) => next = step + 1,
+                None => std::thread::sleep(Duration::from_millis(5)),
             }
         }
     }));
@@ -165,6 +176,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
                 Some("success") => {
                     ad.lock().unwrap().spent.push(c);
                     code = codes.next();
+                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Some(_) => code = codes.next(), // spent by an unacknowledged try
                 None => std::thread::sleep(Duration::from_millis(5)),
@@ -255,7 +267,8 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         );
     }
     eprintln!(
-        "acknowledged: step {}, {} recovery codes spent, {} denied, locked {}",
+        "acknowledged: {} logins up to step {}, {} recovery codes spent, {} denied, locked {}",
+        acked.logins,
         acked.step,
         acked.spent.len(),
         acked.denied,
