@@ -31,6 +31,16 @@ pub struct Loaded {
 pub fn load(path: &Path) -> Result<Loaded, String> {
     trust::check_config_file(path)?;
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    checked(config, path, group_exists)
+}
+
+/// The steps of [`load`] after the file was read: `config` checked against the host's
+/// groups (`exists` answers as [`group_exists`]). Apart for the fuzzer (`crate::fuzzing`).
+pub(crate) fn checked(
+    config: Config,
+    path: &Path,
+    group_exists: impl Fn(&str) -> Result<bool, String>,
+) -> Result<Loaded, String> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for m in crate::mailer::check_files(&config.mail) {

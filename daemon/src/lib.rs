@@ -11,6 +11,8 @@
 pub mod bus;
 pub mod configfile;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod logging;
 pub mod mailer;

@@ -21,6 +21,8 @@
 pub mod args;
 pub mod bus;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod modes;
 pub mod pam_io;

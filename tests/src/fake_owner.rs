@@ -75,6 +75,9 @@ pub enum Answer {
     Normally,
     /// This error name.
     Error(BusError),
+    /// `Begin`: as [`Answer::Normally`]; `Answer`: a success verdict, whatever was typed
+    /// (an always-yes impostor, for tests proving the module never reaches it).
+    Yes,
 }
 
 /// What the stand-in does for `Begin` and for `Answer`.
@@ -99,7 +102,7 @@ impl Login {
     ) -> fdo::Result<(String, String, String, String, u32)> {
         self.begins.fetch_add(1, Ordering::SeqCst);
         match self.script.begin {
-            Answer::Normally => Ok((
+            Answer::Normally | Answer::Yes => Ok((
                 "fake-session".into(),
                 "prompt-code".into(),
                 String::new(),
@@ -118,6 +121,7 @@ impl Login {
         self.answers.fetch_add(1, Ordering::SeqCst);
         match self.script.answer {
             Answer::Normally => Ok(("denied".into(), String::new(), String::new(), 0)),
+            Answer::Yes => Ok(("success".into(), String::new(), String::new(), 0)),
             Answer::Error(e) => Err(e.error()),
         }
     }

@@ -346,3 +346,27 @@ pub fn call(
         Err(format!("{}{}", out.stderr, out.stdout))
     }
 }
+
+/// [`call`], retrying while the daemon's per-uid rate limit answers `Busy` (for up to
+/// about 10 s).
+///
+/// # Errors
+/// As [`call`], for the last try.
+pub fn call_paced(
+    address: &str,
+    as_: Creds,
+    member: &str,
+    args: &[String],
+) -> Result<String, String> {
+    for _ in 0..40 {
+        let r = call(address, Some(as_), member, args);
+        if !r
+            .as_ref()
+            .is_err_and(|e| e.contains("org.twostep.Error.Busy"))
+        {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    call(address, Some(as_), member, args)
+}

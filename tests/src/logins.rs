@@ -147,3 +147,27 @@ pub fn descendants(root: u32) -> Vec<u32> {
     found.remove(0);
     found
 }
+
+/// `su ARGS` typed by `caller` on a terminal under `expect` (`driver` holds the dialog),
+/// with the PAM file of `pam` bind-mounted over `/etc/pam.d/su` in the namespace `ns`.
+pub fn su_command(
+    ns: crate::ns::Namespace,
+    pam: &crate::PamService,
+    caller: &User,
+    driver: &crate::pty::Driver,
+    args: &[&str],
+) -> std::process::Command {
+    let c = caller.creds();
+    let mut cmd = ns
+        .bind(
+            &Path::new("/etc/pam.d").join(pam.name()),
+            Path::new("/etc/pam.d/su"),
+        )
+        .command("setpriv");
+    cmd.arg(format!("--reuid={}", c.uid))
+        .arg(format!("--regid={}", c.gid))
+        .args(["--clear-groups", "--", "expect"]);
+    driver.args(&mut cmd);
+    cmd.arg("su").args(args);
+    cmd
+}

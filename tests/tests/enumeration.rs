@@ -5,25 +5,8 @@
 //! not): the daemon authorizes before it looks anything up.
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
-
-use twostep_e2e::flows;
-use twostep_e2e::{unique, Creds, Stack, User};
-
-/// Call, retrying while the daemon's per-uid rate limit answers Busy.
-fn call_paced(address: &str, as_: Creds, member: &str, args: &[String]) -> Result<String, String> {
-    for _ in 0..40 {
-        let r = flows::call(address, Some(as_), member, args);
-        if !r
-            .as_ref()
-            .is_err_and(|e| e.contains("org.twostep.Error.Busy"))
-        {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    flows::call(address, Some(as_), member, args)
-}
+use twostep_e2e::flows::call_paced;
+use twostep_e2e::{unique, Stack, User};
 
 /// The error dbus-send printed, without its own framing.
 fn error_of(r: Result<String, String>, what: &str) -> String {

@@ -23,18 +23,13 @@ use twostep_e2e::{unique, Bus, Ctl, Daemon, DaemonConfig, PamService, User};
 /// standing in for /etc/pam.d/su.
 fn su(pam: &PamService, caller: &User, target: &LoginUser, dialog: &Dialog) -> PtyRun {
     let driver = Driver::new(dialog);
-    let c = caller.creds();
-    let mut cmd = Namespace::new()
-        .bind(
-            &Path::new("/etc/pam.d").join(pam.name()),
-            Path::new("/etc/pam.d/su"),
-        )
-        .command("setpriv");
-    cmd.arg(format!("--reuid={}", c.uid))
-        .arg(format!("--regid={}", c.gid))
-        .args(["--clear-groups", "--", "expect"]);
-    driver.args(&mut cmd);
-    cmd.args(["su", target.name(), "-c", "echo su-ok-$(id -un)"]);
+    let cmd = logins::su_command(
+        Namespace::new(),
+        pam,
+        caller,
+        &driver,
+        &[target.name(), "-c", "echo su-ok-$(id -un)"],
+    );
     driver.run(cmd)
 }
 

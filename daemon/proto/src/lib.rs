@@ -216,6 +216,9 @@ pub mod limits {
 mod step;
 pub use step::*;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 mod import;
 pub use import::*;
 

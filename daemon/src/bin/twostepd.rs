@@ -35,6 +35,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Why first, before any secret is read: a non-dumpable process writes no core file
+    // (TOTP secrets, codes being checked), and processes of its own uid can neither ptrace
+    // it nor read its /proc/PID/mem or environ. Fails closed: no daemon without it.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("twostepd: cannot disable core dumps (prctl PR_SET_DUMPABLE): {e}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     if let Some(path) = args.check_config {
         let checked = configfile::load(&path).and_then(|loaded| {

@@ -21,7 +21,7 @@ const MAX_SECRET_BYTES: usize = 64;
 /// # Errors
 /// `InvalidArgument` for too many keys or codes, an over-long field, an unknown
 /// algorithm, or digits that do not fit (never echoing a secret).
-pub(super) fn decode(keys: Vec<ImportKey>, codes: Vec<String>) -> Result<Imported, Error> {
+pub(crate) fn decode(keys: Vec<ImportKey>, codes: Vec<String>) -> Result<Imported, Error> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
     if keys.len() > MAX_IMPORT_KEYS || codes.len() > MAX_IMPORT_CODES {
         return bad(format!(

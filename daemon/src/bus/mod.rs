@@ -8,7 +8,7 @@ mod caller;
 mod email;
 mod errors;
 mod iface;
-mod import;
+pub(crate) mod import;
 mod rate;
 mod store;
 

@@ -48,6 +48,8 @@ use crate::flow::{
 use crate::log::{Field, Log};
 
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 use conn::{Conn, OpenError};
 
 const DBUS_NAME: &str = "org.freedesktop.DBus";
