@@ -20,21 +20,33 @@ fn bounded(what: &str, value: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
+fn bounded_proof(proof: &[u8]) -> Result<(), Error> {
+    if proof.len() > limits::MAX_ANSWER_LEN {
+        return Err(Error::InvalidArgument("proof is too long".into()));
+    }
+    Ok(())
+}
+
 #[zbus::interface(name = "org.twostep.Email1")]
 impl EmailIface {
     /// Make `address` the pending address of `user` (empty: the caller's own; another
-    /// user: admins only) and mail it a confirming code; the masked address.
+    /// user: admins only) and mail it a confirming code; the masked address. `proof`: a
+    /// current code or recovery code, needed when the caller changes their own account
+    /// that already has a second factor (empty otherwise).
     async fn set(
         &self,
         #[zbus(header)] hdr: Header<'_>,
         user: String,
         address: String,
+        proof: Vec<u8>,
     ) -> Result<String, Error> {
+        let proof = Zeroizing::new(proof);
         bounded("user", &user, limits::MAX_USER_LEN)?;
         bounded("address", &address, MAX_ADDRESS_LEN + 2)?;
+        bounded_proof(&proof)?;
         let (caller, _slot) = self.0.caller(&hdr).await?;
         self.0
-            .run(move |core| email_flows::set(core, &caller, &user, &address, clock::now()))
+            .run(move |core| email_flows::set(core, &caller, &user, &address, &proof, clock::now()))
             .await
     }
 
@@ -57,12 +69,20 @@ impl EmailIface {
         Ok(shown.iter().map(|c| c.to_string()).collect())
     }
 
-    /// Remove the address of `user` (empty: the caller's own; another user: admins only).
-    async fn remove(&self, #[zbus(header)] hdr: Header<'_>, user: String) -> Result<(), Error> {
+    /// Remove the address of `user` (empty: the caller's own, with `proof` as for `Set`;
+    /// another user: admins only).
+    async fn remove(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        proof: Vec<u8>,
+    ) -> Result<(), Error> {
+        let proof = Zeroizing::new(proof);
         bounded("user", &user, limits::MAX_USER_LEN)?;
+        bounded_proof(&proof)?;
         let (caller, _slot) = self.0.caller(&hdr).await?;
         self.0
-            .run(move |core| email_flows::remove(core, &caller, &user, clock::now()))
+            .run(move |core| email_flows::remove(core, &caller, &user, &proof, clock::now()))
             .await
     }
 

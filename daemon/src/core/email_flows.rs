@@ -19,6 +19,7 @@ use super::mail::{self, By, Notice, Outgoing};
 use super::messages;
 use super::record::Record;
 use super::recovery;
+use super::selfservice::{may_switch_off, prove};
 use super::store::Write;
 use super::users::Account;
 use super::verify::{self, Method};
@@ -288,6 +289,12 @@ pub fn confirm(
         (Write::Save, Ok((shown, record.clone())))
     })?;
     log::info!("user={} email=confirmed", field(&account.name));
+    let old = before.email.as_ref().and_then(|e| e.address.clone());
+    let new = record.email.as_ref().and_then(|e| e.address.clone());
+    if old.is_some() && old != new {
+        // The address that was replaced learns of it (its owner may not have asked).
+        mail::notify(core, account, &before, Notice::Email { added: false, by });
+    }
     mail::notify(core, account, &record, Notice::Email { added: true, by });
     Ok(shown)
 }
@@ -357,6 +364,7 @@ pub fn set(
     caller: &Caller,
     user: &str,
     address: &str,
+    proof: &[u8],
     now: UnixTime,
 ) -> Result<String, Error> {
     if !email::allowed(core) {
@@ -364,8 +372,11 @@ pub fn set(
             "this host does not allow codes by email ([policy] methods, [mail])".into(),
         ));
     }
-    let (account, _) = target(core, caller, user)?;
+    let (account, by) = target(core, caller, user)?;
     let address = email::check_address(address)?;
+    if by == By::User {
+        prove_change(core, &account, proof, now)?;
+    }
     let ctx = LoginContext::default();
     match email::send_code(core, &account, Purpose::Confirm, Some(address), &ctx, now)? {
         Sent::Sent(masked) => Ok(masked),
@@ -389,27 +400,107 @@ pub fn confirm_own(
     confirm(core, &account, code, true, By::User, now)
 }
 
-/// `twostepctl email remove` (an admin: `--user NAME`): the address, a pending one and
-/// the code in force are gone; the throttle stays.
+/// A user changing the email factor of an account that already has a second factor
+/// proves they hold one, as for every other change to an active factor (selfservice.rs):
+/// a current code of an authenticator app or an unused recovery code — never a code mailed
+/// to the address being changed. Nothing to prove for an account without a factor.
 ///
 /// # Errors
-/// Authorization and store errors.
-pub fn remove(core: &Core, caller: &Caller, user: &str, now: UnixTime) -> Result<(), Error> {
+/// [`Error::InvalidArgument`] without a proof; a wrong proof (charged), a lock, store
+/// errors.
+fn prove_change(core: &Core, account: &Account, proof: &[u8], now: UnixTime) -> Result<(), Error> {
+    core.update(account, |record| {
+        if !record.enrolled() {
+            return (Write::Keep, Ok(()));
+        }
+        if proof.is_empty() {
+            return (Write::Keep, Err(Error::InvalidArgument(NEEDS_PROOF.into())));
+        }
+        without_email(record, |record| match prove(core, record, proof, now) {
+            Ok(()) => (Write::Save, Ok(())),
+            Err((write, e)) => (write, Err(e)),
+        })
+    })
+}
+
+/// What a change to the email factor without a proof is told.
+pub const NEEDS_PROOF: &str = "changing the email address of an account with a second factor \
+    needs a current code from your authenticator app or a recovery code";
+
+/// Run `f` with `record`'s mailed code in force taken out (so a mailed code cannot prove a
+/// change of the address it was mailed to; the address stays, so recovery codes still
+/// count), and put it back.
+fn without_email<T>(record: &mut Record, f: impl FnOnce(&mut Record) -> T) -> T {
+    let code = record.email.as_mut().and_then(|e| e.code.take());
+    let out = f(record);
+    if let Some(e) = record.email.as_mut() {
+        e.code = code;
+    }
+    out
+}
+
+/// `twostepctl email remove` (an admin: `--user NAME`): the address, a pending one and
+/// the code in force are gone; the throttle stays. The user's own removal needs a proof
+/// ([`prove_change`]); removing the address of an account whose only factor it is switches
+/// 2FA off, so it is refused as `disable` is (required by policy, toggling denied) and
+/// forgets every factor.
+///
+/// # Errors
+/// Authorization, a missing or wrong proof, policy, store errors.
+pub fn remove(
+    core: &Core,
+    caller: &Caller,
+    user: &str,
+    proof: &[u8],
+    now: UnixTime,
+) -> Result<(), Error> {
     let (account, by) = target(core, caller, user)?;
     let before = core.load(&account)?;
     let had = before.as_ref().filter(|r| email::has_address(r)).cloned();
-    core.update(&account, |record| {
-        let Some(state) = record.email.as_mut() else {
-            return (Write::Keep, Ok(()));
-        };
-        state.forget_address();
+    let switched_off = core.update(&account, |record| {
+        if record.email.is_none() {
+            return (Write::Keep, Ok(false));
+        }
+        let only_factor = email::has_address(record) && record.authenticators.is_empty();
+        if by == By::User && record.enrolled() {
+            if only_factor {
+                let doing = "remove your only second factor (switch 2FA off)";
+                if let Err(e) = may_switch_off(core, &account, record, doing) {
+                    return (Write::Keep, Err(e));
+                }
+            }
+            if proof.is_empty() {
+                return (Write::Keep, Err(Error::InvalidArgument(NEEDS_PROOF.into())));
+            }
+            let proved = without_email(record, |record| prove(core, record, proof, now));
+            if let Err((write, e)) = proved {
+                return (write, Err(e));
+            }
+        }
+        if only_factor {
+            record.forget_factors();
+            record.note(now, "email address removed: 2FA switched off");
+            return (Write::Save, Ok(true));
+        }
+        if let Some(state) = record.email.as_mut() {
+            state.forget_address();
+        }
         record.note(now, "email address removed");
-        (Write::Save, Ok(()))
+        (Write::Save, Ok(false))
     })?;
-    log::info!("user={} email=removed", field(&account.name));
+    log::info!(
+        "user={} email=removed{}",
+        field(&account.name),
+        if switched_off { " 2fa=off" } else { "" }
+    );
     if let Some(old) = had {
         // Mailed to the address that was removed: its owner learns of it.
-        mail::notify(core, &account, &old, Notice::Email { added: false, by });
+        let notice = if switched_off {
+            Notice::Disabled { by }
+        } else {
+            Notice::Email { added: false, by }
+        };
+        mail::notify(core, &account, &old, notice);
     }
     Ok(())
 }

@@ -60,6 +60,12 @@ impl Recorder {
 }
 
 fn setup(cooldown: u64) -> (Core, Arc<Recorder>) {
+    let (core, outbox, _) = setup_with_codes(cooldown);
+    (core, outbox)
+}
+
+/// [`setup`], and the recovery codes ann got when her address was confirmed.
+fn setup_with_codes(cooldown: u64) -> (Core, Arc<Recorder>, Vec<String>) {
     let mut c = Config::default();
     c.lockout.max_failures = Bounded::new(3);
     c.login.prompt_timeout_seconds = Bounded::new(3600);
@@ -75,10 +81,11 @@ fn setup(cooldown: u64) -> (Core, Arc<Recorder>) {
     let core = Core::with_parts(c, Box::new(MemoryStore::new()), Box::new(accounts));
     let outbox = Arc::new(Recorder::default());
     core.set_outbox(outbox.clone());
-    email_flows::set(&core, &caller(1000), "", "ann@example.org", T0).unwrap();
+    email_flows::set(&core, &caller(1000), "", "ann@example.org", b"", T0).unwrap();
     let code = outbox.code();
-    email_flows::confirm_own(&core, &caller(1000), code.as_bytes(), T0).unwrap();
-    (core, outbox)
+    let codes = email_flows::confirm_own(&core, &caller(1000), code.as_bytes(), T0).unwrap();
+    let codes = codes.iter().map(|c| c.to_string()).collect();
+    (core, outbox, codes)
 }
 
 /// Begin a login at `at`; the session and its first step.
@@ -206,9 +213,18 @@ fn the_throttle_answers_without_mailing_and_a_locked_user_gets_no_mail() {
 
 #[test]
 fn a_wrong_confirming_code_at_login_spends_that_code() {
-    let (core, outbox) = setup(0);
+    let (core, outbox, codes) = setup_with_codes(0);
     let account = core.accounts().by_uid(1000).unwrap();
-    email_flows::set(&core, &caller(1000), "", "ann2@example.org", T0.plus(5)).unwrap();
+    let proof = codes[0].as_bytes();
+    email_flows::set(
+        &core,
+        &caller(1000),
+        "",
+        "ann2@example.org",
+        proof,
+        T0.plus(5),
+    )
+    .unwrap();
     let right = outbox.code();
     let wrong = if right == "000000" {
         "000001"
@@ -236,4 +252,70 @@ fn a_host_that_allows_only_email_refuses_authenticator_enrolment() {
         "{:?}",
         r.err()
     );
+}
+
+/// Review finding H2: the email factor of an account that has a second factor changes only
+/// with a proof (a recovery code or an authenticator's code, never a mailed code), and
+/// removing an email-only user's address is switching 2FA off: refused where policy
+/// requires 2FA, and it forgets every factor where allowed.
+#[test]
+fn the_email_factor_changes_only_with_a_proof_and_removing_the_last_one_is_a_switch_off() {
+    let (core, outbox, codes) = setup_with_codes(0);
+    let me = caller(1000);
+    // No proof: refused, nothing mailed, the address unchanged.
+    let sent = outbox.count();
+    let r = email_flows::set(&core, &me, "", "mallory@example.org", b"", T0.plus(1));
+    assert!(matches!(r, Err(super::Error::InvalidArgument(_))), "{r:?}");
+    assert_eq!(outbox.count(), sent);
+    let r = email_flows::remove(&core, &me, "", b"", T0.plus(1));
+    assert!(matches!(r, Err(super::Error::InvalidArgument(_))), "{r:?}");
+    // A code mailed to the address does not prove a change of that address.
+    let (id, _) = begin(&core, T0.plus(2));
+    let _ = answer(&core, &id, "by-email", T0.plus(2));
+    let mailed = outbox.code();
+    let r = email_flows::remove(&core, &me, "", mailed.as_bytes(), T0.plus(3));
+    assert!(matches!(r, Err(super::Error::WrongCode(_))), "{r:?}");
+    // Required by policy: removing the only factor is refused even with a proof.
+    let mut c = (*core.settings().config()).clone();
+    c.policy.require = twostep_config::Require::All;
+    core.apply_config(c.clone()).unwrap();
+    let r = email_flows::remove(&core, &me, "", codes[1].as_bytes(), T0.plus(4));
+    assert!(matches!(r, Err(super::Error::AccessDenied(_))), "{r:?}");
+    assert!(core.status(&me, T0.plus(4)).unwrap().enrolled);
+    // Not required: with a recovery code it switches 2FA off, and says so by mail.
+    c.policy.require = twostep_config::Require::None;
+    core.apply_config(c).unwrap();
+    email_flows::remove(&core, &me, "", codes[1].as_bytes(), T0.plus(5)).unwrap();
+    let st = core.status(&me, T0.plus(5)).unwrap();
+    assert!(!st.enrolled && st.recovery_left == 0, "{st:?}");
+    assert!(outbox
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.to == "ann@example.org" && m.body.contains("switched off")));
+}
+
+/// A replaced address is told: confirming a new one mails the old one.
+#[test]
+fn a_replaced_address_is_told() {
+    let (core, outbox, codes) = setup_with_codes(0);
+    let me = caller(1000);
+    email_flows::set(
+        &core,
+        &me,
+        "",
+        "ann2@example.org",
+        codes[0].as_bytes(),
+        T0.plus(1),
+    )
+    .unwrap();
+    let code = outbox.code();
+    email_flows::confirm_own(&core, &me, code.as_bytes(), T0.plus(2)).unwrap();
+    assert!(outbox
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.to == "ann@example.org" && m.body.contains("was removed")));
 }

@@ -378,7 +378,7 @@ pub(super) fn authenticators(
 
 /// Refuse switching 2FA off for `account` (by `doing`, e.g. "switch 2FA off") unless
 /// policy lets the user.
-fn may_switch_off(
+pub(super) fn may_switch_off(
     core: &Core,
     account: &Account,
     record: &Record,

@@ -51,8 +51,9 @@ pub async fn email(conn: &zbus::Connection, c: EmailCommand) -> Result<(), Strin
                 }
             }
             let own = user.is_none();
+            let proof = own_proof(conn, own).await?;
             let masked = proxy
-                .set(user.as_deref().unwrap_or(""), &address)
+                .set(user.as_deref().unwrap_or(""), &address, proof.as_bytes())
                 .await
                 .map_err(explain)?;
             outln!("A code was sent to {masked}.");
@@ -75,13 +76,41 @@ pub async fn email(conn: &zbus::Connection, c: EmailCommand) -> Result<(), Strin
             confirm(&proxy, &code).await
         }
         EmailCommand::Remove { user } => {
+            let proof = own_proof(conn, user.is_none()).await?;
             proxy
-                .remove(user.as_deref().unwrap_or(""))
+                .remove(user.as_deref().unwrap_or(""), proof.as_bytes())
                 .await
                 .map_err(explain)?;
             outln!("Codes by email are off for this account.");
             Ok(())
         }
+    }
+}
+
+/// For a change to the caller's own account that already has a second factor: a current
+/// code or recovery code read from stdin (the daemon refuses the change without one).
+/// Empty otherwise.
+async fn own_proof(
+    conn: &zbus::Connection,
+    own: bool,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    if !own {
+        return Ok(zeroize::Zeroizing::new(String::new()));
+    }
+    let status = twostep_proto::UserProxy::new(conn)
+        .await
+        .map_err(explain)?
+        .status()
+        .await
+        .map_err(explain)?;
+    let enrolled = status
+        .get(twostep_proto::status_key::ENROLLED)
+        .and_then(|v| bool::try_from(v).ok())
+        .unwrap_or(false);
+    if enrolled {
+        crate::io::read_proof()
+    } else {
+        Ok(zeroize::Zeroizing::new(String::new()))
     }
 }
 
