@@ -21,7 +21,7 @@ pub enum AdminCommand {
     /// 0600; an existing file is refused). Root only.
     Export { file: PathBuf },
     /// Add accounts: from a twostep export (root only), or carry enrolments over from
-    /// another 2FA module (root or the admin group).
+    /// another 2FA module. Root only.
     #[command(subcommand)]
     Import(ImportCommand),
     /// Seal every secret with the key in NEW_KEY_FILE (32 random bytes, root only, 0600)
