@@ -985,6 +985,47 @@ mod tests {
         assert_eq!(c2.status(&root(), later).unwrap().failures, 0);
     }
 
+    /// Issue 20, item 17: replays, of the last accepted code or of an earlier used step,
+    /// are refused with their own text and never counted toward lockout.
+    #[test]
+    fn replays_are_refused_but_never_charged() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let secret = enrol(&c);
+        let now = T0.plus(60);
+        let ok = code(&secret, now);
+        assert_eq!(
+            verdict(&login(&c, &root(), ok.as_bytes(), now)),
+            Verdict::Success
+        );
+        for _ in 0..10 {
+            let step = login(&c, &root(), ok.as_bytes(), now);
+            assert_eq!(verdict(&step), Verdict::Denied);
+            assert!(
+                matches!(&step, Step::Done { message, .. } if message == crate::core::messages::REPLAYED),
+                "{step:?}"
+            );
+        }
+        // The step before, used by nobody but below the mark: a replay too, uncharged.
+        let before = UnixTime(now.0 - 30);
+        let old = code(&secret, before);
+        for _ in 0..5 {
+            assert_eq!(
+                verdict(&login(&c, &root(), old.as_bytes(), now)),
+                Verdict::Denied
+            );
+        }
+        let status = c.status(&root(), now).unwrap();
+        assert_eq!(status.failures, 0);
+        assert_eq!(status.locked_until, 0);
+        // A wrong code is still charged.
+        assert_eq!(
+            verdict(&login(&c, &root(), b"000000", now)),
+            Verdict::Denied
+        );
+        assert_eq!(c.status(&root(), now).unwrap().failures, 1);
+    }
+
     #[test]
     fn lockout_refuses_without_evaluating() {
         let d = tempfile::tempdir().unwrap();

@@ -8,6 +8,14 @@
 //! mid-check never yields a free guess that was answered. A locked user's code is not
 //! evaluated at all.
 //!
+//! A replayed code is never charged (issue 20, item 17): a code that matches a time step
+//! already used on that authenticator — the user's own last accepted code, or any earlier
+//! used step — proves the caller saw a real code (typically the user typing the same code
+//! again, as sudo's `timestamp_timeout=0` makes common). It is refused and audited as
+//! `replayed` (`verify::check`), but not counted: a random guess hits a used step with
+//! about the probability it hits the current one (~1e-6 per guess), so a guesser gains
+//! nothing.
+//!
 //! Below `max_failures`, failures older than the window stop counting. From the first lock
 //! on, the count stays until a success or an admin unlock: every further failure locks
 //! again (twice as long each time with backoff), and [`HARD_LOCK_FAILURES`] consecutive

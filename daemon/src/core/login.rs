@@ -549,7 +549,10 @@ fn answer_factor(
                 };
                 (messages::done(Verdict::Success, msg), tag, None)
             }
-            Checked::Replayed(refused) | Checked::Wrong(refused) => {
+            Checked::Replayed(refused) => {
+                (messages::done(Verdict::Denied, refused.text), tag, None)
+            }
+            Checked::Wrong(refused) => {
                 record.last_failure_from = Some(failure_source(ctx));
                 (
                     messages::done(Verdict::Denied, refused.text),

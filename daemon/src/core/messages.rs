@@ -13,8 +13,8 @@ use super::{qr, totp, Error};
 /// Warn when this few recovery codes are left.
 const FEW_RECOVERY_CODES: usize = 3;
 
-/// A replayed code.
-pub const REPLAYED: &str = "That code was already used; wait for the next one.";
+/// A replayed code (refused, not counted toward lockout).
+pub const REPLAYED: &str = "This code was already used; wait for the next one.";
 /// A wrong code or recovery code.
 pub const WRONG_CODE: &str = "Wrong verification code.";
 /// A wrong first code of a key made for enrolment at login.

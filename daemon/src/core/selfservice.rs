@@ -38,8 +38,9 @@ pub struct PendingInfo {
 pub type Status = UserState;
 
 /// Prove the caller holds a factor: a current code or an unused recovery code (which is
-/// spent). Counts against the lockout like a login. On failure: the error, and whether
-/// the transaction must still save (a charged wrong attempt).
+/// spent). Counts against the lockout like a login (a replayed code is refused, not
+/// charged). On failure: the error, and whether the transaction must still save (a
+/// charged wrong attempt, a noted replay).
 pub(super) fn prove(
     core: &Core,
     record: &mut Record,

