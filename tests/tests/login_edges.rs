@@ -7,10 +7,11 @@
 //! the key (item 4).
 #![forbid(unsafe_code)]
 
+use twostep_e2e::flows;
 use twostep_e2e::logins::{self, LoginUser};
 use twostep_e2e::pam::strerror;
 use twostep_e2e::sudo::Sudoers;
-use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamService, Stack, User};
+use twostep_e2e::{otp, Bus, Ctl, Daemon, DaemonConfig, PamService, Stack, User};
 
 fn u64_of(status: &serde_json::Value, key: &str) -> u64 {
     status
@@ -95,4 +96,28 @@ fn a_replayed_code_at_sudo_is_refused_but_not_charged() {
         &format!("{}\n{}\n", user.password(), e.code_after(2)),
     );
     assert!(out.success() && out.stdout.contains("ran"), "{out}");
+}
+
+/// Item 9: the login that enrolled (QR code, first code, recovery codes, Enter) is a
+/// successful login: `status` and `user show` give its time, not "never".
+#[test]
+fn the_login_that_enrolled_counts_as_the_last_success() {
+    let s = Stack::start_with(
+        DaemonConfig::default().set("policy", "require", "\"all\""),
+        "",
+    );
+    let user = User::create();
+    let before = otp::now();
+    let e = flows::enrol_at_login(&s.pam, user.name());
+    e.run.assert_success();
+    let status = s.ctl.status(&user);
+    assert!(u64_of(&status, "last_success") >= before, "{status}");
+    let out = s.ctl.run(None, &["user", "show", user.name()], b"");
+    assert!(out.success(), "{out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Last success:"))
+        .unwrap_or_else(|| panic!("no Last success line:\n{out}"));
+    assert!(!line.contains("never"), "{out}");
 }

@@ -285,6 +285,10 @@ pub fn confirm(
             }
         }
         record.note(now, "email address confirmed");
+        if !charge {
+            // At an enrolment at login this is a successful login (issue 20, item 9).
+            lockout::note_success(record, now);
+        }
         (Write::Save, Ok((shown, record.clone())))
     })?;
     log::info!("user={} email=confirmed", field(&account.name));

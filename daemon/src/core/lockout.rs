@@ -130,9 +130,19 @@ pub fn charge(rec: &mut Record, now: UnixTime, p: &LockPolicy) {
     rec.last_failure = Some(now);
 }
 
-/// A successful attempt resets the counter.
+/// A successful attempt with a factor of the user (a code, an email code, a recovery code)
+/// resets the counter and is dated.
 pub fn succeed(rec: &mut Record, now: UnixTime) {
     rec.failures = 0;
+    note_success(rec, now);
+}
+
+/// A successful login that proved no existing factor — an enrolment at login (TOTP or
+/// email), an app password, a login in the enrolment grace period — is dated
+/// (`last_success`: every successful login counts, issue 20 item 9) but keeps the count:
+/// an app password must not reset it (a mail client polling every minute would otherwise
+/// hand a guesser unlimited tries at codes; see `apppw`).
+pub fn note_success(rec: &mut Record, now: UnixTime) {
     rec.last_success = Some(now);
 }
 

@@ -357,14 +357,20 @@ fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>
         if r.enrolled() {
             return (Write::Keep, Ok(None));
         }
-        match r.required_since {
-            Some(t) => (Write::Keep, Ok(Some(t))),
+        let (since, mut write) = match r.required_since {
+            Some(t) => (t, Write::Keep),
             None => {
                 r.required_since = Some(now);
                 r.note(now, "2FA required: enrolment grace period started");
-                (Write::Save, Ok(Some(now)))
+                (now, Write::Save)
             }
+        };
+        if now < since.plus(days.saturating_mul(86_400)) {
+            // A login let through in the grace period is a successful login too.
+            lockout::note_success(r, now);
+            write = Write::Save;
         }
+        (write, Ok(Some(since)))
     })?;
     let Some(since) = since else { return Ok(None) };
     let end = since.plus(days.saturating_mul(86_400));
@@ -617,6 +623,7 @@ fn answer_enrolment(
         record.replace_authenticators(key, step, now);
         record.pending = None;
         record.recovery = stored;
+        lockout::note_success(record, now);
         record.note(now, login_event("enrolled at login", ctx));
         (Write::Save, Ok(()))
     })?;
