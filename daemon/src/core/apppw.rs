@@ -744,6 +744,7 @@ pub(super) fn answer(
             }
             None => {
                 lockout::charge(record, now, &policy);
+                record.last_failure_from = Some(login::failure_source(ctx));
                 record.note(
                     now,
                     format!(

@@ -272,6 +272,7 @@ pub fn confirm(
                 return (Write::Save, Err(Error::WrongCode(account.name.clone())));
             }
             lockout::charge(record, now, &policy);
+            record.last_failure_from = Some("twostepctl".into());
             record.note(now, "failed attempt (email confirm)");
             return (Write::Save, Err(Error::WrongCode(account.name.clone())));
         }

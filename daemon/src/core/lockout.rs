@@ -124,10 +124,12 @@ pub fn state(rec: &Record, now: UnixTime, p: &LockPolicy) -> LockState {
     }
 }
 
-/// Count a failed attempt.
+/// Count a failed attempt. Its source (`last_failure_from`) is unknown until the caller,
+/// who knows it, sets it.
 pub fn charge(rec: &mut Record, now: UnixTime, p: &LockPolicy) {
     rec.failures = live_failures(rec, now, p).saturating_add(1);
     rec.last_failure = Some(now);
+    rec.last_failure_from = None;
 }
 
 /// A successful attempt with a factor of the user (a code, an email code, a recovery code)

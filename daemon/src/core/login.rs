@@ -29,8 +29,9 @@ use super::verify::{self, Checked, Used};
 /// Recovery codes left at which the user is mailed that they run low.
 pub const RECOVERY_LOW: usize = 2;
 
-/// Where a failed attempt came from, for account mail: the remote host, else the service.
-fn failure_source(ctx: &LoginContext) -> String {
+/// Where a failed attempt came from, for account mail and the next successful login: the
+/// remote host, else the service.
+pub(super) fn failure_source(ctx: &LoginContext) -> String {
     match (ctx.rhost.is_empty(), ctx.service.is_empty()) {
         (false, _) => ctx.rhost.clone(),
         (true, false) => format!("{} on this host", ctx.service),
@@ -521,6 +522,14 @@ fn answer_factor(
     let mut notices = Vec::new();
     let (step, outcome, locked) = core.update(account, |record| {
         let prior = (record.failures, record.last_failure_from.clone());
+        // Told at this login if it succeeds (issue 20, item 11).
+        let since = (record.failures > 0).then(|| {
+            messages::failures_since(
+                record.failures,
+                record.last_failure,
+                record.last_failure_from.as_deref(),
+            )
+        });
         if !record.enrolled() {
             let step = messages::done(Verdict::NotEnrolled, String::new());
             return (Write::Keep, Ok((step, "not-enrolled", None)));
@@ -539,7 +548,11 @@ fn answer_factor(
                     });
                 }
                 record.note(now, login_event("success", ctx));
-                (messages::done(Verdict::Success, String::new()), tag, None)
+                (
+                    messages::done(Verdict::Success, since.unwrap_or_default()),
+                    tag,
+                    None,
+                )
             }
             Checked::Accepted(_, Used::RecoveryCode { left }) => {
                 let msg = if mode == RecoveryMode::Disables2fa {
@@ -552,6 +565,10 @@ fn answer_factor(
                         notices.push(Notice::RecoveryLow { left });
                     }
                     messages::recovery_left(left)
+                };
+                let msg = match since {
+                    Some(since) => format!("{msg}\n{since}"),
+                    None => msg,
                 };
                 (messages::done(Verdict::Success, msg), tag, None)
             }

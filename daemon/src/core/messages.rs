@@ -8,7 +8,7 @@ use twostep_proto::{Accept, Step, Verdict};
 
 use super::record::TotpKey;
 use super::verify::Method;
-use super::{qr, totp, Error};
+use super::{qr, totp, Error, UnixTime};
 
 /// Warn when this few recovery codes are left.
 const FEW_RECOVERY_CODES: usize = 3;
@@ -120,4 +120,48 @@ pub fn grace_reminder(user: &str, left: u64) -> String {
          `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
         if left == 1 { "" } else { "s" }
     )
+}
+
+/// Shown at a successful login when there were failed attempts since the last success
+/// (issue 20, item 11): how many, and the last one's time (UTC) and source (`from`: the
+/// remote host, "SERVICE on this host", or `twostepctl`; `None` when unknown).
+pub fn failures_since(failures: u32, last: Option<UnixTime>, from: Option<&str>) -> String {
+    let mut msg = format!(
+        "{failures} failed attempt{} since your last successful login",
+        if failures == 1 { "" } else { "s" }
+    );
+    if let Some(t) = last {
+        let at = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
+        )
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC");
+        msg.push_str(&format!(", the last at {at}"));
+    }
+    if let Some(from) = from.filter(|f| !f.is_empty() && *f != "-") {
+        msg.push_str(&format!(" from {from}"));
+    }
+    msg.push_str(". If that was not you, tell your administrator.");
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_since_says_how_many_when_and_from_where() {
+        assert_eq!(
+            failures_since(3, Some(UnixTime(1_800_000_000)), Some("192.0.2.9")),
+            "3 failed attempts since your last successful login, the last at \
+             2027-01-15 08:00:00 UTC from 192.0.2.9. If that was not you, tell your \
+             administrator."
+        );
+        assert_eq!(
+            failures_since(1, None, Some("-")),
+            "1 failed attempt since your last successful login. If that was not you, tell \
+             your administrator."
+        );
+    }
 }

@@ -55,6 +55,9 @@ pub(super) fn prove(
     match checked {
         Checked::Accepted(..) => Ok(()),
         Checked::Replayed(_) | Checked::Wrong(_) => {
+            if let Checked::Wrong(_) = checked {
+                record.last_failure_from = Some("twostepctl".into());
+            }
             log::info!("user={} action=prove outcome={tag}", field(&record.user));
             Err((Write::Save, Error::WrongCode(record.user.clone())))
         }
