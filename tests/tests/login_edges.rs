@@ -184,3 +184,29 @@ fn at_sudo_the_failed_attempts_notice_is_silent() {
     // The same login through pamtester (not silent) would have said it: the record had it.
     assert_eq!(u64_of(&ctl.status(user.user()), "failures"), 0);
 }
+
+/// Item 18: a login left at the code prompt past `[login] prompt_timeout_seconds` ends
+/// with "The code prompt timed out; start again." (not a bare failure), charges nothing,
+/// and the next login works.
+#[test]
+fn a_code_prompt_left_too_long_says_it_timed_out() {
+    let s = Stack::start_with(
+        DaemonConfig::default().set("login", "prompt_timeout_seconds", "10"),
+        "",
+    );
+    let user = User::create();
+    let e = s.ctl.enroll(&user);
+    let mut run = s.pam.auth(user.name()).interactive();
+    run.expect_stderr("Verification code: ");
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    run.write_line(e.code_after(1));
+    let run = twostep_e2e::PamRun::from_output(run.finish(flows::TIMEOUT), &s.pam);
+    run.assert_refused_with(strerror::AUTH_ERR);
+    assert!(
+        run.conversation()
+            .contains("The code prompt timed out; start again."),
+        "{run}"
+    );
+    assert_eq!(u64_of(&s.ctl.status(&user), "failures"), 0);
+    s.pam.login(user.name(), &e.code_after(1)).assert_success();
+}

@@ -48,6 +48,12 @@ pub(crate) const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
 pub(crate) const MAX_DEPARTED: usize = 4096;
 /// Seconds a departure mark is kept beyond the prompt timeout.
 pub(crate) const DEPARTED_MARGIN_SECS: u64 = 60;
+/// Sessions that expired unanswered, remembered (id and connection only) so that a late
+/// answer is told "the code prompt timed out; start again" instead of a bare failure: at
+/// most this many marks, each for at most [`EXPIRED_KEEP_SECS`] (issue 20, item 18).
+pub(crate) const MAX_EXPIRED: usize = 4096;
+/// Seconds an expiry mark is kept after its session expired.
+pub(crate) const EXPIRED_KEEP_SECS: u64 = 86_400;
 
 /// What a session waits for.
 pub enum Awaiting {
@@ -153,13 +159,36 @@ struct Inner {
     /// that started at or before it stores no session: its connection may be one of the
     /// forgotten ones, so it fails closed (try again) instead.
     forgotten: Option<UnixTime>,
+    /// Sessions that expired unanswered: id, the connection's unique name, expiry; oldest
+    /// first, at most [`MAX_EXPIRED`], none older than [`EXPIRED_KEEP_SECS`].
+    expired: VecDeque<(String, String, UnixTime)>,
 }
 
 impl Inner {
+    /// Drop expired sessions, keeping a bounded mark of each (see [`MAX_EXPIRED`]).
+    fn sweep(&mut self, now: UnixTime) {
+        let gone: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(s) = self.by_id.remove(&id) {
+                self.expired.push_back((id, s.caller.sender, s.expires));
+            }
+        }
+        self.expired
+            .retain(|(_, _, at)| at.plus(EXPIRED_KEEP_SECS) >= now);
+        while self.expired.len() > MAX_EXPIRED {
+            self.expired.pop_front();
+        }
+    }
+
     /// Drop expired sessions; refuse a caller whose connection left, or whose call started
     /// before departures this map no longer remembers.
     fn live(&mut self, caller: &Caller, now: UnixTime) -> Result<(), Error> {
-        self.by_id.retain(|_, s| s.expires > now);
+        self.sweep(now);
         if self.departed.contains(&caller.sender) {
             return Err(Error::NoSession);
         }
@@ -218,11 +247,29 @@ impl Sessions {
     }
 
     /// Take session `id` out, if it is `caller`'s and live.
-    pub fn take(&self, caller: &Caller, id: &str, now: UnixTime) -> Option<Session> {
+    ///
+    /// # Errors
+    /// [`Error::PromptTimedOut`] when it was `caller`'s connection's and expired unanswered
+    /// (told once: the mark goes); [`Error::NoSession`] otherwise.
+    pub fn take(&self, caller: &Caller, id: &str, now: UnixTime) -> Result<Session, Error> {
         let mut inner = lock(&self.inner);
+        inner.sweep(now);
         match inner.by_id.get(id) {
-            Some(s) if s.caller == *caller && s.expires > now => inner.by_id.remove(id),
-            _ => None,
+            Some(s) if s.caller == *caller => inner.by_id.remove(id).ok_or(Error::NoSession),
+            Some(_) => Err(Error::NoSession),
+            None => {
+                let mark = inner
+                    .expired
+                    .iter()
+                    .position(|(i, sender, _)| i == id && *sender == caller.sender);
+                match mark {
+                    Some(at) => {
+                        inner.expired.remove(at);
+                        Err(Error::PromptTimedOut)
+                    }
+                    None => Err(Error::NoSession),
+                }
+            }
         }
     }
 
@@ -243,6 +290,7 @@ impl Sessions {
     pub fn end_connection(&self, sender: &str, now: UnixTime, keep: u64) {
         let mut inner = lock(&self.inner);
         inner.by_id.retain(|_, s| s.caller.sender != sender);
+        inner.expired.retain(|(_, s, _)| s != sender);
         if inner.departed.insert(sender.to_owned()) {
             inner.departed_order.push_back((sender.to_owned(), now));
         }
@@ -259,7 +307,7 @@ impl Sessions {
     /// Conversations open now.
     pub fn count(&self, now: UnixTime) -> usize {
         let mut inner = lock(&self.inner);
-        inner.by_id.retain(|_, s| s.expires > now);
+        inner.sweep(now);
         inner.by_id.len()
     }
 }
@@ -414,10 +462,18 @@ pub fn answer(
     answer: &[u8],
     now: UnixTime,
 ) -> Result<Step, Error> {
-    let session = core
-        .sessions()
-        .take(caller, id, now)
-        .ok_or(Error::NoSession)?;
+    let session = match core.sessions().take(caller, id, now) {
+        Ok(s) => s,
+        // Why a verdict, not an error: the module shows a verdict's text, so the user
+        // reads why (issue 20, item 18), whatever the module's version.
+        Err(Error::PromptTimedOut) => {
+            return Ok(messages::done(
+                Verdict::Denied,
+                messages::PROMPT_TIMED_OUT.to_owned(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let (step, next) = match session.awaiting {
         Awaiting::Factor if email_flows::is_request(core, answer) => {
             match email_flows::requested(core, &session.account, &session.ctx, now)? {

@@ -15,6 +15,8 @@ const FEW_RECOVERY_CODES: usize = 3;
 
 /// A replayed code (refused, not counted toward lockout).
 pub const REPLAYED: &str = "This code was already used; wait for the next one.";
+/// An answer to a code prompt that waited longer than `[login] prompt_timeout_seconds`.
+pub const PROMPT_TIMED_OUT: &str = "The code prompt timed out; start again.";
 /// A wrong code or recovery code.
 pub const WRONG_CODE: &str = "Wrong verification code.";
 /// A wrong first code of a key made for enrolment at login.

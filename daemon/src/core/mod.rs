@@ -51,6 +51,8 @@ mod email_tests;
 #[cfg(test)]
 mod fake_tests;
 #[cfg(test)]
+mod login_edges_tests;
+#[cfg(test)]
 mod test_support;
 
 pub use authz::Caller;
