@@ -313,7 +313,7 @@ pub fn confirm_at_login(
         }
         Ok(shown) => Ok((codes_shown(&shown), Some(Awaiting::Acknowledge))),
         Err(Error::WrongCode(_)) => Ok((
-            messages::done(Verdict::Denied, messages::ENROL_WRONG_CODE.into()),
+            messages::done(Verdict::Denied, messages::ENROL_EMAIL_WRONG_CODE.into()),
             None,
         )),
         Err(e) => Err(e),

@@ -16,6 +16,7 @@ use super::audit::{audit, login_event, LoginContext};
 use super::authz::{self, Caller};
 use super::email_flows;
 use super::engine::{lock, Core};
+use super::enrol_at_login;
 use super::lockout::{self, locked_message};
 use super::mail::{self, Notice};
 use super::messages;
@@ -59,8 +60,9 @@ pub(crate) const EXPIRED_KEEP_SECS: u64 = 86_400;
 pub enum Awaiting {
     /// A code (or recovery code) of the enrolled user.
     Factor,
-    /// The first code of a key created for enrolment at login.
-    EnrolConfirm(TotpKey),
+    /// The first code of a key for enrolment at login (the record's pending enrolment,
+    /// `enrol_at_login`); `wrong`: wrong codes typed for it in this login so far.
+    EnrolConfirm { key: TotpKey, wrong: u32 },
     /// Enter, after the recovery codes were shown.
     Acknowledge,
     /// An app password (`apppw`); `known`: the name is an account NSS knows.
@@ -368,15 +370,15 @@ pub fn begin(
             let id = new_session(core, caller, &account, ctx, now, awaiting)?;
             return Ok((id, step));
         }
-        let key = core.settings().new_key(now)?;
-        let step = messages::enrolment_prompt(&key, core.settings().issuer(), user)?;
+        let (key, again) = enrol_at_login::key(core, &account, now)?;
+        let step = messages::enrolment_prompt(&key, core.settings().issuer(), user, again)?;
         let id = new_session(
             core,
             caller,
             &account,
             ctx,
             now,
-            Awaiting::EnrolConfirm(key),
+            Awaiting::EnrolConfirm { key, wrong: 0 },
         )?;
         return Ok((id, step));
     }
@@ -488,13 +490,14 @@ pub fn answer(
         Awaiting::Choose => match email_flows::chosen(answer) {
             Ok(Some((step, awaiting))) => (step, Some(awaiting)),
             Ok(None) => {
-                let key = core.settings().new_key(now)?;
+                let (key, again) = enrol_at_login::key(core, &session.account, now)?;
                 let step = messages::enrolment_prompt(
                     &key,
                     core.settings().issuer(),
                     &session.account.name,
+                    again,
                 )?;
-                (step, Some(Awaiting::EnrolConfirm(key)))
+                (step, Some(Awaiting::EnrolConfirm { key, wrong: 0 }))
             }
             Err(step) => (step, None),
         },
@@ -522,14 +525,14 @@ pub fn answer(
             answer_factor(core, caller, &session.account, &session.ctx, answer, now)?,
             None,
         ),
-        Awaiting::EnrolConfirm(ref key) => {
+        Awaiting::EnrolConfirm { ref key, wrong } => {
             let key = key.clone();
             answer_enrolment(
                 core,
                 caller,
                 &session.account,
                 &session.ctx,
-                key,
+                (key, wrong),
                 answer,
                 now,
             )?
@@ -672,7 +675,7 @@ fn answer_enrolment(
     caller: &Caller,
     account: &Account,
     ctx: &LoginContext,
-    key: TotpKey,
+    (key, wrong): (TotpKey, u32),
     answer: &[u8],
     now: UnixTime,
 ) -> Result<(Step, Option<Awaiting>), Error> {
@@ -681,9 +684,13 @@ fn answer_enrolment(
         .map_err(|e| Error::Internal(e.to_string()))?;
     let user = account.name.as_str();
     let Check::Accepted { step } = check else {
+        // Not charged (the key is no factor yet), bounded per login; the key stays pending.
         audit(account, ctx, caller, "enrolment-wrong-code");
-        let text = messages::ENROL_WRONG_CODE.to_owned();
-        return Ok((messages::done(Verdict::Denied, text), None));
+        let wrong = wrong.saturating_add(1);
+        let step = enrol_at_login::after_wrong(&key, wrong);
+        let next =
+            matches!(step, Step::Prompt { .. }).then_some(Awaiting::EnrolConfirm { key, wrong });
+        return Ok((step, next));
     };
     let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
     let (shown, stored) =

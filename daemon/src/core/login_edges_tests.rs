@@ -151,3 +151,97 @@ fn expiry_marks_are_bounded_by_number_age_and_connection() {
         messages::PROMPT_TIMED_OUT
     );
 }
+
+/// The secret shown in an enrolment prompt (`… key by hand: ABCD EFGH …`).
+fn shown_key(step: &Step) -> String {
+    let Step::Prompt { message, .. } = step else {
+        panic!("not a prompt: {step:?}")
+    };
+    let line = message
+        .lines()
+        .find_map(|l| l.split_once("key by hand: ").map(|(_, k)| k))
+        .unwrap();
+    line.split_whitespace().collect()
+}
+
+/// Item 4: at an enrolment at login, wrong codes may be retried [`TRIES`] times in all,
+/// uncharged; the key stays pending and the next login (within `pending_seconds`) shows
+/// it again, until it expires; a key started with `twostepctl enroll` is the one shown.
+#[test]
+fn enrolment_at_login_retries_and_keeps_its_key() {
+    use super::enrol_at_login::TRIES;
+    let c = core(Require::All);
+    let (id, step) = c
+        .begin_login(&caller(0), "ann", LoginContext::default(), T0)
+        .unwrap();
+    let secret = shown_key(&step);
+    let wrong = if code(&secret, T0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    for i in 1..=TRIES {
+        let step = c.answer(&caller(0), &id, wrong.as_bytes(), T0).unwrap();
+        match step {
+            Step::Prompt { message, .. } if i < TRIES => {
+                assert!(message.contains("left"), "{message}")
+            }
+            Step::Done {
+                verdict: Verdict::Denied,
+                ref message,
+            } if i == TRIES => {
+                assert_eq!(message, messages::ENROL_WRONG_CODE);
+                assert!(!message.contains("twostepctl"));
+            }
+            other => panic!("try {i}: {other:?}"),
+        }
+    }
+    let status = c.status(&caller(1000), T0).unwrap();
+    assert_eq!(status.failures, 0);
+    assert!(!status.enrolled);
+    // The next login shows the same key, which enrols.
+    let later = T0.plus(60);
+    let (id, step) = c
+        .begin_login(&caller(0), "ann", LoginContext::default(), later)
+        .unwrap();
+    assert_eq!(shown_key(&step), secret);
+    let step = c
+        .answer(&caller(0), &id, code(&secret, later).as_bytes(), later)
+        .unwrap();
+    assert!(
+        matches!(step, Step::Prompt { .. }),
+        "recovery codes: {step:?}"
+    );
+    let status = c.status(&caller(1000), later).unwrap();
+    assert!(status.enrolled && !status.pending);
+    assert!(status.last_success > 0, "item 9");
+
+    // Past `pending_seconds` a new key is made; one from `twostepctl enroll` is reused.
+    let life = c.config().enrollment.pending_seconds.get();
+    let (_, step) = c
+        .begin_login(&caller(0), "bob", LoginContext::default(), T0)
+        .unwrap();
+    let first = shown_key(&step);
+    let (_, step) = c
+        .begin_login(
+            &caller(0),
+            "bob",
+            LoginContext::default(),
+            T0.plus(life + 1),
+        )
+        .unwrap();
+    let second = shown_key(&step);
+    assert_ne!(first, second);
+    let cli = c
+        .enroll_begin(&caller(1001), b"", T0.plus(life + 2))
+        .unwrap();
+    let (_, step) = c
+        .begin_login(
+            &caller(0),
+            "bob",
+            LoginContext::default(),
+            T0.plus(life + 3),
+        )
+        .unwrap();
+    assert_eq!(shown_key(&step), cli.secret_base32);
+}

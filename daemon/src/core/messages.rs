@@ -19,9 +19,16 @@ pub const REPLAYED: &str = "This code was already used; wait for the next one.";
 pub const PROMPT_TIMED_OUT: &str = "The code prompt timed out; start again.";
 /// A wrong code or recovery code.
 pub const WRONG_CODE: &str = "Wrong verification code.";
-/// A wrong first code of a key made for enrolment at login.
-pub const ENROL_WRONG_CODE: &str = "That code is not right. Log in again to start over, or \
-                                    set up your authenticator with `twostepctl enroll`.";
+/// The last wrong first code a login allows for a key made for enrolment at login
+/// (`enrol_at_login`): the key stays pending, so the next login shows the same one.
+pub const ENROL_WRONG_CODE: &str = "That code is not right. Your key stays ready: log in \
+                                    again and type the code of the entry you just added (the \
+                                    same key is shown again for a while).";
+/// A wrong code mailed for an email enrolment at login (that code is spent).
+pub const ENROL_EMAIL_WRONG_CODE: &str =
+    "That code is not right. Log in again to get a new code by email.";
+/// The prompt for the first code of a key at an enrolment at login.
+pub const ENROL_PROMPT: &str = "Code from your app: ";
 /// A recovery code was used and `[recovery] mode = "disables-2fa"`.
 pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor authentication is \
                                          now off for your account: set it up again with \
@@ -67,11 +74,23 @@ pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
 // Why no colours in the login's QR code (the CLI pins them): the picture travels in PAM
 // prompt text, and clients such as OpenSSH's print control characters escaped, so an ANSI
 // colour sequence would arrive as literal `\033[…` text. The text says what to do instead.
-pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step, Error> {
+/// `again`: the key was shown at an earlier login (still pending): the text says so.
+pub fn enrolment_prompt(
+    key: &TotpKey,
+    issuer: &str,
+    user: &str,
+    again: bool,
+) -> Result<Step, Error> {
     let uri = totp::otpauth_uri(key, issuer, user).map_err(|e| Error::Internal(e.to_string()))?;
     let picture = qr::terminal(&uri).map_err(Error::Internal)?;
+    let again = if again {
+        "This is the same key as at your last login: if your app has its entry already, just \
+         type its code.\n"
+    } else {
+        ""
+    };
     let message = format!(
-        "Two-factor authentication is required for {user}. Set it up now:\n\
+        "Two-factor authentication is required for {user}. Set it up now:\n{again}\
          scan this QR code with an authenticator app,\n\n{picture}\n\n\
          (it is drawn for a dark terminal background: on a light one it shows inverted,\n\
          which some apps cannot read; then type the key instead)\n\
@@ -83,7 +102,7 @@ pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step,
     );
     Ok(Step::Prompt {
         message,
-        prompt: "Code from your app: ".into(),
+        prompt: ENROL_PROMPT.into(),
         accept: Accept::Digits { n: key.digits },
     })
 }

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod email;
 pub mod email_flows;
 pub mod engine;
+pub mod enrol_at_login;
 pub mod error;
 pub mod import;
 pub mod lockout;
