@@ -245,3 +245,25 @@ fn enrolment_at_login_retries_and_keeps_its_key() {
         .unwrap();
     assert_eq!(shown_key(&step), cli.secret_base32);
 }
+
+/// Item 9: a login let through in the enrolment grace period is a successful login too:
+/// `last_success` is its time.
+#[test]
+fn a_grace_period_login_is_the_last_success() {
+    let mut c = Config::default();
+    c.policy.require = Require::All;
+    c.policy.enroll_grace_days = Bounded::new(7);
+    let accounts = FakeAccounts::new().with("ann", 1000, &["ann"]);
+    let c = Core::with_parts(
+        c,
+        Box::new(Arc::new(MemoryStore::new())),
+        Box::new(accounts),
+    );
+    for at in [T0, T0.plus(90)] {
+        let (_, step) = c
+            .begin_login(&caller(0), "ann", LoginContext::default(), at)
+            .unwrap();
+        assert_eq!(done(&step).0, Verdict::Success);
+        assert_eq!(c.status(&caller(1000), at).unwrap().last_success, at.0);
+    }
+}
