@@ -775,6 +775,12 @@ fn an_empty_answer_at_the_enrolment_prompt_names_twostepctl_enroll() {
         after_prompt.contains("twostepctl enroll"),
         "the refusal after an empty answer should name `twostepctl enroll`; it said:\n{after_prompt}\n{run}"
     );
+    // … and not only that, which is circular for a required user with no other way in
+    // (issue 20, item 4): the next login shows the key again.
+    assert!(
+        after_prompt.contains("log in again and set it up"),
+        "{after_prompt}\n{run}"
+    );
 }
 
 /// Self-service acts on the caller's own account, decided by the uid the bus reports:
