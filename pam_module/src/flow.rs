@@ -19,8 +19,12 @@ pub const MAX_STEPS: usize = 16;
 /// What the module tells the user when it refuses an answer without sending it.
 pub const MSG_NOT_A_CODE: &str = "twostep: that is not a valid code";
 /// What the module tells the user who entered nothing (or whose client cannot prompt).
+/// Why not only "run `twostepctl enroll`": for a required user who has no other way in
+/// that is circular (issue 20, item 4); where 2FA is required, the next login shows the key
+/// again.
 pub const MSG_NO_CODE: &str = "twostep: no code entered; login refused. No authenticator \
-     app set up yet? Log in another way and run `twostepctl enroll`, or ask an administrator.";
+     app set up yet? Where it is required, log in again and set it up with the key shown; or \
+     run `twostepctl enroll` in a session you already have, or ask an administrator.";
 /// What the module tells the user when the daemon cannot be reached (fail closed).
 pub const MSG_UNREACHABLE: &str =
     "twostep: the second-factor service is not reachable; login refused";

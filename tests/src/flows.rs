@@ -111,6 +111,16 @@ pub fn enroll_text(ctl: &Ctl, user: &User, extra: &[&str]) -> TextEnrolment {
     args.extend_from_slice(extra);
     let mut run = Interactive::spawn(ctl.command(Some(user.creds()), &args));
     run.expect_stderr("code your app shows");
+    // Why wait for stdout too: the two pipes are read by separate threads, so the prompt
+    // on stderr may be seen before the key printed earlier on stdout.
+    if run
+        .wait_for(WAIT, |out, _| {
+            out.lines().any(|l| l.trim_start().starts_with("URI: "))
+        })
+        .is_err()
+    {
+        panic!("no URI line in the enrol output:\n{}", run.transcript());
+    }
     let shown = run.stdout();
     let key_grouped = after(&shown, "Or type the key by hand:")
         .unwrap_or_else(|| panic!("no key line in the enrol output:\n{}", run.transcript()));

@@ -672,38 +672,82 @@ fn enrolment_at_login_shows_qr_and_recovery_codes_then_logs_in() {
     );
 }
 
-/// A wrong code at the enrolment prompt refuses the login and leaves the user without a
-/// second factor; the next login starts over with a new key.
+/// Issue 20, item 4: wrong codes at the enrolment prompt may be retried inside the same
+/// login (three tries in all, never charged); after the last one the login is refused with
+/// a hint that is not the circular "run `twostepctl enroll`", the user stays unenrolled, and
+/// the key is kept: the next login shows the same key, whose code then enrols.
 #[test]
-fn wrong_code_at_the_enrolment_prompt_leaves_the_user_unenrolled() {
+fn wrong_codes_at_the_enrolment_prompt_keep_the_key_for_the_next_login() {
     let s = Stack::start_with(config().set("policy", "require", "\"all\""), "");
     let user = User::create();
     let mut p = flows::start_login_enrolment(&s.pam, user.name());
     let now = otp::settled_step(p.key.period, Duration::from_secs(5));
     let mut key: Enrolled = p.key.clone();
     key.confirmed_step = now - 1;
+    for (i, left) in [(1, "2 tries left"), (2, "1 try left")] {
+        p.run.write_line(key.wrong_code());
+        p.run
+            .wait_for(flows::TIMEOUT, |_, err| {
+                err.matches(ENROL_PROMPT).count() == i + 1 && err.contains(left)
+            })
+            .unwrap_or_else(|t| panic!("no second chance ({left}):\n{t}"));
+    }
     p.run.write_line(key.wrong_code());
     let run = twostep_e2e::PamRun::from_output(p.run.finish(flows::TIMEOUT), &s.pam);
     run.assert_refused_with(strerror::AUTH_ERR);
     assert!(!run.output.stderr.contains(ACK_PROMPT), "{run}");
+    let said = run.conversation();
+    assert!(said.contains("Your key stays ready"), "{run}");
     assert!(
-        run.conversation().contains("twostepctl enroll"),
-        "the refusal should say how to set up 2FA:\n{run}"
+        !said.contains("twostepctl enroll"),
+        "the hint must not be the circular `twostepctl enroll`:\n{run}"
     );
 
     let status = s.ctl.status(&user);
     assert_eq!(status["enrolled"], false, "{status}");
-    assert_eq!(u64_of(&status, "recovery_codes_left"), 0, "{status}");
-    // The key shown is dead: its code does not log in …
-    s.pam
-        .login(user.name(), &key.code_at_step(now))
-        .assert_refused();
-    // … and the next login shows a new one.
+    assert_eq!(u64_of(&status, "failures"), 0, "{status}");
+    // The key is no factor: its code alone does not log in (the login enrols instead) …
+    // … and the next login shows the very same key, saying so; its code enrols.
     let next = flows::start_login_enrolment(&s.pam, user.name());
-    assert_ne!(
-        next.key.secret, key.secret,
-        "a refused enrolment must not keep its key"
+    assert_eq!(next.key.secret, key.secret, "the pending key must be kept");
+    assert!(
+        next.text.contains("same key as at your last login"),
+        "{}",
+        next.text
     );
+    drop(next);
+    let e = flows::enrol_at_login(&s.pam, user.name());
+    e.run.assert_success();
+    assert_eq!(e.enrolled.secret, key.secret);
+    assert_eq!(s.ctl.status(&user)["enrolled"], true);
+}
+
+/// Issue 20, item 4: one wrong code, then the right one, in the same login: enrolled.
+#[test]
+fn a_wrong_code_at_the_enrolment_prompt_may_be_retried_in_the_same_login() {
+    let s = Stack::start_with(config().set("policy", "require", "\"all\""), "");
+    let user = User::create();
+    let mut p = flows::start_login_enrolment(&s.pam, user.name());
+    let step = otp::settled_step(p.key.period, Duration::from_secs(5)) - 1;
+    let mut key: Enrolled = p.key.clone();
+    key.confirmed_step = step;
+    p.run.write_line(key.wrong_code());
+    p.run
+        .wait_for(flows::TIMEOUT, |_, err| {
+            err.matches(ENROL_PROMPT).count() == 2
+        })
+        .unwrap_or_else(|t| panic!("no second chance:\n{t}"));
+    p.run.write_line(key.code_at_step(step));
+    p.run.expect_stderr(ACK_PROMPT);
+    p.run.write_line("");
+    let run = twostep_e2e::PamRun::from_output(p.run.finish(flows::TIMEOUT), &s.pam);
+    run.assert_success();
+    let status = s.ctl.status(&user);
+    assert_eq!(status["enrolled"], true, "{status}");
+    assert_eq!(u64_of(&status, "failures"), 0, "{status}");
+    s.pam
+        .login(user.name(), &key.code_at_step(step + 1))
+        .assert_success();
 }
 
 /// The issue: a client that cannot show text, or a user who answers the enrolment prompt
@@ -730,6 +774,12 @@ fn an_empty_answer_at_the_enrolment_prompt_names_twostepctl_enroll() {
     assert!(
         after_prompt.contains("twostepctl enroll"),
         "the refusal after an empty answer should name `twostepctl enroll`; it said:\n{after_prompt}\n{run}"
+    );
+    // … and not only that, which is circular for a required user with no other way in
+    // (issue 20, item 4): the next login shows the key again.
+    assert!(
+        after_prompt.contains("log in again and set it up"),
+        "{after_prompt}\n{run}"
     );
 }
 

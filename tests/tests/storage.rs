@@ -88,12 +88,16 @@ fn a_full_disk_keeps_enrolled_logins_durable_and_refuses_new_records_cleanly() {
     let filler = fill(fs.path());
 
     // Alice's record is rewritten in place (no new blocks): her logins go on, and what they
-    // change is kept — the code is spent, and the replay is counted as a failure.
+    // change is kept — the code is spent (a replay is refused, not charged: issue 20,
+    // item 17), and a wrong code is counted as a failure.
     let code = e.code_after(1);
     pam.login(alice.name(), &code).assert_success();
     let replay = pam.login(alice.name(), &code);
     replay.assert_refused_with(strerror::AUTH_ERR);
     assert!(replay.conversation().contains("already used"), "{replay}");
+    assert_eq!(ctl.status(&alice)["failures"], 0);
+    pam.login(alice.name(), &e.wrong_code())
+        .assert_refused_with(strerror::AUTH_ERR);
     assert_eq!(ctl.status(&alice)["failures"], 1);
 
     // Bob has no record yet and a new one does not fit: a clear error, nothing half-written,

@@ -20,7 +20,7 @@ impl From<Core> for Wire {
                 log::error!("{text}");
                 Wire::Unavailable(text)
             }
-            Core::NoSession => Wire::NoSession(text),
+            Core::NoSession | Core::PromptTimedOut => Wire::NoSession(text),
             Core::Busy(_) => Wire::Busy(text),
             Core::NotEnrolled(_) => Wire::NotEnrolled(text),
             Core::AlreadyEnrolled(_) => Wire::AlreadyEnrolled(text),

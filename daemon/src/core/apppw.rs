@@ -18,6 +18,8 @@
 //! except for a locked user, who is refused without one. Wrong passwords are charged to the
 //! user's lockout (one counter for every factor); a right one does not reset it: a mail
 //! client polling every minute would otherwise hand an attacker unlimited guesses at codes.
+//! It is still a successful login: its time is the record's `last_success`
+//! (`lockout::note_success`), beside the app password's own last use.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -735,11 +737,14 @@ pub(super) fn answer(
                         rhost: ctx.rhost.clone(),
                     });
                 }
+                // Dated as the user's last success, the count kept (see the module doc).
+                lockout::note_success(record, now);
                 let step = messages::done(Verdict::Success, String::new());
                 (Write::Save, Ok((step, "app-password-success", None)))
             }
             None => {
                 lockout::charge(record, now, &policy);
+                record.last_failure_from = Some(login::failure_source(ctx));
                 record.note(
                     now,
                     format!(

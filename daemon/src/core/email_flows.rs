@@ -273,6 +273,7 @@ pub fn confirm(
                 return (Write::Save, Err(Error::WrongCode(account.name.clone())));
             }
             lockout::charge(record, now, &policy);
+            record.last_failure_from = Some("twostepctl".into());
             record.note(now, "failed attempt (email confirm)");
             return (Write::Save, Err(Error::WrongCode(account.name.clone())));
         }
@@ -286,6 +287,10 @@ pub fn confirm(
             }
         }
         record.note(now, "email address confirmed");
+        if !charge {
+            // At an enrolment at login this is a successful login (issue 20, item 9).
+            lockout::note_success(record, now);
+        }
         (Write::Save, Ok((shown, record.clone())))
     })?;
     log::info!("user={} email=confirmed", field(&account.name));
@@ -315,7 +320,7 @@ pub fn confirm_at_login(
         }
         Ok(shown) => Ok((codes_shown(&shown), Some(Awaiting::Acknowledge))),
         Err(Error::WrongCode(_)) => Ok((
-            messages::done(Verdict::Denied, messages::ENROL_WRONG_CODE.into()),
+            messages::done(Verdict::Denied, messages::ENROL_EMAIL_WRONG_CODE.into()),
             None,
         )),
         Err(e) => Err(e),

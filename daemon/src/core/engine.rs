@@ -985,6 +985,47 @@ mod tests {
         assert_eq!(c2.status(&root(), later).unwrap().failures, 0);
     }
 
+    /// Issue 20, item 17: replays, of the last accepted code or of an earlier used step,
+    /// are refused with their own text and never counted toward lockout.
+    #[test]
+    fn replays_are_refused_but_never_charged() {
+        let d = tempfile::tempdir().unwrap();
+        let c = core(d.path());
+        let secret = enrol(&c);
+        let now = T0.plus(60);
+        let ok = code(&secret, now);
+        assert_eq!(
+            verdict(&login(&c, &root(), ok.as_bytes(), now)),
+            Verdict::Success
+        );
+        for _ in 0..10 {
+            let step = login(&c, &root(), ok.as_bytes(), now);
+            assert_eq!(verdict(&step), Verdict::Denied);
+            assert!(
+                matches!(&step, Step::Done { message, .. } if message == crate::core::messages::REPLAYED),
+                "{step:?}"
+            );
+        }
+        // The step before, used by nobody but below the mark: a replay too, uncharged.
+        let before = UnixTime(now.0 - 30);
+        let old = code(&secret, before);
+        for _ in 0..5 {
+            assert_eq!(
+                verdict(&login(&c, &root(), old.as_bytes(), now)),
+                Verdict::Denied
+            );
+        }
+        let status = c.status(&root(), now).unwrap();
+        assert_eq!(status.failures, 0);
+        assert_eq!(status.locked_until, 0);
+        // A wrong code is still charged.
+        assert_eq!(
+            verdict(&login(&c, &root(), b"000000", now)),
+            Verdict::Denied
+        );
+        assert_eq!(c.status(&root(), now).unwrap().failures, 1);
+    }
+
     #[test]
     fn lockout_refuses_without_evaluating() {
         let d = tempfile::tempdir().unwrap();
@@ -1189,9 +1230,9 @@ mod tests {
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
-        // A wrong code refuses and enrols nothing.
+        // A wrong code enrols nothing (the prompt comes again: issue 20, item 4).
         let step = c.answer(&root(), &id, b"000000", T0).unwrap();
-        assert_eq!(verdict(&step), Verdict::Denied);
+        assert!(matches!(step, Step::Prompt { .. }), "{step:?}");
         assert!(!c.status(&root(), T0).unwrap().enrolled);
         // Again, with the right code: recovery codes, Enter, success.
         let (id, step) = c
@@ -1210,7 +1251,10 @@ mod tests {
             .unwrap()
             .split_whitespace()
             .collect();
-        assert_ne!(secret, secret2, "every enrolment gets a new key");
+        assert_eq!(
+            secret, secret2,
+            "the pending key is kept (issue 20, item 4)"
+        );
         let step = c
             .answer(&root(), &id, code(&secret2, T0).as_bytes(), T0)
             .unwrap();

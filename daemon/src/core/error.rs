@@ -17,6 +17,10 @@ pub enum Error {
     Storage { user: String, reason: String },
     #[error("no such login session (expired, already answered, or not yours)")]
     NoSession,
+    /// The caller's login session expired unanswered (`[login] prompt_timeout_seconds`);
+    /// `login::answer` turns it into a refusal that says so.
+    #[error("the code prompt timed out; start again")]
+    PromptTimedOut,
     /// Out of capacity (login sessions, work in flight): try again shortly.
     #[error("{0}")]
     Busy(String),

@@ -8,6 +8,14 @@
 //! mid-check never yields a free guess that was answered. A locked user's code is not
 //! evaluated at all.
 //!
+//! A replayed code is never charged (issue 20, item 17): a code that matches a time step
+//! already used on that authenticator — the user's own last accepted code, or any earlier
+//! used step — proves the caller saw a real code (typically the user typing the same code
+//! again, as sudo's `timestamp_timeout=0` makes common). It is refused and audited as
+//! `replayed` (`verify::check`), but not counted: a random guess hits a used step with
+//! about the probability it hits the current one (~1e-6 per guess), so a guesser gains
+//! nothing.
+//!
 //! Below `max_failures`, failures older than the window stop counting. From the first lock
 //! on, the count stays until a success or an admin unlock: every further failure locks
 //! again (twice as long each time with backoff), and [`HARD_LOCK_FAILURES`] consecutive
@@ -116,15 +124,27 @@ pub fn state(rec: &Record, now: UnixTime, p: &LockPolicy) -> LockState {
     }
 }
 
-/// Count a failed attempt.
+/// Count a failed attempt. Its source (`last_failure_from`) is unknown until the caller,
+/// who knows it, sets it.
 pub fn charge(rec: &mut Record, now: UnixTime, p: &LockPolicy) {
     rec.failures = live_failures(rec, now, p).saturating_add(1);
     rec.last_failure = Some(now);
+    rec.last_failure_from = None;
 }
 
-/// A successful attempt resets the counter.
+/// A successful attempt with a factor of the user (a code, an email code, a recovery code)
+/// resets the counter and is dated.
 pub fn succeed(rec: &mut Record, now: UnixTime) {
     rec.failures = 0;
+    note_success(rec, now);
+}
+
+/// A successful login that proved no existing factor — an enrolment at login (TOTP or
+/// email), an app password, a login in the enrolment grace period — is dated
+/// (`last_success`: every successful login counts, issue 20 item 9) but keeps the count:
+/// an app password must not reset it (a mail client polling every minute would otherwise
+/// hand a guesser unlimited tries at codes; see `apppw`).
+pub fn note_success(rec: &mut Record, now: UnixTime) {
     rec.last_success = Some(now);
 }
 

@@ -16,6 +16,7 @@ use super::audit::{audit, login_event, LoginContext};
 use super::authz::{self, Caller};
 use super::email_flows;
 use super::engine::{lock, Core};
+use super::enrol_at_login;
 use super::lockout::{self, locked_message};
 use super::mail::{self, Notice};
 use super::messages;
@@ -29,8 +30,9 @@ use super::verify::{self, Checked, Used};
 /// Recovery codes left at which the user is mailed that they run low.
 pub const RECOVERY_LOW: usize = 2;
 
-/// Where a failed attempt came from, for account mail: the remote host, else the service.
-fn failure_source(ctx: &LoginContext) -> String {
+/// Where a failed attempt came from, for account mail and the next successful login: the
+/// remote host, else the service.
+pub(super) fn failure_source(ctx: &LoginContext) -> String {
     match (ctx.rhost.is_empty(), ctx.service.is_empty()) {
         (false, _) => ctx.rhost.clone(),
         (true, false) => format!("{} on this host", ctx.service),
@@ -47,13 +49,20 @@ pub(crate) const MAX_SESSIONS_PER_CALLER_UID: usize = 16;
 pub(crate) const MAX_DEPARTED: usize = 4096;
 /// Seconds a departure mark is kept beyond the prompt timeout.
 pub(crate) const DEPARTED_MARGIN_SECS: u64 = 60;
+/// Sessions that expired unanswered, remembered (id and connection only) so that a late
+/// answer is told "the code prompt timed out; start again" instead of a bare failure: at
+/// most this many marks, each for at most [`EXPIRED_KEEP_SECS`] (issue 20, item 18).
+pub(crate) const MAX_EXPIRED: usize = 4096;
+/// Seconds an expiry mark is kept after its session expired.
+pub(crate) const EXPIRED_KEEP_SECS: u64 = 86_400;
 
 /// What a session waits for.
 pub enum Awaiting {
     /// A code (or recovery code) of the enrolled user.
     Factor,
-    /// The first code of a key created for enrolment at login.
-    EnrolConfirm(TotpKey),
+    /// The first code of a key for enrolment at login (the record's pending enrolment,
+    /// `enrol_at_login`); `wrong`: wrong codes typed for it in this login so far.
+    EnrolConfirm { key: TotpKey, wrong: u32 },
     /// Enter, after the recovery codes were shown.
     Acknowledge,
     /// An app password (`apppw`); `known`: the name is an account NSS knows.
@@ -152,13 +161,36 @@ struct Inner {
     /// that started at or before it stores no session: its connection may be one of the
     /// forgotten ones, so it fails closed (try again) instead.
     forgotten: Option<UnixTime>,
+    /// Sessions that expired unanswered: id, the connection's unique name, expiry; oldest
+    /// first, at most [`MAX_EXPIRED`], none older than [`EXPIRED_KEEP_SECS`].
+    expired: VecDeque<(String, String, UnixTime)>,
 }
 
 impl Inner {
+    /// Drop expired sessions, keeping a bounded mark of each (see [`MAX_EXPIRED`]).
+    fn sweep(&mut self, now: UnixTime) {
+        let gone: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(s) = self.by_id.remove(&id) {
+                self.expired.push_back((id, s.caller.sender, s.expires));
+            }
+        }
+        self.expired
+            .retain(|(_, _, at)| at.plus(EXPIRED_KEEP_SECS) >= now);
+        while self.expired.len() > MAX_EXPIRED {
+            self.expired.pop_front();
+        }
+    }
+
     /// Drop expired sessions; refuse a caller whose connection left, or whose call started
     /// before departures this map no longer remembers.
     fn live(&mut self, caller: &Caller, now: UnixTime) -> Result<(), Error> {
-        self.by_id.retain(|_, s| s.expires > now);
+        self.sweep(now);
         if self.departed.contains(&caller.sender) {
             return Err(Error::NoSession);
         }
@@ -217,11 +249,29 @@ impl Sessions {
     }
 
     /// Take session `id` out, if it is `caller`'s and live.
-    pub fn take(&self, caller: &Caller, id: &str, now: UnixTime) -> Option<Session> {
+    ///
+    /// # Errors
+    /// [`Error::PromptTimedOut`] when it was `caller`'s connection's and expired unanswered
+    /// (told once: the mark goes); [`Error::NoSession`] otherwise.
+    pub fn take(&self, caller: &Caller, id: &str, now: UnixTime) -> Result<Session, Error> {
         let mut inner = lock(&self.inner);
+        inner.sweep(now);
         match inner.by_id.get(id) {
-            Some(s) if s.caller == *caller && s.expires > now => inner.by_id.remove(id),
-            _ => None,
+            Some(s) if s.caller == *caller => inner.by_id.remove(id).ok_or(Error::NoSession),
+            Some(_) => Err(Error::NoSession),
+            None => {
+                let mark = inner
+                    .expired
+                    .iter()
+                    .position(|(i, sender, _)| i == id && *sender == caller.sender);
+                match mark {
+                    Some(at) => {
+                        inner.expired.remove(at);
+                        Err(Error::PromptTimedOut)
+                    }
+                    None => Err(Error::NoSession),
+                }
+            }
         }
     }
 
@@ -242,6 +292,7 @@ impl Sessions {
     pub fn end_connection(&self, sender: &str, now: UnixTime, keep: u64) {
         let mut inner = lock(&self.inner);
         inner.by_id.retain(|_, s| s.caller.sender != sender);
+        inner.expired.retain(|(_, s, _)| s != sender);
         if inner.departed.insert(sender.to_owned()) {
             inner.departed_order.push_back((sender.to_owned(), now));
         }
@@ -258,7 +309,7 @@ impl Sessions {
     /// Conversations open now.
     pub fn count(&self, now: UnixTime) -> usize {
         let mut inner = lock(&self.inner);
-        inner.by_id.retain(|_, s| s.expires > now);
+        inner.sweep(now);
         inner.by_id.len()
     }
 }
@@ -319,15 +370,15 @@ pub fn begin(
             let id = new_session(core, caller, &account, ctx, now, awaiting)?;
             return Ok((id, step));
         }
-        let key = core.settings().new_key(now)?;
-        let step = messages::enrolment_prompt(&key, core.settings().issuer(), user)?;
+        let (key, again) = enrol_at_login::key(core, &account, now)?;
+        let step = messages::enrolment_prompt(&key, core.settings().issuer(), user, again)?;
         let id = new_session(
             core,
             caller,
             &account,
             ctx,
             now,
-            Awaiting::EnrolConfirm(key),
+            Awaiting::EnrolConfirm { key, wrong: 0 },
         )?;
         return Ok((id, step));
     }
@@ -357,14 +408,20 @@ fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>
         if r.enrolled() {
             return (Write::Keep, Ok(None));
         }
-        match r.required_since {
-            Some(t) => (Write::Keep, Ok(Some(t))),
+        let (since, mut write) = match r.required_since {
+            Some(t) => (t, Write::Keep),
             None => {
                 r.required_since = Some(now);
                 r.note(now, "2FA required: enrolment grace period started");
-                (Write::Save, Ok(Some(now)))
+                (now, Write::Save)
             }
+        };
+        if now < since.plus(days.saturating_mul(86_400)) {
+            // A login let through in the grace period is a successful login too.
+            lockout::note_success(r, now);
+            write = Write::Save;
         }
+        (write, Ok(Some(since)))
     })?;
     let Some(since) = since else { return Ok(None) };
     let end = since.plus(days.saturating_mul(86_400));
@@ -407,10 +464,18 @@ pub fn answer(
     answer: &[u8],
     now: UnixTime,
 ) -> Result<Step, Error> {
-    let session = core
-        .sessions()
-        .take(caller, id, now)
-        .ok_or(Error::NoSession)?;
+    let session = match core.sessions().take(caller, id, now) {
+        Ok(s) => s,
+        // Why a verdict, not an error: the module shows a verdict's text, so the user
+        // reads why (issue 20, item 18), whatever the module's version.
+        Err(Error::PromptTimedOut) => {
+            return Ok(messages::done(
+                Verdict::Denied,
+                messages::PROMPT_TIMED_OUT.to_owned(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let (step, next) = match session.awaiting {
         Awaiting::Factor if email_flows::is_request(core, answer) => {
             match email_flows::requested(core, &session.account, &session.ctx, now)? {
@@ -425,13 +490,14 @@ pub fn answer(
         Awaiting::Choose => match email_flows::chosen(answer) {
             Ok(Some((step, awaiting))) => (step, Some(awaiting)),
             Ok(None) => {
-                let key = core.settings().new_key(now)?;
+                let (key, again) = enrol_at_login::key(core, &session.account, now)?;
                 let step = messages::enrolment_prompt(
                     &key,
                     core.settings().issuer(),
                     &session.account.name,
+                    again,
                 )?;
-                (step, Some(Awaiting::EnrolConfirm(key)))
+                (step, Some(Awaiting::EnrolConfirm { key, wrong: 0 }))
             }
             Err(step) => (step, None),
         },
@@ -459,14 +525,14 @@ pub fn answer(
             answer_factor(core, caller, &session.account, &session.ctx, answer, now)?,
             None,
         ),
-        Awaiting::EnrolConfirm(ref key) => {
+        Awaiting::EnrolConfirm { ref key, wrong } => {
             let key = key.clone();
             answer_enrolment(
                 core,
                 caller,
                 &session.account,
                 &session.ctx,
-                key,
+                (key, wrong),
                 answer,
                 now,
             )?
@@ -515,6 +581,14 @@ fn answer_factor(
     let mut notices = Vec::new();
     let (step, outcome, locked) = core.update(account, |record| {
         let prior = (record.failures, record.last_failure_from.clone());
+        // Told at this login if it succeeds (issue 20, item 11).
+        let since = (record.failures > 0).then(|| {
+            messages::failures_since(
+                record.failures,
+                record.last_failure,
+                record.last_failure_from.as_deref(),
+            )
+        });
         if !record.enrolled() {
             let step = messages::done(Verdict::NotEnrolled, String::new());
             return (Write::Keep, Ok((step, "not-enrolled", None)));
@@ -533,7 +607,11 @@ fn answer_factor(
                     });
                 }
                 record.note(now, login_event("success", ctx));
-                (messages::done(Verdict::Success, String::new()), tag, None)
+                (
+                    messages::done(Verdict::Success, since.unwrap_or_default()),
+                    tag,
+                    None,
+                )
             }
             Checked::Accepted(_, Used::RecoveryCode { left }) => {
                 let msg = if mode == RecoveryMode::Disables2fa {
@@ -547,9 +625,16 @@ fn answer_factor(
                     }
                     messages::recovery_left(left)
                 };
+                let msg = match since {
+                    Some(since) => format!("{msg}\n{since}"),
+                    None => msg,
+                };
                 (messages::done(Verdict::Success, msg), tag, None)
             }
-            Checked::Replayed(refused) | Checked::Wrong(refused) => {
+            Checked::Replayed(refused) => {
+                (messages::done(Verdict::Denied, refused.text), tag, None)
+            }
+            Checked::Wrong(refused) => {
                 record.last_failure_from = Some(failure_source(ctx));
                 (
                     messages::done(Verdict::Denied, refused.text),
@@ -590,7 +675,7 @@ fn answer_enrolment(
     caller: &Caller,
     account: &Account,
     ctx: &LoginContext,
-    key: TotpKey,
+    (key, wrong): (TotpKey, u32),
     answer: &[u8],
     now: UnixTime,
 ) -> Result<(Step, Option<Awaiting>), Error> {
@@ -599,9 +684,13 @@ fn answer_enrolment(
         .map_err(|e| Error::Internal(e.to_string()))?;
     let user = account.name.as_str();
     let Check::Accepted { step } = check else {
+        // Not charged (the key is no factor yet), bounded per login; the key stays pending.
         audit(account, ctx, caller, "enrolment-wrong-code");
-        let text = messages::ENROL_WRONG_CODE.to_owned();
-        return Ok((messages::done(Verdict::Denied, text), None));
+        let wrong = wrong.saturating_add(1);
+        let step = enrol_at_login::after_wrong(&key, wrong);
+        let next =
+            matches!(step, Step::Prompt { .. }).then_some(Awaiting::EnrolConfirm { key, wrong });
+        return Ok((step, next));
     };
     let count = usize::try_from(config.recovery.count.get()).unwrap_or(10);
     let (shown, stored) =
@@ -614,6 +703,7 @@ fn answer_enrolment(
         record.replace_authenticators(key, step, now);
         record.pending = None;
         record.recovery = stored;
+        lockout::note_success(record, now);
         record.note(now, login_event("enrolled at login", ctx));
         (Write::Save, Ok(()))
     })?;

@@ -8,18 +8,27 @@ use twostep_proto::{Accept, Step, Verdict};
 
 use super::record::TotpKey;
 use super::verify::Method;
-use super::{qr, totp, Error};
+use super::{qr, totp, Error, UnixTime};
 
 /// Warn when this few recovery codes are left.
 const FEW_RECOVERY_CODES: usize = 3;
 
-/// A replayed code.
-pub const REPLAYED: &str = "That code was already used; wait for the next one.";
+/// A replayed code (refused, not counted toward lockout).
+pub const REPLAYED: &str = "This code was already used; wait for the next one.";
+/// An answer to a code prompt that waited longer than `[login] prompt_timeout_seconds`.
+pub const PROMPT_TIMED_OUT: &str = "The code prompt timed out; start again.";
 /// A wrong code or recovery code.
 pub const WRONG_CODE: &str = "Wrong verification code.";
-/// A wrong first code of a key made for enrolment at login.
-pub const ENROL_WRONG_CODE: &str = "That code is not right. Log in again to start over, or \
-                                    set up your authenticator with `twostepctl enroll`.";
+/// The last wrong first code a login allows for a key made for enrolment at login
+/// (`enrol_at_login`): the key stays pending, so the next login shows the same one.
+pub const ENROL_WRONG_CODE: &str = "That code is not right. Your key stays ready: log in \
+                                    again and type the code of the entry you just added (the \
+                                    same key is shown again for a while).";
+/// A wrong code mailed for an email enrolment at login (that code is spent).
+pub const ENROL_EMAIL_WRONG_CODE: &str =
+    "That code is not right. Log in again to get a new code by email.";
+/// The prompt for the first code of a key at an enrolment at login.
+pub const ENROL_PROMPT: &str = "Code from your app: ";
 /// A recovery code was used and `[recovery] mode = "disables-2fa"`.
 pub const RECOVERY_SWITCHED_OFF: &str = "Recovery code accepted. Two-factor authentication is \
                                          now off for your account: set it up again with \
@@ -65,11 +74,23 @@ pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
 // Why no colours in the login's QR code (the CLI pins them): the picture travels in PAM
 // prompt text, and clients such as OpenSSH's print control characters escaped, so an ANSI
 // colour sequence would arrive as literal `\033[…` text. The text says what to do instead.
-pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step, Error> {
+/// `again`: the key was shown at an earlier login (still pending): the text says so.
+pub fn enrolment_prompt(
+    key: &TotpKey,
+    issuer: &str,
+    user: &str,
+    again: bool,
+) -> Result<Step, Error> {
     let uri = totp::otpauth_uri(key, issuer, user).map_err(|e| Error::Internal(e.to_string()))?;
     let picture = qr::terminal(&uri).map_err(Error::Internal)?;
+    let again = if again {
+        "This is the same key as at your last login: if your app has its entry already, just \
+         type its code.\n"
+    } else {
+        ""
+    };
     let message = format!(
-        "Two-factor authentication is required for {user}. Set it up now:\n\
+        "Two-factor authentication is required for {user}. Set it up now:\n{again}\
          scan this QR code with an authenticator app,\n\n{picture}\n\n\
          (it is drawn for a dark terminal background: on a light one it shows inverted,\n\
          which some apps cannot read; then type the key instead)\n\
@@ -81,7 +102,7 @@ pub fn enrolment_prompt(key: &TotpKey, issuer: &str, user: &str) -> Result<Step,
     );
     Ok(Step::Prompt {
         message,
-        prompt: "Code from your app: ".into(),
+        prompt: ENROL_PROMPT.into(),
         accept: Accept::Digits { n: key.digits },
     })
 }
@@ -120,4 +141,48 @@ pub fn grace_reminder(user: &str, left: u64) -> String {
          `twostepctl enroll`. Without it, logins stop working in {left} day{}.",
         if left == 1 { "" } else { "s" }
     )
+}
+
+/// Shown at a successful login when there were failed attempts since the last success
+/// (issue 20, item 11): how many, and the last one's time (UTC) and source (`from`: the
+/// remote host, "SERVICE on this host", or `twostepctl`; `None` when unknown).
+pub fn failures_since(failures: u32, last: Option<UnixTime>, from: Option<&str>) -> String {
+    let mut msg = format!(
+        "{failures} failed attempt{} since your last successful login",
+        if failures == 1 { "" } else { "s" }
+    );
+    if let Some(t) = last {
+        let at = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
+        )
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC");
+        msg.push_str(&format!(", the last at {at}"));
+    }
+    if let Some(from) = from.filter(|f| !f.is_empty() && *f != "-") {
+        msg.push_str(&format!(" from {from}"));
+    }
+    msg.push_str(". If that was not you, tell your administrator.");
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_since_says_how_many_when_and_from_where() {
+        assert_eq!(
+            failures_since(3, Some(UnixTime(1_800_000_000)), Some("192.0.2.9")),
+            "3 failed attempts since your last successful login, the last at \
+             2027-01-15 08:00:00 UTC from 192.0.2.9. If that was not you, tell your \
+             administrator."
+        );
+        assert_eq!(
+            failures_since(1, None, Some("-")),
+            "1 failed attempt since your last successful login. If that was not you, tell \
+             your administrator."
+        );
+    }
 }

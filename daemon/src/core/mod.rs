@@ -21,6 +21,7 @@ pub mod clock;
 pub mod email;
 pub mod email_flows;
 pub mod engine;
+pub mod enrol_at_login;
 pub mod error;
 pub mod import;
 pub mod lockout;
@@ -50,6 +51,8 @@ mod authenticator_tests;
 mod email_tests;
 #[cfg(test)]
 mod fake_tests;
+#[cfg(test)]
+mod login_edges_tests;
 #[cfg(test)]
 mod test_support;
 

@@ -38,8 +38,9 @@ pub struct PendingInfo {
 pub type Status = UserState;
 
 /// Prove the caller holds a factor: a current code or an unused recovery code (which is
-/// spent). Counts against the lockout like a login. On failure: the error, and whether
-/// the transaction must still save (a charged wrong attempt).
+/// spent). Counts against the lockout like a login (a replayed code is refused, not
+/// charged). On failure: the error, and whether the transaction must still save (a
+/// charged wrong attempt, a noted replay).
 pub(super) fn prove(
     core: &Core,
     record: &mut Record,
@@ -54,6 +55,9 @@ pub(super) fn prove(
     match checked {
         Checked::Accepted(..) => Ok(()),
         Checked::Replayed(_) | Checked::Wrong(_) => {
+            if let Checked::Wrong(_) = checked {
+                record.last_failure_from = Some("twostepctl".into());
+            }
             log::info!("user={} action=prove outcome={tag}", field(&record.user));
             Err((Write::Save, Error::WrongCode(record.user.clone())))
         }

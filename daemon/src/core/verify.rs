@@ -73,8 +73,8 @@ pub enum Used {
     EmailCode,
 }
 
-/// A refused answer, already charged: the text for the user; `locked`: this attempt
-/// locked the user.
+/// A refused answer (charged unless it was a replay): the text for the user; `locked`:
+/// this attempt locked the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub text: String,
@@ -87,7 +87,8 @@ pub struct Refused {
 pub enum Checked {
     /// Accepted by `Method`, using what [`Used`] says; the failure count is reset.
     Accepted(Method, Used),
-    /// A code of an authenticator that was already used on it (or an earlier one).
+    /// A code of an authenticator that was already used on it (or an earlier one):
+    /// refused but not charged (see [`check`]); `locked` is always false.
     Replayed(Refused),
     /// Matched no method.
     Wrong(Refused),
@@ -119,7 +120,8 @@ enum Attempt {
 
 /// Check `answer` against the methods `record` offers ([`offered`], in order); a locked
 /// user's answer is not evaluated. The record is changed in memory only — a wrong
-/// answer charged (count, time, event), a right one resetting the count and setting the
+/// answer charged (count, time, event), a replayed code noted but not charged, a right
+/// one resetting the count and setting the
 /// authenticator's replay mark and last use, or spending the recovery code — and the
 /// CALLER's transaction saves it ([`Write::Save`](super::store::Write) for every outcome
 /// but `Locked`) before anything is answered. Nothing is answered if that write fails, so
@@ -176,10 +178,19 @@ pub fn check(
             Attempt::NoMatch => {}
         }
     }
-    let text = match attempt {
-        Attempt::Replayed => messages::REPLAYED,
-        _ => messages::WRONG_CODE,
-    };
+    if let Attempt::Replayed = attempt {
+        // Why not charged (issue 20, item 17): a code that matches a step already used on
+        // that authenticator proves the caller saw a real code (typically the user typing
+        // the same code again, as sudo's `timestamp_timeout=0` makes common). A guess hits
+        // a used step with about the chance it hits the current one, so leaving replays
+        // uncharged gives a guesser nothing. Refused, audited as `replayed`, noted.
+        record.note(now, "replayed code refused (not counted toward lockout)");
+        return Ok(Checked::Replayed(Refused {
+            text: messages::REPLAYED.to_owned(),
+            locked: false,
+        }));
+    }
+    let text = messages::WRONG_CODE;
     lockout::charge(record, now, &policy);
     record.note(now, "failed attempt");
     let refused = match locked_message(lockout::state(record, now, &policy), now) {
@@ -192,10 +203,7 @@ pub fn check(
             locked: false,
         },
     };
-    Ok(match attempt {
-        Attempt::Replayed => Checked::Replayed(refused),
-        _ => Checked::Wrong(refused),
-    })
+    Ok(Checked::Wrong(refused))
 }
 
 /// The user was just locked (and that is durable): logged for the admin. The user's mail
