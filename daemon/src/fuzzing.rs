@@ -294,6 +294,7 @@ fn begin(
         rhost: input.string(300),
         tty: input.string(100),
         app_password: input.byte() % 4 == 0,
+        forward_pass: input.byte() % 4 == 0,
     };
     let got = core.begin_login(caller, &user, ctx, t);
     if caller.uid != 0 && user != own {

@@ -168,13 +168,22 @@ pub struct LoginContext {
     /// `app_password` mode: Begin asks the daemon for an app-password check
     /// (`mode=app-password`), not for a second factor.
     pub app_password: bool,
+    /// `forward_pass` mode: Begin says so (`mode=forward-pass`), so the daemon starts
+    /// nothing for a password not yet checked.
+    pub forward_pass: bool,
 }
 
 impl LoginContext {
     /// The `a{ss}` entries, keyed by `twostep_proto::login::CTX_*`.
     pub fn entries(&self) -> Vec<(&'static str, &str)> {
-        use twostep_proto::login::{CTX_MODE, CTX_RHOST, CTX_SERVICE, CTX_TTY, MODE_APP_PASSWORD};
-        let mode = self.app_password.then_some(MODE_APP_PASSWORD);
+        use twostep_proto::login::{
+            CTX_MODE, CTX_RHOST, CTX_SERVICE, CTX_TTY, MODE_APP_PASSWORD, MODE_FORWARD_PASS,
+        };
+        let mode = match (self.app_password, self.forward_pass) {
+            (true, _) => Some(MODE_APP_PASSWORD),
+            (false, true) => Some(MODE_FORWARD_PASS),
+            (false, false) => None,
+        };
         [
             (CTX_SERVICE, self.service.as_deref()),
             (CTX_RHOST, self.rhost.as_deref()),
@@ -769,6 +778,7 @@ pub(crate) mod tests {
             rhost: Some("192.0.2.7".into()),
             tty: Some("ssh".into()),
             app_password: false,
+            forward_pass: false,
         }
     }
 
@@ -1661,6 +1671,7 @@ pub(crate) mod tests {
             rhost: None,
             tty: Some("/dev/pts/3".into()),
             app_password: false,
+            forward_pass: false,
         };
         assert_eq!(
             partial.entries(),

@@ -150,6 +150,7 @@ mod tests {
                 rhost: Some("192.0.2.7".into()),
                 tty: None,
                 app_password: false,
+                forward_pass: false,
             },
         );
         assert_eq!(

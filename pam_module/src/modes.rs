@@ -246,7 +246,11 @@ pub fn run_forward_pass(
     ctx: &LoginContext,
     nullok: bool,
 ) -> Ended {
-    let (session, step) = match begin(daemon, user, ctx) {
+    let ctx = LoginContext {
+        forward_pass: true,
+        ..ctx.clone()
+    };
+    let (session, step) = match begin(daemon, user, &ctx) {
         Ok(begun) => begun,
         Err(outcome) => return Ended::with(outcome),
     };
@@ -337,6 +341,7 @@ mod tests {
             rhost: Some("192.0.2.7".into()),
             tty: None,
             app_password,
+            forward_pass: false,
         }
     }
 
@@ -569,6 +574,21 @@ mod tests {
 
     fn fwd(conv: Vec<Conv>, calls: Vec<Call>, nullok: bool) -> Ended {
         let mut io = ScriptedPrompter::new(conv);
+        // Every forward_pass Begin says so (mode=forward-pass): the daemon starts nothing.
+        let calls = calls
+            .into_iter()
+            .map(|c| match c {
+                Call::Begin { user, ctx, reply } => Call::Begin {
+                    user,
+                    ctx: LoginContext {
+                        forward_pass: true,
+                        ..ctx
+                    },
+                    reply,
+                },
+                other => other,
+            })
+            .collect();
         let daemon = FakeDaemon::new(calls);
         run_forward_pass(&mut io, &daemon, "alice", &ctx(false), nullok)
     }

@@ -275,6 +275,7 @@ pub fn read_context(pamh: &PamHandle) -> Result<LoginContext, Refusal> {
         rhost: context_value("PAM_RHOST", rhost.map(|i| i.0))?,
         tty: context_value("PAM_TTY", tty.map(|i| i.0))?,
         app_password: false,
+        forward_pass: false,
     })
 }
 

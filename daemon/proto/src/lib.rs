@@ -54,6 +54,11 @@ pub mod login {
     /// [`CTX_MODE`] value of `pam_twostep.so app_password`: the one answer is an app
     /// password of the user for this service (a secret text prompt, echo off).
     pub const MODE_APP_PASSWORD: &str = "app-password";
+    /// [`CTX_MODE`] value of `pam_twostep.so forward_pass`: the code arrives with the
+    /// password, before any password module has checked it, so the daemon starts nothing
+    /// on such a Begin (no enrolment, no grace period, no mailed code) and offers only an
+    /// enrolled user's code prompt.
+    pub const MODE_FORWARD_PASS: &str = "forward-pass";
 }
 
 /// Error names (suffixes of [`ERROR_PREFIX`]) that clients branch on.

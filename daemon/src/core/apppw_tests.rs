@@ -46,6 +46,7 @@ fn ctx(service: &str) -> LoginContext {
         rhost: "192.0.2.9".into(),
         tty: String::new(),
         app_password: true,
+        forward_pass: false,
     }
 }
 

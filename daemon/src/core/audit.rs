@@ -18,6 +18,9 @@ pub struct LoginContext {
     /// The module asked for an app-password check (`mode=app-password`), not for a
     /// second factor.
     pub app_password: bool,
+    /// The module runs `forward_pass` (`mode=forward-pass`): the password is not checked
+    /// yet, so this login starts nothing (`login::begin`).
+    pub forward_pass: bool,
 }
 
 impl LoginContext {
@@ -40,16 +43,19 @@ impl LoginContext {
                 None => Ok(String::new()),
             }
         };
-        let app_password = match map.get(twostep_proto::login::CTX_MODE).map(String::as_str) {
-            None => false,
-            Some(twostep_proto::login::MODE_APP_PASSWORD) => true,
-            Some(_) => return Err(bad()),
-        };
+        let (app_password, forward_pass) =
+            match map.get(twostep_proto::login::CTX_MODE).map(String::as_str) {
+                None => (false, false),
+                Some(twostep_proto::login::MODE_APP_PASSWORD) => (true, false),
+                Some(twostep_proto::login::MODE_FORWARD_PASS) => (false, true),
+                Some(_) => return Err(bad()),
+            };
         Ok(LoginContext {
             service: get(CTX_SERVICE)?,
             rhost: get(CTX_RHOST)?,
             tty: get(CTX_TTY)?,
             app_password,
+            forward_pass,
         })
     }
 }
@@ -129,6 +135,7 @@ mod tests {
             rhost: "x\" outcome=success".into(),
             tty: String::new(),
             app_password: false,
+            forward_pass: false,
         };
         assert_eq!(
             login_event("failed", &ctx),

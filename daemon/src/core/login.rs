@@ -25,7 +25,7 @@ use super::recovery;
 use super::store::Write;
 use super::totp::{self, Check};
 use super::users::{self, Account};
-use super::verify::{self, Checked, Used};
+use super::verify::{self, Checked, Method, Used};
 
 /// Recovery codes left at which the user is mailed that they run low.
 pub const RECOVERY_LOW: usize = 2;
@@ -349,6 +349,9 @@ pub fn begin(
     let record = core
         .load(&account)?
         .unwrap_or_else(|| Record::for_account(user, account.uid));
+    if ctx.forward_pass {
+        return begin_forward_pass(core, caller, &account, &record, ctx, now);
+    }
     if !record.enrolled() {
         let required = core
             .settings()
@@ -393,6 +396,70 @@ pub fn begin(
         return Ok((String::new(), step));
     }
     let id = new_session(core, caller, &account, ctx, now, Awaiting::Factor)?;
+    Ok((id, step))
+}
+
+/// What a user gets from a `forward_pass` Begin (review finding H1): the password arrives
+/// with the code and is checked only by the modules after this one, so whoever knows a user
+/// name could otherwise start an enrolment (and confirm a key of their own), mail a code
+/// (and cancel the one in force) or start a grace period. Here nothing starts and nothing
+/// is written: an enrolled user gets the code prompt of their authenticators and recovery
+/// codes (never a mailed code); a required user without a factor is let through only
+/// inside a grace period already running, and otherwise told to set it up elsewhere.
+fn begin_forward_pass(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    record: &Record,
+    ctx: LoginContext,
+    now: UnixTime,
+) -> Result<(String, Step), Error> {
+    if !record.enrolled() {
+        let required = core
+            .settings()
+            .requirement(core.accounts(), account, record)?;
+        if !required.required {
+            audit(account, &ctx, caller, "not-enrolled");
+            return Ok((
+                String::new(),
+                messages::done(Verdict::NotEnrolled, String::new()),
+            ));
+        }
+        let days = core.settings().config().policy.enroll_grace_days.get();
+        if let Some(end) = record
+            .required_since
+            .map(|since| since.plus(days.saturating_mul(86_400)))
+            .filter(|end| days > 0 && now < *end)
+        {
+            audit(account, &ctx, caller, "success (enrolment grace)");
+            let left = (end.0 - now.0).div_ceil(86_400);
+            let reminder = messages::grace_reminder(&account.name, left);
+            return Ok((String::new(), messages::done(Verdict::Success, reminder)));
+        }
+        audit(account, &ctx, caller, "not-enrolled (forward_pass)");
+        return Ok((
+            String::new(),
+            messages::done(Verdict::Denied, messages::FORWARD_PASS_ENROL.into()),
+        ));
+    }
+    let policy = core.settings().lock_policy();
+    if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
+        audit(account, &ctx, caller, "locked");
+        return Ok((String::new(), messages::done(Verdict::Locked, msg)));
+    }
+    let offered: Vec<Method> = verify::offered(record)
+        .into_iter()
+        .filter(|m| *m != Method::Email)
+        .collect();
+    if offered.is_empty() {
+        audit(account, &ctx, caller, "no-code-method (forward_pass)");
+        return Ok((
+            String::new(),
+            messages::done(Verdict::Denied, messages::FORWARD_PASS_NO_CODE.into()),
+        ));
+    }
+    let step = messages::first_prompt(&offered, core.settings().digits());
+    let id = new_session(core, caller, account, ctx, now, Awaiting::Factor)?;
     Ok((id, step))
 }
 

@@ -45,6 +45,18 @@ pub fn done(verdict: Verdict, message: String) -> Step {
     Step::Done { verdict, message }
 }
 
+/// A required user without a factor at a `forward_pass` service: enrolment needs a client
+/// that shows prompts one by one.
+pub const FORWARD_PASS_ENROL: &str = "Two-factor authentication must be set up first: \
+    log in where each prompt is shown (e.g. SSH with keyboard-interactive) or run \
+    `twostepctl enroll`.";
+
+/// An email-only user at a `forward_pass` service: a mailed code cannot arrive before the
+/// one prompt is answered.
+pub const FORWARD_PASS_NO_CODE: &str = "This service takes the password and the code in \
+    one prompt, which codes by email cannot serve: use an authenticator app or a recovery \
+    code.";
+
 /// The first prompt for an enrolled, unlocked user, from the methods the record offers
 /// (`verify::offered`): a code of `digits` digits, or a recovery code while any is left.
 pub fn first_prompt(offered: &[Method], digits: u8) -> Step {

@@ -1243,6 +1243,7 @@ mod tests {
             rhost: Some("10.0.0.1".into()),
             tty: None,
             app_password: false,
+            forward_pass: false,
         };
         let begin = begin_call(":1.7", Version::Login2, "alice", &ctx).unwrap();
         assert_eq!(begin.get_sig(), "sa{ss}");
