@@ -319,3 +319,24 @@ fn a_replaced_address_is_told() {
         .iter()
         .any(|m| m.to == "ann@example.org" && m.body.contains("was removed")));
 }
+
+/// Review finding M1: the code in force is not recoverable from the record as a sealing
+/// store writes it (its hash is sealed like the TOTP secrets), and it still works.
+#[test]
+fn the_code_in_force_is_sealed_in_the_stored_record() {
+    let (core, outbox) = setup(0);
+    let (id, _) = begin(&core, T0.plus(120));
+    let mailed = outbox.code();
+    let ann = core.accounts().by_name("ann").unwrap();
+    let record = core.load(&ann).unwrap().unwrap();
+    let sealer = super::seal::Sealer::with_key(super::seal::StoreKey::from_bytes(&[9; 32]));
+    let row = sealer.encode(&record).unwrap();
+    let stored = &row["email"]["code"];
+    assert!(stored["hash"].is_object(), "the hash is sealed: {stored}");
+    assert!(!row
+        .to_string()
+        .contains(&record.email.as_ref().unwrap().code.as_ref().unwrap().hash));
+    assert_eq!(sealer.decode(row).unwrap().email, record.email);
+    let step = answer(&core, &id, &mailed, T0.plus(121));
+    assert_eq!(verdict(&step), Some(twostep_proto::Verdict::Success));
+}

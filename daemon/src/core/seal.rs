@@ -66,10 +66,15 @@ pub const RESCAN_EVERY: Duration = Duration::from_secs(2);
 pub const EXTRA_KEY_SUFFIXES: [&str; 2] = [".old", ".new"];
 
 /// Where secrets that must be read back live in a stored record: object keys, with `*` for
-/// every element of an array. The last one is the earlier single-key shape (read only).
+/// every element of an array. `totp.secret` is the earlier single-key shape (read only).
+///
+/// The emailed code's hash is sealed too: a 6–8 digit code under a salted hash falls to a
+/// million hashes, so a reader of the store (a replica, a backup, `pg_dump`) would recover
+/// the code in force within its life (security review, finding M1).
 pub const SECRET_PATHS: &[&[&str]] = &[
     &["authenticators", "*", "key", "secret"],
     &["pending", "key", "secret"],
+    &["email", "code", "hash"],
     &["totp", "secret"],
 ];
 
