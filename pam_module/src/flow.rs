@@ -50,6 +50,20 @@ impl Answer {
         Answer(Zeroizing::new(Vec::new()))
     }
 
+    /// At a code prompt, the answer as the code it is typed as: digits with spaces or
+    /// dashes (`123 456`) become the digits (`twostep_proto::is_typed_code`, the rule the
+    /// daemon and the CLI apply too); anything else, and every other prompt, as typed.
+    pub fn as_code(self, accept: Accept) -> Answer {
+        let code_prompt = matches!(accept, Accept::Digits { .. } | Accept::DigitsOrText { .. });
+        if code_prompt && twostep_proto::is_typed_code(&self.0) {
+            Answer(Zeroizing::new(
+                twostep_proto::code_digits(&self.0).collect(),
+            ))
+        } else {
+            self
+        }
+    }
+
     /// The raw bytes, for the shape check and the bus.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -481,7 +495,7 @@ pub(crate) fn drive(
                     Err(ConvError) => return Outcome::Conversation,
                     Ok(Reply::Empty) => return Outcome::BadAnswer(BadAnswer::Empty),
                     Ok(Reply::TooLong) => return Outcome::BadAnswer(BadAnswer::TooLong),
-                    Ok(Reply::Answer(answer)) => answer,
+                    Ok(Reply::Answer(answer)) => answer.as_code(accept),
                 };
                 if !accept.admits(answer.as_bytes()) {
                     return Outcome::BadAnswer(BadAnswer::Shape);
@@ -1044,20 +1058,29 @@ pub(crate) mod tests {
 
     #[test]
     fn non_digit_answers_are_refused_unsent() {
-        for bad in [
-            "12345a",
-            "+12345",
-            " 123456",
-            "123456\n",
-            "1234567",
-            "12345",
-            "١٢٣٤٥٦",
-        ] {
+        for bad in ["12345a", "+12345", "123456\n", "1234567", "12345", "١٢٣٤٥٦"] {
             refused(bytes(bad), BadAnswer::Shape);
         }
         refused(Some(b"\xff\xfe\xfd\xfc\xfb\xfa".to_vec()), BadAnswer::Shape);
         // At the cap exactly: still refused by its shape, not by its length.
         refused(Some(vec![b'1'; limits::MAX_ANSWER_LEN]), BadAnswer::Shape);
+    }
+
+    /// Issue 20 item 5: a code typed the way apps show it (groups with a space or a dash,
+    /// a stray space) is sent as its digits — the rule the daemon and the CLI apply too.
+    #[test]
+    fn codes_typed_in_groups_are_sent_as_their_digits() {
+        for typed in ["123 456", " 123456", "123-456", "123456 ", "12 34 56"] {
+            let outcome = run(
+                vec![Conv::Prompt("Verification code: ", bytes(typed))],
+                vec![
+                    begin(Ok(("s-1", code_prompt("")))),
+                    answer(b"123456", Ok(done(Verdict::Success, ""))),
+                ],
+                &args(),
+            );
+            assert_eq!(outcome, Outcome::Verdict(Verdict::Success), "{typed:?}");
+        }
     }
 
     // ----- shapes by form: echo follows the shape, every shape is checked -----

@@ -53,11 +53,21 @@ fn config() -> DaemonConfig {
         .set("totp", "period", "15")
 }
 
+/// Opens the harness daemons' sealed secrets (their shared store key).
+fn sealer() -> twostepd::core::seal::Sealer {
+    twostepd::core::seal::Sealer::with_key(twostepd::core::seal::StoreKey::from_bytes(
+        &twostep_e2e::daemon::HARNESS_KEY,
+    ))
+}
+
 /// The record file of `user` in `state`, decoded (panics with the reason).
 fn record(state: &Path, user: &User) -> Option<Record> {
     let path = state.join("users").join(file::file_name(user.uid()));
     let bytes = std::fs::read(&path).ok()?;
-    Some(file::decode(&bytes, user.uid()).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    Some(
+        file::decode_with(&bytes, user.uid(), &sealer())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
 }
 
 /// Every record file decodes; the enrolment list names every record with a key, and every
@@ -80,7 +90,7 @@ fn check_state(state: &Path) -> BTreeSet<u32> {
             panic!("a stray file in users/: {name} (a temporary file left half-written?)");
         };
         let uid: u32 = uid.parse().unwrap();
-        let rec = file::decode(&std::fs::read(&path).unwrap(), uid)
+        let rec = file::decode_with(&std::fs::read(&path).unwrap(), uid, &sealer())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         if !rec.authenticators.is_empty() {
             assert!(

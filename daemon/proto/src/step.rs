@@ -33,6 +33,27 @@ pub const MAX_DIGITS: u8 = 10;
 /// never shorter than this, so a mistyped code (five digits, a stray letter) is refused by
 /// the module instead of costing an attempt.
 pub const MIN_TEXT_ALTERNATIVE: u8 = 8;
+
+/// The one rule for a code as people type it (issue 20 item 5), applied alike by the
+/// module, `twostepctl` and the daemon: an answer of ASCII digits with spaces, tabs or
+/// dashes between or around them (apps show `123 456`; people add a space) is the code of
+/// its digits. Anything else — a recovery code, a request word, text — is left as typed
+/// (the daemon reads recovery codes in either case, with or without dashes).
+///
+/// Returns whether `answer` is such a code; its digits are [`code_digits`].
+pub fn is_typed_code(answer: &[u8]) -> bool {
+    answer.len() <= limits::MAX_ANSWER_LEN
+        && answer.iter().any(u8::is_ascii_digit)
+        && answer
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'\t' | b'-'))
+}
+
+/// The digits of `answer` (its spaces, tabs and dashes dropped); meant for answers that
+/// [`is_typed_code`]. The caller collects them into a buffer it wipes.
+pub fn code_digits(answer: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    answer.iter().copied().filter(u8::is_ascii_digit)
+}
 /// The longest recovery code as typed (with its dashes), the text bound of Login1's
 /// `prompt-code-or-recovery`.
 pub const MAX_RECOVERY_LEN: u8 = 64;

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use twostep_config::Algorithm;
 use zeroize::Zeroizing;
 
+use super::admin::authorize_admin;
 use super::audit::field;
 use super::engine::Core;
 use super::record::{self, Authenticator, Secret, TotpKey};
@@ -227,6 +228,9 @@ pub fn import(
     dry_run: bool,
     now: UnixTime,
 ) -> Result<Report, Error> {
+    // Non-admins get the one refusal every admin method gives; admins other than root
+    // are told why this one is root's.
+    authorize_admin(core, caller)?;
     if caller.uid != 0 {
         return Err(Error::AccessDenied(
             "importing enrolments needs root: it installs keys the importer knows".into(),

@@ -19,6 +19,9 @@ pub const REPLAYED: &str = "This code was already used; wait for the next one.";
 pub const PROMPT_TIMED_OUT: &str = "The code prompt timed out; start again.";
 /// A wrong code or recovery code.
 pub const WRONG_CODE: &str = "Wrong verification code.";
+
+/// An answer no method could take (issue 20 item 5): refused, not counted.
+pub const NOT_A_CODE: &str = "That is not a verification code (nothing was counted).";
 /// The last wrong first code a login allows for a key made for enrolment at login
 /// (`enrol_at_login`): the key stays pending, so the next login shows the same one.
 pub const ENROL_WRONG_CODE: &str = "That code is not right. Your key stays ready: log in \

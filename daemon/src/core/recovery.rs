@@ -111,6 +111,12 @@ pub(super) fn random_chars(n: usize) -> Result<Zeroizing<Vec<u8>>, CodesError> {
 }
 
 /// Lower-case, dashes and spaces removed; `None` unless it is a well-formed code.
+/// Whether `input` reads as a recovery code as people type it (either case, dashes or
+/// spaces between groups).
+pub fn looks_like_code(input: &[u8]) -> bool {
+    normalize(input).is_some()
+}
+
 fn normalize(input: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     if input.len() > 64 {
         return None;

@@ -148,6 +148,13 @@ pub fn check(
     window: u64,
     last_step: Option<u64>,
 ) -> Result<Check, KeyError> {
+    let typed: zeroize::Zeroizing<Vec<u8>>;
+    let code = if twostep_proto::is_typed_code(code) {
+        typed = zeroize::Zeroizing::new(twostep_proto::code_digits(code).collect());
+        &typed[..]
+    } else {
+        code
+    };
     let t = totp(key, None, "")?;
     let current = now.0 / key.period;
     let mut matched: Option<u64> = None;

@@ -13,6 +13,7 @@ mod recovery;
 mod totp;
 
 use twostep_proto::limits;
+use zeroize::Zeroizing;
 
 use super::lockout::{self, locked_message, LockState};
 use super::messages;
@@ -156,11 +157,23 @@ pub fn check(
     if offered(record).is_empty() {
         return Err(Error::NotEnrolled(record.user.clone()));
     }
-    let answer = if answer.len() <= limits::MAX_ANSWER_LEN {
-        answer
+    // One rule for what people type (issue 20 item 5, `twostep_proto::is_typed_code`):
+    // `123 456` is the code 123456 here as in the module and the CLI.
+    let typed: Zeroizing<Vec<u8>>;
+    let answer = if twostep_proto::is_typed_code(answer) {
+        typed = Zeroizing::new(twostep_proto::code_digits(answer).collect());
+        &typed[..]
     } else {
-        b""
+        answer
     };
+    // Why not charged: an answer no method could ever take (not a code of any length a
+    // method uses, not recovery-code shaped, over-long) is a typing slip, not a guess.
+    if !could_be_a_code(answer) {
+        return Ok(Checked::Wrong(Refused {
+            text: messages::NOT_A_CODE.to_owned(),
+            locked: false,
+        }));
+    }
     let window = settings.config().totp.window.get();
     let mut attempt = Attempt::NoMatch;
     for method in methods {
@@ -204,6 +217,19 @@ pub fn check(
         },
     };
     Ok(Checked::Wrong(refused))
+}
+
+/// Whether `answer` has the shape of something a method takes: 6 to 8 digits (TOTP and
+/// email codes, imported 8-digit one-time codes), a recovery code as typed (any case, with
+/// or without dashes), at most [`limits::MAX_ANSWER_LEN`] bytes.
+fn could_be_a_code(answer: &[u8]) -> bool {
+    if answer.len() > limits::MAX_ANSWER_LEN {
+        return false;
+    }
+    let digits = answer.iter().all(u8::is_ascii_digit)
+        && (usize::from(twostep_proto::MIN_DIGITS)..=usize::from(twostep_proto::MAX_DIGITS))
+            .contains(&answer.len());
+    digits || super::recovery::looks_like_code(answer)
 }
 
 /// The user was just locked (and that is durable): logged for the admin. The user's mail
