@@ -102,6 +102,8 @@ impl BSide {
                 wrong_budget: 0,
                 seed,
                 baseline: false,
+                offset: 0,
+                as_user: false,
             },
             confdir: CString::new(confdir.as_os_str().as_encoded_bytes())
                 .map_err(|e| e.to_string())?,

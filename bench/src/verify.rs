@@ -223,5 +223,7 @@ fn driver_spec(spec: &Spec) -> DriverSpec {
         wrong_budget: spec.wrong_budget,
         seed: spec.seed,
         baseline: false,
+        offset: 0,
+        as_user: false,
     }
 }
