@@ -8,9 +8,12 @@
 //! login driver in procs mode, right codes), against twostepd running under callgrind.
 //! Two daemon runs per cell, each from a fresh start: run A makes [`WARM`] logins, run B
 //! the same [`WARM`] logins (their records written afresh in between) and then
-//! [`MEASURED`] more for other users. Callgrind writes the daemon's total instruction count
-//! (`summary:`) when it exits on SIGTERM; (B − A) / [`MEASURED`] is the count per login,
-//! start-up, warm-up and shutdown cancelled out. Every instruction of the daemon's threads
+//! [`MEASURED`] more for other users. The daemon starts with callgrind's instrumentation
+//! off (`--instr-atstart=no`: its start-up, and the notice round that reads every record,
+//! run at a few times native speed) and `callgrind_control -i on` turns it on before the
+//! first login (the daemon is pinged until callgrind has taken the command). Callgrind writes
+//! the instructions counted (`summary:`) when the daemon exits on SIGTERM;
+//! (B − A) / [`MEASURED`] is the count per login, warm-up and shutdown cancelled out. Every instruction of the daemon's threads
 //! counts: the bus connection's reader, the executor, the blocking pool, and the look-ups
 //! of each new connection's uid.
 //!
@@ -171,14 +174,46 @@ fn start(setup: &Setup<'_>) -> Result<Twostepd, String> {
         "--callgrind-out-file={}/callgrind.%p",
         setup.out_dir.display()
     );
-    Twostepd::start_under(
-        &["valgrind", "--tool=callgrind", "--quiet", &out],
+    let d = Twostepd::start_under(
+        &[
+            "valgrind",
+            "--tool=callgrind",
+            "--quiet",
+            "--instr-atstart=no",
+            &out,
+        ],
         setup.twostepd,
         setup.config,
         setup.log,
         setup.client,
         VALGRIND_LIMIT,
-    )
+    )?;
+    // Why ping: callgrind reads its command file only while the program runs, and an idle
+    // daemon waits in epoll.
+    let mut ctl = std::process::Command::new("callgrind_control")
+        .arg("--instr=on")
+        .arg(d.pid().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("callgrind_control: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = ctl.try_wait().map_err(|e| e.to_string())? {
+            if !status.success() {
+                return Err(format!("callgrind_control --instr=on: {status}"));
+            }
+            return Ok(d);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = ctl.kill();
+            let _ = ctl.wait();
+            return Err("callgrind_control --instr=on: no answer within 120 s".into());
+        }
+        setup.client.ping(twostep_proto::BUS_NAME);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Stop the daemon (callgrind writes its file at exit) and read its total.

@@ -254,6 +254,22 @@ impl BusClient {
         Ok(BusClient { rt, conn })
     }
 
+    /// `org.freedesktop.DBus.Peer.Ping` to `name`; whether it answered.
+    pub fn ping(&self, name: &str) -> bool {
+        self.rt.block_on(async {
+            self.conn
+                .call_method(
+                    Some(name),
+                    twostep_proto::OBJECT_PATH,
+                    Some("org.freedesktop.DBus.Peer"),
+                    "Ping",
+                    &(),
+                )
+                .await
+                .is_ok()
+        })
+    }
+
     pub fn has_owner(&self, name: &str) -> bool {
         self.rt.block_on(async {
             let Ok(proxy) = zbus::fdo::DBusProxy::new(&self.conn).await else {
