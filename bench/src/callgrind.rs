@@ -226,6 +226,11 @@ fn stop(setup: &Setup<'_>, d: Twostepd) -> Result<u64, String> {
     loop {
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Some(n) = total(&text) {
+                // `TWOSTEP_BENCH_CALLGRIND_KEEP=DIR`: keep the file there for
+                // `callgrind_annotate` (the work directory is removed at exit).
+                if let Some(keep) = std::env::var_os("TWOSTEP_BENCH_CALLGRIND_KEEP") {
+                    let _ = std::fs::copy(&path, Path::new(&keep).join(format!("callgrind.{pid}")));
+                }
                 let _ = std::fs::remove_file(&path);
                 return Ok(n);
             }

@@ -24,6 +24,7 @@ pub mod import;
 pub mod lockout;
 pub mod login;
 pub mod messages;
+pub mod passwd;
 pub mod policy;
 pub mod qr;
 pub mod record;
