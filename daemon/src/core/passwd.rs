@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! A name → (uid, gid) index of `/etc/passwd`, so that a login's account look-up does not
+//! An index of `/etc/passwd` (name → uid, gid; uid → its lines), so that a login's account
+//! look-ups (by name, by uid, every name of a uid) do not
 //! scan the file line by line (glibc's `files` back end does: 10 ms per look-up at 100,000
 //! accounts, ≈ 12 million instructions per login at 10,000; issue 18).
 //!
@@ -54,11 +55,19 @@ impl Stamp {
     }
 }
 
-/// The index of one version of the two files; `names` is `None` when it must not answer.
+/// Every line of one passwd file: by name (the first line of a name) and by uid (every
+/// line of a uid, in file order).
+#[derive(Default)]
+struct Lines {
+    by_name: HashMap<String, (u32, u32)>,
+    by_uid: HashMap<u32, Vec<(String, u32)>>,
+}
+
+/// The index of one version of the two files; `lines` is `None` when it must not answer.
 struct Built {
     passwd: Stamp,
     nsswitch: Option<Stamp>,
-    names: Option<HashMap<String, (u32, u32)>>,
+    lines: Option<Lines>,
 }
 
 /// The index over a `passwd` file and an `nsswitch.conf` (the real ones in the daemon).
@@ -81,6 +90,46 @@ impl PasswdIndex {
     /// The account `name` as glibc's `files` back end would return it, when the index may
     /// answer (see the module doc); `None`: ask NSS.
     pub fn get(&self, name: &str) -> Option<Account> {
+        self.with(|lines| {
+            let (uid, gid) = *lines.by_name.get(name)?;
+            Some(Account {
+                name: name.to_owned(),
+                uid,
+                gid,
+            })
+        })
+    }
+
+    /// The account of `uid` as glibc's `files` back end would return it (its first line),
+    /// when the index may answer; `None`: ask NSS.
+    pub fn get_uid(&self, uid: u32) -> Option<Account> {
+        self.with(|lines| {
+            let (name, gid) = lines.by_uid.get(&uid)?.first()?;
+            Some(Account {
+                name: name.clone(),
+                uid,
+                gid: *gid,
+            })
+        })
+    }
+
+    /// Every name of `uid` in the file, in file order, at most `max`, when the index may
+    /// answer; `None`: read the file.
+    pub fn names_of(&self, uid: u32, max: usize) -> Option<Vec<String>> {
+        self.with(|lines| {
+            Some(
+                lines
+                    .by_uid
+                    .get(&uid)
+                    .map(|v| v.iter().take(max).map(|(n, _)| n.clone()).collect())
+                    .unwrap_or_default(),
+            )
+        })
+    }
+
+    /// `f` on the lines of the current files, read again when they changed; `None` when
+    /// the index must not answer.
+    fn with<T>(&self, f: impl FnOnce(&Lines) -> Option<T>) -> Option<T> {
         let passwd = Stamp::of(&self.passwd)?;
         let nsswitch = Stamp::of(&self.nsswitch);
         let mut built = super::engine::lock(&self.built);
@@ -91,20 +140,15 @@ impl PasswdIndex {
             *built = Some(Built {
                 passwd,
                 nsswitch,
-                names: self.build(passwd),
+                lines: self.build(passwd),
             });
         }
-        let (uid, gid) = *built.as_ref()?.names.as_ref()?.get(name)?;
-        Some(Account {
-            name: name.to_owned(),
-            uid,
-            gid,
-        })
+        f(built.as_ref()?.lines.as_ref()?)
     }
 
     /// The names of the passwd file whose stamp is `stamp`, or `None` when the index must
     /// not answer (see the module doc).
-    fn build(&self, stamp: Stamp) -> Option<HashMap<String, (u32, u32)>> {
+    fn build(&self, stamp: Stamp) -> Option<Lines> {
         let conf = std::fs::read_to_string(&self.nsswitch).ok()?;
         if !files_first(&conf) {
             return None;
@@ -135,8 +179,8 @@ fn files_first(conf: &str) -> bool {
 
 /// Name → (uid, gid) of every line, the first line of a name winning; `None` when any
 /// line is not plain (see the module doc).
-fn parse(text: &str) -> Option<HashMap<String, (u32, u32)>> {
-    let mut names = HashMap::new();
+fn parse(text: &str) -> Option<Lines> {
+    let mut lines = Lines::default();
     for line in text.lines() {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -145,8 +189,12 @@ fn parse(text: &str) -> Option<HashMap<String, (u32, u32)>> {
         let [name, _, uid, gid, _, _, _] = fields.as_slice() else {
             return None;
         };
+        // Why no leading zero: "0100" is uid 100 to glibc but not the text "100".
         let number = |s: &str| -> Option<u32> {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            if s.len() > 1 && s.starts_with('0') {
                 return None;
             }
             s.parse().ok()
@@ -155,9 +203,17 @@ fn parse(text: &str) -> Option<HashMap<String, (u32, u32)>> {
         if !plain_name(name) {
             return None;
         }
-        names.entry((*name).to_owned()).or_insert((uid, gid));
+        lines
+            .by_name
+            .entry((*name).to_owned())
+            .or_insert((uid, gid));
+        lines
+            .by_uid
+            .entry(uid)
+            .or_default()
+            .push(((*name).to_owned(), gid));
     }
-    Some(names)
+    Some(lines)
 }
 
 /// A name no reader can take for anything else: letters, digits, `_`, `.`, `-` (not
@@ -205,6 +261,14 @@ mod tests {
         assert_eq!((a.name.as_str(), a.uid, a.gid), ("alice", 1000, 100));
         assert_eq!(ix.get("root").unwrap().uid, 0);
         assert!(ix.get("bob").is_none(), "absence is NSS's to answer");
+        // By uid: the first line of the uid, as getpwuid; every name of it, in file order.
+        let r = ix.get_uid(0).unwrap();
+        assert_eq!((r.name.as_str(), r.gid), ("root", 0));
+        assert_eq!(ix.names_of(0, 64).unwrap(), ["root", "alice"]);
+        assert_eq!(ix.names_of(0, 1).unwrap(), ["root"]);
+        assert_eq!(ix.get_uid(1000).unwrap().gid, 100);
+        assert!(ix.get_uid(4242).is_none(), "absence is NSS's to answer");
+        assert_eq!(ix.names_of(4242, 64).unwrap(), Vec::<String>::new());
     }
 
     #[test]
@@ -222,6 +286,7 @@ mod tests {
             "mal lory:x:0:0::/:/bin/sh",
             "mallory :x:0:0::/:/bin/sh",
             "-mallory:x:0:0::/:/bin/sh",
+            "mallory:x:00:0::/:/bin/sh",
         ] {
             let (_d, ix) = index(
                 &format!("root:x:0:0:root:/root:/bin/bash\n{odd}\nalice:x:1000:100::/:/bin/sh\n"),
@@ -229,6 +294,11 @@ mod tests {
             );
             assert!(ix.get("alice").is_none(), "{odd:?} must turn the index off");
             assert!(ix.get("root").is_none(), "{odd:?} must turn the index off");
+            assert!(ix.get_uid(0).is_none(), "{odd:?} must turn the index off");
+            assert!(
+                ix.names_of(0, 64).is_none(),
+                "{odd:?} must turn the index off"
+            );
         }
     }
 
