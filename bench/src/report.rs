@@ -657,19 +657,16 @@ pub fn callgrind_table(res: &Results) -> String {
     let mut sizes: Vec<u32> = res.callgrind.iter().map(|c| c.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
+    let _ = writeln!(s, "{CALLGRIND_BEGIN}\n");
     let _ = writeln!(
         s,
-        "{CALLGRIND_BEGIN}
-"
-    );
-    let _ = writeln!(
-        s,
-        "### twostepd's instructions per login (callgrind)
-
-         Produced by `{}` on {} (commit {}).
-
-         Right-code logins through libpam and the module, one process per login, against twostepd          under `valgrind --tool=callgrind`; every thread of the daemon counts. Per cell two fresh          daemons: A makes {WARM} logins, B the same {WARM} and {MEASURED} more; the count is          (B − A) / {MEASURED}. The users are the last ones in `/etc/passwd`. Target: at the          largest size within 5 % of the smallest.
-",
+        "### twostepd's instructions per login (callgrind)\n\n\
+         Produced by `{}` on {} (commit {}).\n\n\
+         Right-code logins through libpam and the module, one process per login, against \
+         twostepd under `valgrind --tool=callgrind`; every thread of the daemon counts. Per \
+         cell two fresh daemons: A makes {WARM} logins, B the same {WARM} and {MEASURED} \
+         more; the count is (B − A) / {MEASURED}. The users are the last ones in \
+         `/etc/passwd`. Target: at the largest size within 5 % of the smallest.\n",
         res.options.command, res.date, res.commit
     );
     let mut head = String::from("| caller |");
