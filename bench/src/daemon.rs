@@ -117,10 +117,14 @@ pub struct Twostepd {
     child: Child,
     /// From spawn until its bus name had an owner.
     pub startup: Duration,
+    /// How long a SIGTERM may take before SIGKILL.
+    grace: Duration,
 }
 
 impl Twostepd {
-    /// Start `bin --config config`, logging stderr to `log`, and wait until it owns its name.
+    /// Start `bin --config config`, logging stderr to `log`, and wait until it owns its name
+    /// (`startup`) and has finished its first app-password notice round (which reads every
+    /// record).
     ///
     /// # Errors
     /// It exited or did not take its name within 10 s.
@@ -130,13 +134,38 @@ impl Twostepd {
         log: &Path,
         bus: &BusClient,
     ) -> Result<Twostepd, String> {
+        Twostepd::start_under(&[], bin, config, log, bus, Duration::from_secs(60))
+    }
+
+    /// [`Twostepd::start`] as the program `wrapper[0]` with its arguments `wrapper[1..]`
+    /// before the daemon's command line (valgrind), waiting up to `limit` for its name and
+    /// as long again for its exit on SIGTERM.
+    ///
+    /// # Errors
+    /// It exited or did not take its name within `limit`.
+    pub fn start_under(
+        wrapper: &[&str],
+        bin: &Path,
+        config: &Path,
+        log: &Path,
+        bus: &BusClient,
+        limit: Duration,
+    ) -> Result<Twostepd, String> {
         let log_file = File::options()
             .create(true)
             .append(true)
             .open(log)
             .map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_start = std::fs::metadata(log).map_or(0, |m| m.len());
         let started = Instant::now();
-        let mut cmd = Command::new(bin);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         crate::sys::die_with_parent(&mut cmd);
         let child = cmd
             .arg("--config")
@@ -149,19 +178,28 @@ impl Twostepd {
         let mut d = Twostepd {
             child,
             startup: Duration::ZERO,
+            grace: limit.max(Duration::from_secs(5)),
         };
-        let deadline = started + Duration::from_secs(10);
+        let deadline = started + limit;
         loop {
-            if bus.has_owner(twostep_proto::BUS_NAME) {
+            if d.startup.is_zero() && bus.has_owner(twostep_proto::BUS_NAME) {
                 d.startup = started.elapsed();
-                return Ok(d);
+            }
+            // Why wait for it: the daemon's first app-password notice round reads every
+            // record right after start; logins measured during it would measure that.
+            if !d.startup.is_zero() {
+                if notice_rounds(log, log_start) > 0 {
+                    return Ok(d);
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
             if let Ok(Some(status)) = d.child.try_wait() {
                 return Err(format!("twostepd exited ({status}); see {}", log.display()));
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "twostepd did not take its bus name within 10 s; see {}",
+                    "twostepd did not take its bus name and finish its first notice round \
+                     within {limit:?}; see {}",
                     log.display()
                 ));
             }
@@ -176,7 +214,7 @@ impl Twostepd {
     /// Stop it and wait until its name is gone.
     pub fn stop(mut self, bus: &BusClient) {
         self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.grace;
         while bus.has_owner(twostep_proto::BUS_NAME) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -188,7 +226,7 @@ impl Twostepd {
         };
         // SAFETY: signalling our own child, which has not been reaped yet.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -208,6 +246,18 @@ impl Drop for Twostepd {
     }
 }
 
+/// The app-password notice rounds twostepd has finished, by its log lines after byte
+/// `from` (it runs one at start, then hourly).
+fn notice_rounds(log: &Path, from: u64) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let Ok(mut f) = File::open(log) else { return 0 };
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
+        return 0;
+    }
+    text.matches("action=app-password-notices outcome=").count()
+}
+
 /// A bus connection of the orchestrator, for `NameHasOwner` and the enrolment check.
 pub struct BusClient {
     rt: tokio::runtime::Runtime,
@@ -222,10 +272,35 @@ impl BusClient {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let conn = rt
-            .block_on(async { zbus::connection::Builder::address(address)?.build().await })
-            .map_err(|e| format!("connect {address}: {e}"))?;
+        // Why retry: dbus-daemon's socket file appears at bind(), a moment before listen().
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let conn = loop {
+            match rt.block_on(async { zbus::connection::Builder::address(address)?.build().await })
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("connect {address}: {e}"))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
         Ok(BusClient { rt, conn })
+    }
+
+    /// `org.freedesktop.DBus.Peer.Ping` to `name`; whether it answered.
+    pub fn ping(&self, name: &str) -> bool {
+        self.rt.block_on(async {
+            self.conn
+                .call_method(
+                    Some(name),
+                    twostep_proto::OBJECT_PATH,
+                    Some("org.freedesktop.DBus.Peer"),
+                    "Ping",
+                    &(),
+                )
+                .await
+                .is_ok()
+        })
     }
 
     pub fn has_owner(&self, name: &str) -> bool {

@@ -73,6 +73,15 @@ pub struct Spec {
     /// these in turn. A user is never in two logins at once, whichever service.
     #[serde(default)]
     pub more_services: Vec<String>,
+    /// The users taking part are `offset..offset + users` (names, uids, secrets); `touched`
+    /// names them by that index too.
+    #[serde(default)]
+    pub offset: u32,
+    /// Procs mode only: each login's child takes the user's uid (and the bench users' gid)
+    /// before `pam_start`, as a screen locker asks for its own user: the daemon sees a
+    /// non-root caller.
+    #[serde(default)]
+    pub as_user: bool,
 }
 
 /// What a driver run measured.
@@ -103,10 +112,12 @@ pub struct Outcome {
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let users = usize::try_from(spec.users).map_err(|e| e.to_string())?;
     let shared = Shared::new(users, spec.max_logins)?;
-    let names: Vec<CString> = (0..spec.users)
+    let ids = spec.offset..spec.offset + spec.users;
+    let names: Vec<CString> = ids
+        .clone()
         .map(|i| CString::new(users::name(i)).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    let secrets: Vec<[u8; otp::SECRET_BYTES]> = (0..spec.users).map(otp::secret_for).collect();
+    let secrets: Vec<[u8; otp::SECRET_BYTES]> = ids.map(otp::secret_for).collect();
     let confdir =
         CString::new(spec.confdir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     let services: Vec<CString> = std::iter::once(&spec.service)
@@ -356,6 +367,19 @@ fn fork_one(ctx: &Ctx<'_>, user: usize, code: &[u8; 6]) -> Option<(u64, i32)> {
         return None;
     }
     if pid == 0 {
+        if ctx.spec.as_user {
+            let uid = users::UID_BASE + ctx.spec.offset + u32::try_from(user).unwrap_or(0);
+            // SAFETY: plain system calls in the single-threaded child; if either fails the
+            // child leaves at once without a login.
+            unsafe {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(users::GID) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    libc::_exit(1);
+                }
+            }
+        }
         let (nanos, rc) = ctx.login(user, code).unwrap_or((0, -1));
         let mut buf = [0u8; 12];
         buf[..8].copy_from_slice(&nanos.to_le_bytes());
@@ -468,7 +492,11 @@ fn summarize(spec: &Spec, shared: &Shared) -> Outcome {
         per_second,
         latency: Summary::from_nanos(&mut nanos),
         stopped: stopped.to_owned(),
-        touched: shared.touched(),
+        touched: shared
+            .touched()
+            .into_iter()
+            .map(|i| i + spec.offset)
+            .collect(),
     }
 }
 

@@ -103,6 +103,8 @@ impl BSide {
                 seed,
                 baseline: false,
                 more_services: Vec::new(),
+                offset: 0,
+                as_user: false,
             },
             confdir: CString::new(confdir.as_os_str().as_encoded_bytes())
                 .map_err(|e| e.to_string())?,

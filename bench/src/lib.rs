@@ -7,6 +7,7 @@
 //! connections), [`flood`] (wrong codes for one user while another logs in), [`micro`] (the
 //! verification core) and [`report`] (the tables of BENCHMARKS.md).
 
+pub mod callgrind;
 pub mod daemon;
 pub mod driver;
 pub mod fleet;

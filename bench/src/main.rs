@@ -8,6 +8,8 @@
 //!                   [--only twostep]                   pam_permit and twostep only, progress lines only
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
+//!                   [--only callgrind]                 twostepd's instructions per login alone, into
+//!                                                      its own section of the --write file
 //!                   [--only session-flood]             issue 19's session flood alone, into its own
 //!                                                      section of the --write file
 //! twostep-bench micro                                  the verification-core microbenchmarks only
@@ -24,7 +26,7 @@ use serde::Serialize;
 use twostep_bench::{driver, flood, micro, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood] --work DIR --repo DIR [--write FILE] \
+    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind] --work DIR --repo DIR [--write FILE] \
                      [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
                      | login|verify|flood|session-flood SPEC_JSON";
 
@@ -80,6 +82,7 @@ fn cmd_micro() -> Result<(), String> {
 fn cmd_run(args: &[String]) -> Result<(), String> {
     let (mut quick, mut only, mut only_session_flood) = (false, false, false);
     let mut only_fleet = false;
+    let mut only_callgrind = false;
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -91,7 +94,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
                 "twostep" => only = true,
                 "session-flood" => only_session_flood = true,
                 "fleet" => only_fleet = true,
-                _ => return Err("--only: `twostep`, `fleet` or `session-flood`".into()),
+                "callgrind" => only_callgrind = true,
+                _ => {
+                    return Err("--only: `twostep`, `fleet`, `session-flood` or `callgrind`".into())
+                }
             },
             "--work" => work = Some(PathBuf::from(value()?)),
             "--repo" => repo = Some(PathBuf::from(value()?)),
@@ -146,6 +152,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if only_fleet {
         opts.command.push_str(" --only fleet");
     }
+    opts.only_callgrind = only_callgrind;
+    if only_callgrind {
+        opts.command.push_str(" --only callgrind");
+    }
     let results = run::run(&opts)?;
     if only_fleet {
         let md = report::fleet_table(&results);
@@ -172,6 +182,21 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
             std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
             eprintln!(
                 "twostep-bench: session-flood table written to {}",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    if only_callgrind {
+        let md = report::callgrind_table(&results);
+        println!("{md}");
+        if let Some(path) = write {
+            let doc = std::fs::read_to_string(&path).unwrap_or_default();
+            let doc =
+                report::splice_between(&doc, report::CALLGRIND_BEGIN, report::CALLGRIND_END, &md);
+            std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!(
+                "twostep-bench: callgrind table written to {}",
                 path.display()
             );
         }

@@ -22,7 +22,7 @@ use crate::driver::{self, unix_now, Mode};
 use crate::micro::{self, Micro};
 use crate::sys::{self, DevLog};
 use crate::users::{self, GoogleState, OathState, TwostepState};
-use crate::{flood, otp, session_flood, verify};
+use crate::{callgrind, flood, otp, session_flood, verify};
 
 /// TOTP acceptance window, in steps either side, for every module (the defaults: twostep
 /// `window = 1`, google-authenticator `WINDOW_SIZE 3`, pam_oath `window=1`).
@@ -116,6 +116,12 @@ pub struct Options {
     /// 10,000), written into its own section of BENCHMARKS.md.
     #[serde(default)]
     pub only_fleet: bool,
+    /// Count twostepd's instructions per login under callgrind (see [`crate::callgrind`]).
+    #[serde(default)]
+    pub callgrind: bool,
+    /// `--only callgrind`: those counts alone, written into their own section.
+    #[serde(default)]
+    pub only_callgrind: bool,
 }
 
 impl Options {
@@ -136,6 +142,8 @@ impl Options {
             only_twostep: false,
             only_session_flood: false,
             only_fleet: false,
+            callgrind: true,
+            only_callgrind: false,
         }
     }
 
@@ -232,6 +240,9 @@ pub struct Results {
     pub getpwnam: Vec<(u32, Micro)>,
     pub store_at_size: Vec<(u32, Micro)>,
     pub elf: Vec<Elf>,
+    /// twostepd's instructions per login, per size and caller kind.
+    #[serde(default)]
+    pub callgrind: Vec<callgrind::Count>,
     pub oathtool_checked: usize,
     pub record_checked: String,
 }
@@ -353,6 +364,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         getpwnam: Vec::new(),
         store_at_size: Vec::new(),
         elf: Vec::new(),
+        callgrind: Vec::new(),
         oathtool_checked,
         record_checked,
     };
@@ -474,6 +486,55 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             }
             Ok(())
         };
+        if opts.callgrind && !opts.only_twostep && !opts.only_session_flood {
+            let setup = callgrind::Setup {
+                exe: &exe,
+                twostepd: &art.twostepd,
+                config: &config,
+                log: &daemon_log,
+                client: &client,
+                confdir: &confdir,
+                service: Module::Twostep.service(),
+                out_dir: work.join("callgrind"),
+                period: PERIOD,
+                window: WINDOW,
+            };
+            let cell = callgrind::WARM + callgrind::MEASURED;
+            let reset_tw = |touched: &[u32]| tw.reset(touched);
+            let login = |spec: &driver::Spec, t: f64| subprocess(&exe, "login", spec, t);
+            reset(Module::Twostep, &mut dirty)?;
+            for caller in callgrind::Caller::ALL {
+                let first = match caller {
+                    callgrind::Caller::NoRecord => {
+                        // Users after the population, in /etc/passwd for this cell only.
+                        users::write_passwd(&passwd, &passwd_original, size + cell)?;
+                        std::fs::rename(&passwd, etc_passwd)
+                            .map_err(|e| format!("/etc/passwd: {e}"))?;
+                        size
+                    }
+                    _ if size >= cell => size - cell,
+                    _ => continue,
+                };
+                let count = callgrind::measure(&setup, size, caller, first, &reset_tw, &login);
+                if caller == callgrind::Caller::NoRecord {
+                    users::write_passwd(&passwd, &passwd_original, size)?;
+                    std::fs::rename(&passwd, etc_passwd)
+                        .map_err(|e| format!("/etc/passwd: {e}"))?;
+                }
+                let count = count?;
+                say(&format!(
+                    "{size:>6} users  callgrind {:<45} {:>12.0} instructions per login {:?}",
+                    caller.label(),
+                    count.per_login,
+                    count.codes
+                ));
+                res.callgrind.push(count);
+            }
+            let _ = std::fs::remove_dir_all(work.join("callgrind"));
+        }
+        if opts.only_callgrind {
+            continue;
+        }
         if opts.only_session_flood {
             if session_flood_here {
                 run_session_flood(&mut dirty, &mut res)?;
@@ -519,6 +580,8 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                                 seed: seed(size, rep, right, mode, workers, module),
                                 baseline: module == Module::Permit,
                                 more_services: Vec::new(),
+                                offset: 0,
+                                as_user: false,
                             };
                             let logs_before = devlog.snapshot();
                             let mut out: driver::Outcome =
@@ -621,6 +684,8 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                         seed: seed(size, rep, false, Mode::Procs, 1, Module::Permit) ^ 0x10ad,
                         baseline: true,
                         more_services: Vec::new(),
+                        offset: 0,
+                        as_user: false,
                     };
                     let out: driver::Outcome =
                         subprocess(&exe, "login", &spec, opts.seconds * 4.0 + 120.0)?;
@@ -675,7 +740,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         }
     }
     sys::unmount(Path::new("/etc"))?;
-    if opts.only_session_flood || opts.only_fleet {
+    if opts.only_session_flood || opts.only_fleet || opts.only_callgrind {
         res.elapsed_s = t0.elapsed().as_secs_f64();
         return Ok(res);
     }
@@ -832,6 +897,8 @@ fn run_fleet(c: &FleetCtx<'_>) -> Result<Vec<LoginRun>, String> {
                         wrong_budget: WRONG_BUDGET,
                         seed: seed(size, rep, right, mode, workers, module),
                         baseline: module == Module::Permit,
+                        offset: 0,
+                        as_user: false,
                         more_services: if three {
                             FLEET_SERVICES.iter().map(|s| (*s).to_owned()).collect()
                         } else {

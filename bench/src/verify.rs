@@ -224,5 +224,7 @@ fn driver_spec(spec: &Spec) -> DriverSpec {
         seed: spec.seed,
         baseline: false,
         more_services: Vec::new(),
+        offset: 0,
+        as_user: false,
     }
 }

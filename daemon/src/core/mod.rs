@@ -28,6 +28,7 @@ pub mod lockout;
 pub mod login;
 pub mod mail;
 pub mod messages;
+pub mod passwd;
 pub mod policy;
 pub mod qr;
 pub mod record;
