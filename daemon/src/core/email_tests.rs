@@ -340,3 +340,20 @@ fn the_code_in_force_is_sealed_in_the_stored_record() {
     let step = answer(&core, &id, &mailed, T0.plus(121));
     assert_eq!(verdict(&step), Some(twostep_proto::Verdict::Success));
 }
+
+/// A mailed code does not outlive a login by another method: after a recovery code opens
+/// the login, the code mailed for it is no longer in force.
+#[test]
+fn a_login_by_another_method_ends_the_mailed_code() {
+    let (core, _outbox, codes) = setup_with_codes(0);
+    let ann = core.accounts().by_name("ann").unwrap();
+    let in_force = |core: &Core| {
+        let record = core.load(&ann).unwrap().unwrap();
+        record.email.unwrap().code.is_some()
+    };
+    let (id, _) = begin(&core, T0.plus(120));
+    assert!(in_force(&core), "the login mailed a code");
+    let step = answer(&core, &id, &codes[0], T0.plus(121));
+    assert_eq!(verdict(&step), Some(twostep_proto::Verdict::Success));
+    assert!(!in_force(&core), "the mailed code ended with the login");
+}

@@ -185,6 +185,11 @@ pub fn check(
         match attempt {
             Attempt::Accepted(used) => {
                 lockout::succeed(record, now);
+                // Why: a mailed code asked for this login (or an earlier one) must not stay
+                // usable for the rest of its life once the user is in by another method.
+                if let Some(email) = record.email.as_mut() {
+                    email.code = None;
+                }
                 return Ok(Checked::Accepted(method, used));
             }
             Attempt::Replayed => break,
