@@ -61,8 +61,8 @@ fn login(core: &Core, answer: &str, now: UnixTime) -> (Verdict, String) {
         .begin_login(&me, "alice", LoginContext::default(), now)
         .unwrap();
     assert!(matches!(step, Step::Prompt { .. }), "{step:?}");
-    match core.answer(&me, &id, answer.as_bytes(), now).unwrap() {
-        Step::Done { verdict, message } => (verdict, message),
+    match &core.answer(&me, &id, answer.as_bytes(), now).unwrap() {
+        Step::Done { verdict, message } => (*verdict, message.clone()),
         other => panic!("{other:?}"),
     }
 }

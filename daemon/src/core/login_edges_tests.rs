@@ -182,13 +182,13 @@ fn enrolment_at_login_retries_and_keeps_its_key() {
     };
     for i in 1..=TRIES {
         let step = c.answer(&caller(0), &id, wrong.as_bytes(), T0).unwrap();
-        match step {
+        match &step {
             Step::Prompt { message, .. } if i < TRIES => {
                 assert!(message.contains("left"), "{message}")
             }
             Step::Done {
                 verdict: Verdict::Denied,
-                ref message,
+                message,
             } if i == TRIES => {
                 assert_eq!(message, messages::ENROL_WRONG_CODE);
                 assert!(!message.contains("twostepctl"));
