@@ -771,7 +771,7 @@ mod tests {
             .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
             .unwrap();
         assert_eq!(codes.len() as u64, core.config().recovery.count.get());
-        p.secret_base32
+        p.secret_base32.clone()
     }
 
     fn login(core: &Core, caller: &Caller, answer: &[u8], now: UnixTime) -> Step {
