@@ -29,8 +29,8 @@ use twostep_config::mail::{TlsMode, Transport as Kind};
 use twostep_config::Mail;
 
 use crate::core::audit::field;
-use crate::core::seal::read_private_file;
 use crate::core::mail::{wait_limit, Outbox, Outgoing, SendError};
+use crate::core::seal::read_private_file;
 
 /// Mail worker threads: sends in flight at once.
 pub const WORKERS: usize = 4;
@@ -217,7 +217,10 @@ fn smtp_transport(m: &Mail) -> Result<SmtpTransport, SendError> {
         let bytes = read_private_file(Path::new(&m.password_file), "[mail] password_file")
             .map_err(SendError::Failed)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| {
-            SendError::Failed(format!("[mail] password_file {}: not text", m.password_file))
+            SendError::Failed(format!(
+                "[mail] password_file {}: not text",
+                m.password_file
+            ))
         })?;
         let password = text.lines().next().unwrap_or_default().to_owned();
         builder = builder.credentials(Credentials::new(m.username.clone(), password));

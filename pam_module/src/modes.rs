@@ -338,6 +338,19 @@ mod tests {
     use crate::flow::{pam_code, ErrorName};
     use pam::constants::PamResultCode;
 
+    #[test]
+    fn a_password_and_a_step_showing_a_secret_are_redacted_in_debug() {
+        let password = Password(Zeroizing::new(b"hunter2-hunter2".to_vec()));
+        let step = Step::Prompt {
+            message: "your recovery codes: k3m9-x7q2-p4w8".into(),
+            prompt: "Press Enter: ".into(),
+            accept: Accept::Acknowledge,
+        };
+        let shown = format!("{password:?} {step:?} {step:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("k3m9"), "{shown}");
+    }
+
     fn ctx(app_password: bool) -> LoginContext {
         LoginContext {
             service: Some("imap-t".into()),
