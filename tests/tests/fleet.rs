@@ -723,3 +723,35 @@ fn a_key_rotation_on_a_fleet_keeps_every_host_logging_in() {
     );
     assert_eq!(ids.trim(), new_id, "{ids}");
 }
+
+/// Review M2: someone who can write the database but holds no store key plants a key they
+/// know, in clear, in an enrolled user's record. The database only ever holds sealed
+/// secrets (every daemon of a fleet seals with the store key), so a record with a secret in
+/// clear is tampering: that user's logins fail closed, with the planted key's codes too.
+#[test]
+fn a_secret_planted_in_clear_in_the_database_is_refused() {
+    let f = fleet_with(DaemonConfig::default());
+    let user = User::create();
+    let e = f.hosts[0].ctl.enroll(&user);
+    f.hosts[1]
+        .pam
+        .login(user.name(), &e.code_after(1))
+        .assert_success();
+    let planted = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let sql = format!(
+        "UPDATE twostep.twostep_accounts SET record = jsonb_set(jsonb_set(record, \
+         '{{authenticators,0,key,secret}}', '\"{planted}\"'), \
+         '{{authenticators,0,last_step}}', 'null') WHERE uid = {};",
+        user.uid()
+    );
+    f.pg.psql_as_admin("twostep", &sql);
+    let code = otp::totp(planted, otp::Algorithm::Sha1, 6, 30, otp::now());
+    for host in &f.hosts {
+        host.pam
+            .login(user.name(), &code)
+            .assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    }
+    let log = f.hosts[2].daemon.log();
+    assert!(log.contains("stored unsealed"), "{log}");
+    assert!(!log.contains(planted), "{log}");
+}

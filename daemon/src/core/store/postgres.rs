@@ -484,6 +484,16 @@ impl PgStore {
                 reason,
             }
         };
+        // Why: every daemon of a fleet seals with the store key, and an import seals too, so
+        // the database never holds a secret in clear; one found there was put there by
+        // someone who can write the database without the key (a key they know, planted
+        // for an enrolled user). The file store still reads records written before sealing.
+        if seal::has_plain_secret(&value) {
+            return Err(corrupt(
+                "a secret is stored unsealed, which no twostepd writes to the database                  (tampering?): run `twostepctl user reset` for this user after checking"
+                    .into(),
+            ));
+        }
         let record = self.sealer.decode(value).map_err(corrupt)?;
         if record.version != RECORD_VERSION {
             return Err(corrupt(format!(
