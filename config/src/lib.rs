@@ -126,8 +126,9 @@ pub struct Store {
     #[serde(deserialize_with = "optional_absolute_path")]
     pub password_file: PathBuf,
     /// TLS to the database: `"verify-full"` (default: encrypt, check the certificate
-    /// against `ca_file` and the host name), `"require"` (encrypt, no check), or
-    /// `"disable"` (loopback or unix socket only).
+    /// against `ca_file` and the host name), `"require"` (encrypt, no check; a warning for
+    /// a host that is not loopback), or `"disable"` (loopback or unix socket only; refused
+    /// otherwise by the daemon's checks).
     pub tls: Tls,
     /// PEM file of the certificate authorities `verify-full` trusts.
     #[serde(deserialize_with = "optional_absolute_path")]

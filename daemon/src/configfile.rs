@@ -46,7 +46,8 @@ pub(crate) fn checked(
     for m in crate::mailer::check_files(&config.mail) {
         errors.push(format!("{}: {m}", path.display()));
     }
-    for f in config.check_groups(group_exists) {
+    let store = crate::core::store::postgres::tls_findings(&config.store);
+    for f in config.check_groups(group_exists).into_iter().chain(store) {
         match f {
             Finding::Error(m) => errors.push(format!("{}: {m}", path.display())),
             Finding::Warning(m) => warnings.push(format!("{}: {m}", path.display())),

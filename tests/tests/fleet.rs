@@ -645,6 +645,33 @@ fn check_config_checks_the_store_settings_without_contacting_the_database() {
     );
     let out = check(&good);
     assert!(out.success(), "{out}");
+    assert!(
+        !out.stderr.contains("warning"),
+        "require on loopback: {out}"
+    );
+    // Review M2: over the network, `require` encrypts without checking who answers (a
+    // warning), and `disable` sends everything in clear (refused, as documented).
+    let remote = |tls: &str| {
+        base.clone().set("store", "tls", tls).set(
+            "store",
+            "url",
+            "\"postgresql://twostep@192.0.2.7:5432/twostep\"",
+        )
+    };
+    let out = check(&remote("\"require\""));
+    assert!(
+        out.success() && out.stderr.contains("warning") && out.stderr.contains("verify-full"),
+        "{out}"
+    );
+    let out = check(&remote("\"disable\""));
+    assert!(!out.success() && out.stderr.contains("loopback"), "{out}");
+    let local_clear = base.clone().set("store", "tls", "\"disable\"").set(
+        "store",
+        "url",
+        "\"host=localhost,::1 user=twostep\"",
+    );
+    let out = check(&local_clear);
+    assert!(out.success() && !out.stderr.contains("warning"), "{out}");
     let with_password = base.clone().set(
         "store",
         "url",

@@ -174,6 +174,59 @@ pub fn connection_config(cfg: &StoreConfig) -> Result<tokio_postgres::Config, St
     Ok(pg)
 }
 
+/// What `[store] tls` means for the hosts of `[store] url`: `disable` to a host that is not
+/// loopback or a unix socket is an error (everything, the sealed secrets' envelopes and
+/// every answer, would cross the network in clear, and anyone on the path could change
+/// answers); `require` to such a host is a warning (encrypted, but whoever answers is not
+/// checked). Nothing for an unparsable url: [`connection_config`] reports it.
+pub fn tls_findings(cfg: &StoreConfig) -> Vec<twostep_config::Finding> {
+    use twostep_config::Finding;
+    if cfg.backend != twostep_config::Backend::Postgres || cfg.tls == Tls::VerifyFull {
+        return Vec::new();
+    }
+    let Ok(pg) = cfg.url.parse::<tokio_postgres::Config>() else {
+        return Vec::new();
+    };
+    let remote: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .filter_map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+            _ => None,
+        })
+        .chain(
+            pg.get_hostaddrs()
+                .iter()
+                .filter(|a| !a.is_loopback())
+                .map(ToString::to_string),
+        )
+        .collect();
+    if remote.is_empty() {
+        return Vec::new();
+    }
+    let hosts = remote.join(", ");
+    match cfg.tls {
+        Tls::Disable => vec![Finding::Error(format!(
+            "[store] tls = \"disable\" is for loopback or a unix socket only; {hosts} is \
+             neither: use \"verify-full\" with ca_file"
+        ))],
+        _ => vec![Finding::Warning(format!(
+            "[store] tls = \"require\" to {hosts} encrypts but does not check who answers; \
+             use \"verify-full\" with ca_file"
+        ))],
+    }
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
 /// The rustls configuration of `[store] tls`.
 fn tls_config(cfg: &StoreConfig) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
