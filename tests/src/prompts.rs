@@ -3,7 +3,7 @@
 //! code prompt names it from here, so a change of wording is a change of one line.
 
 /// The code prompt of an enrolled user (recovery codes left, as every enrolment makes them).
-pub const CODE: &str = "Verification code: ";
+pub const CODE: &str = "Verification code (or recovery code): ";
 /// The code prompt of a user without a recovery code left (all spent, or none made).
 pub const CODE_ONLY: &str = "Verification code: ";
 /// What every code prompt starts with: for "was a code asked for at all" checks.
