@@ -106,7 +106,7 @@ impl Login {
                 "fake-session".into(),
                 "prompt-code".into(),
                 String::new(),
-                "Verification code: ".into(),
+                crate::prompts::CODE_ONLY.into(),
                 6,
             )),
             Answer::Error(e) => Err(e.error()),

@@ -34,6 +34,7 @@ pub mod pam;
 pub mod pamclient;
 pub mod postgres;
 pub mod proc;
+pub mod prompts;
 pub mod pty;
 pub mod qr;
 pub mod records;

@@ -333,7 +333,7 @@ case "$1" in
     now=$(date +%s)
     printf '%s %s\n' "$key" "$now" > "$d/enrolled"
     exec oathtool --totp=SHA1 --base32 --digits=6 --time-step-size=30s --now="@$now" "$key" ;;
-  *"Verification code: ")
+  *"Verification code"*": ")
     [ -f "$d/code" ] && exec cat "$d/code" ;;
   *"Code sent to "*)
     [ -x "$d/mailcode" ] && exec "$d/mailcode" ;;
@@ -368,7 +368,7 @@ impl Ssh {
         self
     }
 
-    /// Answer `Verification code: ` with `code`.
+    /// Answer the code prompt (`prompts::CODE`, `prompts::CODE_ONLY`) with `code`.
     pub fn code(mut self, code: &str) -> Self {
         self.code = Some(code.to_string());
         self

@@ -56,7 +56,7 @@ fn assert_passes_without_prompt(pam: &PamService, user: &User) {
     run.assert_success();
     assert!(
         !run.output.stderr.contains(ENROL_PROMPT)
-            && !run.output.stderr.contains("Verification code"),
+            && !run.output.stderr.contains(twostep_e2e::prompts::CODE_START),
         "{} should not be asked anything:\n{run}",
         user.name()
     );

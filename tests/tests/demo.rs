@@ -262,7 +262,7 @@ fn demo_login_with_enrolment_then_stop() {
         .code(&e.code_after(1))
         .run();
     assert!(run.logged_in(), "second login (code):\n{run}");
-    assert!(run.prompted("Verification code: "), "{run}");
+    assert!(run.prompted(twostep_e2e::prompts::CODE), "{run}");
     let status = proc::run(
         {
             let mut c = proc::command(None, "runuser");

@@ -113,7 +113,7 @@ fn a_daemon_lost_while_the_prompt_is_open_is_refused_even_with_failmode_open() {
 
     for restart in [true, false] {
         let mut run = pam.auth(user.name()).interactive();
-        run.expect_stderr("Verification code");
+        run.expect_stderr(twostep_e2e::prompts::CODE_START);
         if restart {
             daemon.restart();
         } else {
@@ -128,7 +128,7 @@ fn a_daemon_lost_while_the_prompt_is_open_is_refused_even_with_failmode_open() {
     }
     // The right code, typed while the daemon restarts, is refused too; after, it works.
     let mut run = pam.auth(user.name()).interactive();
-    run.expect_stderr("Verification code");
+    run.expect_stderr(twostep_e2e::prompts::CODE_START);
     daemon.restart();
     run.write_line(e.code_after(1));
     twostep_e2e::PamRun::from_output(run.finish(Duration::from_secs(30)), &pam)

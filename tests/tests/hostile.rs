@@ -472,7 +472,7 @@ fn sudo_e_and_su_never_reach_a_bus_named_by_the_environment() {
         let dialog = Dialog::new()
             .expect("Password: ")
             .send(user.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(code);
         let driver = Driver::new(&dialog);
         let mut cmd = logins::su_command(

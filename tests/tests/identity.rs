@@ -28,7 +28,8 @@ fn a_second_name_of_an_enrolled_uid_is_asked_for_the_code_and_shares_its_state()
     let run = s.pam.auth(alias.name()).answer(e.wrong_code()).run();
     run.assert_refused_with(strerror::AUTH_ERR);
     assert!(
-        run.conversation().contains("Verification code"),
+        run.conversation()
+            .contains(twostep_e2e::prompts::CODE_START),
         "the alias was not asked for the code:\n{run}"
     );
     // Its failure is the account's failure.

@@ -44,7 +44,7 @@ fn unlock(dialog: Dialog, password: &str, code: &str) -> Dialog {
         .expect("Password: ")
         .pause(300)
         .send(password)
-        .expect("Verification code: ")
+        .expect(twostep_e2e::prompts::CODE)
         .pause(300)
         .send(code)
 }

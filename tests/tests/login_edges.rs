@@ -197,7 +197,7 @@ fn a_code_prompt_left_too_long_says_it_timed_out() {
     let user = User::create();
     let e = s.ctl.enroll(&user);
     let mut run = s.pam.auth(user.name()).interactive();
-    run.expect_stderr("Verification code: ");
+    run.expect_stderr(twostep_e2e::prompts::CODE);
     std::thread::sleep(std::time::Duration::from_secs(12));
     run.write_line(e.code_after(1));
     let run = twostep_e2e::PamRun::from_output(run.finish(flows::TIMEOUT), &s.pam);

@@ -107,7 +107,7 @@ fn the_built_module_speaks_login2_to_the_daemon() {
     run.assert_code("PAM_SUCCESS");
     assert_eq!(
         run.prompts(),
-        ["PROMPT_ECHO_OFF: Verification code: "],
+        [format!("PROMPT_ECHO_OFF: {}", twostep_e2e::prompts::CODE)],
         "{run}"
     );
     for call in ["Begin", "Answer"] {
@@ -211,7 +211,10 @@ fn the_built_module_falls_back_to_login1_on_a_daemon_without_login2() {
     run.assert_code("PAM_AUTH_ERR");
     assert_eq!(
         run.prompts(),
-        ["PROMPT_ECHO_OFF: Verification code: "],
+        [format!(
+            "PROMPT_ECHO_OFF: {}",
+            twostep_e2e::prompts::CODE_ONLY
+        )],
         "{run}"
     );
     assert_eq!(owner.begins(), 1, "{run}");

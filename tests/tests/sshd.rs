@@ -48,7 +48,7 @@ fn password_then_code() {
     assert!(run.refused(), "a wrong password must be refused:\n{run}");
     assert!(run.prompted("Password: "), "{run}");
     assert!(
-        !run.prompted("Verification code"),
+        !run.prompted(twostep_e2e::prompts::CODE_START),
         "the code must not be asked after a wrong password (pam_unix is requisite in common-auth):\n{run}"
     );
     assert_eq!(u64_of(&ctl.status(user.user()), "failures"), 0);
@@ -57,7 +57,10 @@ fn password_then_code() {
     assert!(run.refused(), "a wrong code must be refused:\n{run}");
     assert_eq!(run.prompts.len(), 2, "password, then code:\n{run}");
     assert!(run.prompts[0].ends_with("Password: "), "{run}");
-    assert!(run.prompts[1].ends_with("Verification code: "), "{run}");
+    assert!(
+        run.prompts[1].ends_with(twostep_e2e::prompts::CODE),
+        "{run}"
+    );
     assert!(
         run.client_saw("Wrong verification code."),
         "the daemon's message must reach the ssh client:\n{run}\n{}",
@@ -114,7 +117,10 @@ fn key_then_code_without_password() {
     let run = sshd.ssh(&user).code(&e.wrong_code()).run();
     assert!(run.refused(), "right key, wrong code:\n{run}");
     assert_eq!(run.prompts.len(), 1, "only the code is asked:\n{run}");
-    assert!(run.prompts[0].ends_with("Verification code: "), "{run}");
+    assert!(
+        run.prompts[0].ends_with(twostep_e2e::prompts::CODE),
+        "{run}"
+    );
     assert!(
         sshd.log()
             .contains(&format!("Partial publickey for {}", user.name())),
@@ -161,7 +167,7 @@ fn lockout_message_reaches_the_client() {
         sshd.describe()
     );
     assert!(
-        !run.prompted("Verification code"),
+        !run.prompted(twostep_e2e::prompts::CODE_START),
         "a locked user is not asked for a code:\n{run}"
     );
 }
@@ -220,7 +226,10 @@ fn enrolment_at_login_over_ssh() {
         run.logged_in(),
         "the enrolled key must work at the next login:\n{run}"
     );
-    assert!(run.prompts[1].ends_with("Verification code: "), "{run}");
+    assert!(
+        run.prompts[1].ends_with(twostep_e2e::prompts::CODE),
+        "{run}"
+    );
 }
 
 /// failmode=closed (the default), the daemon not running: the SSH login is refused
@@ -247,7 +256,7 @@ fn daemon_down_refuses_ssh_with_the_cause() {
         "the cause must reach the ssh client:\n{run}\n{}",
         sshd.describe()
     );
-    assert!(!run.prompted("Verification code"), "{run}");
+    assert!(!run.prompted(twostep_e2e::prompts::CODE_START), "{run}");
     let logged = sshd.syslog().wait_for(
         &["pam_twostep", user.name(), "PAM_AUTHINFO_UNAVAIL"],
         Duration::from_secs(5),
@@ -326,7 +335,7 @@ fn failmode_open_lets_ssh_in_and_logs_loudly() {
     let run = sshd.ssh(&user).run();
     assert!(run.logged_in(), "{run}\n{}", sshd.describe());
     assert!(run.elapsed() < REFUSED_QUICKLY, "{run}");
-    assert!(!run.prompted("Verification code"), "{run}");
+    assert!(!run.prompted(twostep_e2e::prompts::CODE_START), "{run}");
     let alert = sshd
         .syslog()
         .wait_for(
@@ -385,7 +394,7 @@ fn password_authentication_cannot_skip_the_code() {
         sshd.describe()
     );
     assert!(run.prompted("password: "), "{run}");
-    assert!(!run.prompted("Verification code"), "{run}");
+    assert!(!run.prompted(twostep_e2e::prompts::CODE_START), "{run}");
     assert!(
         sshd.log()
             .contains(&format!("Failed password for {}", user.name())),

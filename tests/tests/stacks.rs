@@ -37,7 +37,11 @@ fn check(pam: &PamService, ctl: &Ctl, user: &LoginUser, e: &Enrolled) -> Result<
         .answer(&wrong_password)
         .answer(e.wrong_code())
         .run();
-    if !run.refused() || run.conversation().contains("Verification code") {
+    if !run.refused()
+        || run
+            .conversation()
+            .contains(twostep_e2e::prompts::CODE_START)
+    {
         return Err(format!(
             "wrong password + wrong code: must be refused before the code is asked:\n{run}"
         ));
@@ -82,7 +86,11 @@ fn check(pam: &PamService, ctl: &Ctl, user: &LoginUser, e: &Enrolled) -> Result<
         .answer(user.password())
         .answer(e.wrong_code())
         .run();
-    if !run.refused() || !run.conversation().contains("Verification code") {
+    if !run.refused()
+        || !run
+            .conversation()
+            .contains(twostep_e2e::prompts::CODE_START)
+    {
         return Err(format!(
             "right password + wrong code: must ask for the code and refuse:\n{run}"
         ));

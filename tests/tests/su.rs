@@ -76,7 +76,7 @@ fn su_asks_for_password_then_code_on_a_terminal() {
         &Dialog::new()
             .expect("Password: ")
             .send(target.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(&code),
     );
     assert!(run.completed(), "{run}");
@@ -124,7 +124,7 @@ fn su_refuses_a_wrong_code_and_says_so() {
         &Dialog::new()
             .expect("Password: ")
             .send(target.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(&e.wrong_code()),
     );
     assert!(run.completed(), "{run}");
@@ -157,7 +157,7 @@ fn login_on_a_terminal_asks_for_password_then_code() {
         &Dialog::new()
             .expect("Password: ")
             .send(target.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(&code)
             .expect("$ ")
             .send("echo login-ok-$(id -un); exit"),
@@ -202,7 +202,7 @@ fn login_refuses_a_wrong_code() {
         &Dialog::new()
             .expect("Password: ")
             .send(target.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(&e.wrong_code())
             .expect("Login incorrect")
             .end(),

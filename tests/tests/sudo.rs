@@ -67,7 +67,7 @@ fn sudo_asks_for_password_then_code() {
     );
     assert!(!out.success(), "a wrong password must be refused:\n{out}");
     assert!(
-        !out.stderr.contains("Verification code"),
+        !out.stderr.contains(twostep_e2e::prompts::CODE_START),
         "no code prompt after a wrong password:\n{out}"
     );
 
@@ -81,7 +81,7 @@ fn sudo_asks_for_password_then_code() {
     let password_prompt = out
         .stderr
         .find(&format!("[sudo] password for {}", user.name()));
-    let code_prompt = out.stderr.find("Verification code: ");
+    let code_prompt = out.stderr.find(twostep_e2e::prompts::CODE);
     assert!(
         matches!((password_prompt, code_prompt), (Some(p), Some(c)) if p < c),
         "password prompt, then code prompt, on stderr:\n{out}"
@@ -118,7 +118,7 @@ fn sudo_refuses_a_wrong_code() {
     );
     assert_eq!(out.status.code(), Some(1), "{out}");
     assert!(!out.stdout.contains("ran"), "{out}");
-    assert!(out.stderr.contains("Verification code: "), "{out}");
+    assert!(out.stderr.contains(twostep_e2e::prompts::CODE), "{out}");
     assert!(out.stderr.contains("incorrect password attempt"), "{out}");
     assert_eq!(u64_of(&ctl.status(user.user()), "failures"), 1);
 }
@@ -147,7 +147,7 @@ fn sudo_is_silent_about_the_cause_which_goes_to_syslog() {
     );
     assert!(!out.success(), "{out}");
     assert!(
-        out.stderr.contains("Verification code: "),
+        out.stderr.contains(twostep_e2e::prompts::CODE),
         "prompts are shown:\n{out}"
     );
     assert!(
@@ -163,7 +163,10 @@ fn sudo_is_silent_about_the_cause_which_goes_to_syslog() {
         &syslog,
     );
     assert!(!out.success(), "locked: {out}");
-    assert!(!out.stderr.contains("Verification code"), "{out}");
+    assert!(
+        !out.stderr.contains(twostep_e2e::prompts::CODE_START),
+        "{out}"
+    );
     assert!(!out.stderr.contains("Too many failed attempts"), "{out}");
     let line = syslog.wait_for(
         &["pam_twostep", user.name(), "locked; returning PAM_MAXTRIES"],
@@ -260,7 +263,10 @@ fn sudo_with_the_daemon_down_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{out}");
     assert!(!out.stdout.contains("ran"), "{out}");
     assert!(out.elapsed < Duration::from_secs(8), "{out}");
-    assert!(!out.stderr.contains("Verification code"), "{out}");
+    assert!(
+        !out.stderr.contains(twostep_e2e::prompts::CODE_START),
+        "{out}"
+    );
     let line = syslog.wait_for(
         &[
             "pam_twostep",
@@ -297,7 +303,7 @@ fn asks_password_then_code(
     let password_prompt = out
         .stderr
         .find(&format!("[sudo] password for {}", user.name()));
-    let code_prompt = out.stderr.find("Verification code: ");
+    let code_prompt = out.stderr.find(twostep_e2e::prompts::CODE);
     assert!(
         matches!((password_prompt, code_prompt), (Some(p), Some(c)) if p < c),
         "sudo {mode} must ask for the password, then the code:\n{out}"
@@ -321,7 +327,7 @@ fn sudo_i_and_sudo_s_ask(
     );
     assert!(!out.success(), "sudo -i with a wrong code: {out}");
     assert!(!out.stdout.contains("ran"), "{out}");
-    assert!(out.stderr.contains("Verification code: "), "{out}");
+    assert!(out.stderr.contains(twostep_e2e::prompts::CODE), "{out}");
     assert_eq!(u64_of(&ctl.status(user.user()), "failures"), 1);
 
     let out = run(
@@ -329,7 +335,10 @@ fn sudo_i_and_sudo_s_ask(
         &format!("wrong-{}\n{}\n", user.password(), e.wrong_code()),
     );
     assert!(!out.success(), "sudo -i with a wrong password: {out}");
-    assert!(!out.stderr.contains("Verification code"), "{out}");
+    assert!(
+        !out.stderr.contains(twostep_e2e::prompts::CODE_START),
+        "{out}"
+    );
     assert_eq!(
         u64_of(&ctl.status(user.user()), "failures"),
         1,

@@ -148,6 +148,23 @@ pub mod status_key {
     pub const EMAIL: &str = "email";
     /// `s`: an address waiting for its confirming code; empty: none.
     pub const EMAIL_PENDING: &str = "email_pending";
+    /// `x`: a refused code of this user was the code of a step this many steps from the
+    /// host's (negative: the app's clock is behind), outside the window; 0: none seen
+    /// (issue 20 item 10). Diagnosis only: such codes stay refused.
+    pub const CLOCK_SKEW: &str = "clock_skew";
+    /// `x`: [`CLOCK_SKEW`] in seconds (steps × period).
+    pub const CLOCK_SKEW_SECONDS: &str = "clock_skew_seconds";
+    /// `u`: how many refused codes in a row showed that offset.
+    pub const CLOCK_SKEW_TIMES: &str = "clock_skew_times";
+    /// `t`: when that offset was last seen.
+    pub const CLOCK_SKEW_SEEN: &str = "clock_skew_seen";
+    /// `s`: the authenticator whose codes showed it.
+    pub const CLOCK_SKEW_AUTHENTICATOR: &str = "clock_skew_authenticator";
+    /// `t`: the host clock read this many seconds earlier than the user's last recorded
+    /// login (codes already used are refused until it catches up); 0: not seen.
+    pub const CLOCK_BACK: &str = "clock_back";
+    /// `t`: when the host clock was last seen stepped back.
+    pub const CLOCK_BACK_SEEN: &str = "clock_back_seen";
     /// `s` (admin only): the account name.
     pub const USER: &str = "user";
     /// `u` (admin only): the account's uid.
@@ -176,6 +193,13 @@ pub mod status_key {
         AUTHENTICATORS,
         EMAIL,
         EMAIL_PENDING,
+        CLOCK_SKEW,
+        CLOCK_SKEW_SECONDS,
+        CLOCK_SKEW_TIMES,
+        CLOCK_SKEW_SEEN,
+        CLOCK_SKEW_AUTHENTICATOR,
+        CLOCK_BACK,
+        CLOCK_BACK_SEEN,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
     /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].

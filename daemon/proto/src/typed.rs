@@ -195,7 +195,8 @@ pub trait User {
     /// The calling user's state, keyed by [`crate::status_key::STATUS`]: `enrolled` b,
     /// `pending_enrollment` b, `recovery_codes_left` u, `required` b, `may_toggle` b,
     /// `failures` u, `locked_until` t, `last_success` t, `last_failure` t,
-    /// `authenticators` a(stt) (times in Unix seconds, 0 = never/none, u64::MAX = until
+    /// `authenticators` a(stt), `email` s, `email_pending` s, and the `clock_*` keys of
+    /// clock trouble seen (times in Unix seconds, 0 = never/none, u64::MAX = until
     /// unlocked).
     fn status(&self) -> zbus::Result<Properties>;
 

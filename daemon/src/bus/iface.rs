@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use super::rate::RateLimit;
 use super::Identify;
 use crate::core::admin::{Action, UserInfo};
+use crate::core::clock_trouble::ClockNote;
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::selfservice::PendingInfo;
@@ -404,6 +405,25 @@ impl Props {
         self.put(key::AUTHENTICATORS, authenticator_tuples(s.authenticators));
         self.put(key::EMAIL, s.email);
         self.put(key::EMAIL_PENDING, s.email_pending);
+        self.put_clock(s.clock.unwrap_or_default());
+    }
+
+    /// The `clock_*` keys (0 / empty: nothing seen).
+    fn put_clock(&mut self, c: ClockNote) {
+        let skew = c.skew.as_ref();
+        let steps = skew.map_or(0, |s| s.steps);
+        let period = skew.map_or(0, |s| i64::try_from(s.period).unwrap_or(i64::MAX));
+        self.put(key::CLOCK_SKEW, steps);
+        self.put(key::CLOCK_SKEW_SECONDS, steps.saturating_mul(period));
+        self.put(key::CLOCK_SKEW_TIMES, skew.map_or(0, |s| s.times));
+        self.put(key::CLOCK_SKEW_SEEN, skew.map_or(0, |s| s.last_seen.0));
+        self.put(
+            key::CLOCK_SKEW_AUTHENTICATOR,
+            skew.map(|s| s.authenticator.clone()).unwrap_or_default(),
+        );
+        let back = c.backwards.as_ref();
+        self.put(key::CLOCK_BACK, back.map_or(0, |b| b.by_secs));
+        self.put(key::CLOCK_BACK_SEEN, back.map_or(0, |b| b.last_seen.0));
     }
 }
 

@@ -69,9 +69,9 @@ pub fn first_step(
     if offered.contains(&Method::Totp) {
         return Ok(Step::Prompt {
             message: String::new(),
-            prompt: format!(
-                "Verification code (or type {} for a code by email): ",
-                core.settings().config().mail.request_word
+            prompt: email_request_prompt(
+                &core.settings().config().mail.request_word,
+                offered.contains(&Method::Recovery),
             ),
             accept: Accept::DigitsOrText {
                 n: digits,
@@ -81,6 +81,16 @@ pub fn first_step(
     }
     let sent = email::send_code(core, account, Purpose::Login, None, ctx, now)?;
     Ok(code_prompt(core, &sent, &offered))
+}
+
+/// The authenticator prompt that also takes `word` for a code by email; it names recovery
+/// codes while one is left (`recovery`), as the plain code prompt does.
+fn email_request_prompt(word: &str, recovery: bool) -> String {
+    if recovery {
+        format!("Verification code or recovery code (or type {word} for a code by email): ")
+    } else {
+        format!("Verification code (or type {word} for a code by email): ")
+    }
 }
 
 /// The prompt after a login code was (or was not) sent.
@@ -96,7 +106,7 @@ fn code_prompt(core: &Core, sent: &Sent, offered: &[Method]) -> Step {
         Sent::Failed(_) if totp || recovery => Step::Prompt {
             message: email::SEND_FAILED.into(),
             prompt: if totp {
-                "Verification code: ".into()
+                messages::code_prompt(recovery).into()
             } else {
                 "Recovery code: ".into()
             },

@@ -60,14 +60,33 @@ pub const FORWARD_PASS_NO_CODE: &str = "This service takes the password and the 
     one prompt, which codes by email cannot serve: use an authenticator app or a recovery \
     code.";
 
+/// The code prompt when no recovery code is left (all spent, or none made).
+pub const CODE_PROMPT: &str = "Verification code: ";
+/// The code prompt while a recovery code is left (issue 20 item 5: the prompt says one may
+/// go there). Short, for sudo's and ssh's one-line prompts.
+pub const CODE_OR_RECOVERY_PROMPT: &str = "Verification code (or recovery code): ";
+
+/// [`CODE_OR_RECOVERY_PROMPT`] when `recovery` (a recovery code is left and taken here),
+/// else [`CODE_PROMPT`].
+pub fn code_prompt(recovery: bool) -> &'static str {
+    if recovery {
+        CODE_OR_RECOVERY_PROMPT
+    } else {
+        CODE_PROMPT
+    }
+}
+
 /// The first prompt for an enrolled, unlocked user, from the methods the record offers
-/// (`verify::offered`): a code of `digits` digits, or a recovery code while any is left.
+/// (`verify::offered`): a code of `digits` digits, or a recovery code while any is left
+/// (and then the prompt says so).
 pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
     let mut accept = Accept::Digits { n: digits };
+    let mut recovery = false;
     for method in offered {
         match method {
             Method::Totp | Method::Email => {}
             Method::Recovery => {
+                recovery = true;
                 accept = Accept::DigitsOrText {
                     n: digits,
                     max: twostep_proto::MAX_RECOVERY_LEN,
@@ -77,7 +96,7 @@ pub fn first_prompt(offered: &[Method], digits: u8) -> Step {
     }
     Step::Prompt {
         message: String::new(),
-        prompt: "Verification code: ".into(),
+        prompt: code_prompt(recovery).into(),
         accept,
     }
 }
@@ -185,6 +204,20 @@ pub fn failures_since(failures: u32, last: Option<UnixTime>, from: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_prompt_names_recovery_codes_only_while_one_is_left() {
+        let prompt = |offered: &[Method]| match first_prompt(offered, 6) {
+            Step::Prompt { prompt, accept, .. } => (prompt, accept),
+            done => panic!("{done:?}"),
+        };
+        let (text, accept) = prompt(&[Method::Totp, Method::Recovery]);
+        assert_eq!(text, "Verification code (or recovery code): ");
+        assert!(matches!(accept, Accept::DigitsOrText { n: 6, .. }));
+        let (text, accept) = prompt(&[Method::Totp]);
+        assert_eq!(text, "Verification code: ");
+        assert_eq!(accept, Accept::Digits { n: 6 });
+    }
 
     #[test]
     fn failures_since_says_how_many_when_and_from_where() {

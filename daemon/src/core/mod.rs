@@ -18,6 +18,7 @@ pub mod apppw;
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod clock_trouble;
 pub mod email;
 pub mod email_flows;
 pub mod engine;
@@ -48,6 +49,8 @@ pub mod verify;
 mod apppw_tests;
 #[cfg(test)]
 mod authenticator_tests;
+#[cfg(test)]
+mod clock_trouble_tests;
 #[cfg(test)]
 mod email_tests;
 #[cfg(test)]

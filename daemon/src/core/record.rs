@@ -8,6 +8,7 @@ use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::apppw::AppPassword;
+use super::clock_trouble::ClockNote;
 use super::email::EmailState;
 use super::policy::Override;
 use super::recovery::StoredCode;
@@ -81,6 +82,9 @@ pub struct Record {
     /// at the next successful login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_from: Option<String>,
+    /// Clock trouble seen at this user's logins (issue 20 item 10, `clock_trouble`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockNote>,
 }
 
 /// Something that happened to the user's second factor.
@@ -127,6 +131,8 @@ struct OnDisk {
     email: Option<EmailState>,
     #[serde(default)]
     last_failure_from: Option<String>,
+    #[serde(default)]
+    clock: Option<ClockNote>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -187,6 +193,7 @@ impl TryFrom<OnDisk> for Record {
             app_passwords: d.app_passwords,
             email: d.email,
             last_failure_from: d.last_failure_from,
+            clock: d.clock,
         })
     }
 }

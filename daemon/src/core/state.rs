@@ -5,6 +5,7 @@
 
 use twostep_config::Config;
 
+use super::clock_trouble::ClockNote;
 use super::lockout::{self, locked_until, LockPolicy};
 use super::policy::{self, Requirement};
 use super::record::Record;
@@ -44,6 +45,8 @@ pub struct UserState {
     pub email: String,
     /// An address waiting for its confirming code; empty: none.
     pub email_pending: String,
+    /// Clock trouble seen at this user's logins (`clock_trouble`); `None`: none.
+    pub clock: Option<ClockNote>,
 }
 
 impl UserState {
@@ -77,6 +80,7 @@ impl UserState {
                 .collect(),
             email: email_field(record, |e| e.address.as_ref()),
             email_pending: email_field(record, |e| e.pending.as_ref()),
+            clock: record.clock.clone(),
         }
     }
 }

@@ -181,6 +181,40 @@ pub fn check(
     })
 }
 
+/// Diagnosis only (issue 20 item 10), never acceptance: the offset in steps (matched step
+/// minus now's step; negative = the code is of an earlier step, the app's clock is behind)
+/// of a step *outside* `window` but within `reach` steps of `now` whose code is `code`,
+/// the one nearest to now when several match. Every candidate is computed and compared in
+/// constant time, so the work is `2 × (reach − window)` HMACs whatever the answer.
+///
+/// # Errors
+/// The stored key is unusable.
+pub fn offset_outside_window(
+    key: &TotpKey,
+    code: &[u8],
+    now: UnixTime,
+    window: u64,
+    reach: u64,
+) -> Result<Option<i64>, KeyError> {
+    let t = totp(key, None, "")?;
+    let current = now.0 / key.period;
+    let mut nearest: Option<i64> = None;
+    for distance in window.saturating_add(1)..=reach {
+        for (step, sign) in [
+            (current.checked_sub(distance), -1i64),
+            (current.checked_add(distance), 1i64),
+        ] {
+            // Why the comparison runs for a step before the epoch too: constant work.
+            let expected = t.generate(step.unwrap_or(0).saturating_mul(key.period));
+            let equal: bool = expected.as_bytes().ct_eq(code).into();
+            if equal && step.is_some() && nearest.is_none() {
+                nearest = Some(sign * i64::try_from(distance).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    Ok(nearest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +297,30 @@ mod tests {
         );
         assert_eq!(check(&key, code, t, 1, Some(1)).unwrap(), Check::Replayed);
         assert_eq!(check(&key, code, t, 1, Some(2)).unwrap(), Check::Replayed);
+    }
+
+    #[test]
+    fn offsets_outside_the_window_are_found_only_within_reach() {
+        let key = rfc_key(Algorithm::SHA1);
+        let code = b"94287082"; // step 1
+        let at_step = |s: u64| UnixTime(s * 30 + 7);
+        for (now, window, reach, want) in [
+            (1, 1, 20, None),     // inside the window: not a diagnosis
+            (2, 1, 20, None),     // still inside
+            (5, 1, 20, Some(-4)), // the app 4 steps behind
+            (21, 1, 20, Some(-20)),
+            (22, 1, 20, None),   // beyond reach
+            (0, 0, 20, Some(1)), // ahead, near the epoch
+            (5, 4, 20, None),
+        ] {
+            let got = offset_outside_window(&key, code, at_step(now), window, reach).unwrap();
+            assert_eq!(got, want, "now step {now}, window {window}");
+        }
+        // The plain check still refuses what the diagnosis found.
+        assert_eq!(
+            check(&key, code, at_step(5), 1, None).unwrap(),
+            Check::Wrong
+        );
     }
 
     #[test]

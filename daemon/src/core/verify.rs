@@ -141,6 +141,9 @@ pub fn check(
     if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
         return Ok(Checked::Locked(msg));
     }
+    // Diagnosis only (issue 20 item 10): a host clock behind the record's latest login
+    // turns codes of now into "already used"; noted so `user show` and `doctor` say why.
+    super::clock_trouble::notice_backwards(record, now);
     let email_allowed = {
         let c = settings.config();
         c.mail.enabled()
@@ -176,7 +179,7 @@ pub fn check(
     }
     let window = settings.config().totp.window.get();
     let mut attempt = Attempt::NoMatch;
-    for method in methods {
+    for &method in &methods {
         attempt = match method {
             Method::Totp => totp::attempt(record, answer, now, window)?,
             Method::Recovery => recovery::attempt(record, answer, hashes, now),
@@ -207,6 +210,10 @@ pub fn check(
             text: messages::REPLAYED.to_owned(),
             locked: false,
         }));
+    }
+    if methods.contains(&Method::Totp) {
+        // Diagnosis only (issue 20 item 10): the answer stays wrong and charged below.
+        totp::diagnose(record, answer, now, window)?;
     }
     let text = messages::WRONG_CODE;
     lockout::charge(record, now, &policy);

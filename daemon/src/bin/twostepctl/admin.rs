@@ -123,11 +123,12 @@ pub async fn reload(conn: &zbus::Connection) -> Result<(), String> {
     Ok(())
 }
 
-fn to_json(v: &OwnedValue) -> Json {
+pub(crate) fn to_json(v: &OwnedValue) -> Json {
     match &**v {
         Value::Bool(b) => json!(b),
         Value::U32(n) => json!(n),
         Value::U64(n) => json!(n),
+        Value::I64(n) => json!(n),
         Value::Str(s) => json!(s.as_str()),
         Value::Array(a) => Json::Array(
             a.iter()
@@ -352,6 +353,9 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     );
     outln!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
     outln!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    for line in crate::clock::ClockView::from_json(&u).lines("this user's") {
+        outln!("Clock:            {line}");
+    }
     if let Some(Json::Array(events)) = u.get(key::EVENTS) {
         outln!("Recent events:");
         for e in events {

@@ -8,6 +8,7 @@
 mod io;
 mod admin;
 mod apppw;
+mod clock;
 mod doctor;
 mod email;
 mod fleet;

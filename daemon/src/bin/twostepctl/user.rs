@@ -10,6 +10,8 @@ use twostep_proto::status_key as key;
 use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
 
+use crate::clock::ClockView;
+
 use crate::io::{explain, read_line, read_proof, when};
 
 #[derive(Args)]
@@ -388,6 +390,10 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             (key::EMAIL): text(key::EMAIL),
             (key::EMAIL_PENDING): text(key::EMAIL_PENDING),
         });
+        let mut v = v;
+        if let Some(o) = v.as_object_mut() {
+            o.extend(ClockView::from_props(&props).json_pairs());
+        }
         outln!("{v}");
         return Ok(());
     }
@@ -449,6 +455,9 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     }
     outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
     outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
+    for line in ClockView::from_props(&props).lines("your") {
+        outln!("Clock:                {line}");
+    }
     Ok(())
 }
 

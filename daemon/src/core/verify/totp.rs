@@ -3,6 +3,7 @@
 //! with its own replay mark.
 
 use super::Attempt;
+use crate::core::clock_trouble;
 use crate::core::record::Record;
 use crate::core::totp::{self, Check};
 use crate::core::{Error, UnixTime};
@@ -35,9 +36,9 @@ pub(super) fn attempt(
             Check::Accepted { step } => {
                 a.last_step = Some(step);
                 a.last_used = Some(now);
-                return Ok(Attempt::Accepted(super::Used::Authenticator(
-                    a.name.clone(),
-                )));
+                let name = a.name.clone();
+                clock_trouble::accepted(record, &name);
+                return Ok(Attempt::Accepted(super::Used::Authenticator(name)));
             }
             Check::Replayed => replayed = true,
             Check::Wrong => {}
@@ -48,4 +49,41 @@ pub(super) fn attempt(
     } else {
         Attempt::NoMatch
     })
+}
+
+/// Diagnosis of a refused numeric answer (issue 20 item 10, `clock_trouble`): whether it is
+/// the code of a step outside the window of one of the authenticators, within
+/// [`clock_trouble::reach`]; noted in the record when it is. Every authenticator's whole
+/// range is computed (no early exit), so the work does not depend on the answer. The answer
+/// stays refused and charged as it was.
+///
+/// # Errors
+/// [`Error::CorruptRecord`] when a stored key is unusable (fails closed).
+pub(super) fn diagnose(
+    record: &mut Record,
+    answer: &[u8],
+    now: UnixTime,
+    window: u64,
+) -> Result<(), Error> {
+    if !answer.iter().all(u8::is_ascii_digit) {
+        return Ok(());
+    }
+    let mut found: Option<(String, i64, u64)> = None;
+    for a in &record.authenticators {
+        let reach = clock_trouble::reach(a.key.period);
+        let offset =
+            totp::offset_outside_window(&a.key, answer, now, window, reach).map_err(|e| {
+                Error::CorruptRecord {
+                    user: record.user.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        if let (None, Some(steps)) = (&found, offset) {
+            found = Some((a.name.clone(), steps, a.key.period));
+        }
+    }
+    if let Some((name, steps, period)) = found {
+        clock_trouble::note_skew(record, &name, steps, period, now);
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@
 //! `daemon` (the daemon on each bus), `io` (files, `sshd -T`); this file runs them and
 //! prints the [`Report`]. The module's PAM codes come from `twostep_proto::module_results`.
 
+mod clock;
 mod daemon;
 mod enable;
 mod findings;
@@ -270,6 +271,7 @@ pub async fn run(
 
     let (f, daemons) = check_daemons(&pam.services, bus).await;
     findings.extend(f);
+    findings.extend(clock::check(&daemons).await);
 
     let report = Report {
         pam_dir: dir,
