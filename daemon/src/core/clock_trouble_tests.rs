@@ -36,7 +36,7 @@ fn enrol(core: &Core) -> String {
     let p = core.enroll_begin(&caller(ALICE), b"", T0).unwrap();
     core.enroll_confirm(&caller(ALICE), code(&p.secret_base32, T0).as_bytes(), T0)
         .unwrap();
-    p.secret_base32
+    p.secret_base32.clone()
 }
 
 fn login(core: &Core, answer: &str, now: UnixTime) -> Step {

@@ -207,8 +207,8 @@ mod tests {
 
     #[test]
     fn the_code_prompt_names_recovery_codes_only_while_one_is_left() {
-        let prompt = |offered: &[Method]| match first_prompt(offered, 6) {
-            Step::Prompt { prompt, accept, .. } => (prompt, accept),
+        let prompt = |offered: &[Method]| match &first_prompt(offered, 6) {
+            Step::Prompt { prompt, accept, .. } => (prompt.clone(), *accept),
             done => panic!("{done:?}"),
         };
         let (text, accept) = prompt(&[Method::Totp, Method::Recovery]);
