@@ -38,6 +38,7 @@ pub mod selfservice;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod timefmt;
 pub mod totp;
 pub mod transfer;
 pub mod trust;
@@ -46,6 +47,8 @@ pub mod verify;
 
 #[cfg(test)]
 mod apppw_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod authenticator_tests;
 #[cfg(test)]
