@@ -206,7 +206,9 @@ pub mod event_key {
     /// `u`: the acting user's uid.
     pub const ACTOR_UID: &str = "actor_uid";
     /// Every key (`actor_uid` only when known).
-    pub const ALL: &[&str] = &[AT, WHAT, KIND, SERVICE, RHOST, TTY, METHOD, ACTOR, ACTOR_UID];
+    pub const ALL: &[&str] = &[
+        AT, WHAT, KIND, SERVICE, RHOST, TTY, METHOD, ACTOR, ACTOR_UID,
+    ];
 }
 
 /// The keys of the `a{sv}` dict `Admin1.RepairUser` returns.

@@ -413,7 +413,11 @@ fn event_line(e: &Json) -> String {
         field(&s(e, event_key::RHOST)),
         field(&s(e, event_key::TTY)),
         field(&s(e, event_key::METHOD)),
-        if actor == "-" { actor } else { field(&actor).into_owned() },
+        if actor == "-" {
+            actor
+        } else {
+            field(&actor).into_owned()
+        },
     )
 }
 

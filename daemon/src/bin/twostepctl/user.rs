@@ -312,9 +312,11 @@ async fn confirm_authenticator(
             Err(e) => return Err(explain(e)),
         }
     }
-    Err("three wrong codes; the key was not activated: run `twostepctl authenticator add NAME \
+    Err(
+        "three wrong codes; the key was not activated: run `twostepctl authenticator add NAME \
          --confirm` to try again"
-        .into())
+            .into(),
+    )
 }
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
