@@ -484,7 +484,7 @@ pub(super) fn create(
         created
             .info
             .expires
-            .map_or("never".to_owned(), |t| t.0.to_string())
+            .map_or("never".to_owned(), super::timefmt::rfc3339)
     );
     Ok(created)
 }
@@ -864,7 +864,7 @@ pub fn expiry_notices(core: &Core, now: UnixTime) -> Result<Vec<Notice>, Error> 
             field(&n.user),
             field(&n.name),
             n.id,
-            n.expires.0
+            super::timefmt::rfc3339(n.expires)
         );
     }
     Ok(out)
