@@ -18,12 +18,14 @@ pub enum UserCommand {
         /// Only the required users without a second factor (the roll-out view).
         #[arg(long)]
         pending: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
     /// One user, with their latest events.
     Show {
         name: String,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -54,6 +56,7 @@ pub enum UserCommand {
         /// Write the repaired record (the damaged file is kept beside it).
         #[arg(long)]
         yes: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },

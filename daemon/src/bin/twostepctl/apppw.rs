@@ -36,6 +36,7 @@ pub enum Command {
     /// Your app passwords: name, id, services, created, expires, last use (service and
     /// remote host); revoked and expired ones too.
     List {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -52,6 +53,7 @@ pub enum AdminCommand {
     /// A user's app passwords.
     List {
         user: String,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },

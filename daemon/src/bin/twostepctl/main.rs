@@ -51,6 +51,7 @@ enum Command {
         /// Only show how many unused recovery codes are left (no code needed).
         #[arg(long)]
         count: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +59,7 @@ enum Command {
     Disable,
     /// Show your second-factor state.
     Status {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -66,6 +68,7 @@ enum Command {
     User(admin::UserCommand),
     /// Admin: list locked users.
     Locks {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +87,7 @@ enum Command {
     /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
     /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
     Doctor {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
         /// The PAM configuration directory.

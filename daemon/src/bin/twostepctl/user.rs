@@ -194,6 +194,7 @@ pub enum AuthenticatorCommand {
     },
     /// List your authenticators: name, when added, when last used.
     List {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
