@@ -189,7 +189,11 @@ fn call(core: &Core, input: &mut Input<'_>, known: &mut Known, now: &mut UnixTim
         2 => {
             let proof = answer(input, known, uid, t);
             if let Ok(p) = core.enroll_begin(&caller, &proof, t) {
-                known.secrets.entry(uid).or_default().push(p.secret_base32);
+                known
+                    .secrets
+                    .entry(uid)
+                    .or_default()
+                    .push(p.secret_base32.clone());
             }
         }
         3 => {
@@ -201,7 +205,11 @@ fn call(core: &Core, input: &mut Input<'_>, known: &mut Known, now: &mut UnixTim
         4 => {
             let (n, proof) = (target(input), answer(input, known, uid, t));
             if let Ok(p) = core.authenticator_add(&caller, &n, &proof, t) {
-                known.secrets.entry(uid).or_default().push(p.secret_base32);
+                known
+                    .secrets
+                    .entry(uid)
+                    .or_default()
+                    .push(p.secret_base32.clone());
             }
         }
         5 => {

@@ -14,6 +14,7 @@
 //! - The transport is built per message from the configuration in force, so a reload
 //!   applies to the next message; the SMTP password is read from its file then.
 
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -29,6 +30,7 @@ use twostep_config::Mail;
 
 use crate::core::audit::field;
 use crate::core::mail::{wait_limit, Outbox, Outgoing, SendError};
+use crate::core::seal::read_private_file;
 
 /// Mail worker threads: sends in flight at once.
 pub const WORKERS: usize = 4;
@@ -209,8 +211,17 @@ fn smtp_transport(m: &Mail) -> Result<SmtpTransport, SendError> {
         .tls(tls)
         .timeout(Some(Duration::from_secs(m.timeout_seconds.get())));
     if !m.username.is_empty() {
-        let text = std::fs::read_to_string(&m.password_file)
-            .map_err(|e| failed("[mail] password_file", &e))?;
+        // Read at every send with the checks of every private file (root's, mode 0600,
+        // trusted directories, no links), so a file made readable later is refused too;
+        // our copy is wiped (lettre keeps its own for the connection's life).
+        let bytes = read_private_file(Path::new(&m.password_file), "[mail] password_file")
+            .map_err(SendError::Failed)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            SendError::Failed(format!(
+                "[mail] password_file {}: not text",
+                m.password_file
+            ))
+        })?;
         let password = text.lines().next().unwrap_or_default().to_owned();
         builder = builder.credentials(Credentials::new(m.username.clone(), password));
     }
@@ -221,23 +232,13 @@ fn smtp_transport(m: &Mail) -> Result<SmtpTransport, SendError> {
 /// file owned by root and not readable by group or others; the CA file must be readable
 /// PEM; the sendmail command must exist.
 pub fn check_files(m: &Mail) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     if !m.enabled() {
         return out;
     }
     if !m.password_file.is_empty() {
-        match std::fs::metadata(&m.password_file) {
-            Ok(md) if !md.is_file() => out.push(format!(
-                "[mail] password_file {} is not a regular file",
-                m.password_file
-            )),
-            Ok(md) if md.uid() != 0 || md.mode() & 0o077 != 0 => out.push(format!(
-                "[mail] password_file {} must be owned by root and not readable by group or others (chmod 600)",
-                m.password_file
-            )),
-            Ok(_) => {}
-            Err(e) => out.push(format!("[mail] password_file {}: {e}", m.password_file)),
+        if let Err(e) = read_private_file(Path::new(&m.password_file), "[mail] password_file") {
+            out.push(e);
         }
     }
     if !m.ca_file.is_empty() {

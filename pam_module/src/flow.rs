@@ -445,17 +445,17 @@ pub(crate) fn drive(
     mut prompts: usize,
 ) -> Outcome {
     loop {
-        match step {
+        match &step {
             Step::Done { verdict, message } => {
                 if !message.is_empty() {
                     match verdict {
-                        Verdict::Success => io.info(&message),
+                        Verdict::Success => io.info(message),
                         Verdict::Denied | Verdict::Locked | Verdict::NotEnrolled => {
-                            io.error(&message);
+                            io.error(message);
                         }
                     }
                 }
-                return Outcome::Verdict(verdict);
+                return Outcome::Verdict(*verdict);
             }
             Step::Prompt {
                 message,
@@ -468,11 +468,13 @@ pub(crate) fn drive(
                 prompts += 1;
                 // Why one call: OpenSSH shows PAM_TEXT_INFO only when the next prompt
                 // arrives, so text always travels with the prompt that follows it.
-                let text = if message.is_empty() {
-                    prompt
+                // Wiped on drop: the message may show a secret once (a key, recovery codes).
+                let text = Zeroizing::new(if message.is_empty() {
+                    prompt.clone()
                 } else {
                     format!("{message}\n{prompt}")
-                };
+                });
+                let accept = *accept;
                 if accept == Accept::Acknowledge {
                     // Nothing typed is kept or sent: the daemon only learns "Enter was pressed".
                     if io.acknowledge(&text).is_err() {

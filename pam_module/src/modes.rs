@@ -140,13 +140,13 @@ pub fn run_app_password(
         Ok(begun) => begun,
         Err(outcome) => return Ended::with(outcome),
     };
-    let (prompt, accept) = match step {
-        Step::Done { verdict, message } => return Ended::with(finish(io, verdict, &message)),
+    let (prompt, accept) = match &step {
+        Step::Done { verdict, message } => return Ended::with(finish(io, *verdict, message)),
         Step::Prompt {
             prompt,
             accept: accept @ Accept::Text { echo: false, .. },
             ..
-        } => (prompt, accept),
+        } => (prompt.clone(), *accept),
         Step::Prompt { .. } => {
             return Ended::with(Outcome::Daemon(DaemonError::Protocol(
                 "app_password mode: the daemon asked for something other than a secret text \
@@ -182,14 +182,16 @@ pub fn run_app_password(
         Some(_) | None => &placeholder,
     };
     let outcome = match daemon.answer(&session, answer) {
-        Ok(Step::Done {
-            verdict: Verdict::NotEnrolled,
-            ..
-        }) if !nullok => Outcome::Verdict(Verdict::Denied),
-        Ok(Step::Done { verdict, message }) => finish(io, verdict, &message),
-        Ok(Step::Prompt { .. }) => Outcome::Daemon(DaemonError::Protocol(
-            "app_password mode: a second prompt".into(),
-        )),
+        Ok(step) => match &step {
+            Step::Done {
+                verdict: Verdict::NotEnrolled,
+                ..
+            } if !nullok => Outcome::Verdict(Verdict::Denied),
+            Step::Done { verdict, message } => finish(io, *verdict, message),
+            Step::Prompt { .. } => Outcome::Daemon(DaemonError::Protocol(
+                "app_password mode: a second prompt".into(),
+            )),
+        },
         Err(e) => Outcome::Daemon(e),
     };
     let passes = matches!(
@@ -254,9 +256,10 @@ pub fn run_forward_pass(
         Ok(begun) => begun,
         Err(outcome) => return Ended::with(outcome),
     };
-    let (message, accept) = match step {
+    let (message, accept) = match &step {
         Step::Done { verdict, message } => {
-            let outcome = finish(io, verdict, &message);
+            let verdict = *verdict;
+            let outcome = finish(io, verdict, message);
             let wants_password = match verdict {
                 Verdict::Success => true,
                 Verdict::NotEnrolled => nullok,
@@ -279,7 +282,7 @@ pub fn run_forward_pass(
             message,
             accept: accept @ (Accept::Digits { .. } | Accept::DigitsOrText { .. }),
             ..
-        } => (message, accept),
+        } => (Zeroizing::new(message.clone()), *accept),
         Step::Prompt { .. } => {
             return Ended::with(Outcome::Daemon(DaemonError::Protocol(
                 "forward_pass mode: the daemon's first prompt is not for a code".into(),
@@ -294,7 +297,7 @@ pub fn run_forward_pass(
     let text = if message.is_empty() {
         prompt.to_owned()
     } else {
-        format!("{message}\n{prompt}")
+        format!("{}\n{prompt}", message.as_str())
     };
     let typed = match io.prompt_password(&text) {
         Ok(Typed::Given(p)) => p,
@@ -334,6 +337,19 @@ mod tests {
     use crate::flow::tests::{Call, Conv, FakeDaemon, ScriptedPrompter};
     use crate::flow::{pam_code, ErrorName};
     use pam::constants::PamResultCode;
+
+    #[test]
+    fn a_password_and_a_step_showing_a_secret_are_redacted_in_debug() {
+        let password = Password(Zeroizing::new(b"hunter2-hunter2".to_vec()));
+        let step = Step::Prompt {
+            message: "your recovery codes: k3m9-x7q2-p4w8".into(),
+            prompt: "Press Enter: ".into(),
+            accept: Accept::Acknowledge,
+        };
+        let shown = format!("{password:?} {step:?} {step:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("k3m9"), "{shown}");
+    }
 
     fn ctx(app_password: bool) -> LoginContext {
         LoginContext {

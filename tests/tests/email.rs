@@ -543,7 +543,7 @@ fn check_config_validates_the_mail_settings_and_their_files() {
     );
     twostep_e2e::unique::chmod(&pw, 0o644);
     for (mail, needle) in [
-        (format!("{smtp}{pw_line}"), "must be owned by root and not readable"),
+        (format!("{smtp}{pw_line}"), "mode 0600 or stricter"),
         (
             format!("{smtp}ca_file = {:?}\n", ca.to_string_lossy()),
             "ca_file",

@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroize;
+
 use crate::limits;
 
 /// Fewest digits a [`Accept::Digits`] code may have.
@@ -145,7 +147,11 @@ pub enum Verdict {
 }
 
 /// One step of a login conversation, as the daemon sends it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// A message may carry a secret shown once (the key of an enrolment at login, new recovery
+/// codes): its text is wiped when the step drops and never shown by `Debug` (which gives
+/// its length only).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
     /// Show `message` (may be empty) together with `prompt`, with the echo `accept` says,
     /// and send the answer.
@@ -156,6 +162,49 @@ pub enum Step {
     },
     /// The conversation is over; `message` (may be empty) is shown to the user.
     Done { verdict: Verdict, message: String },
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        match self {
+            Step::Prompt {
+                message, prompt, ..
+            } => {
+                message.zeroize();
+                prompt.zeroize();
+            }
+            Step::Done { message, .. } => message.zeroize(),
+        }
+    }
+}
+
+/// Text lengths only: a message may hold a secret shown once.
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Len(usize);
+        impl fmt::Debug for Len {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        match self {
+            Step::Prompt {
+                message,
+                prompt,
+                accept,
+            } => f
+                .debug_struct("Prompt")
+                .field("message", &Len(message.len()))
+                .field("prompt", prompt)
+                .field("accept", accept)
+                .finish(),
+            Step::Done { verdict, message } => f
+                .debug_struct("Done")
+                .field("verdict", verdict)
+                .field("message", &Len(message.len()))
+                .finish(),
+        }
+    }
 }
 
 /// The flat Login1 wire form of a [`Step`]: `(s kind, s message, s prompt, u digits)`.

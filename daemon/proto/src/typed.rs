@@ -63,6 +63,14 @@ pub struct PendingEnrollment {
     pub expires_at: u64,
 }
 
+/// The secret and the URI holding it are wiped when the value drops.
+impl Drop for PendingEnrollment {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret_base32);
+        zeroize::Zeroize::zeroize(&mut self.otpauth_uri);
+    }
+}
+
 /// One app password as `org.twostep.AppPassword1` lists it: on the wire a struct
 /// `(ssasttttss)` in this field order. Never the password or its hash. Times are Unix
 /// seconds, 0 = never/none.

@@ -362,10 +362,11 @@ impl UserIface {
     }
 }
 
-fn pending_enrollment(p: PendingInfo) -> PendingEnrollment {
+fn pending_enrollment(mut p: PendingInfo) -> PendingEnrollment {
     PendingEnrollment {
-        secret_base32: p.secret_base32,
-        otpauth_uri: p.uri,
+        // Taken, not copied: no unwiped copy stays behind.
+        secret_base32: std::mem::take(&mut p.secret_base32),
+        otpauth_uri: std::mem::take(&mut p.uri),
         algorithm: p.algorithm.to_owned(),
         digits: u32::from(p.digits),
         period: u32::try_from(p.period).unwrap_or(u32::MAX),

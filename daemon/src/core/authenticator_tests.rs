@@ -41,14 +41,14 @@ fn core_with(f: impl FnOnce(&mut Config)) -> Core {
 fn two(core: &Core) -> (String, String, Vec<String>) {
     let me = caller(1000);
     let p = core.enroll_begin(&me, b"", T0).unwrap();
-    let first = p.secret_base32;
+    let first = p.secret_base32.clone();
     let codes = core
         .enroll_confirm(&me, code(&first, T0).as_bytes(), T0)
         .unwrap();
     let p = core
         .authenticator_add(&me, "backup", code(&first, at(2)).as_bytes(), at(2))
         .unwrap();
-    let second = p.secret_base32;
+    let second = p.secret_base32.clone();
     core.authenticator_confirm(&me, "backup", code(&second, at(2)).as_bytes(), at(2))
         .unwrap();
     let codes = codes.iter().map(|c| c.to_string()).collect();
@@ -61,8 +61,8 @@ fn login(core: &Core, answer: &str, now: UnixTime) -> (Verdict, String) {
         .begin_login(&me, "alice", LoginContext::default(), now)
         .unwrap();
     assert!(matches!(step, Step::Prompt { .. }), "{step:?}");
-    match core.answer(&me, &id, answer.as_bytes(), now).unwrap() {
-        Step::Done { verdict, message } => (verdict, message),
+    match &core.answer(&me, &id, answer.as_bytes(), now).unwrap() {
+        Step::Done { verdict, message } => (*verdict, message.clone()),
         other => panic!("{other:?}"),
     }
 }
@@ -392,7 +392,7 @@ fn a_new_phone_after_a_period_change_is_not_locked_out_by_the_old_keys_mark() {
     let core = core_with(|_| {});
     let me = caller(1000);
     let p = core.enroll_begin(&me, b"", T0).unwrap();
-    let old = p.secret_base32;
+    let old = p.secret_base32.clone();
     core.enroll_confirm(&me, code(&old, T0).as_bytes(), T0)
         .unwrap();
     assert_eq!(login(&core, &code(&old, at(2)), at(2)).0, Verdict::Success);
@@ -402,7 +402,7 @@ fn a_new_phone_after_a_period_change_is_not_locked_out_by_the_old_keys_mark() {
     let p = core
         .enroll_begin(&me, code(&old, at(4)).as_bytes(), at(4))
         .unwrap();
-    let new = p.secret_base32;
+    let new = p.secret_base32.clone();
     core.enroll_confirm(&me, code60(&new, at(4)).as_bytes(), at(4))
         .unwrap();
     let later = at(8);

@@ -184,7 +184,7 @@ fn the_throttle_answers_without_mailing_and_a_locked_user_gets_no_mail() {
     // The confirmation code started the cooldown.
     let n = outbox.count();
     let (id, step) = begin(&core, T0.plus(30));
-    match step {
+    match &step {
         Step::Prompt { message, .. } => assert!(message.contains("sent recently"), "{message}"),
         other => panic!("{other:?}"),
     }

@@ -772,7 +772,7 @@ mod tests {
             .enroll_confirm(&root(), code(&p.secret_base32, T0).as_bytes(), T0)
             .unwrap();
         assert_eq!(codes.len() as u64, core.config().recovery.count.get());
-        p.secret_base32
+        p.secret_base32.clone()
     }
 
     fn login(core: &Core, caller: &Caller, answer: &[u8], now: UnixTime) -> Step {
@@ -1169,11 +1169,11 @@ mod tests {
         let Step::Done {
             verdict: v,
             message,
-        } = step
+        } = &step
         else {
             panic!()
         };
-        assert_eq!(v, Verdict::Success);
+        assert_eq!(*v, Verdict::Success);
         assert!(message.contains("2 recovery codes left"), "{message}");
         assert!(message.contains("twostepctl recovery-codes"), "{message}");
         assert_eq!(verdict_of(login(&c, &root(), rc, T0)), Verdict::Denied);
@@ -1214,11 +1214,11 @@ mod tests {
             .unwrap();
         let Step::Prompt {
             message, accept, ..
-        } = step
+        } = &step
         else {
             panic!()
         };
-        assert_eq!(accept, Accept::Digits { n: 6 });
+        assert_eq!(*accept, Accept::Digits { n: 6 });
         assert!(message.contains('█'), "QR code in the text");
         let key_line = message
             .lines()
@@ -1239,7 +1239,7 @@ mod tests {
         let (id, step) = c
             .begin_login(&root(), "root", LoginContext::default(), T0)
             .unwrap();
-        let Step::Prompt { message, .. } = step else {
+        let Step::Prompt { message, .. } = &step else {
             panic!()
         };
         let key_line = message
@@ -1261,11 +1261,11 @@ mod tests {
             .unwrap();
         let Step::Prompt {
             message, accept, ..
-        } = step
+        } = &step
         else {
             panic!()
         };
-        assert_eq!(accept, Accept::Acknowledge);
+        assert_eq!(*accept, Accept::Acknowledge);
         assert_eq!(message.lines().filter(|l| l.trim().len() == 17).count(), 3);
         let step = c.answer(&root(), &id, b"", T0).unwrap();
         assert_eq!(verdict(&step), Verdict::Success);
@@ -1394,17 +1394,18 @@ mod tests {
         let Step::Done {
             verdict: v,
             message,
-        } = step
+        } = &step
         else {
             panic!()
         };
-        assert_eq!(v, Verdict::Success);
+        assert_eq!(*v, Verdict::Success);
         assert!(
             message.contains("2 days") && message.contains("twostepctl enroll"),
             "{message}"
         );
         let later = T0.plus(86_400 + 1);
-        let Step::Done { message, .. } = login(&c, &root(), b"", later) else {
+        let step = login(&c, &root(), b"", later);
+        let Step::Done { message, .. } = &step else {
             panic!()
         };
         assert!(message.contains("1 day."), "{message}");

@@ -39,7 +39,7 @@ fn enrol(core: &Core, uid: u32) -> String {
     let p = core.enroll_begin(&caller(uid), b"", T0).unwrap();
     core.enroll_confirm(&caller(uid), code(&p.secret_base32, T0).as_bytes(), T0)
         .unwrap();
-    p.secret_base32
+    p.secret_base32.clone()
 }
 
 fn begin(core: &Core, uid: u32, user: &str) -> Result<(String, Step), Error> {

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::admin::authorize_admin;
 use super::audit::field;
 use super::engine::Core;
-use super::record::{self, Authenticator, Secret, TotpKey};
+use super::record::{self, Authenticator, TotpKey};
 use super::recovery::{self, StoredCode};
 use super::store::Write;
 use super::{totp, Caller, Error, UnixTime};
@@ -139,12 +139,10 @@ fn checked_keys(
                 k.name, k.digits
             ));
         }
-        let encoded = match totp_rs::Secret::Raw(k.secret.to_vec()).to_encoded() {
-            totp_rs::Secret::Encoded(s) => s,
-            totp_rs::Secret::Raw(_) => return Err(Error::Internal("base32 encoding".into())),
-        };
+        let secret = totp::secret_from_raw(&k.secret)
+            .map_err(|_| Error::Internal("base32 encoding".into()))?;
         let key = TotpKey {
-            secret: Secret(encoded),
+            secret,
             algorithm: k.algorithm,
             digits: k.digits,
             period: k.period,
@@ -434,10 +432,7 @@ mod tests {
     }
 
     fn base32(raw: &[u8]) -> String {
-        match totp_rs::Secret::Raw(raw.to_vec()).to_encoded() {
-            totp_rs::Secret::Encoded(s) => s,
-            totp_rs::Secret::Raw(_) => unreachable!(),
-        }
+        totp::secret_from_raw(raw).unwrap().0.clone()
     }
 
     /// One login of `user` (as root) answering `answer` at `now`: the verdict.

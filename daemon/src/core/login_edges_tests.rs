@@ -41,7 +41,7 @@ fn enrol(core: &Core, uid: u32) -> String {
     let p = core.enroll_begin(&caller(uid), b"", T0).unwrap();
     core.enroll_confirm(&caller(uid), code(&p.secret_base32, T0).as_bytes(), T0)
         .unwrap();
-    p.secret_base32
+    p.secret_base32.clone()
 }
 
 fn done(step: &Step) -> (Verdict, String) {
@@ -182,13 +182,13 @@ fn enrolment_at_login_retries_and_keeps_its_key() {
     };
     for i in 1..=TRIES {
         let step = c.answer(&caller(0), &id, wrong.as_bytes(), T0).unwrap();
-        match step {
+        match &step {
             Step::Prompt { message, .. } if i < TRIES => {
                 assert!(message.contains("left"), "{message}")
             }
             Step::Done {
                 verdict: Verdict::Denied,
-                ref message,
+                message,
             } if i == TRIES => {
                 assert_eq!(message, messages::ENROL_WRONG_CODE);
                 assert!(!message.contains("twostepctl"));

@@ -29,6 +29,13 @@ pub struct Outgoing {
     pub body: String,
 }
 
+/// The body (a code mail holds the code) is wiped on drop.
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
 impl std::fmt::Debug for Outgoing {
     // Why: the body of a code mail holds the code; it never goes to a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -58,6 +58,8 @@ mod fake_tests;
 #[cfg(test)]
 mod login_edges_tests;
 #[cfg(test)]
+mod secret_debug_tests;
+#[cfg(test)]
 mod test_support;
 
 pub use authz::Caller;

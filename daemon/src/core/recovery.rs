@@ -27,8 +27,8 @@ pub const ARGON2_M_KIB: u32 = 19 * 1024;
 pub const ARGON2_T: u32 = 2;
 pub const ARGON2_P: u32 = 1;
 
-/// One stored recovery code.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// One stored recovery code. `Debug` leaves the hash out.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StoredCode {
     /// Public id: the code's first three characters.
@@ -36,6 +36,16 @@ pub struct StoredCode {
     /// PHC string of argon2id over the whole normalized code.
     pub hash: String,
     pub used: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for StoredCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCode")
+            .field("id", &self.id)
+            .field("hash", &"[redacted]")
+            .field("used", &self.used)
+            .finish()
+    }
 }
 
 /// Why recovery codes cannot be made.

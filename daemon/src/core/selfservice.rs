@@ -5,7 +5,7 @@
 //! `Core`'s self-service methods (`engine` delegates here); each change is one store
 //! transaction.
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::audit::{field, EventKind, Source};
 use super::engine::Core;
@@ -24,7 +24,8 @@ use super::{totp, Caller, Error, UnixTime};
 /// the same number of guesses — five authenticators make a guess five times likelier.
 pub const MAX_AUTHENTICATORS: usize = 5;
 
-/// What `enroll_begin` hands the user, once.
+/// What `enroll_begin` hands the user, once. The secret and the URI are wiped on drop;
+/// there is no `Debug`.
 pub struct PendingInfo {
     pub secret_base32: String,
     pub uri: String,
@@ -32,6 +33,13 @@ pub struct PendingInfo {
     pub digits: u8,
     pub period: u64,
     pub expires: UnixTime,
+}
+
+impl Drop for PendingInfo {
+    fn drop(&mut self) {
+        self.secret_base32.zeroize();
+        self.uri.zeroize();
+    }
 }
 
 /// The caller's own state: the one user summary ([`UserState`]).

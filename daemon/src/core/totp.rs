@@ -58,17 +58,26 @@ pub fn new_key(
 ) -> Result<TotpKey, KeyError> {
     let mut raw = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
     getrandom::getrandom(raw.as_mut_slice()).map_err(|e| KeyError::Random(e.to_string()))?;
-    let encoded = match totp_rs::Secret::Raw(raw.to_vec()).to_encoded() {
-        totp_rs::Secret::Encoded(s) => s,
-        totp_rs::Secret::Raw(_) => return Err(KeyError::Encoding),
-    };
     Ok(TotpKey {
-        secret: Secret(encoded),
+        secret: secret_from_raw(raw.as_slice())?,
         algorithm,
         digits,
         period,
         created: now,
     })
+}
+
+/// `raw` key bytes as the stored [`Secret`] (RFC 4648 base32 without padding, by totp-rs).
+/// totp-rs's own copies are wiped when they drop (its `zeroize` feature); only the returned
+/// [`Secret`], itself wiped on drop, remains.
+///
+/// # Errors
+/// [`KeyError::Encoding`] if totp-rs does not hand back an encoded form.
+pub fn secret_from_raw(raw: &[u8]) -> Result<Secret, KeyError> {
+    match &totp_rs::Secret::Raw(raw.to_vec()).to_encoded() {
+        totp_rs::Secret::Encoded(s) => Ok(Secret(s.clone())),
+        totp_rs::Secret::Raw(_) => Err(KeyError::Encoding),
+    }
 }
 
 /// Whether `key` can produce codes at all: base32 of at least 128 bits, 6 to 8 digits, a
@@ -185,11 +194,8 @@ mod tests {
                 b"1234567890123456789012345678901234567890123456789012345678901234"
             }
         };
-        let totp_rs::Secret::Encoded(s) = totp_rs::Secret::Raw(seed.to_vec()).to_encoded() else {
-            unreachable!()
-        };
         TotpKey {
-            secret: Secret(s),
+            secret: secret_from_raw(seed).unwrap(),
             algorithm,
             digits: 8,
             period: 30,
