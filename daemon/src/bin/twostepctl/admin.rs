@@ -242,7 +242,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         return Ok(());
     }
     outln!(
-        "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+        "{:<16} {:<8} {:<9} {:<30} {:>8} {:<23} {:<23} {:<23}",
         "USER",
         "METHODS",
         "REQUIRED",
@@ -268,7 +268,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
             x => when(x),
         };
         outln!(
-            "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+            "{:<16} {:<8} {:<9} {:<30} {:>8} {:<23} {:<23} {:<23}",
             s(u, key::USER),
             methods,
             s(u, key::REQUIRED),

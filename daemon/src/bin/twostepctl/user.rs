@@ -225,9 +225,9 @@ pub async fn authenticator(
             } else if list.is_empty() {
                 outln!("No authenticator yet: run `twostepctl enroll`.");
             } else {
-                outln!("{:<24} {:<22} {:<22}", "NAME", "ADDED", "LAST USED");
+                outln!("{:<24} {:<23} {:<23}", "NAME", "ADDED", "LAST USED");
                 for (name, added, used) in &list {
-                    outln!("{:<24} {:<22} {:<22}", name, when(*added), when(*used));
+                    outln!("{:<24} {:<23} {:<23}", name, when(*added), when(*used));
                 }
             }
             Ok(())
