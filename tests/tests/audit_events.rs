@@ -4,7 +4,8 @@
 //! each an event with its kind, the PAM service, remote host and tty, the method and the
 //! acting user's name (the admin's for the reset) — in `user show` and `user show
 //! --json`, with times as RFC 3339 in JSON and `YYYY-MM-DD HH:MM:SS UTC` in text; the
-//! daemon's lock line carries its `until=` as RFC 3339, not as epoch seconds.
+//! daemon's lock line carries its `until=` as RFC 3339, not as epoch seconds, and its admin
+//! line the admin's name.
 #![forbid(unsafe_code)]
 
 use twostep_e2e::json;
@@ -148,6 +149,14 @@ fn failures_replays_locks_and_admin_resets_name_where_from_and_who() {
         .find_map(|f| f.strip_prefix("until="))
         .unwrap_or_else(|| panic!("no until= in {lock:?}"));
     assert!(is_rfc3339_utc(until), "{lock:?}");
+    // The admin's log line names the admin, not only the uid.
+    assert!(
+        log.contains(&format!(
+            "admin_uid=0 admin=root user={} action=reset outcome=done",
+            user.name()
+        )),
+        "{log}"
+    );
 }
 
 /// An event without a remote host or tty (a D-Bus call: enrolment by twostepctl) shows

@@ -285,8 +285,9 @@ pub(super) fn admin_act(
         (Write::Save, Ok(()))
     })?;
     log::info!(
-        "admin_uid={} user={} action={} outcome=done",
+        "admin_uid={} admin={} user={} action={} outcome=done",
         caller.uid,
+        field(&by.actor_display()),
         field(&account.name),
         action.name()
     );
@@ -365,8 +366,9 @@ fn replace_vanished_record(
     );
     if core.store().replace_vanished(account, &fresh)? {
         log::warn!(
-            "admin_uid={} user={} uid={} action=reset outcome=vanished-record-replaced",
+            "admin_uid={} admin={} user={} uid={} action=reset outcome=vanished-record-replaced",
             caller.uid,
+            field(&by.actor_display()),
             field(&account.name),
             account.uid,
         );

@@ -364,8 +364,9 @@ pub fn import(
         (Write::Save, Ok(report))
     })?;
     log::info!(
-        "admin_uid={} user={} action=import outcome={}",
+        "admin_uid={} admin={} user={} action=import outcome={}",
         caller.uid,
+        field(&by.actor_display()),
         field(&account.name),
         report.outcome.name(dry_run)
     );
