@@ -138,6 +138,19 @@ impl Source {
         }
     }
 
+    /// A login source with every field set, for tests of what stores and exports carry.
+    #[cfg(test)]
+    pub fn example() -> Source {
+        Source {
+            service: "sshd".into(),
+            rhost: "203.0.113.9".into(),
+            tty: "ssh".into(),
+            method: "totp".into(),
+            actor: "alice".into(),
+            actor_uid: Some(1000),
+        }
+    }
+
     /// The same, with `method`.
     #[must_use]
     pub fn with_method(&self, method: &str) -> Source {
