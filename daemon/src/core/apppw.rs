@@ -759,11 +759,7 @@ pub(super) fn answer(
                 record.note(
                     now,
                     super::audit::EventKind::Failure,
-                    format!(
-                        "failed app password attempt service={} rhost={}",
-                        field(&ctx.service),
-                        field(&ctx.rhost)
-                    ),
+                    "failed app password attempt",
                     &from,
                 );
                 let (step, locked) = match locked_message(lockout::state(record, now, &policy), now)

@@ -246,15 +246,6 @@ pub fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &s
     );
 }
 
-/// A record event for a login: what, and from which service and host.
-pub fn login_event(what: &str, ctx: &LoginContext) -> String {
-    format!(
-        "{what} service={} rhost={}",
-        field(&ctx.service),
-        field(&ctx.rhost)
-    )
-}
-
 /// One value of an audit or log line (`key=value`), written so that no value can be read
 /// as more than one field: an empty value is `-`; a value holding a space, `=`, `"`, `\\`,
 /// a non-ASCII or control character (or `-` itself) is put in double quotes, with `"` and
@@ -302,16 +293,6 @@ mod tests {
         );
         assert_eq!(field("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(field("j\u{e9}r\u{f4}me"), "\"j\u{e9}r\u{f4}me\"");
-        let ctx = LoginContext {
-            service: "sshd outcome=success".into(),
-            rhost: "x\" outcome=success".into(),
-            tty: String::new(),
-            app_password: false,
-            forward_pass: false,
-        };
-        assert_eq!(
-            login_event("failed", &ctx),
-            "failed service=\"sshd outcome=success\" rhost=\"x\\\" outcome=success\""
-        );
+        assert_eq!(field("x\" outcome=success"), "\"x\\\" outcome=success\"");
     }
 }

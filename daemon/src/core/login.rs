@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use twostep_config::{Config, RecoveryMode};
 use twostep_proto::{Step, Verdict};
 
-use super::audit::{audit, login_event, EventKind, LoginContext, Source};
+use super::audit::{audit, EventKind, LoginContext, Source};
 use super::authz::{self, Caller};
 use super::email_flows;
 use super::engine::{lock, Core};
@@ -686,11 +686,10 @@ fn answer_factor(
                         from: prior.1.unwrap_or_else(|| "-".into()),
                     });
                 }
-                let what = login_event("success", ctx);
                 record.note(
                     now,
                     EventKind::Success,
-                    what,
+                    "success",
                     &from.with_method(method.name()),
                 );
                 (
@@ -713,7 +712,7 @@ fn answer_factor(
                     record.note(
                         now,
                         EventKind::Success,
-                        login_event("success (recovery code)", ctx),
+                        "success (recovery code)",
                         &from.with_method(Method::Recovery.name()),
                     );
                     if left <= RECOVERY_LOW {
@@ -803,7 +802,7 @@ fn answer_enrolment(
         record.note(
             now,
             EventKind::Enrol,
-            login_event("enrolled at login", ctx),
+            "enrolled at login",
             &Source::login(ctx, account).with_method(Method::Totp.name()),
         );
         (Write::Save, Ok(()))
