@@ -92,6 +92,7 @@ pub struct Record {
 pub struct Event {
     pub at: UnixTime,
     pub what: String,
+    /// What kind of event it is, in one word ([`EventKind`]).
     #[serde(default, skip_serializing_if = "EventKind::is_unknown")]
     pub kind: EventKind,
     /// See [`Source::service`].
