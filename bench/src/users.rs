@@ -13,6 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use twostep_config::Algorithm;
+use twostepd::core::audit::{EventKind, Source};
 use twostepd::core::record::{Record, Secret, TotpKey, MAX_EVENTS};
 use twostepd::core::recovery::{self, HashPool, StoredCode};
 use twostepd::core::seal::Sealer;
@@ -115,10 +116,21 @@ impl TwostepState {
         template.replace_authenticators(key.clone(), now / 30 - 2880, key.created);
         template.recovery = stored;
         template.last_success = Some(UnixTime(now.saturating_sub(86_400)));
+        // A full event list, as a user with a month of SSH logins has (sizes as stored).
+        let from = Source {
+            service: "sshd".into(),
+            rhost: "192.0.2.10".into(),
+            tty: "ssh".into(),
+            method: "totp".into(),
+            actor: "template".into(),
+            actor_uid: Some(1000),
+        };
         for k in 0..MAX_EVENTS as u64 {
             template.note(
                 UnixTime(now.saturating_sub(86_400 * (30 - k))),
-                "success service=sshd rhost=192.0.2.10",
+                EventKind::Success,
+                "second factor accepted",
+                &from,
             );
         }
         Ok(TwostepState {

@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `twostepctl --bus ADDR …` run as a given user.
 //!
-//! Enrolment protocol: `enroll --json` prints ONE line of JSON
-//! `{"secret", "uri", "algorithm", "digits", "period"}` and flushes, then reads a code
-//! line from stdin and confirms; exit 0 when the method is active.
+//! Enrolment protocol: `enroll --json` prints one JSON document
+//! `{"pending", "secret", "uri", "algorithm", "digits", "period", "expires", "next"}` and
+//! ends, the key pending; `enroll --json --confirm` reads a code line from stdin, confirms,
+//! and prints one document `{"active": true, "recovery_codes": [...]}`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::otp::{self, Algorithm};
@@ -156,9 +154,10 @@ impl Ctl {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Run `args` (a command printing the pending key as one JSON line, then reading a
-    /// code), answering `proof` first when given, then the new key's code of `now + offset`
-    /// steps.
+    /// Run `args` (a `--json` command that prints the pending key as its one JSON
+    /// document and ends), answering `proof` first when given; then the same command with
+    /// `--confirm`, given the new key's code of `now + offset` steps. Each run's stdout must
+    /// be exactly one JSON document.
     fn try_confirmed(
         &self,
         user: &User,
@@ -166,62 +165,13 @@ impl Ctl {
         proof: Option<&str>,
         offset: i64,
     ) -> Result<Enrolled, String> {
-        let mut cmd = proc::command(Some(user.creds()), artifacts::twostepctl());
-        cmd.arg("--bus").arg(&self.bus_address).args(args);
-        let what = proc::describe(&cmd);
-        let err_file = tempfile::NamedTempFile::new().expect("temp file");
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(err_file.reopen().expect("reopen"))
-            .spawn()
-            .map_err(|e| format!("cannot start `{what}`: {e}"))?;
-        if let Some(proof) = proof {
-            let stdin = child.stdin.as_mut().expect("piped stdin");
-            if let Err(e) = stdin.write_all(format!("{proof}\n").as_bytes()) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("cannot write the proof to `{what}`: {e}"));
-            }
+        let proof_line = proof.map(|p| format!("{p}\n")).unwrap_or_default();
+        let begin = self.run(Some(user.creds()), args, proof_line.as_bytes());
+        if !begin.success() {
+            return Err(format!("the key was not made:\n{begin}"));
         }
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
-        });
-        let stderr = || std::fs::read_to_string(err_file.path()).unwrap_or_default();
-        let fail = |child: &mut std::process::Child, msg: String| {
-            let _ = child.kill();
-            let _ = child.wait();
-            format!("{msg}\n$ {what}\n--- stderr ---\n{}", stderr())
-        };
-        let line = match rx.recv_timeout(TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            Ok(other) => {
-                return Err(fail(
-                    &mut child,
-                    format!("enroll printed no JSON line: {other:?}"),
-                ))
-            }
-            Err(_) => {
-                return Err(fail(
-                    &mut child,
-                    format!("enroll printed nothing within {TIMEOUT:?}"),
-                ))
-            }
-        };
-        let json: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(fail(
-                    &mut child,
-                    format!("enroll line is not JSON ({e}): {line:?}"),
-                ))
-            }
-        };
+        let json: serde_json::Value = serde_json::from_str(&begin.stdout)
+            .map_err(|e| format!("stdout is not one JSON document ({e}):\n{begin}"))?;
         let field = |k: &str| json.get(k).cloned().unwrap_or(serde_json::Value::Null);
         let (Some(secret), Some(uri), Some(alg), Some(digits), Some(period)) = (
             field("secret").as_str().map(str::to_string),
@@ -230,10 +180,7 @@ impl Ctl {
             field("digits").as_u64(),
             field("period").as_u64(),
         ) else {
-            return Err(fail(
-                &mut child,
-                format!("enroll JSON lacks a field: {line}"),
-            ));
+            return Err(format!("the key document lacks a field:\n{begin}"));
         };
         let now_step = otp::settled_step(period, Duration::from_secs(5));
         let step = now_step
@@ -249,23 +196,16 @@ impl Ctl {
             confirmed_step: step,
         };
         let code = enrolled.code_at_step(step);
-        {
-            let mut stdin = child.stdin.take().expect("piped stdin");
-            if let Err(e) = stdin.write_all(format!("{code}\n").as_bytes()) {
-                return Err(fail(
-                    &mut child,
-                    format!("cannot write the code to enroll: {e}"),
-                ));
-            }
+        let mut confirm: Vec<&str> = args.to_vec();
+        confirm.push("--confirm");
+        let done = self.run(Some(user.creds()), &confirm, format!("{code}\n").as_bytes());
+        if !done.success() {
+            return Err(format!("the key was not confirmed:\n{done}"));
         }
-        let (status, killed) = proc::wait_timeout(&mut child, TIMEOUT);
-        let rest = reader.join().unwrap_or_default();
-        if killed || !status.success() {
-            return Err(format!(
-                "enroll did not finish successfully ({status}{}):\n$ {what}\n--- stdout ---\n{line}\n{rest}\n--- stderr ---\n{}",
-                if killed { ", killed after timeout" } else { "" },
-                stderr()
-            ));
+        let result: serde_json::Value = serde_json::from_str(&done.stdout)
+            .map_err(|e| format!("stdout is not one JSON document ({e}):\n{done}"))?;
+        if result["active"] != true {
+            return Err(format!("the result does not say active:\n{done}"));
         }
         Ok(enrolled)
     }

@@ -146,36 +146,40 @@ pub fn enroll_text(ctl: &Ctl, user: &User, extra: &[&str]) -> TextEnrolment {
     }
 }
 
-/// `twostepctl enroll|reset --json`, stopped after the key line: the new key is pending.
+/// `twostepctl enroll|reset --json` has run: its one JSON document showed the new key,
+/// which is pending.
 pub struct PendingKey {
-    run: Interactive,
-    /// The first JSON line.
+    ctl: Ctl,
+    creds: crate::proc::Creds,
+    subcommand: String,
+    /// The key document.
     pub json: serde_json::Value,
     /// The pending key (`confirmed_step` 0 until [`confirm_at`](PendingKey::confirm_at)).
     pub key: Enrolled,
 }
 
-/// Start `twostepctl <subcommand> --json` as `user`, writing `proof` first (for `reset`),
-/// and wait for the key line.
+/// Run `twostepctl <subcommand> --json` as `user`, writing `proof` first (for `reset`):
+/// the key, from stdout parsed whole as one JSON document.
 ///
 /// # Errors
-/// The finished run, when twostepctl exits (refuses) before printing a key.
+/// The run, when twostepctl refuses (exits non-zero) to make a key.
 pub fn begin_json(
     ctl: &Ctl,
     user: &User,
     subcommand: &str,
     proof: Option<&str>,
 ) -> Result<PendingKey, Output> {
-    let mut run = Interactive::spawn(ctl.command(Some(user.creds()), &[subcommand, "--json"]));
-    if let Some(p) = proof {
-        run.write_line(p);
+    let stdin = proof.map(|p| format!("{p}\n")).unwrap_or_default();
+    let out = ctl.run(
+        Some(user.creds()),
+        &[subcommand, "--json"],
+        stdin.as_bytes(),
+    );
+    if !out.success() {
+        return Err(out);
     }
-    if run.wait_for(WAIT, |o, _| o.contains('\n')).is_err() {
-        return Err(run.finish(TIMEOUT));
-    }
-    let line = run.stdout().lines().next().unwrap_or_default().to_string();
-    let json: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("first line is not JSON ({e}):\n{}", run.transcript()));
+    let json: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{out}"));
     let uri = json["uri"]
         .as_str()
         .unwrap_or_else(|| panic!("no uri in {json}"))
@@ -185,30 +189,34 @@ pub fn begin_json(
         .as_str()
         .unwrap_or_else(|| panic!("no secret in {json}"))
         .to_string();
-    Ok(PendingKey { run, json, key })
+    Ok(PendingKey {
+        ctl: ctl.clone(),
+        creds: user.creds(),
+        subcommand: subcommand.to_owned(),
+        json,
+        key,
+    })
 }
 
 impl PendingKey {
-    /// Type the code of time step `step` of the pending key; wait for twostepctl to end.
-    /// Returns the key (confirmed at `step`), the output and the JSON of the line after
-    /// the key line, if any.
-    pub fn confirm_at(mut self, step: u64) -> (Enrolled, Output, Option<serde_json::Value>) {
+    /// Run `<subcommand> --json --confirm` with the code of time step `step` of the
+    /// pending key. Returns the key (confirmed at `step`), the output and its stdout parsed
+    /// as one JSON document (`None` when it is not one, e.g. after a refusal).
+    pub fn confirm_at(self, step: u64) -> (Enrolled, Output, Option<serde_json::Value>) {
         let mut key = self.key.clone();
         key.confirmed_step = step;
-        self.run.write_line(key.code_at_step(step));
-        let output = self.run.finish(TIMEOUT);
-        let second = output
-            .stdout
-            .lines()
-            .nth(1)
-            .and_then(|l| serde_json::from_str(l).ok());
-        (key, output, second)
+        let output = self.answer(&key.code_at_step(step));
+        let doc = serde_json::from_str(&output.stdout).ok();
+        (key, output, doc)
     }
 
-    /// Type `answer` instead of a code; wait for the end.
-    pub fn answer(mut self, answer: &str) -> Output {
-        self.run.write_line(answer);
-        self.run.finish(TIMEOUT)
+    /// Run `<subcommand> --json --confirm` with `answer` (lines) on stdin instead of a code.
+    pub fn answer(self, answer: &str) -> Output {
+        self.ctl.run(
+            Some(self.creds),
+            &[&self.subcommand, "--json", "--confirm"],
+            format!("{answer}\n").as_bytes(),
+        )
     }
 }
 
@@ -219,8 +227,11 @@ pub fn enroll_json(ctl: &Ctl, user: &User) -> (Enrolled, Vec<String>) {
         .unwrap_or_else(|out| panic!("enroll --json refused:\n{out}"));
     let step = otp::settled_step(pending.key.period, MARGIN) - 1;
     let (key, output, second) = pending.confirm_at(step);
-    assert!(output.success(), "enroll --json failed:\n{output}");
-    let second = second.unwrap_or_else(|| panic!("no second JSON line:\n{output}"));
+    assert!(
+        output.success(),
+        "enroll --json --confirm failed:\n{output}"
+    );
+    let second = second.unwrap_or_else(|| panic!("stdout is not one JSON document:\n{output}"));
     assert_eq!(second["active"], true, "{output}");
     let codes: Vec<String> = second["recovery_codes"]
         .as_array()

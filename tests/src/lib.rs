@@ -27,6 +27,7 @@ pub mod flows;
 pub mod group;
 pub mod homes;
 pub mod interact;
+pub mod json;
 pub mod logins;
 pub mod ns;
 pub mod otp;

@@ -173,14 +173,12 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     assert_eq!(made["services"], serde_json::json!([imap.name()]));
     assert_ne!(made["id"], second["id"]);
     assert!(
-        made["expires"].as_u64().unwrap() > 0,
+        twostep_e2e::json::time(&made, "expires") > 0,
         "expires by default: {made}"
     );
 
     // The proofs above (the codes that created them) were the last successes so far.
-    let proven = ctl.status(user.user())["last_success"]
-        .as_u64()
-        .unwrap_or(0);
+    let proven = twostep_e2e::json::time(&ctl.status(user.user()), "last_success");
     std::thread::sleep(Duration::from_millis(1100));
     for _ in 0..3 {
         imap.auth(user.name())
@@ -192,13 +190,20 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     // An app-password login is a successful login too (issue 20, item 9).
     let status = ctl.status(user.user());
     assert!(
-        status["last_success"].as_u64().unwrap_or(0) > proven,
+        twostep_e2e::json::time(&status, "last_success") > proven,
         "{status}"
     );
     let list = listed(ctl, user);
     assert_eq!(list.len(), 2);
-    assert_eq!(list[1]["last_used"], 0, "{list:?}");
-    assert!(list[0]["last_used"].as_u64().unwrap() > 0, "{list:?}");
+    assert_eq!(
+        twostep_e2e::json::time(&list[1], "last_used"),
+        0,
+        "{list:?}"
+    );
+    assert!(
+        twostep_e2e::json::time(&list[0], "last_used") > 0,
+        "{list:?}"
+    );
     assert_eq!(list[0]["last_service"], imap.name());
     assert_eq!(list[0]["last_rhost"], "192.0.2.44");
     let out = ctl.run(Some(user.user().creds()), &["app-password", "list"], b"");
@@ -287,7 +292,8 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
     let list = listed(ctl, user);
     assert_eq!(list.len(), 2, "{list:?}");
     assert!(
-        list.iter().all(|a| a["revoked"].as_u64() > Some(0)),
+        list.iter()
+            .all(|a| twostep_e2e::json::time(a, "revoked") > 0),
         "{list:?}"
     );
     // Nothing of any password in the daemon's log.
@@ -305,7 +311,7 @@ fn an_expired_app_password_is_refused() {
     let f = Fixture::start(&["imap"]);
     let (imap, user) = (f.imap(), &f.user);
     let (short, password) = f.create("short", &["--expires", "4s"], 1);
-    let expires = short["expires"].as_u64().unwrap();
+    let expires = twostep_e2e::json::time(&short, "expires");
     imap.auth(user.name())
         .answer(&password)
         .run()

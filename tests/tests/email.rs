@@ -397,7 +397,10 @@ fn enrolment_at_login_by_email_through_libpam() {
     finish(&s, run).assert_success();
     // The login that enrolled is a successful login (issue 20, item 9).
     let status = s.ctl.status(&hal);
-    assert!(status["last_success"].as_u64().unwrap_or(0) > 0, "{status}");
+    assert!(
+        twostep_e2e::json::time(&status, "last_success") > 0,
+        "{status}"
+    );
     // Enrolled by email now: the next login mails a code.
     let (run, _) = login_by_mail(&s, &server, &hal);
     run.assert_success();

@@ -35,7 +35,7 @@ fn a_syslog_that_never_reads_does_not_wedge_logins() {
     let status = ctl.status(&user);
     assert_eq!(status["failures"], 0, "{status}");
     assert!(
-        status["last_success"].as_u64().is_some(),
+        twostep_e2e::json::time(&status, "last_success") > 0,
         "the success was recorded: {status}"
     );
 

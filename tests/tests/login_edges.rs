@@ -52,7 +52,11 @@ fn a_replayed_code_is_refused_but_never_charged() {
 
     let status = s.ctl.status(&user);
     assert_eq!(u64_of(&status, "failures"), 0, "{status}");
-    assert_eq!(u64_of(&status, "locked_until"), 0, "{status}");
+    assert_eq!(
+        twostep_e2e::json::time(&status, "locked_until"),
+        0,
+        "{status}"
+    );
     let log = s.daemon.log();
     assert_eq!(outcomes(&log, user.name(), "replayed"), 5, "{log}");
     assert_eq!(outcomes(&log, user.name(), "wrong-code"), 0, "{log}");
@@ -88,7 +92,11 @@ fn a_replayed_code_at_sudo_is_refused_but_not_charged() {
 
     let status = ctl.status(user.user());
     assert_eq!(u64_of(&status, "failures"), 0, "{status}");
-    assert_eq!(u64_of(&status, "locked_until"), 0, "{status}");
+    assert_eq!(
+        twostep_e2e::json::time(&status, "locked_until"),
+        0,
+        "{status}"
+    );
     assert_eq!(outcomes(&daemon.log(), user.name(), "replayed"), 1);
     let out = sudoers.sudo(
         &user,
@@ -111,7 +119,10 @@ fn the_login_that_enrolled_counts_as_the_last_success() {
     let e = flows::enrol_at_login(&s.pam, user.name());
     e.run.assert_success();
     let status = s.ctl.status(&user);
-    assert!(u64_of(&status, "last_success") >= before, "{status}");
+    assert!(
+        twostep_e2e::json::time(&status, "last_success") >= before,
+        "{status}"
+    );
     let out = s.ctl.run(None, &["user", "show", user.name()], b"");
     assert!(out.success(), "{out}");
     let line = out

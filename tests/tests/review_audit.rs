@@ -141,25 +141,33 @@ fn a_forged_rhost_cannot_forge_fields_in_the_events_user_show_lists() {
         .item("rhost", FORGED_RHOST)
         .run()
         .assert_success();
+    // JSON: the event's rhost is the forged text, whole, in its own field.
     let out = s.ctl.run(None, &["user", "show", a.name(), "--json"], b"");
     assert!(out.success(), "{out}");
     let v: serde_json::Value =
-        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}:\n{out}"));
-    let whats: Vec<&str> = v["events"]
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    let events = v["events"]
         .as_array()
-        .unwrap_or_else(|| panic!("no events: {v}"))
+        .unwrap_or_else(|| panic!("no events: {v}"));
+    let login = events
         .iter()
-        .filter_map(|e| e["what"].as_str())
-        .collect();
-    let login = whats
-        .iter()
-        .map(|w| fields(w))
-        .find(|f| count(f, "rhost") > 0)
-        .unwrap_or_else(|| panic!("no login event: {whats:?}"));
-    assert_eq!(value(&login, "rhost"), Some(FORGED_RHOST), "{whats:?}");
-    assert_eq!(value(&login, "service"), Some(s.pam.name()), "{whats:?}");
-    assert_eq!(count(&login, "outcome"), 0, "{whats:?}");
-    assert_eq!(count(&login, "user"), 0, "{whats:?}");
+        .find(|e| e["kind"] == "success")
+        .unwrap_or_else(|| panic!("no login event: {v}"));
+    assert_eq!(login["rhost"], FORGED_RHOST, "{v}");
+    assert_eq!(login["service"], s.pam.name(), "{v}");
+    // Text: the event line's `key=value` fields read the forged rhost as one value.
+    let out = s.ctl.run(None, &["user", "show", a.name()], b"");
+    assert!(out.success(), "{out}");
+    let login = out
+        .stdout
+        .lines()
+        .map(fields)
+        .find(|f| count(f, "rhost") > 0 && value(f, "service") == Some(s.pam.name()))
+        .unwrap_or_else(|| panic!("no login event line:\n{out}"));
+    assert_eq!(value(&login, "rhost"), Some(FORGED_RHOST), "{out}");
+    assert_eq!(count(&login, "rhost"), 1, "{out}");
+    assert_eq!(count(&login, "outcome"), 0, "{out}");
+    assert_eq!(count(&login, "user"), 0, "{out}");
 
     // The audit line of that login names the user once and its real outcome.
     let log = s.daemon.log();

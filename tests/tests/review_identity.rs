@@ -81,7 +81,9 @@ fn write_legacy_pair(s: &Stack, user: &User, alias: &UidUser) -> Vec<String> {
     let mut off = twostepd::core::record::Record::new(alias.name());
     off.note(
         twostepd::core::UnixTime(otp::now() - 100),
+        twostepd::core::audit::EventKind::Disable,
         "switched off by the user",
+        &twostepd::core::audit::Source::own(&off),
     );
     let mut files = Vec::new();
     for (name, record) in [(user.name(), &enrolled), (alias.name(), &off)] {

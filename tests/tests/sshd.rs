@@ -154,7 +154,7 @@ fn lockout_message_reaches_the_client() {
         let run = sshd.ssh(&user).code(&e.wrong_code()).run();
         assert!(run.refused(), "{run}");
     }
-    assert!(u64_of(&ctl.status(user.user()), "locked_until") > otp::now());
+    assert!(twostep_e2e::json::time(&ctl.status(user.user()), "locked_until") > otp::now());
 
     let run = sshd.ssh(&user).code(&e.code_after(1)).run();
     assert!(

@@ -154,7 +154,7 @@ fn sudo_is_silent_about_the_cause_which_goes_to_syslog() {
         !out.stderr.contains("Wrong verification code"),
         "sudo 1.9.13 passes PAM_SILENT: the module's message is not shown:\n{out}"
     );
-    assert!(u64_of(&ctl.status(user.user()), "locked_until") > otp::now());
+    assert!(twostep_e2e::json::time(&ctl.status(user.user()), "locked_until") > otp::now());
 
     let out = sudoers.sudo_logged(
         &user,

@@ -177,7 +177,8 @@ pub mod status_key {
     pub const OVERRIDE: &str = "override";
     /// `s` (admin only): why the record cannot be read (empty: readable).
     pub const ERROR: &str = "error";
-    /// `a(ts)` (`ShowUser` only): the latest events, oldest first.
+    /// `aa{sv}` (`ShowUser` only): the latest events, oldest first, each with the keys of
+    /// [`crate::event_key`].
     pub const EVENTS: &str = "events";
     /// The keys of `User1.Status`.
     pub const STATUS: &[&str] = &[
@@ -204,6 +205,34 @@ pub mod status_key {
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
     /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
     pub const ADMIN_EXTRA: &[&str] = &[USER, UID, ENROLLED_AS, WHY, OVERRIDE, ERROR];
+}
+
+/// The keys of one event dict in `ShowUser`'s `events` (issue 20 item 8). Strings are
+/// empty when unknown (events of older records); `actor_uid` is absent then.
+pub mod event_key {
+    /// `t`: when, Unix seconds.
+    pub const AT: &str = "at";
+    /// `s`: what happened, in words (never a code).
+    pub const WHAT: &str = "what";
+    /// `s`: one word: `success`, `failure`, `replay`, `lock`, `unlock`, `reset`, `enrol`,
+    /// `disable`, `recovery-codes`, `email`, `app-password`, `admin`, `grace`; `-` unknown.
+    pub const KIND: &str = "kind";
+    /// `s`: the PAM service of a login, `twostepctl` for a D-Bus call.
+    pub const SERVICE: &str = "service";
+    /// `s`: the remote host of a login.
+    pub const RHOST: &str = "rhost";
+    /// `s`: the terminal of a login.
+    pub const TTY: &str = "tty";
+    /// `s`: the method used or tried (several joined by `,`).
+    pub const METHOD: &str = "method";
+    /// `s`: the acting user's name at the time (the admin's for admin actions).
+    pub const ACTOR: &str = "actor";
+    /// `u`: the acting user's uid.
+    pub const ACTOR_UID: &str = "actor_uid";
+    /// Every key (`actor_uid` only when known).
+    pub const ALL: &[&str] = &[
+        AT, WHAT, KIND, SERVICE, RHOST, TTY, METHOD, ACTOR, ACTOR_UID,
+    ];
 }
 
 /// The keys of the `a{sv}` dict `Admin1.RepairUser` returns.

@@ -233,7 +233,8 @@ pub trait Admin {
     /// Users the policy requires who have no factor yet, with the keys of `ListUsers`.
     fn list_pending(&self) -> zbus::Result<Vec<Properties>>;
 
-    /// One user, plus `events` a(ts): the latest events, oldest first.
+    /// One user, plus `events` aa{sv}: the latest events, oldest first (keys:
+    /// [`crate::event_key`]).
     fn show_user(&self, user: &str) -> zbus::Result<Properties>;
 
     /// Forget the user's factors: they enrol again.

@@ -431,6 +431,24 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// One record event as a dict of [`twostep_proto::event_key`].
+fn event_props(e: crate::core::record::Event) -> Properties {
+    use twostep_proto::event_key as ek;
+    let mut m = Props::default();
+    m.put(ek::AT, e.at.0);
+    m.put(ek::WHAT, e.what);
+    m.put(ek::KIND, e.kind.name());
+    m.put(ek::SERVICE, e.service);
+    m.put(ek::RHOST, e.rhost);
+    m.put(ek::TTY, e.tty);
+    m.put(ek::METHOD, e.method);
+    m.put(ek::ACTOR, e.actor);
+    if let Some(uid) = e.actor_uid {
+        m.put(ek::ACTOR_UID, uid);
+    }
+    m.0
+}
+
 fn user_props(u: UserInfo, with_events: bool) -> Properties {
     let mut m = Props::default();
     m.put(key::USER, u.name);
@@ -441,7 +459,7 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
     m.put(key::OVERRIDE, u.policy_override);
     m.put(key::ERROR, u.error);
     if with_events {
-        let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();
+        let events: Vec<Properties> = u.events.into_iter().map(event_props).collect();
         m.put(key::EVENTS, events);
     }
     m.0

@@ -6,7 +6,7 @@
 
 use twostep_config::{Config, Require};
 
-use super::audit::field;
+use super::audit::{field, EventKind, Source};
 use super::engine::{check_identity, Core};
 use super::lockout;
 use super::policy::{self, Override};
@@ -47,6 +47,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The kind of the record event the action leaves.
+    fn kind(self) -> EventKind {
+        match self {
+            Action::Reset => EventKind::Reset,
+            Action::Disable => EventKind::Disable,
+            Action::Unlock => EventKind::Unlock,
+            Action::Require(_) | Action::Toggle(_) => EventKind::Admin,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Action::Reset => "reset",
@@ -248,6 +258,7 @@ pub(super) fn admin_act(
 ) -> Result<(), Error> {
     authorize_admin(core, caller)?;
     let account: Account = core.accounts().by_name(name)?;
+    let by = Source::admin(core.accounts(), caller);
     if action == Action::Reset {
         replace_vanished_record(core, caller, &account, now)?;
         replace_former_record(core, caller, &account, now)?;
@@ -267,13 +278,16 @@ pub(super) fn admin_act(
         }
         r.note(
             now,
-            format!("admin {} by uid {}", action.name(), caller.uid),
+            action.kind(),
+            format!("admin {} by {}", action.name(), by.actor_display()),
+            &by,
         );
         (Write::Save, Ok(()))
     })?;
     log::info!(
-        "admin_uid={} user={} action={} outcome=done",
+        "admin_uid={} admin={} user={} action={} outcome=done",
         caller.uid,
+        field(&by.actor_display()),
         field(&account.name),
         action.name()
     );
@@ -305,12 +319,15 @@ fn replace_former_record(
         }
         let enrolled_as = old.user.clone();
         let mut fresh = Record::for_account(&account.name, account.uid);
+        let by = Source::admin(core.accounts(), caller);
         fresh.note(
             now,
+            EventKind::Reset,
             format!(
-                "admin reset by uid {}: record of former account {enrolled_as:?} dropped",
-                caller.uid
+                "admin reset by {}: record of former account {enrolled_as:?} dropped",
+                by.actor_display()
             ),
+            &by,
         );
         *old = fresh;
         (Write::Save, Ok(Some(enrolled_as)))
@@ -337,17 +354,21 @@ fn replace_vanished_record(
     now: UnixTime,
 ) -> Result<(), Error> {
     let mut fresh = Record::for_account(&account.name, account.uid);
+    let by = Source::admin(core.accounts(), caller);
     fresh.note(
         now,
+        EventKind::Reset,
         format!(
-            "admin reset by uid {}: the enrolled account's record had vanished",
-            caller.uid
+            "admin reset by {}: the enrolled account's record had vanished",
+            by.actor_display()
         ),
+        &by,
     );
     if core.store().replace_vanished(account, &fresh)? {
         log::warn!(
-            "admin_uid={} user={} uid={} action=reset outcome=vanished-record-replaced",
+            "admin_uid={} admin={} user={} uid={} action=reset outcome=vanished-record-replaced",
             caller.uid,
+            field(&by.actor_display()),
             field(&account.name),
             account.uid,
         );
@@ -392,15 +413,9 @@ pub struct RepairReport {
     pub kept: String,
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC), `never` for none.
+/// A time for the repair report (people read it; `timefmt::human`), `never` for none.
 fn at(t: Option<UnixTime>) -> String {
-    match t {
-        None => "never".to_owned(),
-        Some(t) => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
-        )
-        .to_string(),
-    }
+    t.map_or_else(|| "never".to_owned(), super::timefmt::human)
 }
 
 /// One line about a readable record.
@@ -591,13 +606,16 @@ pub(super) fn admin_repair(
                 .push(format!("last event in slot {index}: {} {}", at(Some(e.at)), e.what));
         }
         let (mut repaired, changes) = conservative(base, now, window);
+        let by = Source::admin(core.accounts(), caller);
         repaired.note(
             now,
+            EventKind::Admin,
             format!(
-                "admin repair by uid {}: restored generation {generation}; {}",
-                caller.uid,
+                "admin repair by {}: restored generation {generation}; {}",
+                by.actor_display(),
                 changes.join("; ")
             ),
+            &by,
         );
         report.restored = changes;
         report

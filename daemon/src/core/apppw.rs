@@ -459,14 +459,17 @@ pub(super) fn create(
             expiry_noticed: None,
         };
         let info = AppPasswordInfo::from(&entry);
+        let from = super::audit::Source::own(record).with_method("app-password");
         record.note(
             now,
+            super::audit::EventKind::AppPassword,
             format!(
                 "app password created: name={} id={} services={}",
                 field(&entry.name),
                 entry.id,
                 field(&entry.services.join(","))
             ),
+            &from,
         );
         record.app_passwords.push(entry);
         (Write::Save, Ok(Created { password, info }))
@@ -481,7 +484,7 @@ pub(super) fn create(
         created
             .info
             .expires
-            .map_or("never".to_owned(), |t| t.0.to_string())
+            .map_or("never".to_owned(), super::timefmt::rfc3339)
     );
     Ok(created)
 }
@@ -495,12 +498,12 @@ fn list_of(core: &Core, account: &Account) -> Result<Vec<AppPasswordInfo>, Error
 }
 
 /// Revoke the app password of `account` that `key` names (id or name); `by` says who, for
-/// the record's event.
+/// the record's event (`None`: the user themselves).
 fn revoke_of(
     core: &Core,
     account: &Account,
     key: &str,
-    by: &str,
+    by: Option<super::audit::Source>,
     now: UnixTime,
 ) -> Result<AppPasswordInfo, Error> {
     let info = core.update(account, |record| {
@@ -518,13 +521,19 @@ fn revoke_of(
         };
         entry.revoked = Some(now);
         let info = AppPasswordInfo::from(&*entry);
+        let (from, by_admin) = match &by {
+            Some(admin) => (admin.clone(), " by an admin"),
+            None => (super::audit::Source::own(record), ""),
+        };
         record.note(
             now,
+            super::audit::EventKind::AppPassword,
             format!(
-                "app password revoked{by}: name={} id={}",
+                "app password revoked{by_admin}: name={} id={}",
                 field(&info.name),
                 info.id
             ),
+            &from,
         );
         (Write::Save, Ok(info))
     })?;
@@ -533,7 +542,7 @@ fn revoke_of(
         field(&account.name),
         field(&info.name),
         info.id,
-        if by.is_empty() { "user" } else { "admin" }
+        if by.is_none() { "user" } else { "admin" }
     );
     Ok(info)
 }
@@ -559,7 +568,7 @@ pub(super) fn revoke(
     now: UnixTime,
 ) -> Result<AppPasswordInfo, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
-    revoke_of(core, &account, key, "", now)
+    revoke_of(core, &account, key, None, now)
 }
 
 /// An admin's view of `user`'s app passwords.
@@ -589,7 +598,8 @@ pub(super) fn admin_revoke(
 ) -> Result<AppPasswordInfo, Error> {
     super::admin::authorize_admin(core, caller)?;
     let account = core.accounts().by_name(user)?;
-    revoke_of(core, &account, key, &format!(" by uid {}", caller.uid), now)
+    let by = super::audit::Source::admin(core.accounts(), caller);
+    revoke_of(core, &account, key, Some(by), now)
 }
 
 /// The prompt of an app-password login: a secret of printable ASCII, echo off.
@@ -745,23 +755,25 @@ pub(super) fn answer(
             None => {
                 lockout::charge(record, now, &policy);
                 record.last_failure_from = Some(login::failure_source(ctx));
+                let from = super::audit::Source::login(ctx, account).with_method("app-password");
                 record.note(
                     now,
-                    format!(
-                        "failed app password attempt service={} rhost={}",
-                        field(&ctx.service),
-                        field(&ctx.rhost)
-                    ),
+                    super::audit::EventKind::Failure,
+                    "failed app password attempt",
+                    &from,
                 );
                 let (step, locked) = match locked_message(lockout::state(record, now, &policy), now)
                 {
-                    Some(lock) => (
-                        messages::done(
-                            Verdict::Denied,
-                            format!("{} {lock}", messages::APP_PASSWORD_WRONG),
-                        ),
-                        Some(record.clone()),
-                    ),
+                    Some(lock) => {
+                        super::audit::note_lock(record, now, &from);
+                        (
+                            messages::done(
+                                Verdict::Denied,
+                                format!("{} {lock}", messages::APP_PASSWORD_WRONG),
+                            ),
+                            Some(record.clone()),
+                        )
+                    }
                     None => (denied(), None),
                 };
                 (Write::Save, Ok((step, "app-password-wrong", locked)))
@@ -822,15 +834,13 @@ pub fn expiry_notices(core: &Core, now: UnixTime) -> Result<Vec<Notice>, Error> 
         match notices {
             Ok(n) => {
                 for notice in &n {
-                    let expires =
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(notice.expires.0);
                     mail::notify_account(
                         core,
                         &account,
                         mail::Notice::AppPasswordExpiring {
                             name: notice.name.clone(),
                             id: notice.id.clone(),
-                            expires: humantime::format_rfc3339_seconds(expires).to_string(),
+                            expires: super::timefmt::human(notice.expires),
                         },
                     );
                 }
@@ -850,7 +860,7 @@ pub fn expiry_notices(core: &Core, now: UnixTime) -> Result<Vec<Notice>, Error> 
             field(&n.user),
             field(&n.name),
             n.id,
-            n.expires.0
+            super::timefmt::rfc3339(n.expires)
         );
     }
     Ok(out)

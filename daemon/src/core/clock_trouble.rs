@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{EventKind, Source};
 use super::record::Record;
 use super::UnixTime;
 
@@ -92,7 +93,7 @@ fn latest_time(record: &Record) -> Option<UnixTime> {
 /// Whether `now` is more than [`BACKWARDS_TOLERANCE_SECS`] before a time `record` holds:
 /// noted, logged and returned (seconds back). Called before an answer is checked, so a
 /// "code already used" that follows is explained.
-pub fn notice_backwards(record: &mut Record, now: UnixTime) -> Option<u64> {
+pub fn notice_backwards(record: &mut Record, now: UnixTime, from: &Source) -> Option<u64> {
     let latest = latest_time(record)?;
     let by_secs = latest.0.checked_sub(now.0)?;
     if by_secs <= BACKWARDS_TOLERANCE_SECS {
@@ -118,7 +119,9 @@ pub fn notice_backwards(record: &mut Record, now: UnixTime) -> Option<u64> {
     if first {
         record.note(
             now,
+            EventKind::Clock,
             format!("the host clock read {by_secs} s earlier than this user's last login"),
+            from,
         );
     }
     Some(by_secs)
@@ -126,7 +129,13 @@ pub fn notice_backwards(record: &mut Record, now: UnixTime) -> Option<u64> {
 
 /// A refused code of `authenticator` matched `steps` steps from now: noted (with the
 /// sighting count), logged, and an event for `user show`. Never a code in any of them.
-pub fn note_skew(record: &mut Record, authenticator: &str, steps: i64, period: u64, now: UnixTime) {
+pub fn note_skew(
+    record: &mut Record,
+    authenticator: &str,
+    (steps, period): (i64, u64),
+    now: UnixTime,
+    from: &Source,
+) {
     let note = record.clock.get_or_insert_with(ClockNote::default);
     let times = match &note.skew {
         Some(s) if s.steps == steps && s.authenticator == authenticator => {
@@ -155,7 +164,9 @@ pub fn note_skew(record: &mut Record, authenticator: &str, steps: i64, period: u
     );
     record.note(
         now,
+        EventKind::Clock,
         format!("refused code matched a step {text} (check the phone's or the host's clock)"),
+        from,
     );
 }
 
@@ -222,14 +233,32 @@ mod tests {
     #[test]
     fn the_same_offset_counts_up_and_another_starts_again() {
         let mut r = Record::new("alice");
-        note_skew(&mut r, "default", -4, 30, UnixTime(100));
-        note_skew(&mut r, "default", -4, 30, UnixTime(200));
+        note_skew(
+            &mut r,
+            "default",
+            (-4, 30),
+            UnixTime(100),
+            &Source::default(),
+        );
+        note_skew(
+            &mut r,
+            "default",
+            (-4, 30),
+            UnixTime(200),
+            &Source::default(),
+        );
         let s = r.clock.as_ref().and_then(|c| c.skew.clone()).unwrap();
         assert_eq!(
             (s.times, s.first_seen, s.last_seen),
             (2, UnixTime(100), UnixTime(200))
         );
-        note_skew(&mut r, "default", 5, 30, UnixTime(300));
+        note_skew(
+            &mut r,
+            "default",
+            (5, 30),
+            UnixTime(300),
+            &Source::default(),
+        );
         let s = r.clock.as_ref().and_then(|c| c.skew.clone()).unwrap();
         assert_eq!((s.steps, s.times, s.first_seen), (5, 1, UnixTime(300)));
         accepted(&mut r, "other");
@@ -241,13 +270,28 @@ mod tests {
     #[test]
     fn a_clock_before_the_records_latest_time_is_noticed_beyond_the_tolerance() {
         let mut r = Record::new("alice");
-        assert_eq!(notice_backwards(&mut r, UnixTime(10)), None);
+        assert_eq!(
+            notice_backwards(&mut r, UnixTime(10), &Source::default()),
+            None
+        );
         r.last_success = Some(UnixTime(1000));
-        assert_eq!(notice_backwards(&mut r, UnixTime(1000 - 30)), None);
-        assert_eq!(notice_backwards(&mut r, UnixTime(2000)), None);
+        assert_eq!(
+            notice_backwards(&mut r, UnixTime(1000 - 30), &Source::default()),
+            None
+        );
+        assert_eq!(
+            notice_backwards(&mut r, UnixTime(2000), &Source::default()),
+            None
+        );
         assert_eq!(r.clock, None);
-        assert_eq!(notice_backwards(&mut r, UnixTime(700)), Some(300));
-        assert_eq!(notice_backwards(&mut r, UnixTime(900)), Some(100));
+        assert_eq!(
+            notice_backwards(&mut r, UnixTime(700), &Source::default()),
+            Some(300)
+        );
+        assert_eq!(
+            notice_backwards(&mut r, UnixTime(900), &Source::default()),
+            Some(100)
+        );
         let b = r.clock.and_then(|c| c.backwards).unwrap();
         assert_eq!((b.by_secs, b.times, b.first_seen), (300, 2, UnixTime(700)));
     }

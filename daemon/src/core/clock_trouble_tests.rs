@@ -9,7 +9,7 @@ use std::sync::Arc;
 use twostep_config::{Bounded, Config};
 use twostep_proto::{Step, Verdict};
 
-use super::audit::LoginContext;
+use super::audit::{LoginContext, Source};
 use super::clock_trouble::ClockNote;
 use super::record::Record;
 use super::store::memory::MemoryStore;
@@ -204,10 +204,10 @@ fn the_note_round_trips_and_a_record_without_it_reads_unchanged() {
     let mut r = Record::for_account("alice", ALICE);
     let plain = serde_json::to_string(&r).unwrap();
     assert!(!plain.contains("clock"), "{plain}");
-    super::clock_trouble::note_skew(&mut r, "default", -4, 30, T0);
-    super::clock_trouble::notice_backwards(&mut r, T0);
+    super::clock_trouble::note_skew(&mut r, "default", (-4, 30), T0, &Source::default());
+    super::clock_trouble::notice_backwards(&mut r, T0, &Source::default());
     r.last_success = Some(T0.plus(100));
-    super::clock_trouble::notice_backwards(&mut r, T0);
+    super::clock_trouble::notice_backwards(&mut r, T0, &Source::default());
     let json = serde_json::to_string(&r).unwrap();
     let back: Record = serde_json::from_str(&json).unwrap();
     assert_eq!(back, r);

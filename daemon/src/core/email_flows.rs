@@ -10,7 +10,7 @@
 use twostep_proto::{Accept, Step, Verdict};
 use zeroize::Zeroizing;
 
-use super::audit::{field, LoginContext};
+use super::audit::{field, EventKind, LoginContext, Source};
 use super::authz::Caller;
 use super::email::{self, Purpose, Sent};
 use super::lockout::{self, locked_message};
@@ -244,7 +244,8 @@ pub fn address_given(
 ///
 /// # Errors
 /// [`Error::NoPendingEnrollment`] without a pending address, [`Error::WrongCode`],
-/// [`Error::Locked`], store errors.
+/// [`Error::Locked`], store errors. Events carry `from` (the login's source at a login;
+/// `None`: a D-Bus call of the user).
 pub fn confirm(
     core: &Core,
     account: &Account,
@@ -252,6 +253,7 @@ pub fn confirm(
     charge: bool,
     by: By,
     now: UnixTime,
+    from: Option<&Source>,
 ) -> Result<Vec<Zeroizing<String>>, Error> {
     let before = core.load(account)?.unwrap_or_default();
     let codes = if recovery::left(&before.recovery) == 0 {
@@ -284,7 +286,13 @@ pub fn confirm(
             }
             lockout::charge(record, now, &policy);
             record.last_failure_from = Some("twostepctl".into());
-            record.note(now, "failed attempt (email confirm)");
+            let from = from.cloned().unwrap_or_else(|| Source::own(record));
+            record.note(
+                now,
+                EventKind::Failure,
+                "failed attempt (email confirm)",
+                &from.with_method("email-code"),
+            );
             return (Write::Save, Err(Error::WrongCode(account.name.clone())));
         }
         state.address = state.pending.take();
@@ -296,7 +304,13 @@ pub fn confirm(
                 shown = s;
             }
         }
-        record.note(now, "email address confirmed");
+        let from = from.cloned().unwrap_or_else(|| Source::own(record));
+        record.note(
+            now,
+            EventKind::Email,
+            "email address confirmed",
+            &from.with_method("email-code"),
+        );
         if !charge {
             // At an enrolment at login this is a successful login (issue 20, item 9).
             lockout::note_success(record, now);
@@ -321,10 +335,12 @@ pub fn confirm(
 pub fn confirm_at_login(
     core: &Core,
     account: &Account,
+    ctx: &LoginContext,
     answer: &[u8],
     now: UnixTime,
 ) -> Result<(Step, Option<Awaiting>), Error> {
-    match confirm(core, account, answer, false, By::User, now) {
+    let from = Source::login(ctx, account);
+    match confirm(core, account, answer, false, By::User, now, Some(&from)) {
         Ok(shown) if shown.is_empty() => {
             Ok((messages::done(Verdict::Success, String::new()), None))
         }
@@ -412,7 +428,7 @@ pub fn confirm_own(
     now: UnixTime,
 ) -> Result<Vec<Zeroizing<String>>, Error> {
     let account = core.accounts().by_uid(caller.uid)?;
-    confirm(core, &account, code, true, By::User, now)
+    confirm(core, &account, code, true, By::User, now, None)
 }
 
 /// A user changing the email factor of an account that already has a second factor
@@ -470,6 +486,7 @@ pub fn remove(
     now: UnixTime,
 ) -> Result<(), Error> {
     let (account, by) = target(core, caller, user)?;
+    let admin = (by != By::User).then(|| Source::admin(core.accounts(), caller));
     let before = core.load(&account)?;
     let had = before.as_ref().filter(|r| email::has_address(r)).cloned();
     let switched_off = core.update(&account, |record| {
@@ -494,13 +511,20 @@ pub fn remove(
         }
         if only_factor {
             record.forget_factors();
-            record.note(now, "email address removed: 2FA switched off");
+            let from = admin.clone().unwrap_or_else(|| Source::own(record));
+            record.note(
+                now,
+                EventKind::Disable,
+                "email address removed: 2FA switched off",
+                &from,
+            );
             return (Write::Save, Ok(true));
         }
         if let Some(state) = record.email.as_mut() {
             state.forget_address();
         }
-        record.note(now, "email address removed");
+        let from = admin.clone().unwrap_or_else(|| Source::own(record));
+        record.note(now, EventKind::Email, "email address removed", &from);
         (Write::Save, Ok(false))
     })?;
     log::info!(

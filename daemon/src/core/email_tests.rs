@@ -231,8 +231,14 @@ fn a_wrong_confirming_code_at_login_spends_that_code() {
     } else {
         "000000"
     };
-    let (step, next) =
-        email_flows::confirm_at_login(&core, &account, wrong.as_bytes(), T0.plus(6)).unwrap();
+    let (step, next) = email_flows::confirm_at_login(
+        &core,
+        &account,
+        &LoginContext::default(),
+        wrong.as_bytes(),
+        T0.plus(6),
+    )
+    .unwrap();
     assert_eq!(verdict(&step), Some(Verdict::Denied));
     assert!(next.is_none());
     // The right code no longer confirms: one guess per mailed code.

@@ -337,14 +337,15 @@ impl Core {
     }
 
     /// Check `answer` against `record`'s factors, charging the lockout (see
-    /// [`verify::check`]); the caller's transaction saves.
+    /// [`verify::check`]; events from `from`); the caller's transaction saves.
     pub(super) fn verify_factor(
         &self,
         record: &mut Record,
         answer: &[u8],
         now: UnixTime,
+        from: &super::audit::Source,
     ) -> Result<verify::Checked, Error> {
-        verify::check(&self.settings, &self.hashes, record, answer, now)
+        verify::check(&self.settings, &self.hashes, record, answer, now, from)
     }
 
     /// The connection `sender` left the bus: its login conversations end now, and a Begin
@@ -1379,7 +1380,7 @@ mod tests {
         assert!(info
             .events
             .iter()
-            .any(|e| e.what.contains("admin reset by uid 0")));
+            .any(|e| e.what.contains("admin reset by root") && e.actor_uid == Some(0)));
     }
 
     #[test]

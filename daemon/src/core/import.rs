@@ -235,6 +235,7 @@ pub fn import(
         ));
     }
     let account = core.accounts().by_name(user)?;
+    let by = super::audit::Source::admin(core.accounts(), caller);
     let settings = core.settings();
     let keys = checked_keys(imported, settings.digits(), now)?;
     let codes = checked_codes(imported)?;
@@ -346,23 +347,26 @@ pub fn import(
         r.pending = None;
         r.note(
             now,
+            super::audit::EventKind::Enrol,
             format!(
-                "enrolment {} by uid {} ({} authenticator(s), {} one-time code(s))",
+                "enrolment {} by {} ({} authenticator(s), {} one-time code(s))",
                 if outcome == Outcome::Replaced {
                     "replaced by an import"
                 } else {
                     "imported"
                 },
-                caller.uid,
+                by.actor_display(),
                 report.authenticators,
                 report.recovery_codes
             ),
+            &by,
         );
         (Write::Save, Ok(report))
     })?;
     log::info!(
-        "admin_uid={} user={} action=import outcome={}",
+        "admin_uid={} admin={} user={} action=import outcome={}",
         caller.uid,
+        field(&by.actor_display()),
         field(&account.name),
         report.outcome.name(dry_run)
     );

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use twostep_config::{Config, RecoveryMode};
 use twostep_proto::{Step, Verdict};
 
-use super::audit::{audit, login_event, LoginContext};
+use super::audit::{audit, EventKind, LoginContext, Source};
 use super::authz::{self, Caller};
 use super::email_flows;
 use super::engine::{lock, Core};
@@ -363,7 +363,7 @@ pub fn begin(
                 messages::done(Verdict::NotEnrolled, String::new()),
             ));
         }
-        if let Some(reminder) = grace(core, &account, now)? {
+        if let Some(reminder) = grace(core, &account, &ctx, now)? {
             audit(&account, &ctx, caller, "success (enrolment grace)");
             return Ok((String::new(), messages::done(Verdict::Success, reminder)));
         }
@@ -465,7 +465,12 @@ fn begin_forward_pass(
 
 /// Within the enrolment grace period: the reminder to show. Starts the period at the
 /// first login that needs it (durably).
-fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>, Error> {
+fn grace(
+    core: &Core,
+    account: &Account,
+    ctx: &LoginContext,
+    now: UnixTime,
+) -> Result<Option<String>, Error> {
     let user = account.name.as_str();
     let days = core.settings().config().policy.enroll_grace_days.get();
     if days == 0 {
@@ -479,7 +484,12 @@ fn grace(core: &Core, account: &Account, now: UnixTime) -> Result<Option<String>
             Some(t) => (t, Write::Keep),
             None => {
                 r.required_since = Some(now);
-                r.note(now, "2FA required: enrolment grace period started");
+                r.note(
+                    now,
+                    EventKind::Grace,
+                    "2FA required: enrolment grace period started",
+                    &Source::login(ctx, account),
+                );
                 (now, Write::Save)
             }
         };
@@ -572,7 +582,8 @@ pub fn answer(
             email_flows::address_given(core, &session.account, &session.ctx, answer, now)?
         }
         Awaiting::EmailConfirm => {
-            let (step, next) = email_flows::confirm_at_login(core, &session.account, answer, now)?;
+            let (step, next) =
+                email_flows::confirm_at_login(core, &session.account, &session.ctx, answer, now)?;
             let outcome = if next.is_some()
                 || matches!(
                     step,
@@ -660,20 +671,27 @@ fn answer_factor(
             let step = messages::done(Verdict::NotEnrolled, String::new());
             return (Write::Keep, Ok((step, "not-enrolled", None)));
         }
-        let checked = match verify::check(core.settings(), core.hashes(), record, answer, now) {
-            Ok(c) => c,
-            Err(e) => return (Write::Keep, Err(e)),
-        };
+        let from = Source::login(ctx, account);
+        let checked =
+            match verify::check(core.settings(), core.hashes(), record, answer, now, &from) {
+                Ok(c) => c,
+                Err(e) => return (Write::Keep, Err(e)),
+            };
         let tag = checked.tag();
         let answered = match checked {
-            Checked::Accepted(_, Used::Authenticator(_) | Used::EmailCode) => {
+            Checked::Accepted(method, Used::Authenticator(_) | Used::EmailCode) => {
                 if prior.0 > 0 {
                     notices.push(Notice::LoginAfterFailures {
                         failures: prior.0,
                         from: prior.1.unwrap_or_else(|| "-".into()),
                     });
                 }
-                record.note(now, login_event("success", ctx));
+                record.note(
+                    now,
+                    EventKind::Success,
+                    "success",
+                    &from.with_method(method.name()),
+                );
                 (
                     messages::done(Verdict::Success, since.unwrap_or_default()),
                     tag,
@@ -683,10 +701,20 @@ fn answer_factor(
             Checked::Accepted(_, Used::RecoveryCode { left }) => {
                 let msg = if mode == RecoveryMode::Disables2fa {
                     record.forget_factors();
-                    record.note(now, "recovery code used: 2FA switched off");
+                    record.note(
+                        now,
+                        EventKind::Disable,
+                        "recovery code used: 2FA switched off",
+                        &from.with_method(Method::Recovery.name()),
+                    );
                     messages::RECOVERY_SWITCHED_OFF.to_owned()
                 } else {
-                    record.note(now, login_event("success (recovery code)", ctx));
+                    record.note(
+                        now,
+                        EventKind::Success,
+                        "success (recovery code)",
+                        &from.with_method(Method::Recovery.name()),
+                    );
                     if left <= RECOVERY_LOW {
                         notices.push(Notice::RecoveryLow { left });
                     }
@@ -771,7 +799,12 @@ fn answer_enrolment(
         record.pending = None;
         record.recovery = stored;
         lockout::note_success(record, now);
-        record.note(now, login_event("enrolled at login", ctx));
+        record.note(
+            now,
+            EventKind::Enrol,
+            "enrolled at login",
+            &Source::login(ctx, account).with_method(Method::Totp.name()),
+        );
         (Write::Save, Ok(()))
     })?;
     audit(account, ctx, caller, "enrolled");

@@ -129,7 +129,7 @@ pub enum Notice {
     RecoveryLow { left: usize },
     /// A login succeeded after `failures` failed attempts, the last one from `from`.
     LoginAfterFailures { failures: u32, from: String },
-    /// The app password `name` (public id `id`) expires at `expires` (RFC 3339, UTC);
+    /// The app password `name` (public id `id`) expires at `expires` (`timefmt::human`, UTC);
     /// sent once, `[app_passwords] notice_days` before (switched off by 0 there).
     AppPasswordExpiring {
         name: String,

@@ -186,12 +186,7 @@ pub fn failures_since(failures: u32, last: Option<UnixTime>, from: Option<&str>)
         if failures == 1 { "" } else { "s" }
     );
     if let Some(t) = last {
-        let at = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
-        )
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC");
+        let at = super::timefmt::human(t);
         msg.push_str(&format!(", the last at {at}"));
     }
     if let Some(from) = from.filter(|f| !f.is_empty() && *f != "-") {

@@ -39,6 +39,7 @@ pub mod selfservice;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod timefmt;
 pub mod totp;
 pub mod transfer;
 pub mod trust;
@@ -47,6 +48,8 @@ pub mod verify;
 
 #[cfg(test)]
 mod apppw_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod authenticator_tests;
 #[cfg(test)]

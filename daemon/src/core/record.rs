@@ -8,6 +8,7 @@ use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::apppw::AppPassword;
+use super::audit::{EventKind, Source};
 use super::clock_trouble::ClockNote;
 use super::email::EmailState;
 use super::policy::Override;
@@ -87,12 +88,35 @@ pub struct Record {
     pub clock: Option<ClockNote>,
 }
 
-/// Something that happened to the user's second factor.
+/// Something that happened to the user's second factor: when, what, and who acted from
+/// where ([`Source`]). Events of records written before `kind` and the source fields
+/// existed read with them empty (shown as `-`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     pub at: UnixTime,
     pub what: String,
+    /// What kind of event it is, in one word ([`EventKind`]).
+    #[serde(default, skip_serializing_if = "EventKind::is_unknown")]
+    pub kind: EventKind,
+    /// See [`Source::service`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// See [`Source::rhost`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rhost: String,
+    /// See [`Source::tty`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tty: String,
+    /// See [`Source::method`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// See [`Source::actor`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor: String,
+    /// See [`Source::actor_uid`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_uid: Option<u32>,
 }
 
 /// A record as stored, in either shape: the current one (`authenticators`) or the earlier
@@ -270,11 +294,26 @@ impl Record {
         }
     }
 
-    /// Remember an event, keeping the latest [`MAX_EVENTS`].
-    pub fn note(&mut self, at: UnixTime, what: impl Into<String>) {
+    /// Remember an event of `kind` done by `from`, keeping the latest [`MAX_EVENTS`].
+    pub fn note(&mut self, at: UnixTime, kind: EventKind, what: impl Into<String>, from: &Source) {
+        let Source {
+            service,
+            rhost,
+            tty,
+            method,
+            actor,
+            actor_uid,
+        } = from.clone();
         self.events.push(Event {
             at,
             what: what.into(),
+            kind,
+            service,
+            rhost,
+            tty,
+            method,
+            actor,
+            actor_uid,
         });
         let excess = self.events.len().saturating_sub(MAX_EVENTS);
         self.events.drain(..excess);

@@ -591,6 +591,9 @@ mod tests {
             name: None,
             replay_mark: None,
         });
+        // An event with every audit field: a sealed record carries them (issue 20 item 8).
+        let from = crate::core::audit::Source::example();
+        r.note(UnixTime(2), crate::core::audit::EventKind::Lock, "x", &from);
         r
     }
 

@@ -7,7 +7,7 @@
 
 use zeroize::{Zeroize, Zeroizing};
 
-use super::audit::field;
+use super::audit::{field, EventKind, Source};
 use super::engine::Core;
 use super::mail::{self, Notice};
 use super::policy;
@@ -55,7 +55,8 @@ pub(super) fn prove(
     proof: &[u8],
     now: UnixTime,
 ) -> Result<(), (Write, Error)> {
-    let checked = match core.verify_factor(record, proof, now) {
+    let from = super::audit::Source::own(record);
+    let checked = match core.verify_factor(record, proof, now, &from) {
         Err(e) => return Err((Write::Keep, e)),
         Ok(c) => c,
     };
@@ -232,7 +233,13 @@ pub(super) fn confirm(
             if let Err(e) = check_addable(&account, record, &name) {
                 return (Write::Keep, Err(e));
             }
-            record.note(now, format!("authenticator added: name={}", field(&name)));
+            let from = Source::own(record).with_method("totp");
+            record.note(
+                now,
+                EventKind::Enrol,
+                format!("authenticator added: name={}", field(&name)),
+                &from,
+            );
             record.authenticators.push(Authenticator {
                 name,
                 key: pending.key,
@@ -257,13 +264,16 @@ pub(super) fn confirm(
         };
         record.replace_authenticators(pending.key, step, now);
         record.pending = None;
+        let from = Source::own(record).with_method("totp");
         record.note(
             now,
+            EventKind::Enrol,
             if first {
                 "enrolled"
             } else {
                 "new authenticator"
             },
+            &from,
         );
         (Write::Save, Ok(shown))
     })?;
@@ -456,7 +466,13 @@ pub(super) fn authenticator_remove(
                 return (write, Err(e));
             }
             record.forget_factors();
-            record.note(now, "last authenticator removed: 2FA switched off");
+            let from = Source::own(record);
+            record.note(
+                now,
+                EventKind::Disable,
+                "last authenticator removed: 2FA switched off",
+                &from,
+            );
             return (Write::Save, Ok(true));
         }
         // The proof is checked without the authenticator being removed: its own codes do
@@ -466,9 +482,12 @@ pub(super) fn authenticator_remove(
             record.authenticators.insert(i, removed);
             return (write, Err(e));
         }
+        let from = Source::own(record);
         record.note(
             now,
+            EventKind::Disable,
             format!("authenticator removed: name={}", field(&removed.name)),
+            &from,
         );
         (Write::Save, Ok(false))
     })?;
@@ -513,7 +532,8 @@ pub(super) fn regenerate_recovery(
             Err(e) => return (Write::Keep, Err(e)),
         };
         record.recovery = stored;
-        record.note(now, "new recovery codes");
+        let from = Source::own(record);
+        record.note(now, EventKind::RecoveryCodes, "new recovery codes", &from);
         (Write::Save, Ok(shown))
     })?;
     log::info!(
@@ -546,7 +566,8 @@ pub(super) fn disable(
             return (write, Err(e));
         }
         record.forget_factors();
-        record.note(now, "switched off by the user");
+        let from = Source::own(record);
+        record.note(now, EventKind::Disable, "switched off by the user", &from);
         (Write::Save, Ok(()))
     })?;
     log::info!("user={} action=disable outcome=off", field(&account.name));

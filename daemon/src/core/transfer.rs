@@ -371,6 +371,14 @@ mod tests {
             1,
             UnixTime(1),
         );
+        // An event with every audit field: the export carries them (issue 20 item 8).
+        let from = crate::core::audit::Source::example();
+        r.note(
+            UnixTime(2),
+            crate::core::audit::EventKind::Failure,
+            "x",
+            &from,
+        );
         r
     }
 

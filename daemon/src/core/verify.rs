@@ -15,6 +15,7 @@ mod totp;
 use twostep_proto::limits;
 use zeroize::Zeroizing;
 
+use super::audit::{EventKind, Source};
 use super::lockout::{self, locked_message, LockState};
 use super::messages;
 use super::record::Record;
@@ -128,6 +129,10 @@ enum Attempt {
 /// but `Locked`) before anything is answered. Nothing is answered if that write fails, so
 /// a crash or a full disk can lose an attempt only together with its answer.
 ///
+/// Events carry `from` ([`Source`]) with the method: the replaying one, or for a wrong
+/// answer every method tried (joined by `,`); a wrong answer that locks adds a `lock`
+/// event.
+///
 /// # Errors
 /// [`Error::NotEnrolled`]; [`Error::CorruptRecord`] when a stored key is unusable.
 pub fn check(
@@ -136,6 +141,7 @@ pub fn check(
     record: &mut Record,
     answer: &[u8],
     now: UnixTime,
+    from: &Source,
 ) -> Result<Checked, Error> {
     let policy = settings.lock_policy();
     if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
@@ -143,7 +149,7 @@ pub fn check(
     }
     // Diagnosis only (issue 20 item 10): a host clock behind the record's latest login
     // turns codes of now into "already used"; noted so `user show` and `doctor` say why.
-    super::clock_trouble::notice_backwards(record, now);
+    super::clock_trouble::notice_backwards(record, now, from);
     let email_allowed = {
         let c = settings.config();
         c.mail.enabled()
@@ -179,6 +185,7 @@ pub fn check(
     }
     let window = settings.config().totp.window.get();
     let mut attempt = Attempt::NoMatch;
+    let mut replayed_by = "";
     for &method in &methods {
         attempt = match method {
             Method::Totp => totp::attempt(record, answer, now, window)?,
@@ -195,7 +202,10 @@ pub fn check(
                 }
                 return Ok(Checked::Accepted(method, used));
             }
-            Attempt::Replayed => break,
+            Attempt::Replayed => {
+                replayed_by = method.name();
+                break;
+            }
             Attempt::NoMatch => {}
         }
     }
@@ -205,7 +215,12 @@ pub fn check(
         // the same code again, as sudo's `timestamp_timeout=0` makes common). A guess hits
         // a used step with about the chance it hits the current one, so leaving replays
         // uncharged gives a guesser nothing. Refused, audited as `replayed`, noted.
-        record.note(now, "replayed code refused (not counted toward lockout)");
+        record.note(
+            now,
+            EventKind::Replay,
+            "replayed code refused (not counted toward lockout)",
+            &from.with_method(replayed_by),
+        );
         return Ok(Checked::Replayed(Refused {
             text: messages::REPLAYED.to_owned(),
             locked: false,
@@ -213,16 +228,21 @@ pub fn check(
     }
     if methods.contains(&Method::Totp) {
         // Diagnosis only (issue 20 item 10): the answer stays wrong and charged below.
-        totp::diagnose(record, answer, now, window)?;
+        totp::diagnose(record, answer, now, window, from)?;
     }
     let text = messages::WRONG_CODE;
     lockout::charge(record, now, &policy);
-    record.note(now, "failed attempt");
+    let tried: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+    let from = from.with_method(&tried.join(","));
+    record.note(now, EventKind::Failure, "failed attempt", &from);
     let refused = match locked_message(lockout::state(record, now, &policy), now) {
-        Some(lock) => Refused {
-            text: format!("{text} {lock}"),
-            locked: true,
-        },
+        Some(lock) => {
+            super::audit::note_lock(record, now, &from);
+            Refused {
+                text: format!("{text} {lock}"),
+                locked: true,
+            }
+        }
         None => Refused {
             text: text.to_owned(),
             locked: false,
@@ -248,7 +268,7 @@ fn could_be_a_code(answer: &[u8]) -> bool {
 /// about it is `mail::Notice::Locked`, sent by the login beside this call.
 pub fn notify_locked(settings: &Settings, account: &Account, record: &Record, now: UnixTime) {
     let until = match lockout::state(record, now, &settings.lock_policy()) {
-        LockState::Until(t) => t.0.to_string(),
+        LockState::Until(t) => super::timefmt::rfc3339(t),
         LockState::UntilUnlocked => "unlock".into(),
         LockState::Open => return,
     };

@@ -4,10 +4,10 @@
 use clap::Subcommand;
 use serde_json::{json, Value as Json};
 use twostep_proto::status_key as key;
-use twostep_proto::{repair_key, AdminProxy, Properties};
-use zbus::zvariant::{OwnedValue, Value};
+use twostep_proto::{event_key, repair_key, AdminProxy, Properties};
+use zbus::zvariant::Value;
 
-use crate::io::{explain, when};
+use crate::io::{explain, json_time, out_json, when};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -18,12 +18,14 @@ pub enum UserCommand {
         /// Only the required users without a second factor (the roll-out view).
         #[arg(long)]
         pending: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
     /// One user, with their latest events.
     Show {
         name: String,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -54,6 +56,7 @@ pub enum UserCommand {
         /// Write the repaired record (the damaged file is kept beside it).
         #[arg(long)]
         yes: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -123,18 +126,30 @@ pub async fn reload(conn: &zbus::Connection) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn to_json(v: &OwnedValue) -> Json {
-    match &**v {
+/// A bus value as JSON, times as the daemon sent them (Unix seconds): the text output
+/// reads them; [`for_output`] makes them RFC 3339 for `--json`.
+pub(crate) fn to_json(v: &Value<'_>) -> Json {
+    match v {
         Value::Bool(b) => json!(b),
         Value::U32(n) => json!(n),
         Value::U64(n) => json!(n),
         Value::I64(n) => json!(n),
         Value::Str(s) => json!(s.as_str()),
+        Value::Value(inner) => to_json(inner),
+        // An event of `events` aa{sv} (keys of `twostep_proto::event_key`).
+        Value::Dict(d) => Json::Object(
+            d.iter()
+                .map(|(k, v)| {
+                    let k = <&str>::try_from(k).unwrap_or_default().to_owned();
+                    (k, to_json(v))
+                })
+                .collect(),
+        ),
         Value::Array(a) => Json::Array(
             a.iter()
                 .map(|e| match e {
                     // `authenticators` a(stt): name, added, last used.
-                    Value::Structure(s) if matches!(s.fields().first(), Some(Value::Str(_))) => {
+                    Value::Structure(s) => {
                         let f = s.fields();
                         let name = f
                             .first()
@@ -144,16 +159,7 @@ pub(crate) fn to_json(v: &OwnedValue) -> Json {
                         let used = f.get(2).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
                         json!({ "name": name, "added": added, "last_used": used })
                     }
-                    Value::Structure(s) => {
-                        let f = s.fields();
-                        let at = f.first().and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
-                        let what = f
-                            .get(1)
-                            .and_then(|v| <&str>::try_from(v).ok())
-                            .unwrap_or("");
-                        json!({ "at": at, "what": what })
-                    }
-                    other => json!(other.to_string()),
+                    other => to_json(other),
                 })
                 .collect(),
         ),
@@ -163,6 +169,38 @@ pub(crate) fn to_json(v: &OwnedValue) -> Json {
 
 fn object(p: &Properties) -> Json {
     Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+}
+
+/// A user dict of [`object`] as `--json` prints it: every time RFC 3339 or `null`
+/// ([`json_time`]): the lock, last success and failure, each authenticator's `added` and
+/// `last_used`, each event's `at`.
+fn for_output(mut u: Json) -> Json {
+    let time = |v: &mut Json, k: &str| {
+        if let Some(x) = v.get_mut(k) {
+            *x = json_time(x.as_u64().unwrap_or(0));
+        }
+    };
+    for k in [
+        key::LOCKED_UNTIL,
+        key::LAST_SUCCESS,
+        key::LAST_FAILURE,
+        key::CLOCK_SKEW_SEEN,
+        key::CLOCK_BACK_SEEN,
+    ] {
+        time(&mut u, k);
+    }
+    if let Some(Json::Array(list)) = u.get_mut(key::AUTHENTICATORS) {
+        for a in list {
+            time(a, "added");
+            time(a, "last_used");
+        }
+    }
+    if let Some(Json::Array(list)) = u.get_mut(key::EVENTS) {
+        for e in list {
+            time(e, event_key::AT);
+        }
+    }
+    u
 }
 
 fn s(p: &Json, k: &str) -> String {
@@ -196,7 +234,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         .filter(|u| !locked_only || t(u, key::LOCKED_UNTIL) != 0)
         .collect();
     if json {
-        outln!("{}", Json::Array(users));
+        out_json(&Json::Array(users.into_iter().map(for_output).collect()));
         return Ok(());
     }
     if users.is_empty() {
@@ -211,7 +249,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
         return Ok(());
     }
     outln!(
-        "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+        "{:<16} {:<8} {:<9} {:<30} {:>8} {:<23} {:<23} {:<23}",
         "USER",
         "METHODS",
         "REQUIRED",
@@ -237,7 +275,7 @@ async fn list(admin: &AdminProxy<'_>, json: bool, locked_only: bool) -> Result<(
             x => when(x),
         };
         outln!(
-            "{:<16} {:<8} {:<9} {:<30} {:>8} {:<22} {:<22} {:<22}",
+            "{:<16} {:<8} {:<9} {:<30} {:>8} {:<23} {:<23} {:<23}",
             s(u, key::USER),
             methods,
             s(u, key::REQUIRED),
@@ -261,7 +299,7 @@ async fn pending(admin: &AdminProxy<'_>, json: bool) -> Result<(), String> {
         .map(object)
         .collect();
     if json {
-        outln!("{}", Json::Array(users));
+        out_json(&Json::Array(users.into_iter().map(for_output).collect()));
         return Ok(());
     }
     if users.is_empty() {
@@ -298,7 +336,7 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         .map_err(|e| format!("{name}: {}", explain(e)))?;
     let u = object(&p);
     if json {
-        outln!("{u}");
+        out_json(&for_output(u));
         return Ok(());
     }
     if !s(&u, key::ERROR).is_empty() {
@@ -359,10 +397,41 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     if let Some(Json::Array(events)) = u.get(key::EVENTS) {
         outln!("Recent events:");
         for e in events {
-            outln!("  {}  {}", when(t(e, "at")), s(e, "what"));
+            outln!("  {}", event_line(e));
         }
     }
     Ok(())
+}
+
+/// One event of `user show`: time, kind, words, then where from and who, as `key=value`
+/// (values quoted as in log lines, so a client-supplied host cannot read as another
+/// field; `-` unknown, as in events of older records).
+fn event_line(e: &Json) -> String {
+    use twostepd::core::audit::{field, Source};
+    let actor = Source::actor_text(
+        &s(e, event_key::ACTOR),
+        e.get(event_key::ACTOR_UID)
+            .and_then(Json::as_u64)
+            .and_then(|u| u32::try_from(u).ok()),
+    );
+    let kind = match s(e, event_key::KIND) {
+        k if k.is_empty() => "-".to_owned(),
+        k => k,
+    };
+    format!(
+        "{}  {kind:<14} {}  service={} rhost={} tty={} method={} by={}",
+        when(t(e, event_key::AT)),
+        s(e, event_key::WHAT),
+        field(&s(e, event_key::SERVICE)),
+        field(&s(e, event_key::RHOST)),
+        field(&s(e, event_key::TTY)),
+        field(&s(e, event_key::METHOD)),
+        if actor == "-" {
+            actor
+        } else {
+            field(&actor).into_owned()
+        },
+    )
 }
 
 async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Result<(), String> {
@@ -404,7 +473,7 @@ async fn repair(admin: &AdminProxy<'_>, name: &str, yes: bool, json: bool) -> Re
             "user": name, "path": path, "damage": damage, "slots": slots,
             "may_be_lost": may_be_lost, "restored": restored, "written": written, "kept": kept,
         });
-        outln!("{r}");
+        out_json(&r);
         return Ok(());
     }
     outln!("Record of {name}: {path}");

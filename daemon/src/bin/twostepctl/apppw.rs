@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::json;
 use twostep_proto::{AppPasswordEntry, AppPasswordProxy, APP_PASSWORD_LONGEST, APP_PASSWORD_NEVER};
 
-use crate::io::{explain, read_proof, when};
+use crate::io::{explain, json_time, read_proof, when};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -36,6 +36,7 @@ pub enum Command {
     /// Your app passwords: name, id, services, created, expires, last use (service and
     /// remote host); revoked and expired ones too.
     List {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -52,6 +53,7 @@ pub enum AdminCommand {
     /// A user's app passwords.
     List {
         user: String,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -97,7 +99,7 @@ pub async fn run(conn: &zbus::Connection, cmd: Command) -> Result<(), String> {
             if json {
                 let mut v = to_json(&entry);
                 v["password"] = json!(password.as_str());
-                outln!("{v}");
+                crate::io::out_json(&v);
             } else {
                 outln!(
                     "App password {:?} for {}:",
@@ -159,10 +161,10 @@ fn to_json(e: &AppPasswordEntry) -> serde_json::Value {
         "name": e.name,
         "id": e.id,
         "services": e.services,
-        "created": e.created,
-        "expires": e.expires,
-        "revoked": e.revoked,
-        "last_used": e.last_used,
+        "created": json_time(e.created),
+        "expires": json_time(e.expires),
+        "revoked": json_time(e.revoked),
+        "last_used": json_time(e.last_used),
         "last_service": e.last_service,
         "last_rhost": e.last_rhost,
     })
@@ -171,7 +173,7 @@ fn to_json(e: &AppPasswordEntry) -> serde_json::Value {
 fn print_list(list: &[AppPasswordEntry], json: bool) {
     if json {
         let v: Vec<serde_json::Value> = list.iter().map(to_json).collect();
-        outln!("{}", serde_json::Value::Array(v));
+        crate::io::out_json(&serde_json::Value::Array(v));
         return;
     }
     if list.is_empty() {

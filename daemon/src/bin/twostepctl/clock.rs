@@ -8,7 +8,7 @@ use twostep_proto::Properties;
 
 use twostepd::core::clock_trouble::offset_text;
 
-use crate::io::when;
+use crate::io::{json_time, when};
 
 /// The `clock_*` keys of one user's dict (0 / empty: nothing seen).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,13 +72,13 @@ impl ClockView {
         m.insert(key::CLOCK_SKEW.into(), self.skew.into());
         m.insert(key::CLOCK_SKEW_SECONDS.into(), self.skew_seconds.into());
         m.insert(key::CLOCK_SKEW_TIMES.into(), self.skew_times.into());
-        m.insert(key::CLOCK_SKEW_SEEN.into(), self.skew_seen.into());
+        m.insert(key::CLOCK_SKEW_SEEN.into(), json_time(self.skew_seen));
         m.insert(
             key::CLOCK_SKEW_AUTHENTICATOR.into(),
             self.skew_authenticator.clone().into(),
         );
         m.insert(key::CLOCK_BACK.into(), self.back.into());
-        m.insert(key::CLOCK_BACK_SEEN.into(), self.back_seen.into());
+        m.insert(key::CLOCK_BACK_SEEN.into(), json_time(self.back_seen));
         m
     }
 

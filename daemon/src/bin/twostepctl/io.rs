@@ -174,16 +174,31 @@ pub fn own_name() -> String {
         .map_or_else(|| uid.to_string(), |u| u.name)
 }
 
-/// Unix seconds as a UTC time for people; 0 is "never".
+/// Unix seconds as a time for people (`2026-11-30 03:12:45 UTC`, the one rule of
+/// `timefmt::human`); 0 is "never".
 pub fn when(t: u64) -> String {
     match t {
         0 => "never".into(),
         u64::MAX => "until an administrator unlocks".into(),
-        t => {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
-            humantime::format_rfc3339_seconds(at).to_string()
-        }
+        t => twostepd::core::timefmt::human(twostepd::core::UnixTime(t)),
     }
+}
+
+/// Unix seconds as a `--json` time: RFC 3339 in UTC (`2026-11-30T03:12:45Z`), `null`
+/// for 0 (never, not locked). `u64::MAX` (locked until an administrator unlocks) is the
+/// latest RFC 3339 time, `9999-12-31T23:59:59Z`.
+pub fn json_time(t: u64) -> serde_json::Value {
+    match t {
+        0 => serde_json::Value::Null,
+        t => twostepd::core::timefmt::rfc3339(twostepd::core::UnixTime(t)).into(),
+    }
+}
+
+/// Print `v` as the one JSON document of a `--json` command: on one line, then a newline.
+/// A `--json` command prints nothing else on standard output (hints and prompts go to
+/// standard error; a failure prints its message there, nothing here, and exits non-zero).
+pub fn out_json(v: &serde_json::Value) {
+    out(&format!("{v}\n"));
 }
 
 pub fn manpage(cmd: &clap::Command, dir: &Path) -> Result<(), String> {
@@ -201,7 +216,11 @@ mod tests {
     #[test]
     fn times_read_as_utc() {
         assert_eq!(when(0), "never");
-        assert_eq!(when(1), "1970-01-01T00:00:01Z");
-        assert_eq!(when(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(when(1), "1970-01-01 00:00:01 UTC");
+        assert_eq!(when(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(when(u64::MAX), "until an administrator unlocks");
+        assert_eq!(json_time(0), serde_json::Value::Null);
+        assert_eq!(json_time(1_796_008_365), "2026-11-30T03:12:45Z");
+        assert_eq!(json_time(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }

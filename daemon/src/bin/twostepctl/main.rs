@@ -52,6 +52,7 @@ enum Command {
         /// Only show how many unused recovery codes are left (no code needed).
         #[arg(long)]
         count: bool,
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -59,6 +60,7 @@ enum Command {
     Disable,
     /// Show your second-factor state.
     Status {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -67,6 +69,7 @@ enum Command {
     User(admin::UserCommand),
     /// Admin: list locked users.
     Locks {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +88,7 @@ enum Command {
     /// Check the PAM stacks, sshd's configuration and the daemon for every way the second
     /// factor can be skipped or never reached (reads only). Exit 1 when something is wrong.
     Doctor {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
         /// The PAM configuration directory.

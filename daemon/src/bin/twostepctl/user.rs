@@ -11,15 +11,21 @@ use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
 
 use crate::clock::ClockView;
-
-use crate::io::{explain, read_line, read_proof, when};
+use crate::io::{explain, json_time, out_json, read_line, read_proof, when};
 
 #[derive(Args)]
 pub struct EnrollArgs {
-    /// Print machine-readable JSON lines (key first, recovery codes after confirming) and
-    /// read the code from stdin without prompting.
+    /// Machine-readable, in two runs that each print one JSON document: this run prints
+    /// the new key (`secret`, `uri`, `algorithm`, `digits`, `period`, `expires`) and
+    /// leaves it pending; a second run with --confirm reads the code from stdin and prints
+    /// the result (with the recovery codes).
     #[arg(long)]
     json: bool,
+    /// Confirm the key an earlier run left pending (`--json`, or a run that ended before
+    /// its code): read the code from stdin (up to three lines) and activate it. Needs no
+    /// current code: that was asked when the key was made.
+    #[arg(long)]
+    confirm: bool,
     /// Also write the QR code to this file: PNG or SVG, by extension.
     #[arg(long, value_name = "PATH")]
     qr_file: Option<PathBuf>,
@@ -57,6 +63,10 @@ fn write_qr_file(path: &std::path::Path, uri: &str) -> Result<(), String> {
 
 pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Result<(), String> {
     let user = UserProxy::new(conn).await.map_err(explain)?;
+    let again = if reset { "reset" } else { "enroll" };
+    if a.confirm {
+        return confirm_enrolment(&user, a, reset, None).await;
+    }
     let proof = if reset {
         read_proof()?
     } else {
@@ -73,18 +83,32 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
             }
             other => explain(other),
         })?;
-    show_pending(a, &pending)?;
-    let (digits, expires) = (pending.digits, pending.expires_at);
-    crate::io::flush_output();
+    show_pending(a, &pending, &format!("twostepctl {again} --confirm --json"))?;
+    if a.json {
+        return Ok(());
+    }
+    confirm_enrolment(&user, a, reset, Some(&pending)).await
+}
+
+/// Read the code of the pending key (up to three tries) and confirm it: the recovery
+/// codes (new ones at a first enrolment) as `a` asks. `pending`: the key this run showed.
+async fn confirm_enrolment(
+    user: &UserProxy<'_>,
+    a: &EnrollArgs,
+    reset: bool,
+    pending: Option<&PendingEnrollment>,
+) -> Result<(), String> {
+    let again = if reset { "reset" } else { "enroll" };
+    let digits = pending.map_or_else(|| "6 to 8".to_owned(), |p| p.digits.to_string());
+    let stays = pending.map_or_else(String::new, |p| format!(" until {}", when(p.expires_at)));
     for attempt in 1..=3 {
         let Some(code) = read_line(
             &format!("Enter the {digits}-digit code your app shows: "),
             !a.json,
         ) else {
             return Err(format!(
-                "no code given; the new key stays pending until {}: run `twostepctl {}` again",
-                when(expires),
-                if reset { "reset" } else { "enroll" }
+                "no code given; the new key stays pending{stays}: run `twostepctl {again} \
+                 --confirm` to enter its code, or `twostepctl {again}` for a new key"
             ));
         };
         match user
@@ -104,13 +128,14 @@ pub async fn enroll(conn: &zbus::Connection, a: &EnrollArgs, reset: bool) -> Res
         }
     }
     Err(format!(
-        "three wrong codes; nothing changed: run `twostepctl {}` again",
-        if reset { "reset" } else { "enroll" }
+        "three wrong codes; the key was not activated: run `twostepctl {again} --confirm` to \
+         try again, or `twostepctl {again}` for a new key"
     ))
 }
 
-/// Show the pending key `p` as `a` asks: JSON line, or QR code and key for people.
-fn show_pending(a: &EnrollArgs, p: &PendingEnrollment) -> Result<(), String> {
+/// Show the pending key `p` as `a` asks: the one JSON document of a `--json` run (with
+/// `next`: the command that confirms it), or QR code and key for people.
+fn show_pending(a: &EnrollArgs, p: &PendingEnrollment, next: &str) -> Result<(), String> {
     let PendingEnrollment {
         secret_base32: secret,
         otpauth_uri: uri,
@@ -123,11 +148,14 @@ fn show_pending(a: &EnrollArgs, p: &PendingEnrollment) -> Result<(), String> {
         write_qr_file(path, uri)?;
     }
     if a.json {
-        let line = serde_json::json!({
+        let doc = serde_json::json!({
+            "pending": true,
             "secret": secret, "uri": uri, "algorithm": algorithm,
-            "digits": digits, "period": period, "expires": expires,
+            "digits": digits, "period": period, "expires": json_time(*expires),
+            "qr_file": a.qr_file.as_ref().map(|p| p.display().to_string()),
+            "next": next,
         });
-        outln!("{line}");
+        out_json(&doc);
     } else {
         outln!("Scan this QR code with your authenticator app:\n");
         if !a.no_qr {
@@ -167,6 +195,7 @@ pub enum AuthenticatorCommand {
     },
     /// List your authenticators: name, when added, when last used.
     List {
+        /// Print one JSON document instead of text (times in RFC 3339, UTC).
         #[arg(long)]
         json: bool,
     },
@@ -191,17 +220,15 @@ pub async fn authenticator(
             if json {
                 let v: Vec<serde_json::Value> = list
                     .iter()
-                    .map(|(name, added, used)| {
-                        serde_json::json!({ "name": name, "added": added, "last_used": used })
-                    })
+                    .map(|(name, added, used)| authenticator_json(name, *added, *used))
                     .collect();
-                outln!("{}", serde_json::Value::Array(v));
+                out_json(&serde_json::Value::Array(v));
             } else if list.is_empty() {
                 outln!("No authenticator yet: run `twostepctl enroll`.");
             } else {
-                outln!("{:<24} {:<22} {:<22}", "NAME", "ADDED", "LAST USED");
+                outln!("{:<24} {:<23} {:<23}", "NAME", "ADDED", "LAST USED");
                 for (name, added, used) in &list {
-                    outln!("{:<24} {:<22} {:<22}", name, when(*added), when(*used));
+                    outln!("{:<24} {:<23} {:<23}", name, when(*added), when(*used));
                 }
             }
             Ok(())
@@ -229,24 +256,42 @@ pub async fn authenticator(
 }
 
 async fn add_authenticator(user: &UserProxy<'_>, name: &str, a: &EnrollArgs) -> Result<(), String> {
+    if a.confirm {
+        return confirm_authenticator(user, name, a, None).await;
+    }
     let proof = read_proof()?;
     let pending = user
         .authenticator_add(name, proof.as_bytes())
         .await
         .map_err(explain)?;
-    show_pending(a, &pending)?;
+    let next = format!(
+        "twostepctl authenticator add {} --confirm --json",
+        twostepd::core::audit::field(name)
+    );
+    show_pending(a, &pending, &next)?;
+    if a.json {
+        return Ok(());
+    }
+    confirm_authenticator(user, name, a, Some(&pending)).await
+}
+
+/// Read the code of the pending authenticator `name` (up to three tries) and confirm it.
+async fn confirm_authenticator(
+    user: &UserProxy<'_>,
+    name: &str,
+    a: &EnrollArgs,
+    pending: Option<&PendingEnrollment>,
+) -> Result<(), String> {
+    let digits = pending.map_or_else(|| "6 to 8".to_owned(), |p| p.digits.to_string());
+    let stays = pending.map_or_else(String::new, |p| format!(" until {}", when(p.expires_at)));
     for attempt in 1..=3 {
         let Some(code) = read_line(
-            &format!(
-                "Enter the {}-digit code the new authenticator shows: ",
-                pending.digits
-            ),
+            &format!("Enter the {digits}-digit code the new authenticator shows: "),
             !a.json,
         ) else {
             return Err(format!(
-                "no code given; the new key stays pending until {}: run `twostepctl \
-                 authenticator add` again",
-                when(pending.expires_at)
+                "no code given; the new key stays pending{stays}: run `twostepctl \
+                 authenticator add NAME --confirm` to enter its code"
             ));
         };
         match user
@@ -256,7 +301,7 @@ async fn add_authenticator(user: &UserProxy<'_>, name: &str, a: &EnrollArgs) -> 
         {
             Ok(()) => {
                 if a.json {
-                    outln!("{}", serde_json::json!({ "active": true, "name": name }));
+                    out_json(&serde_json::json!({ "active": true, "name": name }));
                 } else {
                     outln!("Authenticator {name:?} is active: a login accepts its codes too.");
                 }
@@ -269,15 +314,16 @@ async fn add_authenticator(user: &UserProxy<'_>, name: &str, a: &EnrollArgs) -> 
             Err(e) => return Err(explain(e)),
         }
     }
-    Err("three wrong codes; nothing changed: run `twostepctl authenticator add` again".into())
+    Err(
+        "three wrong codes; the key was not activated: run `twostepctl authenticator add NAME \
+         --confirm` to try again"
+            .into(),
+    )
 }
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
     if json {
-        outln!(
-            "{}",
-            serde_json::json!({ "active": true, "recovery_codes": codes })
-        );
+        out_json(&serde_json::json!({ "active": true, "recovery_codes": codes }));
         return;
     }
     outln!(
@@ -317,7 +363,7 @@ pub async fn recovery_codes(
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0);
         if json {
-            outln!("{}", serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
+            out_json(&serde_json::json!({ key::RECOVERY_CODES_LEFT: left }));
         } else {
             outln!("{left} recovery codes left.");
         }
@@ -329,7 +375,7 @@ pub async fn recovery_codes(
         .await
         .map_err(explain)?;
     if json {
-        outln!("{}", serde_json::json!({ "recovery_codes": codes }));
+        out_json(&serde_json::json!({ "recovery_codes": codes }));
     } else {
         outln!("New recovery codes; the old ones no longer work.");
         print_recovery(&codes);
@@ -381,11 +427,11 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             (key::REQUIRED): b(key::REQUIRED),
             (key::MAY_TOGGLE): b(key::MAY_TOGGLE),
             (key::FAILURES): n(key::FAILURES),
-            (key::LOCKED_UNTIL): t(key::LOCKED_UNTIL),
-            (key::LAST_SUCCESS): t(key::LAST_SUCCESS),
-            (key::LAST_FAILURE): t(key::LAST_FAILURE),
+            (key::LOCKED_UNTIL): json_time(t(key::LOCKED_UNTIL)),
+            (key::LAST_SUCCESS): json_time(t(key::LAST_SUCCESS)),
+            (key::LAST_FAILURE): json_time(t(key::LAST_FAILURE)),
             (key::AUTHENTICATORS): authenticators(&props).iter().map(|(name, added, used)| {
-                serde_json::json!({ "name": name, "added": added, "last_used": used })
+                authenticator_json(name, *added, *used)
             }).collect::<Vec<_>>(),
             (key::EMAIL): text(key::EMAIL),
             (key::EMAIL_PENDING): text(key::EMAIL_PENDING),
@@ -394,7 +440,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
         if let Some(o) = v.as_object_mut() {
             o.extend(ClockView::from_props(&props).json_pairs());
         }
-        outln!("{v}");
+        out_json(&v);
         return Ok(());
     }
     let app = if !authenticators(&props).is_empty() {
@@ -459,6 +505,11 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
         outln!("Clock:                {line}");
     }
     Ok(())
+}
+
+/// One authenticator for `--json`: name, and RFC 3339 times (`last_used` null: never).
+fn authenticator_json(name: &str, added: u64, used: u64) -> serde_json::Value {
+    serde_json::json!({ "name": name, "added": json_time(added), "last_used": json_time(used) })
 }
 
 /// The `authenticators` entry of a status dict: (name, added, last used).

@@ -1629,6 +1629,13 @@ mod tests {
             big.events.push(crate::core::record::Event {
                 at: crate::core::UnixTime(i),
                 what: "x".repeat(40),
+                kind: crate::core::audit::EventKind::Unknown,
+                service: String::new(),
+                rhost: String::new(),
+                tty: String::new(),
+                method: String::new(),
+                actor: String::new(),
+                actor_uid: None,
             });
         }
         s.save(&big).unwrap();

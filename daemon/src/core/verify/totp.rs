@@ -3,6 +3,7 @@
 //! with its own replay mark.
 
 use super::Attempt;
+use crate::core::audit::Source;
 use crate::core::clock_trouble;
 use crate::core::record::Record;
 use crate::core::totp::{self, Check};
@@ -64,6 +65,7 @@ pub(super) fn diagnose(
     answer: &[u8],
     now: UnixTime,
     window: u64,
+    from: &Source,
 ) -> Result<(), Error> {
     if !answer.iter().all(u8::is_ascii_digit) {
         return Ok(());
@@ -83,7 +85,7 @@ pub(super) fn diagnose(
         }
     }
     if let Some((name, steps, period)) = found {
-        clock_trouble::note_skew(record, &name, steps, period, now);
+        clock_trouble::note_skew(record, &name, (steps, period), now, from);
     }
     Ok(())
 }

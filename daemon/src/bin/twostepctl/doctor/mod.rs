@@ -282,7 +282,7 @@ pub async fn run(
         daemons,
     };
     if json {
-        outln!("{}", report.json());
+        crate::io::out_json(&report.json());
     } else {
         crate::io::out(&report.text());
     }
