@@ -414,6 +414,17 @@ pub struct AppPasswords {
     /// Days before its expiry that an app password is announced to its user (once: logged,
     /// marked in the record, mailed when `[mail]` is on), 0 to 365; 0: never. Default 7.
     pub notice_days: Bounded<0, 365>,
+    /// Wrong app passwords of one user (each within `failure_window_seconds` of the one
+    /// before) that lock that user's app passwords, 1 to 1000. Default 10. Their own
+    /// counter (review M4): they never count toward `[lockout]`, so a wrong app password at
+    /// IMAP cannot lock anyone out of SSH, sudo or the console.
+    pub max_failures: Bounded<1, 1000>,
+    /// How long such a lock lasts, in seconds, 1 to 86400. Default 300. It never turns into
+    /// a lock until an admin unlocks: an app password is a 124-bit secret, so a lock only
+    /// slows a flood; a longer one would only help whoever wants the user's mail cut off.
+    pub lockout_seconds: Bounded<1, 86400>,
+    /// Wrong app passwords older than this stop counting, in seconds, 1 to 86400. Default 900.
+    pub failure_window_seconds: Bounded<1, 86400>,
 }
 
 impl Default for AppPasswords {
@@ -423,6 +434,9 @@ impl Default for AppPasswords {
             max_days: Bounded::new(365),
             allow_never: false,
             notice_days: Bounded::new(7),
+            max_failures: Bounded::new(10),
+            lockout_seconds: Bounded::new(300),
+            failure_window_seconds: Bounded::new(900),
         }
     }
 }

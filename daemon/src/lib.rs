@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod clockwatch;
 pub mod configfile;
 pub mod core;
 #[doc(hidden)]

@@ -103,13 +103,22 @@ impl Fixture {
 
     /// As [`Fixture::start`], each service's stack made by `stack` from the bus address.
     fn start_with(suffixes: &[&str], stack: impl Fn(&str) -> String) -> Fixture {
+        Fixture::start_configured(suffixes, stack, |c| c)
+    }
+
+    /// As [`Fixture::start_with`], the daemon's config changed by `more`.
+    fn start_configured(
+        suffixes: &[&str],
+        stack: impl Fn(&str) -> String,
+        more: impl FnOnce(DaemonConfig) -> DaemonConfig,
+    ) -> Fixture {
         let bus = Bus::start();
         let services: Vec<PamService> = suffixes
             .iter()
             .map(|s| PamService::named(s, &stack(bus.address())))
             .collect();
         let names: Vec<&str> = services.iter().map(PamService::name).collect();
-        let daemon = Daemon::start_with(&bus, config(&names));
+        let daemon = Daemon::start_with(&bus, more(config(&names)));
         let ctl = Ctl::new(&bus);
         let user = LoginUser::create();
         let e = ctl.enroll(user.user());
@@ -233,10 +242,13 @@ fn an_app_password_opens_its_service_until_it_expires_or_is_revoked() {
         .answer(user.password())
         .run()
         .assert_refused_with(strerror::AUTH_ERR);
-    // The wrong ones were charged to the user's lockout: the other service and the account
-    // password. The app password typed at a code prompt is no code of any shape and is not
-    // counted (issue 20 item 5: an answer no method could take is a slip, not a guess).
-    assert_eq!(ctl.status(user.user())["failures"], 2);
+    // The wrong ones (the other service, the account password) count toward the app
+    // passwords' own lock, not the codes' (review M4). The app password typed at a code
+    // prompt is no code of any shape and is not counted (issue 20 item 5: an answer no
+    // method could take is a slip, not a guess).
+    let status = ctl.status(user.user());
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["app_password_failures"], 2, "{status}");
     // An unknown user: asked the same, refused the same.
     let run = imap.auth("ts_no_such_user_here").answer(&password).run();
     run.assert_refused_with(strerror::AUTH_ERR);
@@ -465,6 +477,73 @@ fn only_services_the_host_lists_accept_app_passwords() {
         .answer("abcde-fghjk-mnpqr-stuvw-xyz23-45678")
         .run()
         .assert_refused_with(strerror::AUTH_ERR);
+}
+
+/// Review M4: wrong app passwords (`[app_passwords] max_failures` of them, more than
+/// `[lockout] max_failures`) lock the user's app passwords, the right one included, and
+/// nothing else: the code login through real libpam still works, and `user unlock` opens
+/// the app passwords again.
+#[test]
+fn wrong_app_passwords_lock_app_passwords_not_the_code_login() {
+    let f = Fixture::start_configured(&["imap"], app_password_stack, |c| {
+        c.set("app_passwords", "max_failures", "4")
+            .set("app_passwords", "lockout_seconds", "3600")
+            .set("lockout", "max_failures", "3")
+    });
+    let (imap, ctl, user) = (f.imap(), &f.ctl, &f.user);
+    let login = PamService::new(&logins::password_then_code(f.bus.address(), ""));
+    let (_, password) = f.create("mail client", &[], 1);
+    let wrong = "aaaaa-bbbbb-ccccc-ddddd-eeeee-fffff";
+    for _ in 0..3 {
+        imap.auth(user.name())
+            .answer(wrong)
+            .run()
+            .assert_refused_with(strerror::AUTH_ERR);
+    }
+    // The fourth locks them, and says so.
+    let run = imap.auth(user.name()).answer(wrong).run();
+    run.assert_refused();
+    assert!(
+        run.conversation().contains("app passwords are locked"),
+        "{run}"
+    );
+    // Locked: the right app password is refused too.
+    let run = imap.auth(user.name()).answer(&password).run();
+    run.assert_refused();
+    assert!(
+        run.conversation().contains("app passwords are locked"),
+        "{run}"
+    );
+    let status = ctl.status(user.user());
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["locked_until"], 0, "{status}");
+    assert_eq!(status["app_password_failures"], 4, "{status}");
+    assert!(
+        status["app_password_locked_until"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+    // The code login is not locked.
+    login
+        .auth(user.name())
+        .answer(user.password())
+        .answer(f.e.code_after(2))
+        .run()
+        .assert_success();
+    // The admin sees it, and unlock opens the app passwords again.
+    let shown = ctl.run(None, &["user", "show", user.name()], b"");
+    assert!(
+        shown
+            .stdout
+            .contains("App passwords:    4 wrong, locked until"),
+        "{shown}"
+    );
+    let out = ctl.run(None, &["user", "unlock", user.name()], b"");
+    assert!(out.success(), "{out}");
+    imap.auth(user.name())
+        .answer(&password)
+        .run()
+        .assert_success();
+    assert_eq!(ctl.status(user.user())["app_password_failures"], 0);
 }
 
 /// A real Dovecot (dovecot-imapd) with `passdb pam` on the app-password service: an IMAP

@@ -17,17 +17,20 @@ fn codes_of_a_phone_four_minutes_behind_are_refused_and_named() {
     let user = User::create();
     let key = s.ctl.enroll(&user);
     assert_eq!(key.period, 30);
-    // Ten seconds left in the step at least, so the offset cannot change mid-test.
+    // Ten seconds left in the step at least: the steps `wrong` avoids stay around now.
     let now = otp::settled_step(key.period, Duration::from_secs(10));
-    let behind = key.code_at((now - 8) * key.period + 5); // 4 min behind, as oathtool says
-                                                          // Wrong over the whole ±10 minutes the daemon looks at, so only `behind` is noted.
+    // The phone 4 minutes behind: oathtool's code of the time 240 s ago, computed at each
+    // use (so a step boundary between two uses cannot change the offset).
+    let behind = || key.code_at(otp::now() - 240);
+    // Wrong over the whole ±10 minutes the daemon looks at, so only `behind` is noted.
     let near: Vec<String> = (now - 25..=now + 25).map(|s| key.code_at_step(s)).collect();
     let wrong = otp::wrong_code(key.digits, &near);
 
     // A wrong code, then the shifted one: the same refusal, both charged.
     let w = s.pam.login(user.name(), &wrong);
     w.assert_refused();
-    let b = s.pam.login(user.name(), &behind);
+    let first = behind();
+    let b = s.pam.login(user.name(), &first);
     b.assert_refused();
     assert_eq!(b.pam_error(), w.pam_error());
     assert_eq!(b.conversation(), w.conversation());
@@ -66,10 +69,10 @@ fn codes_of_a_phone_four_minutes_behind_are_refused_and_named() {
         log.contains("clock=skew steps=-8"),
         "no clock line in the log:\n{log}"
     );
-    assert!(!log.contains(&behind), "the code is in the log:\n{log}");
+    assert!(!log.contains(&first), "the code is in the log:\n{log}");
 
     // Seen again: a second sighting, and doctor warns about this user's phone.
-    s.pam.login(user.name(), &behind).assert_refused();
+    s.pam.login(user.name(), &behind()).assert_refused();
     let pam_dir = tempfile::tempdir().expect("temp dir");
     let sudoers = pam_dir.path().join("sudoers");
     std::fs::write(&sudoers, "").expect("sudoers");

@@ -165,6 +165,11 @@ pub mod status_key {
     pub const CLOCK_BACK: &str = "clock_back";
     /// `t`: when the host clock was last seen stepped back.
     pub const CLOCK_BACK_SEEN: &str = "clock_back_seen";
+    /// `u`: wrong app passwords counted toward the app passwords' own lock (review M4;
+    /// never part of [`FAILURES`]).
+    pub const APP_PASSWORD_FAILURES: &str = "app_password_failures";
+    /// `t`: app passwords (only they) are locked until this time; 0: not locked.
+    pub const APP_PASSWORD_LOCKED_UNTIL: &str = "app_password_locked_until";
     /// `s` (admin only): the account name.
     pub const USER: &str = "user";
     /// `u` (admin only): the account's uid.
@@ -201,6 +206,8 @@ pub mod status_key {
         CLOCK_SKEW_AUTHENTICATOR,
         CLOCK_BACK,
         CLOCK_BACK_SEEN,
+        APP_PASSWORD_FAILURES,
+        APP_PASSWORD_LOCKED_UNTIL,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
     /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].

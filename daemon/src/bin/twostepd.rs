@@ -143,6 +143,7 @@ async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Res
     // service manager restarts it against the new bus (a kept, dead connection would look
     // alive).
     tokio::spawn(twostepd::notices::run(Arc::clone(&core)));
+    tokio::spawn(twostepd::clockwatch::run());
     tokio::select! {
         r = serve_signals(&core, &config_path) => r?,
         r = identify.watch() => return Err(match r {

@@ -406,6 +406,8 @@ impl Props {
         self.put(key::EMAIL, s.email);
         self.put(key::EMAIL_PENDING, s.email_pending);
         self.put_clock(s.clock.unwrap_or_default());
+        self.put(key::APP_PASSWORD_FAILURES, s.app_password_failures);
+        self.put(key::APP_PASSWORD_LOCKED_UNTIL, s.app_password_locked_until);
     }
 
     /// The `clock_*` keys (0 / empty: nothing seen).

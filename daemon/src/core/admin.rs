@@ -274,7 +274,10 @@ pub(super) fn admin_act(
             // Why the last failure stays: the lock depends on the count alone (a count of
             // 0 is never locked), and `user show`'s "Last failure" must agree with the
             // failed attempts its events list.
-            Action::Unlock => r.failures = 0,
+            Action::Unlock => {
+                r.failures = 0;
+                super::apppw_lock::clear(r);
+            }
         }
         r.note(
             now,

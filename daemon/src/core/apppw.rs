@@ -15,11 +15,14 @@
 //! answers with a secret text prompt, and the password travels only in `Answer`, after the
 //! module has checked who owns the daemon's bus name. Every answer costs one argon2
 //! computation whatever the user name (unknown, without app passwords, or with a wrong one)
-//! except for a locked user, who is refused without one. Wrong passwords are charged to the
-//! user's lockout (one counter for every factor); a right one does not reset it: a mail
-//! client polling every minute would otherwise hand an attacker unlimited guesses at codes.
-//! It is still a successful login: its time is the record's `last_success`
-//! (`lockout::note_success`), beside the app password's own last use.
+//! except for a locked user, who is refused without one. Wrong passwords count toward the
+//! app passwords' own lock (`apppw_lock`, `[app_passwords] max_failures`; review M4), never
+//! toward the codes' `[lockout]`, so a wrong app password at IMAP locks nobody out of SSH;
+//! a user locked by `[lockout]` cannot use app passwords either. A right one does not reset
+//! the codes' count: a mail client polling every minute would otherwise hand an attacker
+//! unlimited guesses at codes. It is still a successful login: its time is the record's
+//! `last_success` (`lockout::note_success`), beside the app password's own last use. The
+//! argon2 check runs between two store transactions, not inside one (see [`answer`]).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use twostep_proto::{limits, Accept, Step, Verdict};
 use zeroize::Zeroizing;
 
+use super::apppw_lock::{self, AppPasswordLockPolicy};
 use super::audit::{audit, field, LoginContext};
 use super::authz::{self, Caller};
 use super::engine::Core;
@@ -661,10 +665,9 @@ pub(super) fn begin(
     core.sessions().room(caller, account.uid, limits, now)?;
     if known {
         if let Some(record) = core.load(&account)? {
-            let policy = core.settings().lock_policy();
-            if let Some(msg) = locked_message(lockout::state(&record, now, &policy), now) {
+            if let Some(step) = lock_refusal(core, &record, now) {
                 audit(&account, &ctx, caller, "app-password-locked");
-                return Ok((String::new(), messages::done(Verdict::Locked, msg)));
+                return Ok((String::new(), step));
             }
         }
     }
@@ -681,8 +684,9 @@ pub(super) fn begin(
 
 /// Check `password` as an app password of `account` for the context's service. A locked
 /// user is refused without a hash; everyone else costs one: unknown names and users
-/// without a live app password against a dummy. Success records the last use (service and
-/// remote host); a wrong one is charged to the lockout. A user who is not enrolled, has no
+/// without a live app password against a dummy, computed outside any store transaction.
+/// Success records the last use (service and remote host); a wrong one is charged to the
+/// app passwords' own lock (`apppw_lock`), not to the codes' lockout. A user who is not enrolled, has no
 /// live app password and is not required gets `NotEnrolled` (with `nullok` the module
 /// passes them on to the next module, e.g. `pam_unix`; without it the module refuses them
 /// exactly as a wrong password). Refusals carry no text, except the lock's.
@@ -710,10 +714,9 @@ pub(super) fn answer(
         .load(account)?
         .unwrap_or_else(|| Record::for_account(&account.name, account.uid));
     if !record.enrolled() && !has_live(&record, now) {
-        let policy = core.settings().lock_policy();
-        if let Some(msg) = locked_message(lockout::state(&record, now, &policy), now) {
+        if let Some(step) = lock_refusal(core, &record, now) {
             audit(account, ctx, caller, "app-password-locked");
-            return Ok(messages::done(Verdict::Locked, msg));
+            return Ok(step);
         }
         let _ = find(&[], password, &ctx.service, now, core.hashes());
         let required = core
@@ -726,65 +729,109 @@ pub(super) fn answer(
         audit(account, ctx, caller, "app-password-not-enrolled");
         return Ok(messages::done(Verdict::NotEnrolled, String::new()));
     }
-    let policy = core.settings().lock_policy();
+    if let Some(step) = lock_refusal(core, &record, now) {
+        audit(account, ctx, caller, "app-password-locked");
+        return Ok(step);
+    }
+    // Why the hash is computed outside the store transaction (review M4): argon2 takes tens
+    // of milliseconds, and on PostgreSQL a transaction holds a pooled connection (and the
+    // user's row) all along. So: read, verify, then a second short transaction records the
+    // result, after checking again that the user is not locked and that the entry that
+    // matched is still there, unchanged and usable (a revoke in between wins).
+    let matched = find(
+        &record.app_passwords,
+        password,
+        &ctx.service,
+        now,
+        core.hashes(),
+    )
+    .and_then(|i| record.app_passwords.get(i))
+    .map(|e| (e.id.clone(), e.hash.clone()));
+    drop(record);
+    let pw_policy = AppPasswordLockPolicy::from_config(&core.config().app_passwords);
     let (step, outcome, locked) = core.update(account, |record| {
-        if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
-            let step = messages::done(Verdict::Locked, msg);
+        if let Some(step) = lock_refusal(core, record, now) {
             return (Write::Keep, Ok((step, "app-password-locked", None)));
         }
-        match find(
-            &record.app_passwords,
-            password,
-            &ctx.service,
-            now,
-            core.hashes(),
-        ) {
-            Some(i) => {
-                if let Some(entry) = record.app_passwords.get_mut(i) {
-                    entry.last_used = Some(LastUse {
-                        at: now,
-                        service: ctx.service.clone(),
-                        rhost: ctx.rhost.clone(),
-                    });
-                }
-                // Dated as the user's last success, the count kept (see the module doc).
-                lockout::note_success(record, now);
-                let step = messages::done(Verdict::Success, String::new());
-                (Write::Save, Ok((step, "app-password-success", None)))
-            }
-            None => {
-                lockout::charge(record, now, &policy);
-                record.last_failure_from = Some(login::failure_source(ctx));
-                let from = super::audit::Source::login(ctx, account).with_method("app-password");
+        let Some((id, hash)) = &matched else {
+            // Why not `[lockout]`: a wrong app password counts toward the app passwords'
+            // own lock only (review M4), never toward the codes' (`apppw_lock`).
+            let locked_now = apppw_lock::charge(record, now, &pw_policy);
+            let from = super::audit::Source::login(ctx, account).with_method("app-password");
+            record.note(
+                now,
+                super::audit::EventKind::Failure,
+                "failed app password attempt",
+                &from,
+            );
+            if locked_now {
                 record.note(
                     now,
-                    super::audit::EventKind::Failure,
-                    "failed app password attempt",
+                    super::audit::EventKind::Lock,
+                    "app passwords locked after wrong app passwords (codes are not affected)",
                     &from,
                 );
-                let (step, locked) = match locked_message(lockout::state(record, now, &policy), now)
-                {
-                    Some(lock) => {
-                        super::audit::note_lock(record, now, &from);
-                        (
-                            messages::done(
-                                Verdict::Denied,
-                                format!("{} {lock}", messages::APP_PASSWORD_WRONG),
-                            ),
-                            Some(record.clone()),
-                        )
-                    }
-                    None => (denied(), None),
-                };
-                (Write::Save, Ok((step, "app-password-wrong", locked)))
             }
-        }
+            let until = apppw_lock::locked_until(record, now, &pw_policy);
+            let (step, locked) = match until {
+                Some(until) if locked_now => (
+                    messages::done(
+                        Verdict::Denied,
+                        format!(
+                            "{} {}",
+                            messages::APP_PASSWORD_WRONG,
+                            apppw_lock::locked_message(until, now)
+                        ),
+                    ),
+                    Some(until),
+                ),
+                _ => (denied(), None),
+            };
+            return (Write::Save, Ok((step, "app-password-wrong", locked)));
+        };
+        let entry = record.app_passwords.iter_mut().find(|e| {
+            &e.id == id && &e.hash == hash && e.live(now) && e.services.contains(&ctx.service)
+        });
+        let Some(entry) = entry else {
+            // Revoked (or replaced) while its hash was checked: refused, not a guess.
+            return (Write::Keep, Ok((denied(), "app-password-revoked", None)));
+        };
+        entry.last_used = Some(LastUse {
+            at: now,
+            service: ctx.service.clone(),
+            rhost: ctx.rhost.clone(),
+        });
+        // Dated as the user's last success, the codes' count kept (see the module doc); the
+        // app passwords' own count starts again.
+        lockout::note_success(record, now);
+        apppw_lock::clear(record);
+        let step = messages::done(Verdict::Success, String::new());
+        (Write::Save, Ok((step, "app-password-success", None)))
     })?;
-    if let Some(record) = locked {
-        super::verify::notify_locked(core.settings(), account, &record, now);
+    if let Some(until) = locked {
+        log::warn!(
+            "user={} outcome=app-passwords-locked failures={} until={} (codes are not \
+             affected)",
+            field(&account.name),
+            pw_policy.max_failures,
+            super::timefmt::rfc3339(until)
+        );
     }
     audit(account, ctx, caller, outcome);
     Ok(step)
+}
+
+/// The refusal of an app-password login while the user is locked: by `[lockout]` (too many
+/// wrong codes: every login of the user is refused) or by the app passwords' own lock
+/// (`apppw_lock`: only app passwords are refused). `None`: not locked.
+fn lock_refusal(core: &Core, record: &Record, now: UnixTime) -> Option<Step> {
+    let policy = core.settings().lock_policy();
+    if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
+        return Some(messages::done(Verdict::Locked, msg));
+    }
+    let pw_policy = AppPasswordLockPolicy::from_config(&core.config().app_passwords);
+    apppw_lock::locked_until(record, now, &pw_policy)
+        .map(|until| messages::done(Verdict::Locked, apppw_lock::locked_message(until, now)))
 }
 
 /// Find the app passwords whose expiry is due to be announced (`[app_passwords]

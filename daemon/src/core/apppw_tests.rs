@@ -21,6 +21,7 @@ fn core() -> Core {
     let mut c = Config::default();
     c.totp.issuer = "test".into();
     c.lockout.max_failures = Bounded::new(3);
+    c.app_passwords.max_failures = Bounded::new(3);
     c.app_passwords.services = vec!["imap-t".into(), "smtp-t".into()];
     let accounts = FakeAccounts::new()
         .with("alice", 1000, &["alice"])
@@ -126,14 +127,17 @@ fn an_app_password_opens_its_services_repeatedly_and_nothing_else() {
         login(&core, "bob", "imap-t", pw.as_bytes(), t1),
         Verdict::NotEnrolled
     );
-    // One wrong answer was charged to alice (the sshd one was refused before any answer).
-    assert_eq!(core.status(&caller(1000), t1).unwrap().failures, 1);
-    // A success does not reset the count.
+    // One wrong answer was charged to alice's app passwords, not to her codes (review M4;
+    // the sshd one was refused before any answer).
+    let s = core.status(&caller(1000), t1).unwrap();
+    assert_eq!((s.failures, s.app_password_failures), (0, 1));
+    // A success resets the app passwords' count (never the codes': see `apppw`).
     assert_eq!(
         login(&core, "alice", "imap-t", pw.as_bytes(), t1),
         Verdict::Success
     );
-    assert_eq!(core.status(&caller(1000), t1).unwrap().failures, 1);
+    let s = core.status(&caller(1000), t1).unwrap();
+    assert_eq!((s.failures, s.app_password_failures), (0, 0));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Consecutive-failure lockout, one counter per user across every factor.
+//! Consecutive-failure lockout, one counter per user across every second factor (codes,
+//! email codes, recovery codes). App passwords have their own (`apppw_lock`, review M4).
 //!
 //! Every evaluated attempt is durable before it is answered: a wrong one is charged
 //! (counted, dated) and a right one resets the count, in the same store transaction that

@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod apppw;
+pub mod apppw_lock;
 pub mod audit;
 pub mod authz;
 pub mod clock;
@@ -46,6 +47,8 @@ pub mod trust;
 pub mod users;
 pub mod verify;
 
+#[cfg(test)]
+mod apppw_lock_tests;
 #[cfg(test)]
 mod apppw_tests;
 #[cfg(test)]

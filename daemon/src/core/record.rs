@@ -8,6 +8,7 @@ use twostep_config::Algorithm;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::apppw::AppPassword;
+use super::apppw_lock::AppPasswordFailures;
 use super::audit::{EventKind, Source};
 use super::clock_trouble::ClockNote;
 use super::email::EmailState;
@@ -86,6 +87,9 @@ pub struct Record {
     /// Clock trouble seen at this user's logins (issue 20 item 10, `clock_trouble`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockNote>,
+    /// Wrong app passwords, counted apart from `failures` (review M4, `apppw_lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_password_failures: Option<AppPasswordFailures>,
 }
 
 /// Something that happened to the user's second factor: when, what, and who acted from
@@ -157,6 +161,8 @@ struct OnDisk {
     last_failure_from: Option<String>,
     #[serde(default)]
     clock: Option<ClockNote>,
+    #[serde(default)]
+    app_password_failures: Option<AppPasswordFailures>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -218,6 +224,7 @@ impl TryFrom<OnDisk> for Record {
             email: d.email,
             last_failure_from: d.last_failure_from,
             clock: d.clock,
+            app_password_failures: d.app_password_failures,
         })
     }
 }

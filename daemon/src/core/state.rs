@@ -5,6 +5,7 @@
 
 use twostep_config::Config;
 
+use super::apppw_lock::{self, AppPasswordLockPolicy};
 use super::clock_trouble::ClockNote;
 use super::lockout::{self, locked_until, LockPolicy};
 use super::policy::{self, Requirement};
@@ -47,6 +48,10 @@ pub struct UserState {
     pub email_pending: String,
     /// Clock trouble seen at this user's logins (`clock_trouble`); `None`: none.
     pub clock: Option<ClockNote>,
+    /// Wrong app passwords counted toward their own lock (`apppw_lock`).
+    pub app_password_failures: u32,
+    /// App passwords locked until, Unix seconds; 0: not locked.
+    pub app_password_locked_until: u64,
 }
 
 impl UserState {
@@ -81,6 +86,16 @@ impl UserState {
             email: email_field(record, |e| e.address.as_ref()),
             email_pending: email_field(record, |e| e.pending.as_ref()),
             clock: record.clock.clone(),
+            app_password_failures: record
+                .app_password_failures
+                .as_ref()
+                .map_or(0, |f| f.failures),
+            app_password_locked_until: apppw_lock::locked_until(
+                record,
+                now,
+                &AppPasswordLockPolicy::from_config(&config.app_passwords),
+            )
+            .map_or(0, |t| t.0),
         }
     }
 }

@@ -391,6 +391,18 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     );
     outln!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
     outln!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    let pw_failures = t(&u, key::APP_PASSWORD_FAILURES);
+    if pw_failures != 0 {
+        let pw_locked = t(&u, key::APP_PASSWORD_LOCKED_UNTIL);
+        outln!(
+            "App passwords:    {pw_failures} wrong{}",
+            if pw_locked == 0 {
+                String::new()
+            } else {
+                format!(", locked until {} (codes not affected)", when(pw_locked))
+            }
+        );
+    }
     for line in crate::clock::ClockView::from_json(&u).lines("this user's") {
         outln!("Clock:            {line}");
     }

@@ -439,6 +439,14 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
         let mut v = v;
         if let Some(o) = v.as_object_mut() {
             o.extend(ClockView::from_props(&props).json_pairs());
+            o.insert(
+                key::APP_PASSWORD_FAILURES.into(),
+                n(key::APP_PASSWORD_FAILURES).into(),
+            );
+            o.insert(
+                key::APP_PASSWORD_LOCKED_UNTIL.into(),
+                t(key::APP_PASSWORD_LOCKED_UNTIL).into(),
+            );
         }
         out_json(&v);
         return Ok(());
@@ -501,6 +509,15 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
     }
     outln!("Last success:         {}", when(t(key::LAST_SUCCESS)));
     outln!("Last failure:         {}", when(t(key::LAST_FAILURE)));
+    let pw_locked = t(key::APP_PASSWORD_LOCKED_UNTIL);
+    if pw_locked != 0 {
+        outln!(
+            "App passwords:        locked until {} after {} wrong ones (your codes still \
+             work)",
+            when(pw_locked),
+            n(key::APP_PASSWORD_FAILURES)
+        );
+    }
     for line in ClockView::from_props(&props).lines("your") {
         outln!("Clock:                {line}");
     }
