@@ -35,6 +35,7 @@ pub mod record;
 pub mod recovery;
 pub mod seal;
 pub mod selfservice;
+pub mod services;
 pub mod settings;
 pub mod state;
 pub mod store;
@@ -54,6 +55,8 @@ mod email_tests;
 mod fake_tests;
 #[cfg(test)]
 mod login_edges_tests;
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod test_support;
 

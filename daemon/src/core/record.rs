@@ -11,6 +11,7 @@ use super::apppw::AppPassword;
 use super::email::EmailState;
 use super::policy::Override;
 use super::recovery::StoredCode;
+use super::services::Remembered;
 use super::UnixTime;
 
 /// How many recent events a record keeps for `twostepctl user show`.
@@ -81,6 +82,10 @@ pub struct Record {
     /// at the next successful login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_from: Option<String>,
+    /// Second factors remembered per service and place (`[services.NAME]
+    /// remember_seconds`, see `core::services`), at most `services::MAX_REMEMBERED`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<Remembered>,
 }
 
 /// Something that happened to the user's second factor.
@@ -127,6 +132,8 @@ struct OnDisk {
     email: Option<EmailState>,
     #[serde(default)]
     last_failure_from: Option<String>,
+    #[serde(default)]
+    remembered: Vec<Remembered>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -187,6 +194,7 @@ impl TryFrom<OnDisk> for Record {
             app_passwords: d.app_passwords,
             email: d.email,
             last_failure_from: d.last_failure_from,
+            remembered: d.remembered,
         })
     }
 }
@@ -284,6 +292,7 @@ impl Record {
         }
         self.failures = 0;
         self.last_failure = None;
+        self.remembered.clear();
     }
 }
 

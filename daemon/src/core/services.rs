@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Per-service rules (`[services.NAME]`, issue 20 item 12), applied by the daemon; the
+//! module knows nothing of them and sees only verdicts it already knows.
+//!
+//! - `second_factor = "never"`: the login is answered as for a user without a second
+//!   factor (`Verdict::NotEnrolled`: `PAM_IGNORE` with `nullok`), the one existing outcome
+//!   that lets the password alone decide. A locked user is still refused. Nothing is
+//!   written; the audit line says `not-asked (service rule never)`.
+//! - `second_factor = "required"`: [`requirement`] decides as if `[policy] require = "all"`
+//!   held on this service; only exemptions (exempt groups, the admin's per-user exempt)
+//!   still exempt.
+//! - `methods`: [`offered_on`] narrows what a record offers on this service; recovery
+//!   codes count only beside an allowed method.
+//! - `remember_seconds`: after a second factor accepted on service S ([`remember`], inside
+//!   the login's own store transaction), a later login of the same account on S with the
+//!   same [`Key`] on this host within the window is let in without a code
+//!   ([`begin_rule`], again inside one store transaction that re-checks everything and
+//!   dates the success).
+//!
+//! The key, and why: the account (uid, the record's owner), the service, this host's name,
+//! and the remote host **and** the tty, both as the PAM host set them (at least one
+//! non-empty). Both, not "rhost, else tty": sudo sets `PAM_RHOST` to the *local* host name
+//! (sudoers `pam_rhost`, on by default), the same for every terminal of the machine, so
+//! rhost alone would let a sudo on any terminal ride on a code typed on another; with the
+//! tty too it is per terminal. sshd sets the client address and tty `ssh`; `login` the
+//! console tty. The host name is part of the key because fleet hosts share one record
+//! (PostgreSQL) while ttys and addresses mean something only on the host that saw them.
+//!
+//! Only root callers create or use entries: sshd, sudo, su and login run PAM as root and
+//! set rhost and tty themselves; a non-root caller (a screen locker) sets them from its own
+//! process, which the user controls.
+//!
+//! Not bound to the caller's kernel audit session (`/proc/PID/sessionid`, as sudo's
+//! `timestamp_type=tty` binds to the session leader): the daemon identifies callers by the
+//! uid the bus (or the peer socket) reports and has no caller pid on its login path; on
+//! hosts without `pam_loginuid` (containers, this project's CI) every process reads
+//! 4294967295 there, and for sshd the auth stack runs in the monitor before
+//! `pam_loginuid` sets one. What that leaves is documented (twostep.toml(5),
+//! docs/services.md): a tty-keyed entry can be used by the next session on that tty within
+//! the window.
+//!
+//! An entry ends when its window passes (measured with the window in force now, so a
+//! reload that shortens it applies at once), at any failed attempt of the account (every
+//! lock is made of failed attempts, and an unlock never revives one: the entry must be
+//! younger than the last failure), when the factors are forgotten (`user reset`,
+//! `disable`, a switch-off), and when a newer one takes its place; at most
+//! [`MAX_REMEMBERED`] per record, oldest dropped first.
+
+use serde::{Deserialize, Serialize};
+use twostep_config::{Config, MethodName, SecondFactor, ServiceRule};
+use twostep_proto::{Step, Verdict};
+
+use super::audit::{audit, field, login_event, LoginContext};
+use super::authz::Caller;
+use super::engine::Core;
+use super::lockout::{self, locked_message};
+use super::messages;
+use super::policy::Requirement;
+use super::record::Record;
+use super::store::Write;
+use super::users::Account;
+use super::verify::{self, Method};
+use super::{Error, UnixTime};
+
+/// Remembered entries kept per record at most (the oldest goes first).
+pub const MAX_REMEMBERED: usize = 16;
+
+/// Told to a user whose methods this service does not accept.
+pub const NO_METHOD_HERE: &str = "This service does not accept the second factor you have set \
+     up; log in where it is accepted, or ask an administrator.";
+
+/// Told to a user who would enrol at login on a service that does not accept authenticator
+/// apps.
+pub const NO_ENROLMENT_HERE: &str = "Two-factor authentication must be set up first, and this \
+     service cannot set it up: use another login or `twostepctl enroll`.";
+
+/// A second factor proven on `service` from (`rhost`, `tty`) on `host`, at `at`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Remembered {
+    /// This host's name when it was made (records are shared by a fleet's hosts).
+    pub host: String,
+    pub service: String,
+    pub rhost: String,
+    pub tty: String,
+    /// When the second factor was accepted.
+    pub at: UnixTime,
+}
+
+/// The place a login comes from, as far as a remember window is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub host: String,
+    pub service: String,
+    pub rhost: String,
+    pub tty: String,
+}
+
+impl Key {
+    /// The key of a login from `ctx` on this host; `None` when neither rhost nor tty is set
+    /// (nothing tells one place from another) or the service is unnamed.
+    pub fn of(ctx: &LoginContext) -> Option<Key> {
+        if ctx.service.is_empty() || (ctx.rhost.is_empty() && ctx.tty.is_empty()) {
+            return None;
+        }
+        Some(Key {
+            host: host_name(),
+            service: ctx.service.clone(),
+            rhost: ctx.rhost.clone(),
+            tty: ctx.tty.clone(),
+        })
+    }
+
+    fn matches(&self, r: &Remembered) -> bool {
+        r.host == self.host
+            && r.service == self.service
+            && r.rhost == self.rhost
+            && r.tty == self.tty
+    }
+}
+
+/// This host's name (`""` if it cannot be read: then entries of no other host match).
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// The rule of `service`, if it has a table.
+pub fn rule<'c>(config: &'c Config, service: &str) -> Option<&'c ServiceRule> {
+    config
+        .services
+        .iter()
+        .find(|(name, _)| name.as_str() == service)
+        .map(|(_, r)| r)
+}
+
+/// Whether `service` accepts `method` (recovery codes: always; [`offered_on`] drops them
+/// when nothing else is left).
+pub fn allows(config: &Config, service: &str, method: Method) -> bool {
+    let name = match method {
+        Method::Totp => MethodName::Totp,
+        Method::Email => MethodName::Email,
+        Method::Recovery => return true,
+    };
+    rule(config, service).is_none_or(|r| r.allows(name))
+}
+
+/// What `record` offers on `service` ([`verify::offered`] narrowed by the service's
+/// `methods`): empty when none of the user's own methods is accepted there.
+pub fn offered_on(config: &Config, record: &Record, service: &str) -> Vec<Method> {
+    let methods: Vec<Method> = verify::offered(record)
+        .into_iter()
+        .filter(|m| allows(config, service, *m))
+        .collect();
+    if methods.iter().all(|m| *m == Method::Recovery) {
+        return Vec::new();
+    }
+    methods
+}
+
+/// Whether `account` must use a second factor on `ctx.service`: `[policy]`, or with
+/// `second_factor = "required"` as if `[policy] require = "all"` (exemptions still hold).
+///
+/// # Errors
+/// As [`Settings::requirement`](super::settings::Settings::requirement).
+pub fn requirement(
+    core: &Core,
+    account: &Account,
+    record: &Record,
+    ctx: &LoginContext,
+) -> Result<Requirement, Error> {
+    let config = core.settings().config();
+    let accounts = core.accounts();
+    match rule(&config, &ctx.service).map(|r| r.second_factor) {
+        Some(SecondFactor::Required) => {
+            let mut policy = config.policy.clone();
+            policy.require = twostep_config::Require::All;
+            policy.groups.clear();
+            let r = core
+                .settings()
+                .requirement_under(&policy, accounts, account, record)?;
+            Ok(Requirement {
+                why: if r.required {
+                    format!("service {}: second_factor = required", ctx.service)
+                } else {
+                    r.why
+                },
+                ..r
+            })
+        }
+        _ => core.settings().requirement(accounts, account, record),
+    }
+}
+
+/// What the service's rule decides before any code is asked, if anything: `never` (the
+/// not-enrolled verdict; locked users refused), a user none of whose methods the service
+/// accepts (refused), or a remembered second factor (success, dated in the record).
+/// `None`: go on as usual. App-password logins never come here.
+///
+/// # Errors
+/// Store errors.
+pub fn begin_rule(
+    core: &Core,
+    caller: &Caller,
+    account: &Account,
+    record: &Record,
+    ctx: &LoginContext,
+    now: UnixTime,
+) -> Result<Option<Step>, Error> {
+    let config = core.settings().config();
+    let Some(rule) = rule(&config, &ctx.service) else {
+        return Ok(None);
+    };
+    let policy = core.settings().lock_policy();
+    let locked = locked_message(lockout::state(record, now, &policy), now);
+    if rule.second_factor == SecondFactor::Never {
+        if let Some(msg) = locked.filter(|_| record.enrolled()) {
+            audit(account, ctx, caller, "locked");
+            return Ok(Some(messages::done(Verdict::Locked, msg)));
+        }
+        audit(account, ctx, caller, "not-asked (service rule never)");
+        return Ok(Some(messages::done(Verdict::NotEnrolled, String::new())));
+    }
+    if !record.enrolled() || locked.is_some() {
+        // Not enrolled: the requirement decides (`requirement`); locked: refused as usual.
+        return Ok(None);
+    }
+    if offered_on(&config, record, &ctx.service).is_empty() {
+        audit(account, ctx, caller, "refused (service rule methods)");
+        return Ok(Some(messages::done(
+            Verdict::Denied,
+            NO_METHOD_HERE.to_owned(),
+        )));
+    }
+    let window = rule.remember_seconds.get();
+    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0) else {
+        return Ok(None);
+    };
+    if !record
+        .remembered
+        .iter()
+        .any(|r| key.matches(r) && live(r, record, window, now))
+    {
+        return Ok(None);
+    }
+    // Decided again inside the transaction: a lock, a reset or a failure between the load
+    // and now wins.
+    let hit = core.update(account, |r| {
+        let locked = locked_message(lockout::state(r, now, &policy), now).is_some();
+        let Some(at) = r
+            .remembered
+            .iter()
+            .filter(|e| key.matches(e) && live(e, r, window, now))
+            .map(|e| e.at)
+            .max()
+            .filter(|_| r.enrolled() && !locked)
+        else {
+            return (Write::Keep, Ok(None));
+        };
+        lockout::note_success(r, now);
+        r.note(
+            now,
+            login_event(&format!("success (remembered for {window} s)"), ctx),
+        );
+        (Write::Save, Ok(Some(at)))
+    })?;
+    let Some(at) = hit else { return Ok(None) };
+    audit(
+        account,
+        ctx,
+        caller,
+        &format!(
+            "success (service rule remember_seconds={window}, second factor at {} s ago)",
+            now.0.saturating_sub(at.0)
+        ),
+    );
+    Ok(Some(messages::done(Verdict::Success, String::new())))
+}
+
+/// Whether entry `e` still counts: inside the `window` in force and younger than the last
+/// failed attempt.
+fn live(e: &Remembered, record: &Record, window: u64, now: UnixTime) -> bool {
+    now < e.at.plus(window) && e.at <= now && record.last_failure.is_none_or(|f| f < e.at)
+}
+
+/// A second factor was just accepted for this login: remember it when the service has a
+/// window, the caller is root and the login has a key. Called inside the login's store
+/// transaction (saved with the success); drops entries that no longer count.
+pub fn remember(
+    record: &mut Record,
+    config: &Config,
+    caller: &Caller,
+    ctx: &LoginContext,
+    now: UnixTime,
+) {
+    prune(record, config, now);
+    let window = rule(config, &ctx.service).map_or(0, |r| r.remember_seconds.get());
+    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0) else {
+        return;
+    };
+    record.remembered.retain(|r| !key.matches(r));
+    while record.remembered.len() >= MAX_REMEMBERED {
+        record.remembered.remove(0);
+    }
+    record.remembered.push(Remembered {
+        host: key.host,
+        service: key.service,
+        rhost: key.rhost,
+        tty: key.tty,
+        at: now,
+    });
+    log::info!(
+        "user={} service={} rhost={} tty={} action=remember seconds={window}",
+        field(&record.user),
+        field(&ctx.service),
+        field(&ctx.rhost),
+        field(&ctx.tty)
+    );
+}
+
+/// Drop the entries that no longer count under `config` at `now`.
+pub fn prune(record: &mut Record, config: &Config, now: UnixTime) {
+    let last_failure = record.last_failure;
+    record.remembered.retain(|e| {
+        let window = rule(config, &e.service).map_or(0, |r| r.remember_seconds.get());
+        now < e.at.plus(window) && e.at <= now && last_failure.is_none_or(|f| f < e.at)
+    });
+}
+
+/// The entries that count now, with the end of each window, for `user show`.
+pub fn active(record: &Record, config: &Config, now: UnixTime) -> Vec<(Remembered, UnixTime)> {
+    record
+        .remembered
+        .iter()
+        .filter_map(|e| {
+            let window = rule(config, &e.service).map_or(0, |r| r.remember_seconds.get());
+            live(e, record, window, now).then(|| (e.clone(), e.at.plus(window)))
+        })
+        .collect()
+}
