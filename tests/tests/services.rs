@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Per-service rules (issue 20 item 12) through real libpam (pamtester), a private bus and
+//! a root twostepd: a service without a table asks as before; `second_factor = "never"`
+//! asks nothing (and still refuses a locked user); `remember_seconds` lets the same user on
+//! the same service from the same tty and remote host in without a code for the window,
+//! and nowhere else; a bad table is refused with file:line:column. Needs root.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use twostep_e2e::pam::{strerror, twostep_stack};
+use twostep_e2e::{artifacts, proc, unique};
+use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamRun, PamService, User};
+
+/// The remember window of the test service, in seconds.
+const WINDOW: u64 = 3;
+
+struct Services {
+    plain: PamService,
+    never: PamService,
+    remember: PamService,
+    ctl: Ctl,
+    daemon: Daemon,
+    _bus: Bus,
+}
+
+/// Three services on one daemon: one without a table, one `never`, one with a
+/// [`WINDOW`]-second remember window (`extra`: more TOML).
+fn start(extra: &str) -> Services {
+    let bus = Bus::start();
+    let stack = twostep_stack(bus.address(), "nullok");
+    let plain = PamService::named("plain", &stack);
+    let never = PamService::named("never", &stack);
+    let remember = PamService::named("remember", &stack);
+    let config = DaemonConfig::default()
+        .set("totp", "window", "2")
+        .raw(&format!(
+            "[services.\"{}\"]\nsecond_factor = \"never\"\n\
+             [services.\"{}\"]\nremember_seconds = {WINDOW}\n{extra}",
+            never.name(),
+            remember.name()
+        ));
+    let daemon = Daemon::start_with(&bus, config);
+    let ctl = Ctl::new(&bus);
+    Services {
+        plain,
+        never,
+        remember,
+        ctl,
+        daemon,
+        _bus: bus,
+    }
+}
+
+/// A login on `service` from `tty` (and `rhost`, when not empty), answering `answer`.
+fn login(service: &PamService, user: &User, tty: &str, rhost: &str, answer: &str) -> PamRun {
+    let mut auth = service.auth(user.name()).item("tty", tty).answer(answer);
+    if !rhost.is_empty() {
+        auth = auth.item("rhost", rhost);
+    }
+    auth.run()
+}
+
+/// Whether the run was asked for a code.
+fn asked(run: &PamRun) -> bool {
+    run.conversation().contains("Verification code")
+}
+
+#[test]
+fn a_service_without_a_table_asks_and_never_asks_nothing() {
+    let s = start("");
+    let user = User::create();
+    let key = s.ctl.enroll(&user);
+
+    let run = login(&s.plain, &user, "/dev/pts/41", "", &key.code_after(1));
+    run.assert_success();
+    assert!(asked(&run), "{}", run.conversation());
+
+    // `never`: no prompt, the password (pam_permit here) alone decides.
+    let run = s.never.auth(user.name()).item("tty", "/dev/tty5").run();
+    run.assert_success();
+    assert!(!asked(&run), "{}", run.conversation());
+    assert_eq!(run.conversation().trim(), "", "nothing shown");
+    let log = s.daemon.log();
+    assert!(
+        log.lines().any(|l| l.contains(user.name())
+            && l.contains(&format!("service={}", s.never.name()))
+            && l.contains("outcome=not-asked (service rule never)")),
+        "{log}"
+    );
+
+    // A locked user is refused there too.
+    for _ in 0..5 {
+        login(&s.plain, &user, "/dev/pts/41", "", &key.wrong_code()).assert_refused();
+    }
+    let run = s.never.auth(user.name()).item("tty", "/dev/tty5").run();
+    run.assert_refused_with(strerror::MAXTRIES);
+}
+
+#[test]
+fn remember_lets_the_same_place_in_for_the_window_only() {
+    let s = start("");
+    let user = User::create();
+    let key = s.ctl.enroll(&user);
+    let (tty, rhost) = ("/dev/pts/42", "192.0.2.9");
+
+    // First login asks; the code opens the window.
+    let run = login(&s.remember, &user, tty, rhost, &key.code_after(1));
+    run.assert_success();
+    assert!(asked(&run), "{}", run.conversation());
+    let opened = Instant::now();
+
+    // Same user, service, tty and remote host within the window: no code.
+    let run = login(&s.remember, &user, tty, rhost, "");
+    run.assert_success();
+    assert!(!asked(&run), "{}", run.conversation());
+
+    // Another tty, another remote host, another service: asked (a word is not a code:
+    // refused by the module, nothing counted, so the window stays).
+    for (service, tty, rhost) in [
+        (&s.remember, "/dev/pts/43", rhost),
+        (&s.remember, tty, "192.0.2.10"),
+        (&s.remember, tty, ""),
+        (&s.plain, tty, rhost),
+    ] {
+        let run = login(service, &user, tty, rhost, "hello");
+        run.assert_refused();
+        assert!(asked(&run), "{tty} {rhost}: {}", run.conversation());
+    }
+    // Another user at the same place: asked.
+    let other = User::create();
+    let other_key = s.ctl.enroll(&other);
+    let run = login(&s.remember, &other, tty, rhost, "hello");
+    run.assert_refused();
+    assert!(asked(&run), "{}", run.conversation());
+    drop(other_key);
+
+    // Still inside: no code (what the refusals above did not end).
+    assert!(
+        opened.elapsed() < Duration::from_secs(WINDOW),
+        "the checks took too long to test the window"
+    );
+    let run = login(&s.remember, &user, tty, rhost, "");
+    run.assert_success();
+    assert!(!asked(&run), "{}", run.conversation());
+
+    // After the window: asked again.
+    std::thread::sleep(Duration::from_secs(WINDOW + 1).saturating_sub(opened.elapsed()));
+    let run = login(&s.remember, &user, tty, rhost, "hello");
+    run.assert_refused();
+    assert!(asked(&run), "{}", run.conversation());
+
+    // Nothing was counted, and the audit line names the rule that let the login in.
+    let status = s.ctl.status(&user);
+    assert_eq!(status["failures"].as_u64(), Some(0), "{status}");
+    let log = s.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(user.name()) && l.contains("service rule remember_seconds=3"))
+        .unwrap_or_else(|| panic!("no audit line for the remembered login:\n{log}"));
+    assert!(
+        line.contains(&format!("service={}", s.remember.name())),
+        "{line}"
+    );
+    assert!(line.contains("tty=/dev/pts/42"), "{line}");
+}
+
+#[test]
+fn a_locked_user_is_refused_inside_the_window() {
+    let s = start("");
+    let user = User::create();
+    let key = s.ctl.enroll(&user);
+    let tty = "/dev/pts/44";
+    login(&s.remember, &user, tty, "", &key.code_after(1)).assert_success();
+    for _ in 0..5 {
+        login(&s.plain, &user, "/dev/pts/45", "", &key.wrong_code()).assert_refused();
+    }
+    let run = login(&s.remember, &user, tty, "", "");
+    run.assert_refused_with(strerror::MAXTRIES);
+    // An unlock does not bring the window back.
+    let out = s.ctl.run(None, &["user", "unlock", user.name()], b"");
+    assert!(out.success(), "{out}");
+    let run = login(&s.remember, &user, tty, "", "hello");
+    run.assert_refused();
+    assert!(asked(&run), "{}", run.conversation());
+}
+
+#[test]
+fn a_remember_window_needs_a_tty_or_a_remote_host() {
+    let s = start("");
+    let user = User::create();
+    let key = s.ctl.enroll(&user);
+    // pamtester sets no tty and no rhost unless told.
+    s.remember
+        .auth(user.name())
+        .answer(key.code_after(1))
+        .run()
+        .assert_success();
+    let run = s.remember.auth(user.name()).answer("hello").run();
+    run.assert_refused();
+    assert!(asked(&run), "{}", run.conversation());
+}
+
+/// `twostepd --check-config` on `text`.
+fn check(text: &str) -> proc::Output {
+    let dir = unique::temp_dir("check");
+    let path = dir.path().join("twostep.toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut cmd = proc::command(None, artifacts::twostepd());
+    cmd.arg("--check-config").arg(&path);
+    proc::run(cmd, b"", Duration::from_secs(30))
+}
+
+#[test]
+fn bad_service_tables_are_refused_with_their_place() {
+    for (text, place, needle) in [
+        (
+            "version = 1\n[services.sudo]\nremember = \"15m\"\n",
+            ":3:1:",
+            "unknown field `remember`",
+        ),
+        (
+            "version = 1\n[services.sudo]\nremember_seconds = 86400\n",
+            ":3:20:",
+            "out of range 0..=43200",
+        ),
+        (
+            "version = 1\n[services.Sudo]\nsecond_factor = \"never\"\n",
+            ":2:",
+            "lower case",
+        ),
+        (
+            "version = 1\n[services.sudo]\nmethods = [\"email\"]\n",
+            "",
+            "[services.sudo] methods names \"email\"",
+        ),
+    ] {
+        let out = check(text);
+        assert!(!out.success(), "{text:?} accepted: {out}");
+        let err = format!("{}{}", out.stderr, out.stdout);
+        assert!(err.contains(needle), "{text:?}: {err}");
+        assert!(
+            err.contains(&format!("twostep.toml{place}")),
+            "{text:?}: {err}"
+        );
+    }
+    let state = unique::temp_dir("state");
+    unique::chmod(state.path(), 0o700);
+    let config = DaemonConfig::default().raw(
+        "[services.sudo]\nremember_seconds = 900\n[services.vlock]\nsecond_factor = \"never\"\n",
+    );
+    let text = config.render(state.path(), "unix:path=/nonexistent/bus.sock");
+    let ok = check(&text);
+    assert!(ok.success(), "{ok}");
+}
