@@ -253,3 +253,92 @@ fn bad_service_tables_are_refused_with_their_place() {
     let ok = check(&text);
     assert!(ok.success(), "{ok}");
 }
+
+#[test]
+fn doctor_lists_the_rules_and_warns_about_never_where_it_is_risky() {
+    let dir = unique::temp_dir("doctor");
+    let pam_dir = dir.path().join("pam.d");
+    std::fs::create_dir(&pam_dir).expect("create pam.d");
+    let module = artifacts::pam_module();
+    let with_nullok = format!(
+        "auth required pam_unix.so\nauth required {} nullok\n",
+        module.display()
+    );
+    let without = format!(
+        "auth required pam_unix.so\nauth required {}\n",
+        module.display()
+    );
+    for (name, text) in [
+        ("sudo", &with_nullok),
+        ("login", &without),
+        ("other", &with_nullok),
+    ] {
+        std::fs::write(pam_dir.join(name), text).expect("write pam file");
+    }
+    // sshd -T as root wants its privilege-separation dir (sshd falls back to `other` here).
+    std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+    let config = dir.path().join("twostep.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n[services.sudo]\nremember_seconds = 900\n\
+         [services.login]\nsecond_factor = \"never\"\n\
+         [services.screen]\nsecond_factor = \"never\"\n",
+    )
+    .expect("write config");
+    let mut cmd = proc::command(None, artifacts::twostepctl());
+    cmd.args([
+        "--bus",
+        "unix:path=/nonexistent/bus.sock",
+        "doctor",
+        "--json",
+    ])
+    .arg("--pam-dir")
+    .arg(&pam_dir)
+    .arg("--config")
+    .arg(&config);
+    let out = proc::run(cmd, b"", Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    let mut found: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"].as_str().unwrap_or("").starts_with("service-"))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or("").to_owned(),
+                f["services"][0].as_str().unwrap_or("").to_owned(),
+                f["severity"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    let f = |k: &str, s: &str, sev: &str| (k.to_owned(), s.to_owned(), sev.to_owned());
+    assert_eq!(
+        found,
+        vec![
+            f("service-never-no-nullok", "login", "warning"),
+            f("service-never-other", "screen", "warning"),
+            f("service-rule", "login", "info"),
+            f("service-rule", "screen", "info"),
+            f("service-rule", "sudo", "info"),
+        ],
+        "{out}"
+    );
+    // The text report shows each rule with the line of its table.
+    let mut cmd = proc::command(None, artifacts::twostepctl());
+    cmd.args(["--bus", "unix:path=/nonexistent/bus.sock", "doctor"])
+        .arg("--pam-dir")
+        .arg(&pam_dir)
+        .arg("--config")
+        .arg(&config);
+    let out = proc::run(cmd, b"", Duration::from_secs(60));
+    let text = out.stdout.clone();
+    assert!(
+        text.contains(&format!(
+            "{}:2: [services.sudo]: second factor as [policy] says, remembered for 900 s",
+            config.display()
+        )),
+        "{out}"
+    );
+}
