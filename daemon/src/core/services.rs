@@ -19,10 +19,10 @@
 //!
 //! The key, and why: the account (uid, the record's owner), the service, this host's name,
 //! and the remote host **and** the tty, both as the PAM host set them (at least one
-//! non-empty). Both, not "rhost, else tty": sudo sets `PAM_RHOST` to the *local* host name
-//! (sudoers `pam_rhost`, on by default), the same for every terminal of the machine, so
-//! rhost alone would let a sudo on any terminal ride on a code typed on another; with the
-//! tty too it is per terminal. sshd sets the client address and tty `ssh`; `login` the
+//! non-empty). Both, not "rhost, else tty": with sudoers' `pam_rhost` flag (off by default
+//! on Linux) sudo sets `PAM_RHOST` to the *local* host name, the same for every terminal
+//! of the machine, so rhost alone would let a sudo on any terminal ride on a code typed on
+//! another; with the tty too it is per terminal. sshd sets the client address and tty `ssh`; `login` the
 //! console tty. The host name is part of the key because fleet hosts share one record
 //! (PostgreSQL) while ttys and addresses mean something only on the host that saw them.
 //!
