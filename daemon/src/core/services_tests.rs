@@ -371,29 +371,150 @@ fn remembered_entries_are_bounded_and_keyed_by_host() {
     assert_eq!(login(&core, "alice", &c, None, now.plus(1)), None);
 }
 
+/// Keeps every mail (the code mails' bodies hold the code).
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Vec<super::mail::Outgoing>>);
+
+impl super::mail::Outbox for Kept {
+    fn send(
+        &self,
+        _: &twostep_config::Mail,
+        mail: super::mail::Outgoing,
+    ) -> Result<String, super::mail::SendError> {
+        self.0.lock().unwrap().push(mail);
+        Ok("250 ok".into())
+    }
+    fn post(&self, _: &twostep_config::Mail, mail: super::mail::Outgoing, _: String) {
+        self.0.lock().unwrap().push(mail);
+    }
+}
+
+impl Kept {
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    fn code(&self) -> String {
+        let sent = self.0.lock().unwrap();
+        let body = &sent.last().unwrap().body;
+        let at = body.find(" is ").unwrap() + 4;
+        body[at..at + 6].to_owned()
+    }
+}
+
 #[test]
 fn methods_narrow_what_a_service_accepts() {
     let core = core_with(|c| {
+        c.policy.methods = vec![MethodName::Totp, MethodName::Email];
+        c.mail = twostep_config::Mail {
+            transport: twostep_config::mail::Transport::Smtp,
+            host: "127.0.0.1".into(),
+            from: "t@example.org".into(),
+            cooldown_seconds: Bounded::new(0),
+            ..twostep_config::Mail::default()
+        };
         service(c, "sshd", |r| r.methods = Some(vec![MethodName::Totp]));
+        service(c, "webmail", |r| r.methods = Some(vec![MethodName::Email]));
     });
+    let outbox = Arc::new(Kept::default());
+    core.set_outbox(outbox.clone());
+    // bob: email only.
+    super::email_flows::set(&core, &caller(1001), "", "bob@example.org", b"", T0).unwrap();
+    super::email_flows::confirm_own(&core, &caller(1001), outbox.code().as_bytes(), T0).unwrap();
+    // alice: an authenticator app only.
     let secret = enrol(&core, 1000);
     let ssh = ctx("sshd", "192.0.2.7", "ssh");
-    let at = T0.plus(60);
+    let webmail = ctx("webmail", "192.0.2.7", "");
+    let failures = |name: &str| {
+        core.admin_show(&caller(0), name, T0.plus(500))
+            .unwrap()
+            .state
+            .failures
+    };
+
+    // bob on sshd (totp only): refused before any prompt, no mail, nothing counted.
+    let mails = outbox.count();
+    let (_, step) = core
+        .begin_login(&caller(0), "bob", ssh.clone(), T0.plus(60))
+        .unwrap();
+    assert!(
+        matches!(&step, Step::Done { verdict: Verdict::Denied, message } if message == super::services::NO_METHOD_HERE),
+        "{step:?}"
+    );
+    assert_eq!(outbox.count(), mails);
+    assert_eq!(failures("bob"), 0);
+    // bob on webmail (email only): the code is mailed and works.
+    let at = T0.plus(70);
+    let (id, step) = core
+        .begin_login(&caller(0), "bob", webmail.clone(), at)
+        .unwrap();
+    assert!(
+        matches!(&step, Step::Prompt { prompt, .. } if prompt.starts_with("Code sent to")),
+        "{step:?}"
+    );
+    let step = core
+        .answer(&caller(0), &id, outbox.code().as_bytes(), at)
+        .unwrap();
+    assert_eq!(verdict(&step), Some(Verdict::Success));
+
+    // alice on webmail: refused, nothing counted; on sshd her code works.
+    let (_, step) = core.begin_login(&caller(0), "alice", webmail, at).unwrap();
+    assert_eq!(verdict(&step), Some(Verdict::Denied));
+    assert_eq!(failures("alice"), 0);
     assert_eq!(
         login(&core, "alice", &ssh, Some(&code(&secret, at)), at),
         Some(Verdict::Success)
     );
-    // offered_on: a user with TOTP keeps TOTP and recovery codes there.
-    let config = core.config();
-    let account = core.accounts().by_name("alice").unwrap();
-    let rec = core.load(&account).unwrap().unwrap();
-    assert_eq!(
-        super::services::offered_on(&config, &rec, "sshd"),
-        vec![super::verify::Method::Totp, super::verify::Method::Recovery]
+
+    // alice adds an address: on sshd the prompt does not offer a mailed code, and the
+    // request word is not taken as one (no mail).
+    super::email_flows::set(
+        &core,
+        &caller(1000),
+        "",
+        "alice@example.org",
+        code(&secret, T0.plus(90)).as_bytes(),
+        T0.plus(90),
+    )
+    .unwrap();
+    super::email_flows::confirm_own(&core, &caller(1000), outbox.code().as_bytes(), T0.plus(90))
+        .unwrap();
+    let at = T0.plus(120);
+    let (id, step) = core
+        .begin_login(&caller(0), "alice", ssh.clone(), at)
+        .unwrap();
+    assert!(
+        matches!(&step, Step::Prompt { prompt, .. } if prompt == "Verification code: "),
+        "{step:?}"
     );
-    // A user whose only method a service does not accept is refused there, before any
-    // prompt, and nothing is charged.
-    let mut rec = rec;
-    rec.authenticators.clear();
-    assert!(super::services::offered_on(&config, &rec, "sshd").is_empty());
+    let mails = outbox.count();
+    let word = core.config().mail.request_word.clone();
+    let step = core.answer(&caller(0), &id, word.as_bytes(), at).unwrap();
+    assert_eq!(verdict(&step), Some(Verdict::Denied), "{step:?}");
+    assert_eq!(outbox.count(), mails);
+    // Elsewhere she is offered the mailed code.
+    let (_, step) = core
+        .begin_login(&caller(0), "alice", ctx("login", "", "tty1"), at)
+        .unwrap();
+    assert!(
+        matches!(&step, Step::Prompt { prompt, .. } if prompt.contains(&word)),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_required_user_does_not_enrol_at_login_where_apps_are_not_accepted() {
+    let core = core_with(|c| {
+        c.policy.require = twostep_config::Require::All;
+        c.policy.methods = vec![MethodName::Totp, MethodName::Email];
+        c.mail.transport = twostep_config::mail::Transport::Sendmail;
+        c.mail.from = "t@example.org".into();
+        service(c, "webmail", |r| r.methods = Some(vec![MethodName::Email]));
+    });
+    let (_, step) = core
+        .begin_login(&caller(0), "bob", ctx("webmail", "192.0.2.7", ""), T0)
+        .unwrap();
+    assert!(
+        matches!(&step, Step::Done { verdict: Verdict::Denied, message } if message == super::services::NO_ENROLMENT_HERE),
+        "{step:?}"
+    );
 }
