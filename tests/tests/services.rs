@@ -342,3 +342,59 @@ fn doctor_lists_the_rules_and_warns_about_never_where_it_is_risky() {
         "{out}"
     );
 }
+
+/// `script` run by `sh` as root in a new kernel audit session (as `pam_loginuid` starts one
+/// at every login: writing `/proc/self/loginuid` gives the shell a new session id, which
+/// the processes it starts inherit).
+fn in_new_session(script: &str) -> proc::Output {
+    let mut cmd = proc::command(None, "sh");
+    cmd.arg("-c").arg(format!(
+        "echo 0 >/proc/self/loginuid || exit 99\n\
+         read s </proc/self/sessionid; echo \"session=$s\" >&2\n{script}"
+    ));
+    let out = proc::run(cmd, b"", Duration::from_secs(60));
+    assert_ne!(
+        out.status.code(),
+        Some(99),
+        "cannot start an audit session (needs root with CAP_AUDIT_CONTROL): {out}"
+    );
+    out
+}
+
+#[test]
+fn a_window_is_bound_to_the_callers_audit_session() {
+    let s = start("");
+    let user = User::create();
+    let key = s.ctl.enroll(&user);
+    let pamtester = |tty: &str| {
+        format!(
+            "pamtester -v -Itty={tty} {} {} authenticate",
+            s.remember.name(),
+            user.name()
+        )
+    };
+    let tty = "/dev/pts/46";
+    // One session: a code, then the same terminal again without one.
+    let out = in_new_session(&format!(
+        "echo {} | {p} || exit 1\n{p} </dev/null || exit 2",
+        key.code_after(1),
+        p = pamtester(tty)
+    ));
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        out.stderr.matches("Verification code").count(),
+        1,
+        "asked again in the same session: {out}"
+    );
+    assert!(!out.stderr.contains("session=4294967295"), "{out}");
+    // The next session on the same terminal, inside the window: asked.
+    let out = in_new_session(&format!("echo hello | {}", pamtester(tty)));
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("Verification code"), "{out}");
+    let log = s.daemon.log();
+    assert_eq!(
+        log.matches("service rule remember_seconds").count(),
+        1,
+        "{log}"
+    );
+}

@@ -19,6 +19,7 @@ use crate::core::admin::{Action, UserInfo};
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::selfservice::PendingInfo;
+use crate::core::services;
 use crate::core::state::{AuthenticatorInfo, UserState};
 use crate::core::{clock, Caller, Core, Error as CoreError};
 use twostep_proto::status_key as key;
@@ -143,7 +144,16 @@ impl Shared {
         context: HashMap<String, String>,
     ) -> Result<(String, Step), Error> {
         let (caller, _slot) = self.caller(hdr).await?;
-        let ctx = LoginContext::from_map(&context)?;
+        let mut ctx = LoginContext::from_map(&context)?;
+        // A remember window is keyed by the caller's audit session too (core::services):
+        // one more bus call, only where a window can apply.
+        if caller.uid == 0 && services::remembers(&self.core.config(), &ctx.service) {
+            ctx.audit_session = self
+                .identify
+                .process_id(hdr)
+                .await
+                .and_then(services::audit_session);
+        }
         self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
             .await
     }

@@ -21,6 +21,11 @@ pub struct LoginContext {
     /// The module runs `forward_pass` (`mode=forward-pass`): the password is not checked
     /// yet, so this login starts nothing (`login::begin`).
     pub forward_pass: bool,
+    /// The kernel audit session of the calling process (`/proc/PID/sessionid`, set by
+    /// `pam_loginuid` at a login and inherited by its processes), when the transport knows
+    /// the caller's pid and the session is set. Filled by the adapter for logins on a
+    /// service with a remember window (`core::services`), never from the module's context.
+    pub audit_session: Option<u32>,
 }
 
 impl LoginContext {
@@ -56,6 +61,7 @@ impl LoginContext {
             tty: get(CTX_TTY)?,
             app_password,
             forward_pass,
+            audit_session: None,
         })
     }
 }
@@ -136,6 +142,7 @@ mod tests {
             tty: String::new(),
             app_password: false,
             forward_pass: false,
+            audit_session: None,
         };
         assert_eq!(
             login_event("failed", &ctx),

@@ -30,14 +30,16 @@
 //! set rhost and tty themselves; a non-root caller (a screen locker) sets them from its own
 //! process, which the user controls.
 //!
-//! Not bound to the caller's kernel audit session (`/proc/PID/sessionid`, as sudo's
-//! `timestamp_type=tty` binds to the session leader): the daemon identifies callers by the
-//! uid the bus (or the peer socket) reports and has no caller pid on its login path; on
-//! hosts without `pam_loginuid` (containers, this project's CI) every process reads
-//! 4294967295 there, and for sshd the auth stack runs in the monitor before
-//! `pam_loginuid` sets one. What that leaves is documented (twostep.toml(5),
-//! docs/services.md): a tty-keyed entry can be used by the next session on that tty within
-//! the window.
+//! Bound to the caller's kernel audit session too, when it has one (the way sudo's
+//! `timestamp_type=tty` binds its ticket to the terminal's session): the bus adapter asks
+//! the bus for the calling process's pid (`GetConnectionUnixProcessID`) on a service with
+//! a window and reads `/proc/PID/sessionid` ([`audit_session`]). `pam_loginuid` gives every
+//! login a new session that its processes (the shell, sudo) inherit, so the next login on
+//! the same terminal does not match this one's entries. Where no session is set (no
+//! `pam_loginuid`; containers; sshd and `login`, whose auth stack runs before
+//! `pam_loginuid` sets one) the key is without it, and a tty-keyed entry can be used by the
+//! next session on that tty within the window (documented: twostep.toml(5),
+//! docs/services.md).
 //!
 //! An entry ends when its window passes (measured with the window in force now, so a
 //! reload that shortens it applies at once), at any failed attempt of the account (every
@@ -83,6 +85,9 @@ pub struct Remembered {
     pub service: String,
     pub rhost: String,
     pub tty: String,
+    /// The caller's kernel audit session, when it had one (see [`audit_session`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u32>,
     /// When the second factor was accepted.
     pub at: UnixTime,
 }
@@ -94,6 +99,7 @@ pub struct Key {
     pub service: String,
     pub rhost: String,
     pub tty: String,
+    pub session: Option<u32>,
 }
 
 impl Key {
@@ -108,6 +114,7 @@ impl Key {
             service: ctx.service.clone(),
             rhost: ctx.rhost.clone(),
             tty: ctx.tty.clone(),
+            session: ctx.audit_session,
         })
     }
 
@@ -116,7 +123,28 @@ impl Key {
             && r.service == self.service
             && r.rhost == self.rhost
             && r.tty == self.tty
+            && r.session == self.session
     }
+}
+
+/// Whether logins on `service` may use a remember window: then the adapter looks up the
+/// caller's audit session ([`audit_session`]) for the key.
+pub fn remembers(config: &Config, service: &str) -> bool {
+    rule(config, service).is_some_and(|r| r.remember_seconds.get() > 0)
+}
+
+/// The kernel audit session of process `pid` (`/proc/PID/sessionid`), `None` when it cannot
+/// be read or is unset (4294967295: no `pam_loginuid` in the process's ancestry).
+///
+/// Why it can be trusted for the key: the pid is the one the kernel gave the bus (or the
+/// peer socket) when the calling process connected, and a root PAM application (sudo, su)
+/// waits inside the call for the answer, so the process is alive while this is read; its
+/// session is inherited from the login that started the terminal session and changes at
+/// every new login (`pam_loginuid`), which is what keeps the next session on the same
+/// terminal from using this one's window.
+pub fn audit_session(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/sessionid")).ok()?;
+    text.trim().parse::<u32>().ok().filter(|s| *s != u32::MAX)
 }
 
 /// This host's name (`""` if it cannot be read: then entries of no other host match).
@@ -309,6 +337,7 @@ pub fn remember(
         service: key.service,
         rhost: key.rhost,
         tty: key.tty,
+        session: key.session,
         at: now,
     });
     log::info!(

@@ -228,6 +228,23 @@ fn remember_window_is_per_user_service_rhost_and_tty_and_ends() {
     );
     enrol(&core, 1001);
     assert_eq!(login(&core, "bob", &pts3, None, t1.plus(10)), None);
+    // The same terminal in another audit session (the next login on it): asked.
+    let session = |s| LoginContext {
+        audit_session: Some(s),
+        ..pts3.clone()
+    };
+    assert_eq!(login(&core, "alice", &session(7), None, t1.plus(11)), None);
+    // A window opened in session 7 is that session's alone.
+    let t2 = t1.plus(60);
+    assert_eq!(
+        login(&core, "alice", &session(7), Some(&code(&secret, t2)), t2),
+        Some(Verdict::Success)
+    );
+    assert_eq!(
+        login(&core, "alice", &session(7), None, t2.plus(1)),
+        Some(Verdict::Success)
+    );
+    assert_eq!(login(&core, "alice", &session(8), None, t2.plus(2)), None);
     // The window passed: asked again.
     assert_eq!(login(&core, "alice", &pts3, None, t1.plus(900)), None);
 }
