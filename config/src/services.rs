@@ -123,8 +123,9 @@ pub struct ServiceRule {
     /// them. Recovery codes are accepted wherever one of the user's methods is.
     pub methods: Option<Vec<MethodName>>,
     /// Seconds, 0 to 43200 (12 h), during which a second factor proven on this service
-    /// counts again for the same user on this service from the same remote host (or, for
-    /// a local login, the same tty), on this host only; 0 (default): off.
+    /// counts again for the same user on this service from the same place (remote host,
+    /// tty and the caller's audit session, as the daemon sees them), on this host only;
+    /// 0 (default): off.
     pub remember_seconds: Bounded<0, MAX_REMEMBER_SECONDS>,
 }
 
