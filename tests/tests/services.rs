@@ -398,3 +398,100 @@ fn a_window_is_bound_to_the_callers_audit_session() {
         "{log}"
     );
 }
+
+/// A terminal session of `user` under expect (`dialog`) in a new kernel audit session (as a
+/// login through `pam_loginuid` starts one), with `sudoers` seen as `/etc/sudoers`.
+fn terminal(
+    sudoers: &twostep_e2e::sudo::Sudoers,
+    user: &twostep_e2e::logins::LoginUser,
+    dialog: &twostep_e2e::pty::Dialog,
+) -> twostep_e2e::pty::PtyRun {
+    let driver = twostep_e2e::pty::Driver::new(dialog);
+    let c = user.user().creds();
+    let mut cmd = sudoers
+        .namespace(twostep_e2e::ns::Namespace::new())
+        .command("sh");
+    cmd.arg("-c")
+        .arg("echo 0 >/proc/self/loginuid || exit 99; exec \"$@\"")
+        .arg("twostep-e2e-session")
+        .arg("setpriv")
+        .arg(format!("--reuid={}", c.uid))
+        .arg(format!("--regid={}", c.gid))
+        .args(["--clear-groups", "--", "expect"]);
+    driver.args(&mut cmd);
+    cmd.arg("sh");
+    driver.run(cmd)
+}
+
+/// The case with the real sudo on a terminal: the first sudo asks for the password
+/// and the code, a second sudo in the same session within the window asks for the password
+/// only; a new session on a terminal (the next login) is asked for the code again.
+#[test]
+fn sudo_within_the_window_asks_for_the_password_only() {
+    use twostep_e2e::logins::{self, LoginUser};
+    use twostep_e2e::pty::Dialog;
+    use twostep_e2e::sudo::Sudoers;
+
+    let bus = Bus::start();
+    let pam = PamService::named("sudo", &logins::password_then_code(bus.address(), ""));
+    let daemon = Daemon::start_with(
+        &bus,
+        DaemonConfig::default().raw(&format!(
+            "[services.\"{}\"]\nremember_seconds = 120\n",
+            pam.name()
+        )),
+    );
+    let ctl = Ctl::new(&bus);
+    let user = LoginUser::create();
+    let sudoers = Sudoers::for_user(user.name(), pam.name(), &[]);
+    let key = ctl.enroll(user.user());
+
+    let run = terminal(
+        &sudoers,
+        &user,
+        &Dialog::new()
+            .expect("$ ")
+            .send("sudo true && echo first-ok")
+            .expect("password for")
+            .send(user.password())
+            .expect("Verification code: ")
+            .send(&key.code_after(1))
+            .expect("first-ok")
+            .expect("$ ")
+            .send("sudo true && echo second-ok")
+            .expect("password for")
+            .send(user.password())
+            .expect("second-ok")
+            .expect("$ ")
+            .send("exit"),
+    );
+    assert!(run.completed(), "{run}\n--- daemon ---\n{}", daemon.log());
+    assert_eq!(
+        run.transcript().matches("Verification code").count(),
+        1,
+        "{run}"
+    );
+    assert_eq!(run.exit_code(), Some(0), "{run}");
+
+    // The next session (another login on a terminal, maybe the same pts): asked again.
+    let run = terminal(
+        &sudoers,
+        &user,
+        &Dialog::new()
+            .expect("$ ")
+            .send("sudo true && echo third-ok")
+            .expect("password for")
+            .send(user.password())
+            .expect("Verification code: ")
+            .end(),
+    );
+    assert!(run.completed(), "{run}\n--- daemon ---\n{}", daemon.log());
+    let log = daemon.log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains(user.name()) && l.contains("service rule remember_seconds=120"))
+            .count(),
+        1,
+        "{log}"
+    );
+}

@@ -341,11 +341,13 @@ pub fn remember(
         at: now,
     });
     log::info!(
-        "user={} service={} rhost={} tty={} action=remember seconds={window}",
+        "user={} service={} rhost={} tty={} session={} action=remember seconds={window}",
         field(&record.user),
         field(&ctx.service),
         field(&ctx.rhost),
-        field(&ctx.tty)
+        field(&ctx.tty),
+        ctx.audit_session
+            .map_or_else(|| "-".to_owned(), |s| s.to_string())
     );
 }
 
