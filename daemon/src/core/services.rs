@@ -314,7 +314,7 @@ fn live(e: &Remembered, record: &Record, window: u64, now: UnixTime) -> bool {
 }
 
 /// A second factor was just accepted for this login: remember it when the service has a
-/// window, the caller is root and the login has a key. Called inside the login's store
+/// window, the caller is root, the login has a key and is not in `forward_pass` mode. Called inside the login's store
 /// transaction (saved with the success); drops entries that no longer count.
 pub fn remember(
     record: &mut Record,
@@ -325,7 +325,10 @@ pub fn remember(
 ) {
     prune(record, config, now);
     let window = rule(config, &ctx.service).map_or(0, |r| r.remember_seconds.get());
-    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0) else {
+    // Why not in forward_pass mode: there the code is checked before the password (review
+    // H1: such a login starts nothing), so a right code says nothing of the password yet.
+    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0 && !ctx.forward_pass)
+    else {
         return;
     };
     record.remembered.retain(|r| !key.matches(r));

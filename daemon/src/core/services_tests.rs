@@ -285,6 +285,17 @@ fn nothing_is_remembered_without_a_place_or_for_a_non_root_caller() {
         login(&core, "alice", &pts, None, t3.plus(2)),
         Some(Verdict::Success)
     );
+    // A forward_pass login (the code checked before the password): nothing remembered.
+    let fwd = LoginContext {
+        forward_pass: true,
+        ..ctx("sudo", "", "/dev/pts/8")
+    };
+    let t0 = T0.plus(210);
+    assert_eq!(
+        login(&core, "alice", &fwd, Some(&code(&secret, t0)), t0),
+        Some(Verdict::Success)
+    );
+    assert_eq!(login(&core, "alice", &fwd, None, t0.plus(1)), None);
 }
 
 #[test]
