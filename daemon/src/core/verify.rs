@@ -165,17 +165,12 @@ pub fn check_on(
                 .methods
                 .contains(&twostep_config::MethodName::Email)
     };
-    // Why kept for an email-only user on a host that stopped allowing email: the user stays
-    // enrolled (fails closed); recovery codes still work, the email code does not.
     let config = settings.config();
-    let methods: Vec<Method> = super::services::offered_on(&config, record, service)
-        .into_iter()
-        .filter(|m| *m != Method::Email || email_allowed)
-        .collect();
+    let here = super::services::offered_on(&config, record, service);
     if offered(record).is_empty() {
         return Err(Error::NotEnrolled(record.user.clone()));
     }
-    if methods.is_empty() {
+    if here.is_empty() {
         // Why not charged: no answer could pass here (the service's methods), so none is
         // a guess; `services::begin_rule` normally refuses before any prompt.
         return Ok(Checked::Wrong(Refused {
@@ -183,6 +178,12 @@ pub fn check_on(
             locked: false,
         }));
     }
+    // Why kept for an email-only user on a host that stopped allowing email: the user stays
+    // enrolled (fails closed); recovery codes still work, the email code does not.
+    let methods: Vec<Method> = here
+        .into_iter()
+        .filter(|m| *m != Method::Email || email_allowed)
+        .collect();
     // One rule for what people type (issue 20 item 5, `twostep_proto::is_typed_code`):
     // `123 456` is the code 123456 here as in the module and the CLI.
     let typed: Zeroizing<Vec<u8>>;
