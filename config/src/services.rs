@@ -294,6 +294,48 @@ mod tests {
         }
     }
 
+    /// The TOML of every ```` ```toml ```` block of `text` (Markdown), and of every roff
+    /// `.nf` … `.fi` block that holds a `[services.` table.
+    fn toml_blocks(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            match (&mut current, line.trim()) {
+                (None, "```toml" | ".nf") => current = Some(String::new()),
+                (Some(b), "```" | ".fi") => {
+                    if line.trim() == "```" || b.contains("[services.") {
+                        out.push(std::mem::take(b));
+                    }
+                    current = None;
+                }
+                (Some(b), _) => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn documented_examples_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut seen = 0;
+        for doc in ["docs/services.md", "packaging/man/twostep.toml.5.in"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for block in toml_blocks(&text)
+                .iter()
+                .filter(|b| b.contains("[services."))
+            {
+                let c = parse(block).unwrap_or_else(|e| panic!("{doc}:\n{block}\n{e}"));
+                assert!(!c.services.is_empty(), "{doc}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 2, "one example in each document");
+    }
+
     #[test]
     fn contradictions_are_errors() {
         for (text, needle) in [
