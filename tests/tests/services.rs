@@ -472,6 +472,20 @@ fn sudo_within_the_window_asks_for_the_password_only() {
         "{run}"
     );
     assert_eq!(run.exit_code(), Some(0), "{run}");
+    // An admin sees the window in force.
+    let out = ctl.run(None, &["user", "show", user.name()], b"");
+    assert!(out.success(), "{out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(pam.name()))
+        .unwrap_or_else(|| panic!("no remembered window shown:\n{out}"));
+    assert!(line.contains("from - on /dev/pts/"), "{line}");
+    assert!(out.stdout.contains("Remembered"), "{out}");
+    let out = ctl.run(None, &["user", "show", "--json", user.name()], b"");
+    let shown: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    assert_eq!(shown["remembered"][0]["service"], pam.name(), "{shown}");
+    assert!(shown["remembered"][0]["until"].as_u64().unwrap_or(0) > 0, "{shown}");
 
     // The next session (another login on a terminal, maybe the same pts): asked again.
     let run = terminal(

@@ -162,6 +162,9 @@ pub mod status_key {
     pub const ERROR: &str = "error";
     /// `a(ts)` (`ShowUser` only): the latest events, oldest first.
     pub const EVENTS: &str = "events";
+    /// `a(ssst)` (`ShowUser` only, present when not empty): the remember windows in force
+    /// on this host (`[services.NAME] remember_seconds`): service, remote host, tty, end.
+    pub const REMEMBERED: &str = "remembered";
     /// The keys of `User1.Status`.
     pub const STATUS: &[&str] = &[
         ENROLLED,
@@ -178,7 +181,8 @@ pub mod status_key {
         EMAIL_PENDING,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
-    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
+    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`], and [`REMEMBERED`] when
+    /// the user has remember windows in force.
     pub const ADMIN_EXTRA: &[&str] = &[USER, UID, ENROLLED_AS, WHY, OVERRIDE, ERROR];
 }
 

@@ -432,6 +432,14 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
     if with_events {
         let events: Vec<(u64, String)> = u.events.into_iter().map(|e| (e.at.0, e.what)).collect();
         m.put(key::EVENTS, events);
+        if !u.remembered.is_empty() {
+            let windows: Vec<(String, String, String, u64)> = u
+                .remembered
+                .into_iter()
+                .map(|(service, rhost, tty, until)| (service, rhost, tty, until.0))
+                .collect();
+            m.put(key::REMEMBERED, windows);
+        }
     }
     m.0
 }

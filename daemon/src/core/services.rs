@@ -148,7 +148,7 @@ pub fn audit_session(pid: u32) -> Option<u32> {
 }
 
 /// This host's name (`""` if it cannot be read: then entries of no other host match).
-fn host_name() -> String {
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

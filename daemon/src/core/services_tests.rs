@@ -546,3 +546,32 @@ fn a_required_user_does_not_enrol_at_login_where_apps_are_not_accepted() {
         "{step:?}"
     );
 }
+
+#[test]
+fn an_admin_sees_the_windows_in_force() {
+    let core = core_with(|_| {});
+    let secret = enrol(&core, 1000);
+    let pts = ctx("sudo", "", "/dev/pts/3");
+    let at = T0.plus(120);
+    assert_eq!(
+        login(&core, "alice", &pts, Some(&code(&secret, at)), at),
+        Some(Verdict::Success)
+    );
+    let shown = core.admin_show(&caller(0), "alice", at.plus(1)).unwrap();
+    assert_eq!(
+        shown.remembered,
+        vec![(
+            "sudo".to_owned(),
+            String::new(),
+            "/dev/pts/3".to_owned(),
+            at.plus(900)
+        )]
+    );
+    // Over, or ended by a failed attempt: not shown.
+    let shown = core.admin_show(&caller(0), "alice", at.plus(900)).unwrap();
+    assert!(shown.remembered.is_empty());
+    let ssh = ctx("sshd", "192.0.2.7", "ssh");
+    login(&core, "alice", &ssh, Some("000000"), at.plus(5));
+    let shown = core.admin_show(&caller(0), "alice", at.plus(6)).unwrap();
+    assert!(shown.remembered.is_empty());
+}

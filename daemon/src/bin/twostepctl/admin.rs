@@ -161,7 +161,52 @@ fn to_json(v: &OwnedValue) -> Json {
 }
 
 fn object(p: &Properties) -> Json {
-    Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+    Json::Object(
+        p.iter()
+            .map(|(k, v)| {
+                let j = if k == key::REMEMBERED {
+                    remembered_json(v)
+                } else {
+                    to_json(v)
+                };
+                (k.clone(), j)
+            })
+            .collect(),
+    )
+}
+
+/// `-` for an empty value.
+fn dash(v: String) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v
+    }
+}
+
+/// `remembered` a(ssst): service, remote host, tty, until.
+fn remembered_json(v: &OwnedValue) -> Json {
+    let Value::Array(a) = &**v else {
+        return json!([]);
+    };
+    Json::Array(
+        a.iter()
+            .filter_map(|e| match e {
+                Value::Structure(s) => {
+                    let f = s.fields();
+                    let text = |i: usize| f.get(i).and_then(|v| <&str>::try_from(v).ok());
+                    let until = f.get(3).and_then(|v| u64::try_from(v).ok());
+                    Some(json!({
+                        "service": text(0)?,
+                        "rhost": text(1)?,
+                        "tty": text(2)?,
+                        "until": until?,
+                    }))
+                }
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 fn s(p: &Json, k: &str) -> String {
@@ -352,6 +397,18 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     );
     outln!("Last success:     {}", when(t(&u, key::LAST_SUCCESS)));
     outln!("Last failure:     {}", when(t(&u, key::LAST_FAILURE)));
+    if let Some(Json::Array(windows)) = u.get(key::REMEMBERED) {
+        outln!("Remembered (no code asked until the end, from that place on this host):");
+        for w in windows {
+            outln!(
+                "  {} from {} on {} until {}",
+                s(w, "service"),
+                dash(s(w, "rhost")),
+                dash(s(w, "tty")),
+                when(t(w, "until"))
+            );
+        }
+    }
     if let Some(Json::Array(events)) = u.get(key::EVENTS) {
         outln!("Recent events:");
         for e in events {
