@@ -322,7 +322,11 @@ mod tests {
     fn documented_examples_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut seen = 0;
-        for doc in ["docs/services.md", "packaging/man/twostep.toml.5.in"] {
+        for doc in [
+            "docs/services.md",
+            "docs/sudo.md",
+            "packaging/man/twostep.toml.5.in",
+        ] {
             let text = std::fs::read_to_string(root.join(doc)).unwrap();
             for block in toml_blocks(&text)
                 .iter()
@@ -333,7 +337,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 2, "one example in each document");
+        assert_eq!(seen, 3, "one example in each document");
     }
 
     #[test]

@@ -485,7 +485,10 @@ fn sudo_within_the_window_asks_for_the_password_only() {
     let out = ctl.run(None, &["user", "show", "--json", user.name()], b"");
     let shown: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
     assert_eq!(shown["remembered"][0]["service"], pam.name(), "{shown}");
-    assert!(shown["remembered"][0]["until"].as_u64().unwrap_or(0) > 0, "{shown}");
+    assert!(
+        shown["remembered"][0]["until"].as_u64().unwrap_or(0) > 0,
+        "{shown}"
+    );
 
     // The next session (another login on a terminal, maybe the same pts): asked again.
     let run = terminal(
