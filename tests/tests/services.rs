@@ -13,7 +13,7 @@ use twostep_e2e::{artifacts, proc, unique};
 use twostep_e2e::{Bus, Ctl, Daemon, DaemonConfig, PamRun, PamService, User};
 
 /// The remember window of the test service, in seconds.
-const WINDOW: u64 = 3;
+const WINDOW: u64 = 5;
 
 struct Services {
     plain: PamService,
@@ -102,6 +102,8 @@ fn remember_lets_the_same_place_in_for_the_window_only() {
     let s = start("");
     let user = User::create();
     let key = s.ctl.enroll(&user);
+    let other = User::create();
+    s.ctl.enroll(&other);
     let (tty, rhost) = ("/dev/pts/42", "192.0.2.9");
 
     // First login asks; the code opens the window.
@@ -128,12 +130,9 @@ fn remember_lets_the_same_place_in_for_the_window_only() {
         assert!(asked(&run), "{tty} {rhost}: {}", run.conversation());
     }
     // Another user at the same place: asked.
-    let other = User::create();
-    let other_key = s.ctl.enroll(&other);
     let run = login(&s.remember, &other, tty, rhost, "hello");
     run.assert_refused();
     assert!(asked(&run), "{}", run.conversation());
-    drop(other_key);
 
     // Still inside: no code (what the refusals above did not end).
     assert!(
@@ -156,7 +155,10 @@ fn remember_lets_the_same_place_in_for_the_window_only() {
     let log = s.daemon.log();
     let line = log
         .lines()
-        .find(|l| l.contains(user.name()) && l.contains("service rule remember_seconds=3"))
+        .find(|l| {
+            l.contains(user.name())
+                && l.contains(&format!("service rule remember_seconds={WINDOW}"))
+        })
         .unwrap_or_else(|| panic!("no audit line for the remembered login:\n{log}"));
     assert!(
         line.contains(&format!("service={}", s.remember.name())),
