@@ -18,6 +18,8 @@ const WINDOW: u64 = 5;
 struct Services {
     plain: PamService,
     never: PamService,
+    /// `never`, on a stack whose module line has no `nullok`.
+    never_strict: PamService,
     remember: PamService,
     ctl: Ctl,
     daemon: Daemon,
@@ -32,12 +34,15 @@ fn start(extra: &str) -> Services {
     let plain = PamService::named("plain", &stack);
     let never = PamService::named("never", &stack);
     let remember = PamService::named("remember", &stack);
+    let never_strict = PamService::named("never-strict", &twostep_stack(bus.address(), ""));
     let config = DaemonConfig::default()
         .set("totp", "window", "2")
         .raw(&format!(
             "[services.\"{}\"]\nsecond_factor = \"never\"\n\
+             [services.\"{}\"]\nsecond_factor = \"never\"\n\
              [services.\"{}\"]\nremember_seconds = {WINDOW}\n{extra}",
             never.name(),
+            never_strict.name(),
             remember.name()
         ));
     let daemon = Daemon::start_with(&bus, config);
@@ -45,6 +50,7 @@ fn start(extra: &str) -> Services {
     Services {
         plain,
         never,
+        never_strict,
         remember,
         ctl,
         daemon,
@@ -88,6 +94,15 @@ fn a_service_without_a_table_asks_and_never_asks_nothing() {
             && l.contains("outcome=not-asked (service rule never)")),
         "{log}"
     );
+
+    // Without nullok the module's "no second factor" answer fails the stack (doctor warns).
+    let run = s
+        .never_strict
+        .auth(user.name())
+        .item("tty", "/dev/tty5")
+        .run();
+    run.assert_refused_with(strerror::AUTH_ERR);
+    assert!(!asked(&run), "{}", run.conversation());
 
     // A locked user is refused there too.
     for _ in 0..5 {
