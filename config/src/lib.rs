@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod mail;
+pub mod services;
 pub use mail::{Mail, MethodName};
+pub use services::{SecondFactor, ServiceName, ServiceRule, Services};
 
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/twostep/twostep.toml";
@@ -33,6 +35,9 @@ pub struct Config {
     pub app_passwords: AppPasswords,
     pub mail: Mail,
     pub store: Store,
+    /// `[services.NAME]`: per-PAM-service rules; a service without a table follows
+    /// `[policy]`.
+    pub services: Services,
 }
 
 /// `version = 1`.
@@ -568,6 +573,7 @@ impl Config {
             .or_else(|| self.policy_contradictions())
             .or_else(|| self.mail.contradictions())
             .or_else(|| self.methods_contradictions())
+            .or_else(|| services::contradictions(&self.services, &self.policy.methods))
     }
 
     /// `[policy] methods`: at least one, each once, and `email` only with `[mail]`.
@@ -829,10 +835,19 @@ may_toggle = false
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
+        // The one example table, `[services.sudo]` with every key at its default, behaves
+        // as no table; the rest is the defaults.
+        let mut parsed = Config::parse(&uncommented, &path).unwrap();
+        let example: Vec<_> = std::mem::take(&mut parsed.services).into_iter().collect();
+        assert_eq!(example.len(), 1);
+        assert_eq!(example[0].0.as_str(), "sudo");
+        assert_eq!(example[0].1.second_factor, SecondFactor::Policy);
         assert_eq!(
-            Config::parse(&uncommented, &path).unwrap(),
-            Config::default()
+            example[0].1.methods.as_deref(),
+            Some(&parsed.policy.methods[..])
         );
+        assert_eq!(example[0].1.remember_seconds.get(), 0);
+        assert_eq!(parsed, Config::default());
     }
 
     #[test]

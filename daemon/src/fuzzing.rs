@@ -303,6 +303,7 @@ fn begin(
         tty: input.string(100),
         app_password: input.byte() % 4 == 0,
         forward_pass: input.byte() % 4 == 0,
+        audit_session: (input.byte() % 2 == 0).then(|| u32::from(input.byte())),
     };
     let got = core.begin_login(caller, &user, ctx, t);
     if caller.uid != 0 && user != own {

@@ -2,6 +2,7 @@
 # Turn the commented example configuration (packaging/twostep.toml.example) into the roff
 # body of the OPTIONS section of twostep.toml(5):
 #   [table]          -> .SS [table]
+#   # [services.x]   -> .SS [services.x] (an example table, commented out)
 #   ## prose         -> the description of the next key (or of the table, before any key)
 #   # key = default  -> .TP / key = default in bold / prose
 # Lines before the first table are the file's own header and are skipped.
@@ -14,9 +15,10 @@ function esc(s) {
 function flush_prose() {
     if (prose != "") { print prose; prose = "" }
 }
-/^\[[a-z_]+\]$/ {
+/^\[[a-z_]+\]$/ || /^# \[services\.[a-z0-9._+-]+\]$/ {
     flush_prose(); seen_table = 1
-    print ".SS " esc($0)
+    t = $0; sub(/^# /, "", t)
+    print ".SS " esc(t)
     next
 }
 !seen_table { next }

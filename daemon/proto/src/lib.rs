@@ -185,6 +185,9 @@ pub mod status_key {
     /// `aa{sv}` (`ShowUser` only): the latest events, oldest first, each with the keys of
     /// [`crate::event_key`].
     pub const EVENTS: &str = "events";
+    /// `a(ssst)` (`ShowUser` only, present when not empty): the remember windows in force
+    /// on this host (`[services.NAME] remember_seconds`): service, remote host, tty, end.
+    pub const REMEMBERED: &str = "remembered";
     /// The keys of `User1.Status`.
     pub const STATUS: &[&str] = &[
         ENROLLED,
@@ -210,7 +213,8 @@ pub mod status_key {
         APP_PASSWORD_LOCKED_UNTIL,
     ];
     /// The keys an admin sees of every user (`Admin1.ListUsers` entries): those of
-    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`].
+    /// [`STATUS`] and these; `Admin1.ShowUser` adds [`EVENTS`], and [`REMEMBERED`] when
+    /// the user has remember windows in force.
     pub const ADMIN_EXTRA: &[&str] = &[USER, UID, ENROLLED_AS, WHY, OVERRIDE, ERROR];
 }
 

@@ -94,6 +94,16 @@ impl Identify {
         })
     }
 
+    /// The pid the bus reports for the sender of `hdr` (`GetConnectionUnixProcessID`: the
+    /// process that connected, as the kernel told the bus), `None` when it cannot say.
+    pub async fn process_id(&self, hdr: &Header<'_>) -> Option<u32> {
+        let sender = hdr.sender()?;
+        self.dbus
+            .get_connection_unix_process_id(BusName::Unique(sender.clone()))
+            .await
+            .ok()
+    }
+
     /// Ask the bus for the uid of `name`, and remember it.
     async fn look_up(&self, name: &UniqueName<'_>) -> Option<u32> {
         let creds = self

@@ -20,6 +20,7 @@ use crate::core::clock_trouble::ClockNote;
 use crate::core::engine::LoginContext;
 use crate::core::policy::Override;
 use crate::core::selfservice::PendingInfo;
+use crate::core::services;
 use crate::core::state::{AuthenticatorInfo, UserState};
 use crate::core::{clock, Caller, Core, Error as CoreError};
 use twostep_proto::status_key as key;
@@ -144,7 +145,16 @@ impl Shared {
         context: HashMap<String, String>,
     ) -> Result<(String, Step), Error> {
         let (caller, _slot) = self.caller(hdr).await?;
-        let ctx = LoginContext::from_map(&context)?;
+        let mut ctx = LoginContext::from_map(&context)?;
+        // A remember window is keyed by the caller's audit session too (core::services):
+        // one more bus call, only where a window can apply.
+        if caller.uid == 0 && services::remembers(&self.core.config(), &ctx.service) {
+            ctx.audit_session = self
+                .identify
+                .process_id(hdr)
+                .await
+                .and_then(services::audit_session);
+        }
         self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
             .await
     }
@@ -463,6 +473,14 @@ fn user_props(u: UserInfo, with_events: bool) -> Properties {
     if with_events {
         let events: Vec<Properties> = u.events.into_iter().map(event_props).collect();
         m.put(key::EVENTS, events);
+        if !u.remembered.is_empty() {
+            let windows: Vec<(String, String, String, u64)> = u
+                .remembered
+                .into_iter()
+                .map(|(service, rhost, tty, until)| (service, rhost, tty, until.0))
+                .collect();
+            m.put(key::REMEMBERED, windows);
+        }
     }
     m.0
 }

@@ -31,6 +31,9 @@ pub struct UserInfo {
     /// Set when the record cannot be read: the user's logins fail closed.
     pub error: String,
     pub events: Vec<Event>,
+    /// The remember windows in force on this host: service, remote host, tty, end
+    /// (`core::services::active`).
+    pub remembered: Vec<(String, String, String, UnixTime)>,
 }
 
 /// An admin action on one user.
@@ -120,7 +123,14 @@ fn info(core: &Core, account: &Account, now: UnixTime) -> UserInfo {
         &core.settings().lock_policy(),
         now,
     );
+    let host = super::services::host_name();
+    let remembered = super::services::active(&record, &core.config(), now)
+        .into_iter()
+        .filter(|(e, _)| e.host == host)
+        .map(|(e, until)| (e.service, e.rhost, e.tty, until))
+        .collect();
     UserInfo {
+        remembered,
         name: name.to_owned(),
         uid: account.uid,
         enrolled_as: record.user.clone(),

@@ -110,6 +110,7 @@ fn ctx(app_password: bool) -> LoginContext {
         tty: String::new(),
         app_password,
         forward_pass: false,
+        audit_session: None,
     }
 }
 

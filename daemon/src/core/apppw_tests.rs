@@ -48,6 +48,7 @@ fn ctx(service: &str) -> LoginContext {
         tty: String::new(),
         app_password: true,
         forward_pass: false,
+        audit_session: None,
     }
 }
 

@@ -192,6 +192,11 @@ pub struct LoginContext {
     /// The module runs `forward_pass` (`mode=forward-pass`): the password is not checked
     /// yet, so this login starts nothing (`login::begin`).
     pub forward_pass: bool,
+    /// The kernel audit session of the calling process (`/proc/PID/sessionid`, set by
+    /// `pam_loginuid` at a login and inherited by its processes), when the transport knows
+    /// the caller's pid and the session is set. Filled by the adapter for logins on a
+    /// service with a remember window (`core::services`), never from the module's context.
+    pub audit_session: Option<u32>,
 }
 
 impl LoginContext {
@@ -227,6 +232,7 @@ impl LoginContext {
             tty: get(CTX_TTY)?,
             app_password,
             forward_pass,
+            audit_session: None,
         })
     }
 }

@@ -22,7 +22,7 @@ use super::recovery;
 use super::selfservice::{may_switch_off, prove};
 use super::store::Write;
 use super::users::Account;
-use super::verify::{self, Method};
+use super::verify::Method;
 use super::{Core, Error, UnixTime};
 
 /// Whether this host lets users use email codes ([`email::allowed`]).
@@ -61,7 +61,7 @@ pub fn first_step(
     ctx: &LoginContext,
     now: UnixTime,
 ) -> Result<Step, Error> {
-    let offered = verify::offered(record);
+    let offered = super::services::offered_on(&core.settings().config(), record, &ctx.service);
     let digits = core.settings().digits();
     if !(email::allowed(core) && offered.contains(&Method::Email)) {
         return Ok(messages::first_prompt(&offered, digits));
@@ -136,7 +136,7 @@ pub fn requested(
     let Some(record) = core.load(account)? else {
         return Ok(None);
     };
-    let offered = verify::offered(&record);
+    let offered = super::services::offered_on(&core.settings().config(), &record, &ctx.service);
     if !(email::allowed(core) && offered.contains(&Method::Email)) {
         return Ok(None);
     }

@@ -349,13 +349,16 @@ pub fn begin(
     let record = core
         .load(&account)?
         .unwrap_or_else(|| Record::for_account(user, account.uid));
+    // Per-service rules (`[services.NAME]`): `never`, methods none of the user's, a
+    // remembered second factor.
+    if let Some(step) = super::services::begin_rule(core, caller, &account, &record, &ctx, now)? {
+        return Ok((String::new(), step));
+    }
     if ctx.forward_pass {
         return begin_forward_pass(core, caller, &account, &record, ctx, now);
     }
     if !record.enrolled() {
-        let required = core
-            .settings()
-            .requirement(core.accounts(), &account, &record)?;
+        let required = super::services::requirement(core, &account, &record, &ctx)?;
         if !required.required {
             audit(&account, &ctx, caller, "not-enrolled");
             return Ok((
@@ -367,8 +370,23 @@ pub fn begin(
             audit(&account, &ctx, caller, "success (enrolment grace)");
             return Ok((String::new(), messages::done(Verdict::Success, reminder)));
         }
+        let config = core.settings().config();
+        if !super::services::allows(&config, &ctx.service, Method::Totp) {
+            audit(
+                &account,
+                &ctx,
+                caller,
+                "not-enrolled (service rule methods)",
+            );
+            return Ok((
+                String::new(),
+                messages::done(Verdict::Denied, super::services::NO_ENROLMENT_HERE.into()),
+            ));
+        }
         audit(&account, &ctx, caller, "enrolment-started");
-        if email_flows::email_allowed(core) {
+        if email_flows::email_allowed(core)
+            && super::services::allows(&config, &ctx.service, Method::Email)
+        {
             let (step, awaiting) = email_flows::enrol_choice(core, user);
             let id = new_session(core, caller, &account, ctx, now, awaiting)?;
             return Ok((id, step));
@@ -415,9 +433,7 @@ fn begin_forward_pass(
     now: UnixTime,
 ) -> Result<(String, Step), Error> {
     if !record.enrolled() {
-        let required = core
-            .settings()
-            .requirement(core.accounts(), account, record)?;
+        let required = super::services::requirement(core, account, record, &ctx)?;
         if !required.required {
             audit(account, &ctx, caller, "not-enrolled");
             return Ok((
@@ -447,7 +463,8 @@ fn begin_forward_pass(
         audit(account, &ctx, caller, "locked");
         return Ok((String::new(), messages::done(Verdict::Locked, msg)));
     }
-    let offered: Vec<Method> = verify::offered(record)
+    let config = core.settings().config();
+    let offered: Vec<Method> = super::services::offered_on(&config, record, &ctx.service)
         .into_iter()
         .filter(|m| *m != Method::Email)
         .collect();
@@ -672,12 +689,25 @@ fn answer_factor(
             return (Write::Keep, Ok((step, "not-enrolled", None)));
         }
         let from = Source::login(ctx, account);
-        let checked =
-            match verify::check(core.settings(), core.hashes(), record, answer, now, &from) {
-                Ok(c) => c,
-                Err(e) => return (Write::Keep, Err(e)),
-            };
+        let checked = match verify::check_on(
+            core.settings(),
+            core.hashes(),
+            record,
+            answer,
+            now,
+            &ctx.service,
+            &from,
+        ) {
+            Ok(c) => c,
+            Err(e) => return (Write::Keep, Err(e)),
+        };
         let tag = checked.tag();
+        // A success may start a remember window; a failure ends every one (`services`).
+        if let Checked::Accepted(..) = checked {
+            super::services::remember(record, &core.settings().config(), caller, ctx, now);
+        } else {
+            super::services::prune(record, &core.settings().config(), now);
+        }
         let answered = match checked {
             Checked::Accepted(method, Used::Authenticator(_) | Used::EmailCode) => {
                 if prior.0 > 0 {

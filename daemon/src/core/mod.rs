@@ -37,6 +37,7 @@ pub mod record;
 pub mod recovery;
 pub mod seal;
 pub mod selfservice;
+pub mod services;
 pub mod settings;
 pub mod state;
 pub mod store;
@@ -65,6 +66,8 @@ mod fake_tests;
 mod login_edges_tests;
 #[cfg(test)]
 mod secret_debug_tests;
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod test_support;
 

@@ -14,6 +14,7 @@ use super::clock_trouble::ClockNote;
 use super::email::EmailState;
 use super::policy::Override;
 use super::recovery::StoredCode;
+use super::services::Remembered;
 use super::UnixTime;
 
 /// How many recent events a record keeps for `twostepctl user show`.
@@ -90,6 +91,10 @@ pub struct Record {
     /// Wrong app passwords, counted apart from `failures` (review M4, `apppw_lock`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_password_failures: Option<AppPasswordFailures>,
+    /// Second factors remembered per service and place (`[services.NAME]
+    /// remember_seconds`, see `core::services`), at most `services::MAX_REMEMBERED`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<Remembered>,
 }
 
 /// Something that happened to the user's second factor: when, what, and who acted from
@@ -163,6 +168,8 @@ struct OnDisk {
     clock: Option<ClockNote>,
     #[serde(default)]
     app_password_failures: Option<AppPasswordFailures>,
+    #[serde(default)]
+    remembered: Vec<Remembered>,
 }
 
 impl TryFrom<OnDisk> for Record {
@@ -225,6 +232,7 @@ impl TryFrom<OnDisk> for Record {
             last_failure_from: d.last_failure_from,
             clock: d.clock,
             app_password_failures: d.app_password_failures,
+            remembered: d.remembered,
         })
     }
 }
@@ -337,6 +345,7 @@ impl Record {
         }
         self.failures = 0;
         self.last_failure = None;
+        self.remembered.clear();
     }
 }
 

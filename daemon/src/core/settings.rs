@@ -96,8 +96,21 @@ impl Settings {
         account: &Account,
         record: &Record,
     ) -> Result<Requirement, Error> {
-        let config = self.config();
-        let policy = &config.policy;
+        self.requirement_under(&self.config().policy, accounts, account, record)
+    }
+
+    /// [`Settings::requirement`] under `policy` instead of `[policy]` (a service's
+    /// `second_factor = "required"`, `core::services`).
+    ///
+    /// # Errors
+    /// As [`Settings::requirement`].
+    pub fn requirement_under(
+        &self,
+        policy: &twostep_config::Policy,
+        accounts: &dyn Accounts,
+        account: &Account,
+        record: &Record,
+    ) -> Result<Requirement, Error> {
         if record.policy_override != policy::Override::Default {
             return Ok(policy::requirement(policy, record.policy_override, &[]));
         }

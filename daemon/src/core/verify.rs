@@ -143,6 +143,24 @@ pub fn check(
     now: UnixTime,
     from: &Source,
 ) -> Result<Checked, Error> {
+    check_on(settings, hashes, record, answer, now, "", from)
+}
+
+/// [`check`] at a login on PAM service `service`: only the methods its `[services.NAME]
+/// methods` accepts are tried (`core::services::offered_on`); when none of the user's is,
+/// the answer is refused uncharged.
+///
+/// # Errors
+/// As [`check`].
+pub fn check_on(
+    settings: &Settings,
+    hashes: &HashPool,
+    record: &mut Record,
+    answer: &[u8],
+    now: UnixTime,
+    service: &str,
+    from: &Source,
+) -> Result<Checked, Error> {
     let policy = settings.lock_policy();
     if let Some(msg) = locked_message(lockout::state(record, now, &policy), now) {
         return Ok(Checked::Locked(msg));
@@ -157,15 +175,25 @@ pub fn check(
                 .methods
                 .contains(&twostep_config::MethodName::Email)
     };
-    // Why kept for an email-only user on a host that stopped allowing email: the user stays
-    // enrolled (fails closed); recovery codes still work, the email code does not.
-    let methods: Vec<Method> = offered(record)
-        .into_iter()
-        .filter(|m| *m != Method::Email || email_allowed)
-        .collect();
+    let config = settings.config();
+    let here = super::services::offered_on(&config, record, service);
     if offered(record).is_empty() {
         return Err(Error::NotEnrolled(record.user.clone()));
     }
+    if here.is_empty() {
+        // Why not charged: no answer could pass here (the service's methods), so none is
+        // a guess; `services::begin_rule` normally refuses before any prompt.
+        return Ok(Checked::Wrong(Refused {
+            text: super::services::NO_METHOD_HERE.to_owned(),
+            locked: false,
+        }));
+    }
+    // Why kept for an email-only user on a host that stopped allowing email: the user stays
+    // enrolled (fails closed); recovery codes still work, the email code does not.
+    let methods: Vec<Method> = here
+        .into_iter()
+        .filter(|m| *m != Method::Email || email_allowed)
+        .collect();
     // One rule for what people type (issue 20 item 5, `twostep_proto::is_typed_code`):
     // `123 456` is the code 123456 here as in the module and the CLI.
     let typed: Zeroizing<Vec<u8>>;

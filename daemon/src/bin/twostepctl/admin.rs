@@ -168,7 +168,52 @@ pub(crate) fn to_json(v: &Value<'_>) -> Json {
 }
 
 fn object(p: &Properties) -> Json {
-    Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+    Json::Object(
+        p.iter()
+            .map(|(k, v)| {
+                let j = if k == key::REMEMBERED {
+                    remembered_json(v)
+                } else {
+                    to_json(v)
+                };
+                (k.clone(), j)
+            })
+            .collect(),
+    )
+}
+
+/// `-` for an empty value.
+fn dash(v: String) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v
+    }
+}
+
+/// `remembered` a(ssst): service, remote host, tty, until.
+fn remembered_json(v: &Value<'_>) -> Json {
+    let Value::Array(a) = v else {
+        return json!([]);
+    };
+    Json::Array(
+        a.iter()
+            .filter_map(|e| match e {
+                Value::Structure(s) => {
+                    let f = s.fields();
+                    let text = |i: usize| f.get(i).and_then(|v| <&str>::try_from(v).ok());
+                    let until = f.get(3).and_then(|v| u64::try_from(v).ok());
+                    Some(json!({
+                        "service": text(0)?,
+                        "rhost": text(1)?,
+                        "tty": text(2)?,
+                        "until": until?,
+                    }))
+                }
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// A user dict of [`object`] as `--json` prints it: every time RFC 3339 or `null`
@@ -198,6 +243,11 @@ fn for_output(mut u: Json) -> Json {
     if let Some(Json::Array(list)) = u.get_mut(key::EVENTS) {
         for e in list {
             time(e, event_key::AT);
+        }
+    }
+    if let Some(Json::Array(list)) = u.get_mut(key::REMEMBERED) {
+        for r in list {
+            time(r, "until");
         }
     }
     u
@@ -405,6 +455,18 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
     }
     for line in crate::clock::ClockView::from_json(&u).lines("this user's") {
         outln!("Clock:            {line}");
+    }
+    if let Some(Json::Array(windows)) = u.get(key::REMEMBERED) {
+        outln!("Remembered (no code asked until the end, from that place on this host):");
+        for w in windows {
+            outln!(
+                "  {} from {} on {} until {}",
+                s(w, "service"),
+                dash(s(w, "rhost")),
+                dash(s(w, "tty")),
+                when(t(w, "until"))
+            );
+        }
     }
     if let Some(Json::Array(events)) = u.get(key::EVENTS) {
         outln!("Recent events:");

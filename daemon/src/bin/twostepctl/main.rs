@@ -101,6 +101,9 @@ enum Command {
         /// skipped when it cannot be read).
         #[arg(long, value_name = "FILE")]
         sudoers: Option<PathBuf>,
+        /// twostepd's configuration file, for its per-service rules (skipped when absent).
+        #[arg(long, default_value = twostep_config::DEFAULT_PATH, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Print a shell completion script.
     Completions {
@@ -149,6 +152,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         pam_dir,
         sshd_config,
         sudoers,
+        config,
     } = &cli.command
     {
         return doctor::run(
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             sshd_config.as_deref(),
             sudoers.as_deref(),
             cli.bus.as_deref(),
+            config,
         )
         .await;
     }

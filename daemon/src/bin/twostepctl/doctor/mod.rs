@@ -13,6 +13,8 @@
 //!   sudoers files: both must exist under their lower-cased names and ask for the code;
 //! - the screen and console lockers that are installed (`lockers`): a one-field locker
 //!   whose stack asks for the code, and lockers without a PAM file (they use `other`);
+//! - twostepd's per-service rules (`[services.NAME]` in `--config`), with the stack each
+//!   applies to, and `never` where it is risky (`services`);
 //! - twostepd on every bus the module lines name (`bus=`, `bus_uid=`), with its own short
 //!   connection: a daemon that is down is one of the findings.
 //!
@@ -33,6 +35,7 @@ mod io;
 mod lockers;
 mod pam_analysis;
 mod pam_stack;
+mod services;
 mod sshd;
 mod sudo;
 mod sudoers;
@@ -252,6 +255,7 @@ pub async fn run(
     sshd_config: Option<&Path>,
     sudoers: Option<&Path>,
     bus: Option<&str>,
+    config: &Path,
 ) -> Result<(), String> {
     let dir = pam_dir.to_string_lossy().into_owned();
     if !pam_dir.is_dir() {
@@ -265,6 +269,12 @@ pub async fn run(
     findings.extend(f);
 
     findings.extend(lockers::locker_findings(&files, &dir));
+
+    findings.extend(services::service_rule_findings(
+        &files,
+        &dir,
+        &config.to_string_lossy(),
+    ));
 
     let (f, sudo) = check_sudo(&files, &dir, sudoers)?;
     findings.extend(f);
