@@ -99,7 +99,7 @@ pub async fn run(conn: &zbus::Connection, cmd: Command) -> Result<(), String> {
             if json {
                 let mut v = to_json(&entry);
                 v["password"] = json!(password.as_str());
-                crate::io::out_json(&v);
+                crate::io::out_secret_json(v);
             } else {
                 outln!(
                     "App password {:?} for {}:",
@@ -107,7 +107,10 @@ pub async fn run(conn: &zbus::Connection, cmd: Command) -> Result<(), String> {
                     entry.services.join(", ")
                 );
                 outln!();
-                outln!("    {}", password.as_str());
+                crate::io::out_secret(zeroize::Zeroizing::new(format!(
+                    "    {}\n",
+                    password.as_str()
+                )));
                 outln!();
                 outln!("It is shown only now: enter it in the program as its password.");
                 outln!(

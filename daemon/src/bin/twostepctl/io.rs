@@ -201,6 +201,29 @@ pub fn out_json(v: &serde_json::Value) {
     out(&format!("{v}\n"));
 }
 
+/// [`out_json`] for a document that holds a secret shown once (a key, recovery codes, an
+/// app password): the document's strings and the rendered line are wiped after writing.
+/// (Copies in the standard library's stdout buffer and in the terminal are out of reach.)
+pub fn out_secret_json(mut v: serde_json::Value) {
+    out_secret(Zeroizing::new(format!("{v}\n")));
+    wipe_json(&mut v);
+}
+
+/// [`out`] for text that holds a secret: wiped after writing.
+pub fn out_secret(text: Zeroizing<String>) {
+    out(&text);
+}
+
+/// Every string in `v` overwritten with zeros (keys too are rebuilt empty).
+fn wipe_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => zeroize::Zeroize::zeroize(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        serde_json::Value::Object(m) => m.values_mut().for_each(wipe_json),
+        _ => {}
+    }
+}
+
 pub fn manpage(cmd: &clap::Command, dir: &Path) -> Result<(), String> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone())
@@ -212,6 +235,19 @@ pub fn manpage(cmd: &clap::Command, dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_document_is_wiped_after_use() {
+        let mut v = serde_json::json!({
+            "secret": "GEZDGNBVGY3TQOJQ",
+            "recovery_codes": ["k3m9-x7q2-p4w8", "r5t6-y8u1-i9o0"],
+            "digits": 6,
+        });
+        wipe_json(&mut v);
+        assert!(!v.to_string().contains("GEZDG"), "{v}");
+        assert!(!v.to_string().contains("k3m9"), "{v}");
+        assert_eq!(v["digits"], 6);
+    }
 
     #[test]
     fn times_read_as_utc() {

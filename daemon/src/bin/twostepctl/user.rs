@@ -11,7 +11,10 @@ use twostep_proto::{Error, PendingEnrollment, UserProxy};
 use twostepd::core::{qr, totp};
 
 use crate::clock::ClockView;
-use crate::io::{explain, json_time, out_json, read_line, read_proof, when};
+use crate::io::{
+    explain, json_time, out_json, out_secret, out_secret_json, read_line, read_proof, when,
+};
+use zeroize::Zeroizing;
 
 #[derive(Args)]
 pub struct EnrollArgs {
@@ -117,7 +120,7 @@ async fn confirm_enrolment(
             .map_err(Error::from)
         {
             Ok(codes) => {
-                show_codes(&codes, a.json, reset);
+                show_codes(&Zeroizing::new(codes), a.json, reset);
                 return Ok(());
             }
             Err(Error::WrongCode(_)) if attempt < 3 => {
@@ -155,24 +158,25 @@ fn show_pending(a: &EnrollArgs, p: &PendingEnrollment, next: &str) -> Result<(),
             "qr_file": a.qr_file.as_ref().map(|p| p.display().to_string()),
             "next": next,
         });
-        out_json(&doc);
+        out_secret_json(doc);
     } else {
         outln!("Scan this QR code with your authenticator app:\n");
         if !a.no_qr {
             // Why pinned colours on a terminal: a light theme would otherwise show the code
             // inverted, which some authenticator apps cannot read.
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let picture = if color {
+            let picture = Zeroizing::new(if color {
                 qr::terminal_pinned(uri)?
             } else {
                 qr::terminal(uri)?
-            };
-            outln!("{picture}\n");
+            });
+            out_secret(Zeroizing::new(format!("{}\n\n", picture.as_str())));
         }
-        outln!(
-            "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n",
-            totp::group4(secret)
-        );
+        let grouped = Zeroizing::new(totp::group4(secret));
+        out_secret(Zeroizing::new(format!(
+            "Or type the key by hand:  {}\n  ({algorithm}, {digits} digits, every {period} s, time-based)\n  URI: {uri}\n\n",
+            grouped.as_str()
+        )));
         if let Some(path) = &a.qr_file {
             outln!("QR code also written to {}", path.display());
         }
@@ -323,7 +327,7 @@ async fn confirm_authenticator(
 
 fn show_codes(codes: &[String], json: bool, reset: bool) {
     if json {
-        out_json(&serde_json::json!({ "active": true, "recovery_codes": codes }));
+        out_secret_json(serde_json::json!({ "active": true, "recovery_codes": codes }));
         return;
     }
     outln!(
@@ -345,7 +349,7 @@ fn print_recovery(codes: &[String]) {
          They are shown only now: write them down or store them safely.\n"
     );
     for c in codes {
-        outln!("    {c}");
+        out_secret(Zeroizing::new(format!("    {c}\n")));
     }
     outln!();
 }
@@ -370,12 +374,13 @@ pub async fn recovery_codes(
         return Ok(());
     }
     let proof = read_proof()?;
-    let codes = user
-        .regenerate_recovery_codes(proof.as_bytes())
-        .await
-        .map_err(explain)?;
+    let codes = Zeroizing::new(
+        user.regenerate_recovery_codes(proof.as_bytes())
+            .await
+            .map_err(explain)?,
+    );
     if json {
-        out_json(&serde_json::json!({ "recovery_codes": codes }));
+        out_secret_json(serde_json::json!({ "recovery_codes": *codes }));
     } else {
         outln!("New recovery codes; the old ones no longer work.");
         print_recovery(&codes);
