@@ -471,7 +471,7 @@ fn sudo_within_the_window_asks_for_the_password_only() {
             .send("sudo true && echo first-ok")
             .expect("password for")
             .send(user.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .send(&key.code_after(1))
             .expect("first-ok")
             .expect("$ ")
@@ -503,7 +503,7 @@ fn sudo_within_the_window_asks_for_the_password_only() {
     let shown: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
     assert_eq!(shown["remembered"][0]["service"], pam.name(), "{shown}");
     assert!(
-        shown["remembered"][0]["until"].as_u64().unwrap_or(0) > 0,
+        twostep_e2e::json::time(&shown["remembered"][0], "until") > 0,
         "{shown}"
     );
 
@@ -516,7 +516,7 @@ fn sudo_within_the_window_asks_for_the_password_only() {
             .send("sudo true && echo third-ok")
             .expect("password for")
             .send(user.password())
-            .expect("Verification code: ")
+            .expect(twostep_e2e::prompts::CODE)
             .end(),
     );
     assert!(run.completed(), "{run}\n--- daemon ---\n{}", daemon.log());

@@ -231,6 +231,7 @@ fn for_output(mut u: Json) -> Json {
         key::LAST_FAILURE,
         key::CLOCK_SKEW_SEEN,
         key::CLOCK_BACK_SEEN,
+        key::APP_PASSWORD_LOCKED_UNTIL,
     ] {
         time(&mut u, k);
     }

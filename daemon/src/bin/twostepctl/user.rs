@@ -450,7 +450,7 @@ pub async fn status(conn: &zbus::Connection, json: bool) -> Result<(), String> {
             );
             o.insert(
                 key::APP_PASSWORD_LOCKED_UNTIL.into(),
-                t(key::APP_PASSWORD_LOCKED_UNTIL).into(),
+                json_time(t(key::APP_PASSWORD_LOCKED_UNTIL)),
             );
         }
         out_json(&v);
