@@ -59,6 +59,10 @@ impl From<Version> for i64 {
     }
 }
 
+/// Where twostepd serves the login interfaces peer to peer, and where pam_twostep looks
+/// for them first (`[daemon] login_socket`, pam_twostep's `socket=`).
+pub const DEFAULT_LOGIN_SOCKET: &str = twostep_proto::LOGIN_SOCKET;
+
 /// `[daemon]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -69,6 +73,13 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     /// `"system"` (default) or a `unix:path=/…` address of a private bus.
     pub bus: BusAddress,
+    /// The login endpoint: a unix socket serving only the login interfaces peer to peer
+    /// (no bus hop), for pam_twostep. Its directory is created root-owned 0755 if missing
+    /// and must be owned by the daemon's user and not writable by group or others; the
+    /// socket is 0666 (screen lockers run as the user). Default `/run/twostep/login.sock`
+    /// (pam_twostep's compiled-in path); `""`: serve the bus only.
+    #[serde(deserialize_with = "optional_absolute_path")]
+    pub login_socket: PathBuf,
 }
 
 impl Default for Daemon {
@@ -76,6 +87,7 @@ impl Default for Daemon {
         Daemon {
             state_dir: PathBuf::from("/var/lib/twostep"),
             bus: BusAddress::System,
+            login_socket: PathBuf::from(DEFAULT_LOGIN_SOCKET),
         }
     }
 }

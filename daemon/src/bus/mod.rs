@@ -9,6 +9,7 @@ mod email;
 mod errors;
 mod iface;
 pub(crate) mod import;
+pub mod peer;
 mod rate;
 mod store;
 
