@@ -90,6 +90,7 @@ pub mod module_args {
     pub const NAMES: &[&str] = &[
         "bus",
         "bus_uid",
+        "socket",
         "nullok",
         "debug",
         "timeout",
