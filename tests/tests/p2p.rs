@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Issue 18: the login socket (peer to peer). The module trusts it only when the listener
+//! is `bus_uid` (SO_PEERCRED) in a directory that is `bus_uid`'s alone, falls back to the
+//! bus only when the socket is absent (ENOENT) or refuses (ECONNREFUSED), and the daemon
+//! answers a non-root caller there exactly as on the bus, within bounded connections.
+//! (The fail-closed and hostile-caller suites run on both paths: failmode.rs, hostile.rs.)
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use twostep_e2e::pam::strerror;
+use twostep_e2e::pamclient::Client;
+use twostep_e2e::syslog::Syslog;
+use twostep_e2e::transport::{self, Transport};
+use twostep_e2e::{proc, unique, Bus, Ctl, Daemon, DaemonConfig, PamService, User};
+
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+/// A daemon on a new bus serving its login socket, with root's PAM service naming it.
+fn p2p_stack() -> (Bus, Daemon, Ctl, PamService) {
+    transport::with(Transport::P2p, || {
+        let bus = Bus::start();
+        let daemon = Daemon::start(&bus);
+        let ctl = Ctl::new(&bus);
+        let pam = PamService::twostep(bus.address(), "debug");
+        (bus, daemon, ctl, pam)
+    })
+}
+
+/// A root-owned 0755 directory for a socket.
+fn socket_dir() -> tempfile::TempDir {
+    let dir = unique::temp_dir("p2p-sock");
+    unique::chmod(dir.path(), 0o755);
+    dir
+}
+
+/// A listener run by `user` at `path` (in a root-owned directory: the directory is lent to
+/// the user while it binds) that accepts and holds connections, saying nothing.
+fn listener_as(user: &User, path: &Path) -> Child {
+    let dir = path.parent().expect("dir");
+    std::os::unix::fs::chown(dir, Some(user.uid()), None).expect("chown to user");
+    let script = "import socket,sys,time\n\
+                  s=socket.socket(socket.AF_UNIX)\n\
+                  s.bind(sys.argv[1]); s.listen(16)\n\
+                  print('ready', flush=True)\n\
+                  held=[]\n\
+                  while True:\n    c,_=s.accept(); held.append(c)\n";
+    let mut cmd = proc::command(Some(user.creds()), "python3");
+    cmd.args(["-c", script])
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start the fake listener");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    std::os::unix::fs::chown(dir, Some(0), None).expect("chown back to root");
+    child
+}
+
+/// A PAM service on `bus` whose module tries the login socket at `socket` first.
+fn service_with_socket(bus: &Bus, socket: &Path, extra: &str) -> PamService {
+    PamService::twostep(
+        bus.address(),
+        &format!("socket={} {extra}", socket.display()),
+    )
+}
+
+#[test]
+fn a_login_over_the_socket_never_touches_the_bus_and_succeeds() {
+    let (bus, _daemon, ctl, pam) = p2p_stack();
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let syslog = Syslog::start();
+    let socket = transport::login_socket(bus.address());
+    let run = Client::user(&pam, user.name())
+        .answer(e.code_after(1))
+        .syslog(&syslog)
+        .run();
+    run.assert_code("PAM_SUCCESS");
+    let want = format!("connected to {}, served by uid 0", socket.display());
+    assert!(
+        syslog.wait_for(&[&want], LOG_WAIT).is_some(),
+        "the module used the login socket:\n{}",
+        syslog.dump()
+    );
+    assert!(
+        syslog.matching(&["using the bus"]).is_empty(),
+        "no fallback:\n{}",
+        syslog.dump()
+    );
+    // A wrong code over the socket: refused as on the bus.
+    pam.login(user.name(), &e.wrong_code())
+        .assert_refused_with(strerror::AUTH_ERR);
+}
+
+#[test]
+fn a_socket_served_by_another_uid_is_refused_and_the_bus_is_not_tried() {
+    // A working daemon on the bus, with an enrolled user: a fallback would let the login in.
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let mallory = User::create();
+    let dir = socket_dir();
+    let socket = dir.path().join("login.sock");
+    let mut fake = listener_as(&mallory, &socket);
+    for extra in ["", "failmode=open timeout=2"] {
+        let pam = service_with_socket(&bus, &socket, extra);
+        let syslog = Syslog::start();
+        let run = Client::user(&pam, user.name())
+            .answer(e.code_after(1))
+            .syslog(&syslog)
+            .run();
+        run.assert_code("PAM_AUTHINFO_UNAVAIL");
+        assert!(run.prompts().is_empty(), "no code asked:\n{run}");
+        let want = format!("served by uid {}, not uid 0", mallory.uid());
+        assert!(
+            syslog.wait_for(&[&want], LOG_WAIT).is_some(),
+            "an alert names the impostor:\n{}",
+            syslog.dump()
+        );
+    }
+    // Control: the same user and code through the bus alone.
+    let bus_only = PamService::twostep(bus.address(), "socket=none");
+    bus_only
+        .login(user.name(), &e.code_after(2))
+        .assert_success();
+    let _ = fake.kill();
+    let _ = fake.wait();
+}
+
+#[test]
+fn a_socket_in_a_directory_others_may_write_or_own_is_refused() {
+    let bus = Bus::start();
+    let dir = socket_dir();
+    let run_dir = dir.path().join("run");
+    let socket = run_dir.join("login.sock");
+    let quoted = serde_json::to_string(&socket.to_string_lossy()).expect("quote");
+    let _daemon = Daemon::start_with(
+        &bus,
+        DaemonConfig::default().set("daemon", "login_socket", &quoted),
+    );
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let pam = service_with_socket(&bus, &socket, "");
+    // As the daemon made it: trusted.
+    pam.login(user.name(), &e.code_after(1)).assert_success();
+    let other = User::create();
+    let cases: [(&str, Box<dyn Fn()>); 3] = [
+        ("group-writable", Box::new(|| unique::chmod(&run_dir, 0o775))),
+        ("world-writable", Box::new(|| unique::chmod(&run_dir, 0o777))),
+        (
+            "owned by another user",
+            Box::new(|| {
+                unique::chmod(&run_dir, 0o755);
+                std::os::unix::fs::chown(&run_dir, Some(other.uid()), None).expect("chown");
+            }),
+        ),
+    ];
+    for (i, (what, change)) in cases.iter().enumerate() {
+        change();
+        let run = pam.login(user.name(), &e.code_after(i as u64 + 2));
+        run.assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+        assert!(
+            !run.conversation().contains("Verification code"),
+            "{what}: no code asked:\n{run}"
+        );
+    }
+}
+
+#[test]
+fn an_absent_socket_falls_back_to_the_bus() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let dir = socket_dir();
+    let missing = dir.path().join("nosuch").join("login.sock");
+    let pam = service_with_socket(&bus, &missing, "debug");
+    let syslog = Syslog::start();
+    Client::user(&pam, user.name())
+        .answer(e.code_after(1))
+        .syslog(&syslog)
+        .run()
+        .assert_code("PAM_SUCCESS");
+    assert!(
+        syslog
+            .wait_for(&["no login socket at", "using the bus"], LOG_WAIT)
+            .is_some(),
+        "{}",
+        syslog.dump()
+    );
+}
+
+#[test]
+fn a_stale_socket_nobody_listens_on_falls_back_to_the_bus() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let dir = socket_dir();
+    let stale: PathBuf = dir.path().join("login.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    assert!(stale.exists(), "the socket file stays");
+    let pam = service_with_socket(&bus, &stale, "");
+    pam.login(user.name(), &e.code_after(1)).assert_success();
+}
+
+/// What a non-root caller (a screen locker runs PAM as the user) sees for another user,
+/// enrolled, not enrolled or missing, and for itself: on the login socket exactly what it
+/// sees on the bus.
+#[test]
+fn a_non_root_caller_gets_the_same_answers_on_both_paths() {
+    let answers = |t: Transport| {
+        transport::with(t, || {
+            let bus = Bus::start();
+            let daemon = Daemon::start(&bus);
+            let ctl = Ctl::new(&bus);
+            let pam = PamService::twostep(bus.address(), "");
+            let mallory = User::create();
+            let m = ctl.enroll(&mallory);
+            let enrolled = User::create();
+            ctl.enroll(&enrolled);
+            let plain = User::create();
+            let missing = format!("ts_nosuch_{}", unique::random_hex(4));
+            let mut seen = Vec::new();
+            for (who, name) in [
+                ("enrolled other", enrolled.name().to_owned()),
+                ("plain other", plain.name().to_owned()),
+                ("missing", missing.clone()),
+            ] {
+                let run = pam
+                    .auth(&name)
+                    .caller(mallory.creds())
+                    .answer("123456")
+                    .run();
+                let text = run
+                    .conversation()
+                    .replace(&name, "<user>")
+                    .replace(mallory.name(), "<caller>");
+                seen.push(format!("{who}: {:?} {text}", run.pam_error()));
+            }
+            let own = pam
+                .auth(mallory.name())
+                .caller(mallory.creds())
+                .answer(m.code_after(1))
+                .run();
+            seen.push(format!("own: {:?} {}", own.pam_error(), own.succeeded()));
+            drop(daemon);
+            seen
+        })
+    };
+    let on_bus = answers(Transport::Bus);
+    let on_socket = answers(Transport::P2p);
+    assert_eq!(on_bus, on_socket);
+    assert!(on_bus.last().is_some_and(|l| l.ends_with("true")), "{on_bus:?}");
+}
+
+/// Open file descriptors of `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn many_connections_from_one_user_are_bounded_and_roots_logins_go_on() {
+    let (bus, daemon, ctl, pam) = p2p_stack();
+    let socket = transport::login_socket(bus.address());
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let pid = daemon.pid().expect("running");
+    let before = fds(pid);
+    let mallory = User::create();
+    // 300 connections held open, silent (no authentication).
+    let script = "import socket,sys,time\n\
+                  held=[]\n\
+                  for i in range(300):\n    c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); held.append(c)\n\
+                  print('held', flush=True)\n\
+                  time.sleep(60)\n";
+    let mut cmd = proc::command(Some(mallory.creds()), "python3");
+    cmd.args(["-c", script])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut flood = cmd.spawn().expect("start the flood");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "held");
+    std::thread::sleep(Duration::from_millis(300));
+    let during = fds(pid);
+    // Each admitted connection holds its socket and a pidfd of the peer (zbus asks for
+    // the peer's credentials with SO_PEERPIDFD): two descriptors, for at most 16 of them.
+    assert!(
+        during <= before + 2 * 16 + 4,
+        "the daemon holds {during} descriptors (was {before}) for one user's 300 connections"
+    );
+    // Root's logins go on meanwhile.
+    pam.login(user.name(), &e.code_after(1)).assert_success();
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let settled = proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        fds(pid) <= before + 2
+    });
+    assert!(settled, "descriptors released: {} (was {before})", fds(pid));
+    pam.login(user.name(), &e.code_after(2)).assert_success();
+}
