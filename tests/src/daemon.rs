@@ -280,6 +280,13 @@ impl Daemon {
         let log = dir.path().join("twostepd.log");
         let login_socket = crate::transport::daemon_socket(bus_address)
             .filter(|_| config.get("daemon", "login_socket").is_none());
+        if let (Some(socket), Some(c)) = (&login_socket, run_as) {
+            // A daemon run as a test user needs the socket's directory to be its own.
+            let dir = socket.parent().expect("socket dir");
+            let _ = std::fs::create_dir(dir);
+            unique::chmod(dir, 0o755);
+            std::os::unix::fs::chown(dir, Some(c.uid), Some(c.gid)).expect("chown socket dir");
+        }
         Daemon {
             login_socket,
             child: None,

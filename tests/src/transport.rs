@@ -33,15 +33,24 @@ pub fn current() -> Transport {
 
 /// Runs `f` with `t` as this thread's transport.
 pub fn with<R>(t: Transport, f: impl FnOnce() -> R) -> R {
-    let before = CURRENT.with(|c| c.replace(t));
-    struct Restore(Transport);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(before);
+    let _scoped = Scoped::set(t);
     f()
+}
+
+/// Sets this thread's transport until dropped (for threads a test spawns).
+pub struct Scoped(Transport);
+
+impl Scoped {
+    /// `t` for this thread from now until the guard drops.
+    pub fn set(t: Transport) -> Scoped {
+        Scoped(CURRENT.with(|c| c.replace(t)))
+    }
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
 }
 
 /// The login socket of the daemon on the bus at `bus_address` (`unix:path=/…/bus.sock`).
@@ -57,7 +66,10 @@ pub fn login_socket(bus_address: &str) -> PathBuf {
 
 /// `socket=<login socket>` for the module's line, unless `extra_args` names one already.
 pub fn module_arg(bus_address: &str, extra_args: &str) -> String {
-    if extra_args.split_whitespace().any(|a| a.starts_with("socket=")) {
+    if extra_args
+        .split_whitespace()
+        .any(|a| a.starts_with("socket="))
+    {
         String::new()
     } else {
         format!("socket={}", login_socket(bus_address).display())

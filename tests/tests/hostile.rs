@@ -269,7 +269,9 @@ fn a_flood_of_connections_is_rate_limited_and_roots_logins_go_on() {
             let (stop, calls, busy) = (stop.clone(), calls.clone(), busy.clone());
             let (address, creds, me) =
                 (address.clone(), mallory.creds(), mallory.name().to_owned());
+            let transport = twostep_e2e::transport::current();
             std::thread::spawn(move || {
+                let _on = twostep_e2e::transport::Scoped::set(transport);
                 while !stop.load(Ordering::Relaxed) {
                     let args = [
                         format!("string:{me}"),

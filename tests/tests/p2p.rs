@@ -156,8 +156,14 @@ fn a_socket_in_a_directory_others_may_write_or_own_is_refused() {
     pam.login(user.name(), &e.code_after(1)).assert_success();
     let other = User::create();
     let cases: [(&str, Box<dyn Fn()>); 3] = [
-        ("group-writable", Box::new(|| unique::chmod(&run_dir, 0o775))),
-        ("world-writable", Box::new(|| unique::chmod(&run_dir, 0o777))),
+        (
+            "group-writable",
+            Box::new(|| unique::chmod(&run_dir, 0o775)),
+        ),
+        (
+            "world-writable",
+            Box::new(|| unique::chmod(&run_dir, 0o777)),
+        ),
         (
             "owned by another user",
             Box::new(|| {
@@ -264,7 +270,10 @@ fn a_non_root_caller_gets_the_same_answers_on_both_paths() {
     let on_bus = answers(Transport::Bus);
     let on_socket = answers(Transport::P2p);
     assert_eq!(on_bus, on_socket);
-    assert!(on_bus.last().is_some_and(|l| l.ends_with("true")), "{on_bus:?}");
+    assert!(
+        on_bus.last().is_some_and(|l| l.ends_with("true")),
+        "{on_bus:?}"
+    );
 }
 
 /// Open file descriptors of `pid`.
@@ -319,4 +328,172 @@ fn many_connections_from_one_user_are_bounded_and_roots_logins_go_on() {
     });
     assert!(settled, "descriptors released: {} (was {before})", fds(pid));
     pam.login(user.name(), &e.code_after(2)).assert_success();
+}
+
+/// `dbus-send --peer` to the login socket as `creds` (root when `None`).
+fn peer_call(
+    socket: &Path,
+    creds: Option<twostep_e2e::Creds>,
+    member: &str,
+    args: &[&str],
+) -> String {
+    let mut cmd = proc::command(creds, "dbus-send");
+    cmd.arg(format!("--peer=unix:path={}", socket.display()))
+        .args([
+            "--print-reply",
+            "--reply-timeout=10000",
+            "/org/twostep/Twostep1",
+            member,
+        ])
+        .args(args);
+    let out = proc::run(cmd, b"", Duration::from_secs(20));
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+#[test]
+fn the_socket_serves_the_login_interfaces_and_nothing_else_even_to_root() {
+    let (bus, _daemon, ctl, _pam) = p2p_stack();
+    let socket = transport::login_socket(bus.address());
+    let user = User::create();
+    ctl.enroll(&user);
+    for (member, args) in [
+        ("org.twostep.User1.Status", vec![]),
+        (
+            "org.twostep.Admin1.ShowUser",
+            vec![format!("string:{}", user.name())],
+        ),
+        ("org.twostep.Admin1.Reload", vec![]),
+        ("org.twostep.Store1.Export", vec![]),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = peer_call(&socket, None, member, &args);
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.UnknownInterface")
+                || out.contains("org.freedesktop.DBus.Error.UnknownMethod"),
+            "{member} over the login socket: {out}"
+        );
+    }
+    // The login interface itself answers (root may begin for anyone).
+    let out = peer_call(
+        &socket,
+        None,
+        "org.twostep.Login2.Begin",
+        &[
+            &format!("string:{}", user.name()),
+            "dict:string:string:service,x",
+        ],
+    );
+    assert!(out.contains("method return"), "{out}");
+}
+
+/// A peer that sends a header claiming a huge message, or passes a descriptor, or never
+/// authenticates: its connection is closed, and the daemon holds no memory for it.
+#[test]
+fn a_hostile_peer_is_cut_off_and_costs_nothing() {
+    let (bus, daemon, ctl, pam) = p2p_stack();
+    let socket = transport::login_socket(bus.address());
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    let pid = daemon.pid().expect("running");
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            })
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss0 = rss();
+    let mallory = User::create();
+    // Each case prints how the daemon ended the connection: "closed" (EOF) within 8 s.
+    let script = r#"
+import os, socket, struct, sys, time
+path = sys.argv[1]
+auth = b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n"
+def ends(c):
+    c.settimeout(8)
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return "closed"
+    except socket.timeout:
+        return "open"
+    except OSError:
+        return "closed"
+# 1. A method call whose header claims a body of 128 MiB (minus a little).
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+c.sendall(auth + b"l\x01\x00\x01" + struct.pack("<II", (1 << 27) - 64, 1) + struct.pack("<I", 0))
+print("huge", ends(c), flush=True)
+# 2. A descriptor passed with the first message bytes.
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+c.sendall(auth)
+c.sendmsg([b"l\x01\x00\x01\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00"],
+          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", 0))])
+print("fd", ends(c), flush=True)
+# 3. An endless SASL line.
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+try:
+    c.sendall(b"\0AUTH EXTERNAL " + b"3" * 100000)
+except OSError:
+    pass
+print("sasl", ends(c), flush=True)
+# 4. Silence: closed once the authentication time is over.
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+print("silent", ends(c), flush=True)
+"#;
+    let mut cmd = proc::command(Some(mallory.creds()), "python3");
+    cmd.args(["-c", script]).arg(&socket);
+    let out = proc::run(cmd, b"", Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    for case in ["huge", "fd", "sasl", "silent"] {
+        assert!(
+            out.stdout.contains(&format!("{case} closed")),
+            "{case}: the connection stays open:\n{out}"
+        );
+    }
+    assert!(rss() <= rss0 + 16 * 1024, "RSS {rss0} KiB -> {} KiB", rss());
+    assert!(daemon.log().contains("serving"), "{}", daemon.log());
+    pam.login(user.name(), &e.code_after(1)).assert_success();
+}
+
+/// Connecting fails with something other than ENOENT or ECONNREFUSED (here EACCES: a
+/// screen locker, as the user, in front of a directory it may not enter), or the listener
+/// (root) never answers: both fail closed, and the bus, where the daemon would answer, is
+/// not tried.
+#[test]
+fn a_socket_that_refuses_access_or_hangs_fails_closed_without_the_bus() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    // EACCES for the user.
+    let dir = socket_dir();
+    let closed = dir.path().join("private");
+    std::fs::create_dir(&closed).expect("mkdir");
+    unique::chmod(&closed, 0o700);
+    let inside = closed.join("login.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&inside).expect("bind");
+    let pam = service_with_socket(&bus, &inside, "failmode=open timeout=2");
+    let run = pam
+        .auth(user.name())
+        .caller(user.creds())
+        .answer(e.code_after(1))
+        .run();
+    run.assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    // A root listener that accepts and says nothing.
+    let hang_dir = socket_dir();
+    let hang = hang_dir.path().join("login.sock");
+    let _silent = std::os::unix::net::UnixListener::bind(&hang).expect("bind");
+    let pam = service_with_socket(&bus, &hang, "failmode=open timeout=2");
+    let run = pam.login(user.name(), &e.code_after(1));
+    run.assert_refused_with(strerror::AUTHINFO_UNAVAIL);
+    // Control: the bus alone lets the same user in with that code (it was never sent).
+    PamService::twostep(bus.address(), "socket=none")
+        .login(user.name(), &e.code_after(1))
+        .assert_success();
 }

@@ -48,11 +48,13 @@ pub const MAX_PEERS_PER_UID: usize = 16;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes the SASL exchange may take (`AUTH EXTERNAL 30` and `BEGIN` are 30).
 pub const MAX_HANDSHAKE_BYTES: usize = 4096;
-/// The longest message taken from a peer. A `Begin` or an `Answer` is a few hundred bytes
-/// (every argument is capped by `twostep_proto::limits`).
-pub const MAX_MESSAGE: u64 = 64 * 1024;
+/// The longest message taken from a peer; a longer one closes the connection. A `Begin`
+/// or an `Answer` is a few hundred bytes (every argument is capped by
+/// `twostep_proto::limits`); arguments up to this size still get the daemon's clear
+/// `InvalidArgument`, as on the bus.
+pub const MAX_MESSAGE: u64 = 256 * 1024;
 /// Messages zbus keeps queued per connection.
-pub const MAX_QUEUED: usize = 16;
+pub const MAX_QUEUED: usize = 8;
 /// Idle time beyond `[login] prompt_timeout_seconds` before a connection is closed (the
 /// user types between two calls; the session is over by then anyway).
 pub const IDLE_SLACK: Duration = Duration::from_secs(30);
