@@ -1,13 +1,44 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! [`BusDaemon`]: the [`Daemon`] trait over D-Bus, with rustbus for the messages.
 //!
-//! One connection per call of the module, to exactly the `bus=` address, opened on `Begin`
-//! and closed when the `BusDaemon` drops. The daemon's well-known name is resolved to its
-//! unique name and the uid owning that name is checked before any reply of the daemon is
-//! used and before an answer is sent; every login call goes to the unique name, so a name
-//! that changes hands mid-login cannot take over the conversation (unique names are never
-//! reused on a bus). Every phase is bounded by `timeout=`: the bus itself never times a
-//! reply out.
+//! One connection per call of the module, opened on `Begin` and closed when the
+//! `BusDaemon` drops: to the daemon's login socket if it is there, else to exactly the
+//! `bus=` address. Every phase is bounded by `timeout=`: neither the bus nor the socket
+//! ever times a reply out.
+//!
+//! # The login socket (peer to peer)
+//!
+//! First the module connects to the login socket (`socket=`, default
+//! [`twostep_proto::LOGIN_SOCKET`]; never from the environment), where twostepd serves the
+//! login interfaces peer to peer, as systemd serves root clients on `/run/systemd/private`.
+//! Trust rests on the kernel, as on the bus:
+//! - the listener's uid is read from the connected socket (`SO_PEERCRED`: the uid of the
+//!   process that called `listen`, recorded by the kernel, nothing the peer can say) and
+//!   must be `bus_uid=` (0); checked after `connect`, on the very connection used, so there
+//!   is no window between check and use. A socket served by anyone else is an impostor:
+//!   logged at alert, nothing is sent to it (the user name included), the login fails
+//!   closed, and the bus is **not** tried (an attacker able to place a socket there could
+//!   otherwise choose which path the module takes);
+//! - defence in depth: the socket's directory must be owned by `bus_uid` and not writable by
+//!   group or others (else someone else could put a socket there next time);
+//! - then SASL `AUTH EXTERNAL` (the effective uid, which twostepd's zbus checks against its
+//!   own `SO_PEERCRED`) + `BEGIN` + `Login2.Begin` go out together: one round trip, no
+//!   `Hello`, no names, no owner look-up (messages on a peer-to-peer connection carry no
+//!   sender; the only peer is the daemon whose uid was checked). The daemon identifies the
+//!   caller from its side of the same socket.
+//!
+//! Only `connect` failing with `ENOENT` (no socket) or `ECONNREFUSED` (a stale socket
+//! nobody listens on) falls back to the bus: the daemon is then positively not serving
+//! there, and the bus is where it would be. Every other failure — another errno (`EACCES`,
+//! `EAGAIN`, …), a wrong listener uid, an unsafe directory, a refused authentication, a
+//! hang-up or a timeout — fails closed exactly like a daemon failing on the bus.
+//!
+//! # The bus
+//!
+//! The daemon's well-known name is resolved to its unique name and the uid owning that name
+//! is checked before any reply of the daemon is used and before an answer is sent; every
+//! login call goes to the unique name, so a name that changes hands mid-login cannot take
+//! over the conversation (unique names are never reused on a bus).
 //!
 //! Round trips after `connect`; the calls of one round trip are written together:
 //! 1. SASL `AUTH EXTERNAL` + `BEGIN` + `Hello` + `GetNameOwner(BUS_NAME)`: the bus answers
@@ -25,7 +56,7 @@
 //! 3. one round trip per `Answer`, on the interface Begin used.
 //!
 //! The bytes — socket, SASL, framing — move in [`conn`]; this file decides whom to trust:
-//! the owner check, the calls and the routing of replies.
+//! the listener and owner checks, the calls and the routing of replies.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
