@@ -155,25 +155,16 @@ fn a_socket_in_a_directory_others_may_write_or_own_is_refused() {
     // As the daemon made it: trusted.
     pam.login(user.name(), &e.code_after(1)).assert_success();
     let other = User::create();
-    let cases: [(&str, Box<dyn Fn()>); 3] = [
-        (
-            "group-writable",
-            Box::new(|| unique::chmod(&run_dir, 0o775)),
-        ),
-        (
-            "world-writable",
-            Box::new(|| unique::chmod(&run_dir, 0o777)),
-        ),
-        (
-            "owned by another user",
-            Box::new(|| {
+    let cases = ["group-writable", "world-writable", "owned by another user"];
+    for (i, what) in cases.iter().enumerate() {
+        match i {
+            0 => unique::chmod(&run_dir, 0o775),
+            1 => unique::chmod(&run_dir, 0o777),
+            _ => {
                 unique::chmod(&run_dir, 0o755);
                 std::os::unix::fs::chown(&run_dir, Some(other.uid()), None).expect("chown");
-            }),
-        ),
-    ];
-    for (i, (what, change)) in cases.iter().enumerate() {
-        change();
+            }
+        }
         let run = pam.login(user.name(), &e.code_after(i as u64 + 2));
         run.assert_refused_with(strerror::AUTHINFO_UNAVAIL);
         assert!(

@@ -201,6 +201,9 @@ pub struct BusDaemon<'a> {
     conn: RefCell<Option<Connected>>,
 }
 
+/// A new connection and the result of its first `Login2.Begin` (not yet looked at).
+type Begun = (Connected, Result<MarshalledMessage, CallError>);
+
 /// A connection, whom its login calls go to and the login interface it speaks.
 struct Connected {
     conn: Conn,
@@ -228,11 +231,7 @@ impl<'a> BusDaemon<'a> {
     /// [`Conn::open`] (`ENOENT`, `ECONNREFUSED` from `connect`) and [`Self::register`] (the
     /// bus driver's `NameHasNoOwner`). Everything from [`Self::checked_begin`] on is a
     /// [`DaemonError`].
-    fn connect_and_begin(
-        &self,
-        user: &str,
-        ctx: &LoginContext,
-    ) -> Result<(Connected, Result<MarshalledMessage, CallError>), BeginError> {
+    fn connect_and_begin(&self, user: &str, ctx: &LoginContext) -> Result<Begun, BeginError> {
         if let Some(path) = &self.args.socket {
             if let Some(direct) = self.direct_begin(path, user, ctx)? {
                 return Ok(direct);
@@ -282,7 +281,7 @@ impl<'a> BusDaemon<'a> {
         path: &str,
         user: &str,
         ctx: &LoginContext,
-    ) -> Result<Option<(Connected, Result<MarshalledMessage, CallError>)>, BeginError> {
+    ) -> Result<Option<Begun>, BeginError> {
         let deadline = Instant::now() + self.args.timeout;
         let mut conn = match Conn::open(path, deadline) {
             Ok(conn) => conn,
