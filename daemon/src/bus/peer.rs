@@ -110,6 +110,13 @@ impl LoginEndpoint {
             if !old.file_type().is_socket() {
                 return Err(format!("login_socket {shown} exists and is not a socket"));
             }
+            // A stale socket is replaced; one somebody listens on (another daemon, on
+            // another bus) is not taken over.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "login_socket {shown} is in use by another process (another twostepd?)"
+                ));
+            }
             std::fs::remove_file(path).map_err(|e| format!("cannot remove {shown}: {e}"))?;
         }
         let listener = std::os::unix::net::UnixListener::bind(path)
