@@ -814,6 +814,20 @@ may_toggle = false
     }
 
     #[test]
+    fn login_socket_is_absolute_or_empty() {
+        assert_eq!(
+            Config::default().daemon.login_socket,
+            PathBuf::from("/run/twostep/login.sock")
+        );
+        let off = parse("[daemon]\nlogin_socket = \"\"\n").unwrap();
+        assert_eq!(off.daemon.login_socket, PathBuf::new());
+        let other = parse("[daemon]\nlogin_socket = \"/run/x/l.sock\"\n").unwrap();
+        assert_eq!(other.daemon.login_socket, PathBuf::from("/run/x/l.sock"));
+        let e = parse("[daemon]\nlogin_socket = \"run/l.sock\"\n").unwrap_err();
+        assert!(e.message.contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
     fn shipped_example_parses_and_states_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twostep.toml.example");
         let text = std::fs::read_to_string(&path).unwrap();
