@@ -488,3 +488,42 @@ fn a_socket_that_refuses_access_or_hangs_fails_closed_without_the_bus() {
         .login(user.name(), &e.code_after(1))
         .assert_success();
 }
+
+/// An authenticated connection that then says nothing is closed once the prompt timeout
+/// (here 10 s) and 30 s more have passed.
+#[test]
+fn an_idle_connection_is_closed_after_the_prompt_timeout() {
+    let (bus, daemon) = transport::with(Transport::P2p, || {
+        let bus = Bus::start();
+        let config = DaemonConfig::default().set("login", "prompt_timeout_seconds", "10");
+        let daemon = Daemon::start_with(&bus, config);
+        (bus, daemon)
+    });
+    let socket = transport::login_socket(bus.address());
+    let script = r#"
+import os, socket, sys, time
+c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
+c.sendall(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n")
+c.settimeout(60)
+ok = c.recv(100)
+assert ok.startswith(b"OK "), ok
+t = time.monotonic()
+try:
+    rest = c.recv(100)
+except OSError:
+    rest = b""
+print("closed after", int(time.monotonic() - t), "s" if not rest else "with data", flush=True)
+"#;
+    let mallory = User::create();
+    let mut cmd = proc::command(Some(mallory.creds()), "python3");
+    cmd.args(["-c", script]).arg(&socket);
+    let out = proc::run(cmd, b"", Duration::from_secs(90));
+    assert!(out.success(), "{out}\n{}", daemon.log());
+    let secs: u64 = out
+        .stdout
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!((38..=45).contains(&secs), "closed after {secs} s:\n{out}");
+}
