@@ -80,6 +80,15 @@ impl Module {
         }
     }
 
+    /// The module whose state (records, files) this one uses: both twostep services log in
+    /// against the same daemon and records, so what one touched is reset before the other runs.
+    pub fn state(self) -> Module {
+        match self {
+            Module::TwostepBus => Module::Twostep,
+            other => other,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Module::Permit => "pam_permit (baseline)",
@@ -423,7 +432,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
 
         let mut dirty: HashMap<Module, Vec<u32>> = HashMap::new();
         let reset = |module: Module, dirty: &mut HashMap<Module, Vec<u32>>| -> Result<(), String> {
-            let touched = dirty.remove(&module).unwrap_or_default();
+            let touched = dirty.remove(&module.state()).unwrap_or_default();
             match module {
                 Module::Permit => Ok(()),
                 Module::Twostep | Module::TwostepBus => tw.reset(&touched),
@@ -598,7 +607,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                             let mut out: driver::Outcome =
                                 subprocess(&exe, "login", &spec, opts.seconds + 120.0)?;
                             let syslog = diff(&logs_before, &devlog.snapshot());
-                            dirty.insert(module, std::mem::take(&mut out.touched));
+                            dirty.insert(module.state(), std::mem::take(&mut out.touched));
                             let (hwm, rss) = match daemon {
                                 Some(d) => {
                                     let (hwm, rss) = sys::memory_kib(d.pid());
