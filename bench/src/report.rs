@@ -161,6 +161,13 @@ pub fn markdown(res: &Results) -> String {
     s
 }
 
+/// [`transport_table`] alone (for `--only twostep`).
+pub fn transport_markdown(res: &Results) -> String {
+    let mut s = String::new();
+    transport_table(&mut s, res, &Index::new(res));
+    s
+}
+
 /// Issue 18's login socket: the same logins through the login socket (as shipped) and through
 /// the bus (`socket=none`), interleaved in the same run.
 fn transport_table(s: &mut String, res: &Results, idx: &Index<'_>) {
