@@ -247,6 +247,29 @@ fn a_non_root_caller_gets_the_same_answers_on_both_paths() {
                     .replace(&name, "<user>")
                     .replace(mallory.name(), "<caller>");
                 seen.push(format!("{who}: {:?} {text}", run.pam_error()));
+                // The daemon's own answer, by name and text (dbus-send goes over the login
+                // socket on Transport::P2p).
+                for member in ["org.twostep.Login1.Begin", "org.twostep.Login2.Begin"] {
+                    let r = twostep_e2e::flows::call_paced(
+                        bus.address(),
+                        mallory.creds(),
+                        member,
+                        &[
+                            format!("string:{name}"),
+                            "dict:string:string:service,x".into(),
+                        ],
+                    );
+                    let line = r
+                        .map_or_else(|e| e, |ok| ok)
+                        .replace(&name, "<user>")
+                        .replace(&format!("uid {}", mallory.uid()), "uid <caller>");
+                    let line = line
+                        .lines()
+                        .find(|l| l.starts_with("Error "))
+                        .unwrap_or(&line)
+                        .to_owned();
+                    seen.push(format!("{who} {member}: {line}"));
+                }
             }
             let own = pam
                 .auth(mallory.name())
