@@ -260,7 +260,7 @@ fn a_non_root_caller_gets_the_same_answers_on_both_paths() {
                         ],
                     );
                     let line = r
-                        .map_or_else(|e| e, |ok| ok)
+                        .unwrap_or_else(|e| e)
                         .replace(&name, "<user>")
                         .replace(&format!("uid {}", mallory.uid()), "uid <caller>");
                     let line = line
