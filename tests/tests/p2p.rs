@@ -550,3 +550,108 @@ print("closed after", int(time.monotonic() - t), "s" if not rest else "with data
         .unwrap_or_else(|| panic!("{out}"));
     assert!((38..=45).contains(&secs), "closed after {secs} s:\n{out}");
 }
+
+/// A fake daemon on a login socket, run as root: it says `OK` to the authentication, then
+/// answers the first call (Begin) as `mode` says: `error:NAME` (an error reply of that
+/// name), `hangup` (closes the connection) or `silent` (holds it).
+fn fake_daemon(path: &Path, mode: &str) -> Child {
+    let script = r#"
+import socket, struct, sys
+path, mode = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(8)
+print("ready", flush=True)
+held = []
+def pad(b, n):
+    return b + b"\0" * (-len(b) % n)
+def field(code, sig, value):
+    out = bytes([code, len(sig)]) + sig.encode() + b"\0"
+    if sig == "u":
+        out = pad(out, 4) + struct.pack("<I", value)
+    elif sig == "s":
+        out = pad(out, 4) + struct.pack("<I", len(value)) + value.encode() + b"\0"
+    elif sig == "g":
+        out += bytes([len(value)]) + value.encode() + b"\0"
+    return out
+def error(serial, name, text):
+    body = struct.pack("<I", len(text)) + text.encode() + b"\0"
+    fields = b""
+    for f in [field(4, "s", name), field(5, "u", serial), field(8, "g", "s")]:
+        fields = pad(fields, 8) + f
+    head = b"l\x03\x01\x01" + struct.pack("<III", len(body), 1, len(fields)) + fields
+    return pad(head, 8) + body
+while True:
+    c, _ = s.accept(); held.append(c)
+    buf = b""
+    while b"BEGIN\r\n" not in buf or len(buf.split(b"BEGIN\r\n", 1)[1]) < 16:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    c.sendall(b"OK " + b"0123456789abcdef" * 2 + b"\r\n")
+    msg = buf.split(b"BEGIN\r\n", 1)[1]
+    serial = struct.unpack("<I", msg[8:12])[0]
+    if mode.startswith("error:"):
+        c.sendall(error(serial, mode[6:], "fake"))
+    elif mode == "hangup":
+        c.close()
+"#;
+    let mut cmd = proc::command(None, "python3");
+    cmd.args(["-c", script])
+        .arg(path)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start the fake daemon");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+/// Whatever a (root) daemon on the login socket answers that is not a verdict — a transport
+/// error name ("no owner", "no reply", "service unknown"), an unknown name, a hang-up, or
+/// nothing — fails closed, whatever `failmode=`; and the bus, where the real daemon would let
+/// the user in, is not tried.
+#[test]
+fn anything_but_an_answer_on_the_socket_fails_closed_even_with_failmode_open() {
+    let bus = Bus::start();
+    let _daemon = Daemon::start(&bus);
+    let ctl = Ctl::new(&bus);
+    let user = User::create();
+    let e = ctl.enroll(&user);
+    // As on the bus: a transport error name, a hang-up or silence is "no usable answer"
+    // (PAM_AUTHINFO_UNAVAIL), any other name a protocol error (PAM_AUTH_ERR); never absent.
+    let unavail = "PAM_AUTHINFO_UNAVAIL";
+    for (mode, want) in [
+        ("error:org.freedesktop.DBus.Error.NameHasNoOwner", unavail),
+        ("error:org.freedesktop.DBus.Error.ServiceUnknown", unavail),
+        ("error:org.freedesktop.DBus.Error.NoReply", unavail),
+        (
+            "error:org.freedesktop.DBus.Error.AccessDenied",
+            "PAM_AUTH_ERR",
+        ),
+        ("error:org.twostep.Error.SomethingNew", "PAM_AUTH_ERR"),
+        ("hangup", unavail),
+        ("silent", unavail),
+    ] {
+        let dir = socket_dir();
+        let socket = dir.path().join("login.sock");
+        let mut fake = fake_daemon(&socket, mode);
+        let pam = service_with_socket(&bus, &socket, "failmode=open timeout=2");
+        let run = Client::user(&pam, user.name())
+            .answer(e.code_after(1))
+            .run();
+        let _ = fake.kill();
+        let _ = fake.wait();
+        assert_eq!(run.code(), Some(want), "{mode}:\n{run}");
+        assert!(run.prompts().is_empty(), "{mode}: a code was asked:\n{run}");
+    }
+    // Control: the same code through the bus alone.
+    PamService::twostep(bus.address(), "socket=none")
+        .login(user.name(), &e.code_after(1))
+        .assert_success();
+}
