@@ -320,6 +320,8 @@ struct PeerRead {
     inner: NoFds,
     /// Bytes the SASL exchange may still take; `None` once messages flow.
     handshake_left: Option<usize>,
+    /// The SASL lines seen so far, until `BEGIN`.
+    lines: SaslLines,
 }
 
 impl PeerRead {
@@ -327,7 +329,45 @@ impl PeerRead {
         PeerRead {
             inner: NoFds(read),
             handshake_left: Some(MAX_HANDSHAKE_BYTES),
+            lines: SaslLines::default(),
         }
+    }
+}
+
+/// Checks the SASL lines a peer sends before zbus reads them: every line must end in CR LF,
+/// up to the `BEGIN` line (what follows it is the first message, binary). Why: zbus's SASL
+/// reader looks at the byte before each LF and panics (index underflow) on an empty line or
+/// a bare LF first; the task would die, but a local user could make every connection print a
+/// panic.
+#[derive(Debug, Default)]
+struct SaslLines {
+    /// The current line, up to [`MAX_HANDSHAKE_BYTES`].
+    line: Vec<u8>,
+    /// The byte before the next one (`None` at the start).
+    prev: Option<u8>,
+    /// `BEGIN` seen: the rest is the message stream.
+    done: bool,
+}
+
+impl SaslLines {
+    /// Takes the next `bytes` of the stream. Pure, table-tested.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        for &b in bytes {
+            if self.done {
+                return Ok(());
+            }
+            if b == b'\n' {
+                if self.prev != Some(b'\r') {
+                    return Err("a SASL line not ended by CR LF");
+                }
+                self.done = self.line == b"BEGIN\r";
+                self.line.clear();
+            } else if self.line.len() < MAX_HANDSHAKE_BYTES {
+                self.line.push(b);
+            }
+            self.prev = Some(b);
+        }
+        Ok(())
     }
 }
 
@@ -360,6 +400,9 @@ impl ReadHalf for PeerRead {
             *left = left
                 .checked_sub(got.0)
                 .ok_or_else(|| refused("over-long authentication"))?;
+            self.lines
+                .feed(buf.get(..got.0).unwrap_or_default())
+                .map_err(refused)?;
         }
         Ok(got)
     }
@@ -425,6 +468,32 @@ mod tests {
         let mut bad = le;
         bad[0] = b'x';
         assert_eq!(message_len(&bad), None);
+    }
+
+    #[test]
+    fn sasl_lines_must_end_in_cr_lf_until_begin() {
+        let fed = |chunks: &[&[u8]]| {
+            let mut l = SaslLines::default();
+            chunks.iter().try_for_each(|c| l.feed(c)).map(|()| l.done)
+        };
+        // The module's pipelined start, then binary message bytes with bare LFs.
+        assert_eq!(
+            fed(&[b"\0AUTH EXTERNAL 30\r\nBEGIN\r\nl\x01\n\n\n"]),
+            Ok(true)
+        );
+        // Split anywhere, CR and LF in different reads included.
+        assert_eq!(
+            fed(&[b"\0AUTH EXTERNAL 30\r", b"\nBEG", b"IN\r", b"\n\n"]),
+            Ok(true)
+        );
+        assert_eq!(fed(&[b"\0AUTH EXTERNAL 30\r\n"]), Ok(false));
+        for bad in [
+            &b"\n"[..],
+            b"\0AUTH\n",
+            b"\0AUTH EXTERNAL 30\r\n\nBEGIN\r\n",
+        ] {
+            assert!(fed(&[bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
