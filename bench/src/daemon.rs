@@ -76,14 +76,26 @@ pub fn config_text(state_dir: &Path, bus_address: &str, window: u64) -> String {
         eprintln!("bench: {e}");
     }
     format!(
-        "[daemon]\nstate_dir = \"{}\"\nbus = \"{bus_address}\"\n\n\
+        "[daemon]\nstate_dir = \"{}\"\nbus = \"{bus_address}\"\n{}\n\
          [totp]\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\nwindow = {window}\n\n\
          [lockout]\nmax_failures = 10\nlockout_seconds = 300\nfailure_window_seconds = 900\n\n\
          [recovery]\ncount = 10\nmode = \"single-use\"\n\n\
          [store]\nkey_file = \"{}\"\n",
         state_dir.display(),
+        login_socket_line(state_dir),
         key.display()
     )
+}
+
+/// The login socket of the daemon on `state_dir` (issue 18): `run/login.sock` beside it, in
+/// a directory the daemon creates (root, 0755), never the machine's `/run/twostep`.
+pub fn login_socket(state_dir: &Path) -> PathBuf {
+    state_dir.with_file_name("run").join("login.sock")
+}
+
+/// The `login_socket = "…"` line of [`config_text`].
+pub fn login_socket_line(state_dir: &Path) -> String {
+    format!("login_socket = \"{}\"\n", login_socket(state_dir).display())
 }
 
 /// The store key of the daemon on `state_dir`: `store.key` beside it.

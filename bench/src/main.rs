@@ -5,7 +5,8 @@
 //! ```text
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
-//!                   [--only twostep]                   pam_permit and twostep only, progress lines only
+//!                   [--only twostep]                   pam_permit and twostep (login socket, bus) only:
+//!                                                      progress lines and the socket-vs-bus table
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
 //!                   [--only callgrind]                 twostepd's instructions per login alone, into
@@ -202,13 +203,15 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         }
         return Ok(());
     }
-    if only {
-        // A partial run has no peers to compare with: the progress lines are the result.
-        return Ok(());
-    }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if only {
+        // A partial run has no peers to compare with: the progress lines are the result,
+        // with the login socket against the bus (both twostep services ran).
+        println!("{}", report::transport_markdown(&results));
+        return Ok(());
     }
     let md = report::markdown(&results);
     println!("{md}");

@@ -132,6 +132,7 @@ pub fn markdown(res: &Results) -> String {
     );
 
     issue18_targets(&mut s, res, &idx);
+    transport_table(&mut s, res, &idx);
     targets(&mut s, res, &idx);
 
     for (right, mode) in [
@@ -158,6 +159,59 @@ pub fn markdown(res: &Results) -> String {
     syslog_table(&mut s, &idx, sizes);
     let _ = writeln!(s, "{END}");
     s
+}
+
+/// [`transport_table`] alone (for `--only twostep`).
+pub fn transport_markdown(res: &Results) -> String {
+    let mut s = String::new();
+    transport_table(&mut s, res, &Index::new(res));
+    s
+}
+
+/// Issue 18's login socket: the same logins through the login socket (as shipped) and through
+/// the bus (`socket=none`), interleaved in the same run.
+fn transport_table(s: &mut String, res: &Results, idx: &Index<'_>) {
+    let p50 = |r: &LoginRun| r.out.latency.p50;
+    let tps = |r: &LoginRun| r.out.per_second;
+    let mut rows = Vec::new();
+    for &size in &res.options.sizes {
+        for right in [true, false] {
+            let k = |m: Module, w: usize| (size, m, right, Mode::Procs, w);
+            let (p2p, bus) = (
+                idx.delta(k(Module::Twostep, 1), p50),
+                idx.delta(k(Module::TwostepBus, 1), p50),
+            );
+            let (Some(p), Some(b)) = (p2p, bus) else {
+                continue;
+            };
+            let ratio = if b > 0.0 { p / b } else { f64::INFINITY };
+            rows.push(format!(
+                "| {} | {} | {p:+.3} ms | {b:+.3} ms | {:+.3} ms ({ratio:.2}×) | {} | {} |",
+                users(size),
+                if right { "right" } else { "wrong" },
+                p - b,
+                rate(idx.med(k(Module::Twostep, 2), tps)),
+                rate(idx.med(k(Module::TwostepBus, 2), tps)),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "### The login socket against the bus\n\n\
+         One forked process per login, Δp50 over pam_permit; the two twostep services run \
+         interleaved in the same run against the same daemon, one with the module's default \
+         (the login socket, peer to peer) and one with `socket=none` (the system bus, as before \
+         issue 18). Last two columns: 2 login processes.\n\n\
+         | users | code | login socket Δp50 | bus Δp50 | difference | socket logins/s (K=2) | bus logins/s (K=2) |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in rows {
+        let _ = writeln!(s, "{r}");
+    }
+    let _ = writeln!(s);
 }
 
 /// Issue 18's targets: ratios to hardened google-auth and to the bus floor in the same run,

@@ -35,7 +35,11 @@ pub const WRONG_BUDGET: u64 = 9;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Module {
     Permit,
+    /// twostep as shipped: the module reaches the daemon on its login socket (issue 18).
     Twostep,
+    /// twostep with `socket=none`: the module goes through the bus (the path before issue 18,
+    /// and every caller's path when the socket is absent).
+    TwostepBus,
     GaPlain,
     GaHard,
     Oath,
@@ -54,9 +58,10 @@ impl Module {
         Module::TwostepPg3,
     ];
 
-    pub const ALL: [Module; 5] = [
+    pub const ALL: [Module; 6] = [
         Module::Permit,
         Module::Twostep,
+        Module::TwostepBus,
         Module::GaPlain,
         Module::GaHard,
         Module::Oath,
@@ -66,6 +71,7 @@ impl Module {
         match self {
             Module::Permit => "tsb-permit",
             Module::Twostep => "tsb-twostep",
+            Module::TwostepBus => "tsb-twostep-bus",
             Module::GaPlain => "tsb-ga-plain",
             Module::GaHard => "tsb-ga-hard",
             Module::Oath => "tsb-oath",
@@ -74,10 +80,20 @@ impl Module {
         }
     }
 
+    /// The module whose state (records, files) this one uses: both twostep services log in
+    /// against the same daemon and records, so what one touched is reset before the other runs.
+    pub fn state(self) -> Module {
+        match self {
+            Module::TwostepBus => Module::Twostep,
+            other => other,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Module::Permit => "pam_permit (baseline)",
             Module::Twostep => "twostep",
+            Module::TwostepBus => "twostep over the bus (socket=none)",
             Module::GaPlain => "google-auth plain",
             Module::GaHard => "google-auth hardened",
             Module::Oath => "pam_oath",
@@ -305,6 +321,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         &confdir,
         &art.module,
         &bus.address,
+        &daemon::login_socket(&state_dir),
         &ga_plain.dir,
         &ga_hard.dir,
         &oath.file,
@@ -331,7 +348,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             std::fs::write(
                 confdir.join(service),
                 format!(
-                    "auth required pam_permit.so\nauth required {} bus={}\n",
+                    "auth required pam_permit.so\nauth required {} bus={} socket=none\n",
                     art.module.display(),
                     b.address
                 ),
@@ -415,10 +432,10 @@ pub fn run(opts: &Options) -> Result<Results, String> {
 
         let mut dirty: HashMap<Module, Vec<u32>> = HashMap::new();
         let reset = |module: Module, dirty: &mut HashMap<Module, Vec<u32>>| -> Result<(), String> {
-            let touched = dirty.remove(&module).unwrap_or_default();
+            let touched = dirty.remove(&module.state()).unwrap_or_default();
             match module {
                 Module::Permit => Ok(()),
-                Module::Twostep => tw.reset(&touched),
+                Module::Twostep | Module::TwostepBus => tw.reset(&touched),
                 Module::GaPlain => ga_plain.reset(&touched),
                 Module::GaHard => ga_hard.reset(&touched),
                 Module::Oath => oath.reset(&touched, size),
@@ -550,12 +567,15 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                     for right in [true, false] {
                         for module in Module::ALL {
                             if opts.only_twostep
-                                && !matches!(module, Module::Permit | Module::Twostep)
+                                && !matches!(
+                                    module,
+                                    Module::Permit | Module::Twostep | Module::TwostepBus
+                                )
                             {
                                 continue;
                             }
                             reset(module, &mut dirty)?;
-                            let daemon = if module == Module::Twostep {
+                            let daemon = if matches!(module, Module::Twostep | Module::TwostepBus) {
                                 let d =
                                     Twostepd::start(&art.twostepd, &config, &daemon_log, &client)?;
                                 res.startup_ms.push((size, d.startup.as_secs_f64() * 1e3));
@@ -587,7 +607,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                             let mut out: driver::Outcome =
                                 subprocess(&exe, "login", &spec, opts.seconds + 120.0)?;
                             let syslog = diff(&logs_before, &devlog.snapshot());
-                            dirty.insert(module, std::mem::take(&mut out.touched));
+                            dirty.insert(module.state(), std::mem::take(&mut out.touched));
                             let (hwm, rss) = match daemon {
                                 Some(d) => {
                                     let (hwm, rss) = sys::memory_kib(d.pid());
@@ -826,7 +846,12 @@ fn run_fleet(c: &FleetCtx<'_>) -> Result<Vec<LoginRun>, String> {
     // One config per bus: the file store's, plus [store] on PostgreSQL.
     let base = std::fs::read_to_string(c.config).map_err(|e| e.to_string())?;
     let pg_config = |bus: &str, n: usize| -> Result<PathBuf, String> {
-        let text = base.replace(&c.bus.address, bus) + &c.f.pg.store_lines();
+        // Why no login socket: the fleet tables compare stores, on the bus as before; three
+        // daemons at once must not share one socket.
+        let text = base.replace(&c.bus.address, bus).replace(
+            &daemon::login_socket_line(c.config.with_file_name("state").as_path()),
+            "login_socket = \"\"\n",
+        ) + &c.f.pg.store_lines();
         let path = c.config.with_file_name(format!("twostep-pg-{n}.toml"));
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
         Ok(path)
@@ -1044,6 +1069,7 @@ fn write_services(
     confdir: &Path,
     module: &Path,
     bus: &str,
+    socket: &Path,
     ga_plain: &Path,
     ga_hard: &Path,
     oath: &Path,
@@ -1063,7 +1089,15 @@ fn write_services(
         (Module::Permit, String::new()),
         (
             Module::Twostep,
-            format!("auth required {} bus={bus}\n", module.display()),
+            format!(
+                "auth required {} bus={bus} socket={}\n",
+                module.display(),
+                socket.display()
+            ),
+        ),
+        (
+            Module::TwostepBus,
+            format!("auth required {} bus={bus} socket=none\n", module.display()),
         ),
         (
             Module::GaPlain,

@@ -64,6 +64,10 @@ impl From<Version> for i64 {
     }
 }
 
+/// Where twostepd serves the login interfaces peer to peer, and where pam_twostep looks
+/// for them first (`[daemon] login_socket`, pam_twostep's `socket=`).
+pub const DEFAULT_LOGIN_SOCKET: &str = twostep_proto::LOGIN_SOCKET;
+
 /// `[daemon]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +78,13 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     /// `"system"` (default) or a `unix:path=/…` address of a private bus.
     pub bus: BusAddress,
+    /// The login endpoint: a unix socket serving only the login interfaces peer to peer
+    /// (no bus hop), for pam_twostep. Its directory is created root-owned 0755 if missing
+    /// and must be owned by the daemon's user and not writable by group or others; the
+    /// socket is 0666 (screen lockers run as the user). Default `/run/twostep/login.sock`
+    /// (pam_twostep's compiled-in path); `""`: serve the bus only.
+    #[serde(deserialize_with = "optional_absolute_path")]
+    pub login_socket: PathBuf,
 }
 
 impl Default for Daemon {
@@ -81,6 +92,7 @@ impl Default for Daemon {
         Daemon {
             state_dir: PathBuf::from("/var/lib/twostep"),
             bus: BusAddress::System,
+            login_socket: PathBuf::from(DEFAULT_LOGIN_SOCKET),
         }
     }
 }
@@ -820,6 +832,20 @@ may_toggle = false
                 .to_string()
                 .starts_with(&format!("t.toml:{line}:{column}: ")));
         }
+    }
+
+    #[test]
+    fn login_socket_is_absolute_or_empty() {
+        assert_eq!(
+            Config::default().daemon.login_socket,
+            PathBuf::from("/run/twostep/login.sock")
+        );
+        let off = parse("[daemon]\nlogin_socket = \"\"\n").unwrap();
+        assert_eq!(off.daemon.login_socket, PathBuf::new());
+        let other = parse("[daemon]\nlogin_socket = \"/run/x/l.sock\"\n").unwrap();
+        assert_eq!(other.daemon.login_socket, PathBuf::from("/run/x/l.sock"));
+        let e = parse("[daemon]\nlogin_socket = \"run/l.sock\"\n").unwrap_err();
+        assert!(e.message.contains("not an absolute path"), "{e}");
     }
 
     #[test]

@@ -44,8 +44,12 @@ pub enum Mode {
 pub struct ModuleArgs {
     /// `bus=`: the D-Bus address, always `unix:path=/absolute`.
     pub bus: String,
-    /// `bus_uid=`: the uid that must own the daemon's well-known name.
+    /// `bus_uid=`: the uid that must own the daemon's well-known name, and listen on the
+    /// login socket.
     pub bus_uid: u32,
+    /// `socket=`: the daemon's login socket, tried before the bus (default
+    /// [`twostep_proto::LOGIN_SOCKET`]); `socket=none`: the bus only.
+    pub socket: Option<String>,
     /// `nullok`: a user the daemon reports as not enrolled (and not required) is let through.
     pub nullok: bool,
     /// `debug`: step-level syslog lines.
@@ -63,6 +67,7 @@ impl Default for ModuleArgs {
         ModuleArgs {
             bus: twostep_proto::SYSTEM_BUS_ADDRESS.to_owned(),
             bus_uid: 0,
+            socket: Some(twostep_proto::LOGIN_SOCKET.to_owned()),
             nullok: false,
             debug: false,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -133,6 +138,10 @@ impl ModuleArgs {
                     once(&mut seen.bus_uid, "bus_uid")?;
                     args.bus_uid = parse_uid(value.ok_or_else(|| needs_value("bus_uid"))?)?;
                 }
+                "socket" => {
+                    once(&mut seen.socket, "socket")?;
+                    args.socket = parse_socket(value.ok_or_else(|| needs_value("socket"))?)?;
+                }
                 "timeout" => {
                     once(&mut seen.timeout, "timeout")?;
                     args.timeout = parse_timeout(value.ok_or_else(|| needs_value("timeout"))?)?;
@@ -191,6 +200,7 @@ impl ModuleArgs {
 struct Seen {
     bus: bool,
     bus_uid: bool,
+    socket: bool,
     timeout: bool,
     failmode: bool,
     nullok: bool,
@@ -240,6 +250,22 @@ fn parse_bus(value: &str) -> Result<String, ArgError> {
     let path = value
         .strip_prefix("unix:path=")
         .ok_or_else(|| bad("only unix:path=/absolute/socket addresses are accepted"))?;
+    socket_path("bus", value, path)?;
+    Ok(value.to_owned())
+}
+
+/// `none`, or an absolute path of plain characters (as in `bus=`).
+fn parse_socket(value: &str) -> Result<Option<String>, ArgError> {
+    if value == "none" {
+        return Ok(None);
+    }
+    socket_path("socket", value, value)?;
+    Ok(Some(value.to_owned()))
+}
+
+/// An absolute socket path of ASCII letters, digits, '/', '.', '-' and '_' only.
+fn socket_path(name: &'static str, value: &str, path: &str) -> Result<(), ArgError> {
+    let bad = |why| malformed(name, value, why);
     if !path.starts_with('/') {
         return Err(bad("the socket path must be absolute"));
     }
@@ -252,7 +278,7 @@ fn parse_bus(value: &str) -> Result<String, ArgError> {
             "the socket path may hold only ASCII letters, digits, '/', '.', '-' and '_'",
         ));
     }
-    Ok(value.to_owned())
+    Ok(())
 }
 
 /// A decimal number of ASCII digits only: `parse` alone would take `+10`.
@@ -308,6 +334,7 @@ mod tests {
         let valid = |name: &str| match name {
             "bus" => "bus=unix:path=/run/x.sock".to_owned(),
             "bus_uid" => "bus_uid=0".to_owned(),
+            "socket" => "socket=/run/x/login.sock".to_owned(),
             "timeout" => "timeout=5".to_owned(),
             "failmode" => "failmode=closed".to_owned(),
             flag => flag.to_owned(),
@@ -325,6 +352,7 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert_eq!(args.bus, "unix:path=/run/dbus/system_bus_socket");
         assert_eq!(args.bus_uid, 0);
+        assert_eq!(args.socket.as_deref(), Some("/run/twostep/login.sock"));
         assert!(!args.nullok);
         assert!(!args.debug);
         assert_eq!(args.timeout, Duration::from_secs(10));
@@ -351,6 +379,20 @@ mod tests {
                 },
             ),
             (&["bus_uid=0"], d()),
+            (
+                &["socket=/tmp/t-1/login.sock"],
+                ModuleArgs {
+                    socket: Some("/tmp/t-1/login.sock".into()),
+                    ..d()
+                },
+            ),
+            (
+                &["socket=none"],
+                ModuleArgs {
+                    socket: None,
+                    ..d()
+                },
+            ),
             (
                 &["bus_uid=1000"],
                 ModuleArgs {
@@ -395,10 +437,12 @@ mod tests {
                     "failmode=open",
                     "bus_uid=7",
                     "bus=unix:path=/run/x",
+                    "socket=/run/y",
                 ],
                 ModuleArgs {
                     bus: "unix:path=/run/x".into(),
                     bus_uid: 7,
+                    socket: Some("/run/y".into()),
                     nullok: true,
                     debug: true,
                     timeout: Duration::from_secs(30),
@@ -473,6 +517,27 @@ mod tests {
             (
                 vec!["bus_uid=0", "bus_uid=0"],
                 ArgError::Duplicate("bus_uid"),
+            ),
+            (
+                vec!["socket=none", "socket=/a"],
+                ArgError::Duplicate("socket"),
+            ),
+            (
+                vec!["socket"],
+                bad("socket", "", "needs a value (name=value)"),
+            ),
+            (
+                vec!["socket=run/login.sock"],
+                bad(
+                    "socket",
+                    "run/login.sock",
+                    "the socket path must be absolute",
+                ),
+            ),
+            (vec!["socket=/run/a;b"], bad("socket", "/run/a;b", plain)),
+            (
+                vec!["socket="],
+                bad("socket", "", "the socket path must be absolute"),
             ),
             (
                 vec!["failmode=open", "failmode=closed"],

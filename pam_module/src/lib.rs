@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `pam_twostep.so`: asks twostepd, over D-Bus, for a second factor and renders its steps.
+//! `pam_twostep.so`: asks twostepd, over D-Bus (its login socket peer to peer, else the
+//! system bus; see [`bus`]), for a second factor and renders its steps.
 //!
 //! The hooks are glue. Decisions live in [`args`] (module arguments) and [`flow`] (the
 //! conversation and the one mapping to PAM codes), both unit-tested without PAM or a bus;

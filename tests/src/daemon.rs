@@ -133,6 +133,10 @@ impl DaemonConfig {
         if cfg.get("daemon", "bus").is_none() {
             cfg = cfg.set("daemon", "bus", &s(bus_address));
         }
+        if cfg.get("daemon", "login_socket").is_none() {
+            let socket = crate::transport::daemon_socket(bus_address).unwrap_or_default();
+            cfg = cfg.set("daemon", "login_socket", &s(&socket.to_string_lossy()));
+        }
         if cfg.get("store", "key_file").is_none() {
             let key = shared_store_key();
             cfg = cfg.set("store", "key_file", &s(&key.to_string_lossy()));
@@ -198,6 +202,8 @@ pub struct Daemon {
     config_path: PathBuf,
     state_dir: PathBuf,
     log: PathBuf,
+    /// The login socket this daemon serves ([`crate::transport`]), if any.
+    login_socket: Option<PathBuf>,
     starts: u32,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
@@ -272,7 +278,17 @@ impl Daemon {
         std::fs::write(&config_path, config.render(&state_dir, bus_address)).expect("write config");
         unique::chmod(&config_path, 0o644);
         let log = dir.path().join("twostepd.log");
+        let login_socket = crate::transport::daemon_socket(bus_address)
+            .filter(|_| config.get("daemon", "login_socket").is_none());
+        if let (Some(socket), Some(c)) = (&login_socket, run_as) {
+            // A daemon run as a test user needs the socket's directory to be its own.
+            let dir = socket.parent().expect("socket dir");
+            let _ = std::fs::create_dir(dir);
+            unique::chmod(dir, 0o755);
+            std::os::unix::fs::chown(dir, Some(c.uid), Some(c.gid)).expect("chown socket dir");
+        }
         Daemon {
+            login_socket,
             child: None,
             bus_address: bus_address.to_string(),
             run_as,
@@ -329,6 +345,7 @@ impl Daemon {
             // list the old connection for a moment.
             bus::name_has_owner(&self.bus_address, TWOSTEP_NAME)
                 && bus::name_owner_pid(&self.bus_address, TWOSTEP_NAME) == Some(pid)
+                && self.login_socket.as_ref().is_none_or(|s| socket_listens(s))
         });
         if let Some(status) = exited {
             self.child = None;
@@ -421,6 +438,11 @@ impl Daemon {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Whether something accepts connections on the unix socket at `path`.
+fn socket_listens(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 impl Drop for Daemon {

@@ -342,7 +342,9 @@ pub fn bytes_arg(bytes: &[u8]) -> String {
 }
 
 /// Call `member` (`org.twostep.User1.Status`) on the daemon's object with dbus-send as
-/// `creds` (root when `None`), returning the `--print-reply` output.
+/// `creds` (root when `None`), returning the `--print-reply` output. On
+/// [`Transport::P2p`](crate::transport::Transport), a login method (`org.twostep.Login…`) goes
+/// peer to peer to the daemon's login socket (`dbus-send --peer`), everything else to the bus.
 ///
 /// # Errors
 /// dbus-send's stderr and stdout when the call fails (an error reply included).
@@ -353,10 +355,17 @@ pub fn call(
     args: &[String],
 ) -> Result<String, String> {
     let mut cmd = proc::command(creds, "dbus-send");
-    cmd.arg(format!("--bus={address}"))
-        .arg("--print-reply")
+    if crate::transport::current() == crate::transport::Transport::P2p
+        && member.starts_with("org.twostep.Login")
+    {
+        let socket = crate::transport::login_socket(address);
+        cmd.arg(format!("--peer=unix:path={}", socket.display()));
+    } else {
+        cmd.arg(format!("--bus={address}"))
+            .arg(format!("--dest={}", crate::bus::TWOSTEP_NAME));
+    }
+    cmd.arg("--print-reply")
         .arg("--reply-timeout=20000")
-        .arg(format!("--dest={}", crate::bus::TWOSTEP_NAME))
         .arg("/org/twostep/Twostep1")
         .arg(member)
         .args(args);

@@ -44,6 +44,7 @@ pub mod sshd;
 pub mod stack;
 pub mod sudo;
 pub mod syslog;
+pub mod transport;
 pub mod unique;
 pub mod user;
 

@@ -88,8 +88,9 @@ pub fn set_password(name: &str, password: &str) {
 /// The module's line: `auth required <built module> bus=<address> <extra args>`.
 pub fn module_line(bus_address: &str, extra_args: &str) -> String {
     format!(
-        "auth required {} bus={bus_address} {extra_args}",
-        artifacts::pam_module().display()
+        "auth required {} bus={bus_address} {} {extra_args}",
+        artifacts::pam_module().display(),
+        crate::transport::module_arg(bus_address, extra_args)
     )
 }
 

@@ -105,9 +105,10 @@ impl PamService {
 pub fn twostep_stack(bus_address: &str, extra_args: &str) -> String {
     format!(
         "auth required pam_permit.so\n\
-         auth required {} bus={bus_address} {extra_args}\n\
+         auth required {} bus={bus_address} {} {extra_args}\n\
          account required pam_permit.so\n",
-        artifacts::pam_module().display()
+        artifacts::pam_module().display(),
+        crate::transport::module_arg(bus_address, extra_args)
     )
 }
 

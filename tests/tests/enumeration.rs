@@ -17,7 +17,6 @@ fn error_of(r: Result<String, String>, what: &str) -> String {
         .to_owned()
 }
 
-#[test]
 fn other_users_and_missing_users_get_the_same_answer() {
     let s = Stack::start();
     let mallory = User::create();
@@ -79,3 +78,6 @@ fn other_users_and_missing_users_get_the_same_answer() {
     .expect("Begin for the caller's own name");
     assert!(own.contains("not-enrolled"), "{own}");
 }
+
+// On the bus and on the login socket (issue 18): its login methods go peer to peer there.
+twostep_e2e::both_transports!(other_users_and_missing_users_get_the_same_answer,);

@@ -59,7 +59,6 @@ fn assert_no_fail_open(syslog: &Syslog) {
 
 /// `kill -STOP` the daemon: Begin gets no reply within `timeout=2`. That is a hung daemon,
 /// not an absent one: refused, for an enrolled user and for a locked one.
-#[test]
 fn a_stopped_daemon_is_refused_even_with_failmode_open() {
     let bus = Bus::start();
     let daemon = Daemon::start_with(&bus, lockout(2));
@@ -102,7 +101,6 @@ fn a_stopped_daemon_is_refused_even_with_failmode_open() {
 /// The daemon restarts while the code prompt is open: the answer goes to a connection that
 /// is gone (the bus driver says so). The login was already under way: refused, whether the
 /// daemon came back or not.
-#[test]
 fn a_daemon_lost_while_the_prompt_is_open_is_refused_even_with_failmode_open() {
     let bus = Bus::start();
     let mut daemon = Daemon::start(&bus);
@@ -139,7 +137,6 @@ fn a_daemon_lost_while_the_prompt_is_open_is_refused_even_with_failmode_open() {
 /// Whatever owns the daemon's name (and passes the uid check) and answers a login call
 /// with an error name that sounds like "unreachable" is there: refused, for Begin and for
 /// Answer, and nothing fails open.
-#[test]
 fn error_names_from_the_name_owner_never_fail_open() {
     let scripts = BusError::ALL.iter().flat_map(|&e| {
         [
@@ -177,7 +174,6 @@ fn error_names_from_the_name_owner_never_fail_open() {
 
 /// A socket that accepts and hangs up during the authentication, and one whose listener
 /// never accepts (the bus hung): both are there; refused.
-#[test]
 fn a_bus_that_hangs_up_or_hangs_fails_closed() {
     let dir = unique::temp_dir("hangup");
 
@@ -209,7 +205,6 @@ fn a_bus_that_hangs_up_or_hangs_fails_closed() {
 /// libpam opens its audit socket, fails with EMFILE too, and then answers PAM_SYSTEM_ERR
 /// whatever the module said. The module tells the user "not reachable; login refused" only
 /// when it fails closed (a fail-open login shows nothing).
-#[test]
 fn no_descriptor_left_fails_closed() {
     let dir = unique::temp_dir("emfile");
     let address = format!("unix:path={}", dir.path().join("absent.sock").display());
@@ -233,7 +228,6 @@ fn no_descriptor_left_fails_closed() {
 
 /// A socket the caller may not open (EACCES: in a directory it cannot search) is not a
 /// missing one: refused.
-#[test]
 fn a_socket_the_caller_cannot_reach_fails_closed() {
     let dir = unique::temp_dir("eacces");
     let path = dir.path().join("bus.sock");
@@ -253,7 +247,6 @@ fn a_socket_the_caller_cannot_reach_fails_closed() {
 /// The three "absent" conditions still fail open with failmode=open, each with an
 /// authpriv.alert FAIL-OPEN line naming the user and the cause; with the default
 /// failmode they are refused.
-#[test]
 fn an_absent_daemon_fails_open_and_logs_an_alert() {
     let dir = unique::temp_dir("absent");
     // ENOENT.
@@ -289,7 +282,6 @@ fn an_absent_daemon_fails_open_and_logs_an_alert() {
 /// exits (e.g. it refuses an unsafe config file) or hangs is broken, not absent: the login
 /// fails closed even with `failmode=open`, and no fail-open alert is logged. Only a name
 /// nothing can start is absent (the test above).
-#[test]
 fn an_activatable_daemon_that_fails_to_start_fails_closed_even_with_failmode_open() {
     let user = User::create();
     let cases = [
@@ -319,14 +311,14 @@ fn an_activatable_daemon_that_fails_to_start_fails_closed_even_with_failmode_ope
 /// set a missing or empty one to "nobody").
 fn module_only(bus: &Bus, args: &str) -> PamService {
     PamService::new(&format!(
-        "auth required {} bus={} {args}\naccount required pam_permit.so\n",
+        "auth required {} bus={} {} {args}\naccount required pam_permit.so\n",
         twostep_e2e::artifacts::pam_module().display(),
-        bus.address()
+        bus.address(),
+        twostep_e2e::transport::module_arg(bus.address(), args)
     ))
 }
 
 /// No PAM_USER: the module does not prompt for one and does not call the daemon.
-#[test]
 fn no_user_is_user_unknown_without_a_prompt_or_a_call() {
     let bus = Bus::start();
     let owner = FakeOwner::start(
@@ -351,7 +343,6 @@ fn no_user_is_user_unknown_without_a_prompt_or_a_call() {
 }
 
 /// Odd user names, UTF-8 or not, are all PAM_USER_UNKNOWN, with no prompt and no call.
-#[test]
 fn odd_user_names_are_user_unknown_without_a_call() {
     let bus = Bus::start();
     let owner = FakeOwner::start(
@@ -378,3 +369,17 @@ fn odd_user_names_are_user_unknown_without_a_call() {
     }
     assert_eq!(owner.begins(), 0, "the daemon was called");
 }
+
+// Every test above, on the bus and on the login socket (issue 18).
+twostep_e2e::both_transports!(
+    a_stopped_daemon_is_refused_even_with_failmode_open,
+    a_daemon_lost_while_the_prompt_is_open_is_refused_even_with_failmode_open,
+    error_names_from_the_name_owner_never_fail_open,
+    a_bus_that_hangs_up_or_hangs_fails_closed,
+    no_descriptor_left_fails_closed,
+    a_socket_the_caller_cannot_reach_fails_closed,
+    an_absent_daemon_fails_open_and_logs_an_alert,
+    an_activatable_daemon_that_fails_to_start_fails_closed_even_with_failmode_open,
+    no_user_is_user_unknown_without_a_prompt_or_a_call,
+    odd_user_names_are_user_unknown_without_a_call,
+);

@@ -62,7 +62,6 @@ fn busctl(address: &str, creds: Creds, args: &[&str]) -> Result<String, String> 
     }
 }
 
-#[test]
 fn every_other_method_for_another_user_gets_one_refusal() {
     let s = Stack::start();
     let mallory = User::create();
@@ -221,7 +220,6 @@ fn every_other_method_for_another_user_gets_one_refusal() {
     assert_eq!(status["enrolled"], true, "{status}");
 }
 
-#[test]
 fn taking_over_the_running_daemons_name_is_refused() {
     let s = Stack::start();
     let mallory = User::create();
@@ -255,7 +253,6 @@ fn fds_and_rss_kib(pid: u32) -> (usize, u64) {
     (fds, rss)
 }
 
-#[test]
 fn a_flood_of_connections_is_rate_limited_and_roots_logins_go_on() {
     let s = Stack::start();
     let mallory = User::create();
@@ -272,7 +269,9 @@ fn a_flood_of_connections_is_rate_limited_and_roots_logins_go_on() {
             let (stop, calls, busy) = (stop.clone(), calls.clone(), busy.clone());
             let (address, creds, me) =
                 (address.clone(), mallory.creds(), mallory.name().to_owned());
+            let transport = twostep_e2e::transport::current();
             std::thread::spawn(move || {
+                let _on = twostep_e2e::transport::Scoped::set(transport);
                 while !stop.load(Ordering::Relaxed) {
                     let args = [
                         format!("string:{me}"),
@@ -314,7 +313,6 @@ fn a_flood_of_connections_is_rate_limited_and_roots_logins_go_on() {
     );
 }
 
-#[test]
 fn huge_and_ill_typed_arguments_get_clear_errors_and_cost_nothing_after() {
     let mut s = Stack::start();
     let mallory = User::create();
@@ -419,7 +417,6 @@ fn default_bus_stack() -> PamService {
     ))
 }
 
-#[test]
 fn sudo_e_and_su_never_reach_a_bus_named_by_the_environment() {
     let bus = Bus::start();
     let _daemon = Daemon::start(&bus);
@@ -509,7 +506,6 @@ fn sudo_e_and_su_never_reach_a_bus_named_by_the_environment() {
 /// twostepd makes itself non-dumpable at start (no core file with secrets): the kernel
 /// then gives its /proc/PID files to root even when the daemon runs as another uid, so a
 /// process of that same uid cannot read its environment or memory.
-#[test]
 fn the_daemon_is_not_dumpable_even_for_its_own_uid() {
     use std::os::unix::fs::MetadataExt;
     let bus = Bus::permissive();
@@ -557,3 +553,13 @@ fn the_daemon_is_not_dumpable_even_for_its_own_uid() {
         "control: a dumpable process of that uid owns its /proc"
     );
 }
+
+// Every test above, on the bus and on the login socket (issue 18).
+twostep_e2e::both_transports!(
+    every_other_method_for_another_user_gets_one_refusal,
+    taking_over_the_running_daemons_name_is_refused,
+    a_flood_of_connections_is_rate_limited_and_roots_logins_go_on,
+    huge_and_ill_typed_arguments_get_clear_errors_and_cost_nothing_after,
+    sudo_e_and_su_never_reach_a_bus_named_by_the_environment,
+    the_daemon_is_not_dumpable_even_for_its_own_uid,
+);

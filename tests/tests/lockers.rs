@@ -49,7 +49,6 @@ fn unlock(dialog: Dialog, password: &str, code: &str) -> Dialog {
         .send(code)
 }
 
-#[test]
 fn vlock_without_a_pam_file_of_its_own_asks_for_password_then_code_through_other() {
     assert!(
         Path::new("/usr/sbin/vlock-main").exists(),
@@ -96,7 +95,6 @@ fn vlock_without_a_pam_file_of_its_own_asks_for_password_then_code_through_other
     );
 }
 
-#[test]
 fn doctor_names_the_lockers_that_fall_back_to_other() {
     twostep_e2e::require_root();
     for b in ["/usr/bin/screen", "/usr/sbin/vlock-main"] {
@@ -140,3 +138,9 @@ fn doctor_names_the_lockers_that_fall_back_to_other() {
         "{out}"
     );
 }
+
+// On the bus and on the login socket (issue 18).
+twostep_e2e::both_transports!(
+    vlock_without_a_pam_file_of_its_own_asks_for_password_then_code_through_other,
+    doctor_names_the_lockers_that_fall_back_to_other,
+);

@@ -378,7 +378,10 @@ fn in_new_session(script: &str) -> proc::Output {
     out
 }
 
-#[test]
+// On the bus the pid comes from `GetConnectionUnixProcessID`, on the login socket from
+// `SO_PEERCRED`: both paths (issue 18).
+twostep_e2e::both_transports!(a_window_is_bound_to_the_callers_audit_session);
+
 fn a_window_is_bound_to_the_callers_audit_session() {
     let s = start("");
     let user = User::create();

@@ -58,7 +58,6 @@ fn audit_has(daemon: &Daemon, needles: &[&str]) -> bool {
 /// A user types `su OTHER` on a terminal: the password, then the code, each with echo off
 /// (neither appears in what the terminal shows); the command runs as OTHER; the daemon
 /// sees PAM service "su" and the caller's terminal.
-#[test]
 fn su_asks_for_password_then_code_on_a_terminal() {
     let bus = Bus::start();
     let daemon = Daemon::start(&bus);
@@ -107,7 +106,6 @@ fn su_asks_for_password_then_code_on_a_terminal() {
 
 /// A wrong code under su: refused ("su: Authentication failure", exit 1) and the daemon's
 /// message is shown on the terminal.
-#[test]
 fn su_refuses_a_wrong_code_and_says_so() {
     let bus = Bus::start();
     let _daemon = Daemon::start(&bus);
@@ -142,7 +140,6 @@ fn su_refuses_a_wrong_code_and_says_so() {
 
 /// The console: `login` on a terminal asks for the password, then the code, then starts
 /// the user's shell; the daemon sees service "login" and the terminal.
-#[test]
 fn login_on_a_terminal_asks_for_password_then_code() {
     let bus = Bus::start();
     let daemon = Daemon::start(&bus);
@@ -188,7 +185,6 @@ fn login_on_a_terminal_asks_for_password_then_code() {
 }
 
 /// A wrong code at the console: "Login incorrect", no shell, the daemon's message shown.
-#[test]
 fn login_refuses_a_wrong_code() {
     let bus = Bus::start();
     let _daemon = Daemon::start(&bus);
@@ -219,7 +215,6 @@ fn login_refuses_a_wrong_code() {
 /// First login at the console with `require = "all"`: the QR code and the key are shown on
 /// the terminal, the code typed from the key shown is accepted, the recovery codes wait for
 /// Enter (an echo-on prompt), and the shell starts.
-#[test]
 fn enrolment_at_the_console() {
     let bus = Bus::start();
     let config = DaemonConfig::default().set("policy", "require", "\"all\"");
@@ -259,3 +254,12 @@ fn enrolment_at_the_console() {
     );
     assert_eq!(ctl.status(target.user())["enrolled"], true);
 }
+
+// On the bus and on the login socket (issue 18).
+twostep_e2e::both_transports!(
+    su_asks_for_password_then_code_on_a_terminal,
+    su_refuses_a_wrong_code_and_says_so,
+    login_on_a_terminal_asks_for_password_then_code,
+    login_refuses_a_wrong_code,
+    enrolment_at_the_console,
+);

@@ -32,6 +32,11 @@ pub const ERROR_PREFIX: &str = "org.twostep.Error";
 
 /// The system bus socket: the module's default, never taken from the environment.
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+/// The login endpoint: twostepd serves the login interfaces on it peer to peer (no bus,
+/// no `Hello`, the caller's uid from `SO_PEERCRED`), and the module tries it before the
+/// bus. Compiled in (the module's `socket=` may name another one), never from the
+/// environment; twostepd's `[daemon] login_socket`.
+pub const LOGIN_SOCKET: &str = "/run/twostep/login.sock";
 
 /// Method names of [`LOGIN_INTERFACE`] and [`LOGIN2_INTERFACE`].
 pub mod login {
@@ -85,6 +90,7 @@ pub mod module_args {
     pub const NAMES: &[&str] = &[
         "bus",
         "bus_uid",
+        "socket",
         "nullok",
         "debug",
         "timeout",

@@ -120,6 +120,7 @@ fn serve(args: &Args) -> ExitCode {
 
 async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Result<(), String> {
     let bus = config.daemon.bus.clone();
+    let login_socket = config.daemon.login_socket.clone();
     let core = Arc::new(Core::with_parts(config, store, Box::new(NssAccounts)));
     core.set_outbox(twostepd::mailer::Mailer::start()?);
     let builder = match &bus {
@@ -131,7 +132,7 @@ async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Res
         .build()
         .await
         .map_err(|e| format!("cannot connect to the bus: {e}"))?;
-    let identify = twostepd::bus::serve(&conn, Arc::clone(&core), config_path.clone())
+    let (identify, login) = twostepd::bus::serve(&conn, Arc::clone(&core), config_path.clone())
         .await
         .map_err(|e| format!("cannot serve {}: {e}", twostep_proto::BUS_NAME))?;
     log::info!(
@@ -139,6 +140,15 @@ async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Res
         twostep_proto::BUS_NAME,
         String::from(bus)
     );
+    // Why after owning the bus name: a second daemon stops at the name, before it could
+    // take the socket over.
+    let endpoint = login_endpoint(&login_socket)?;
+    if let Some(endpoint) = &endpoint {
+        tokio::spawn(twostepd::bus::peer::LoginEndpoint::run_shared(
+            Arc::clone(endpoint),
+            login,
+        ));
+    }
     // Why exit when the watch ends: without its bus the daemon can answer nobody; the
     // service manager restarts it against the new bus (a kept, dead connection would look
     // alive).
@@ -152,7 +162,28 @@ async fn run(config: Config, store: Box<dyn Store>, config_path: PathBuf) -> Res
         }),
     }
     log::info!("stopping");
+    if let Some(endpoint) = endpoint {
+        endpoint.remove();
+    }
     Ok(())
+}
+
+/// The login endpoint of `[daemon] login_socket`, bound; `None` when it is `""`.
+fn login_endpoint(
+    path: &std::path::Path,
+) -> Result<Option<Arc<twostepd::bus::peer::LoginEndpoint>>, String> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let endpoint = twostepd::bus::peer::LoginEndpoint::bind(path)
+        .map_err(|e| format!("cannot serve the login socket: {e}"))?;
+    log::info!(
+        "serving {} and {} on {}",
+        twostep_proto::LOGIN_INTERFACE,
+        twostep_proto::LOGIN2_INTERFACE,
+        path.display()
+    );
+    Ok(Some(Arc::new(endpoint)))
 }
 
 /// The store `[store] backend` names, sealing with the key of `[store] key_file`. Refuses

@@ -73,13 +73,23 @@ pub(super) struct Shared {
     in_flight: Arc<Semaphore>,
     per_caller: Arc<Mutex<InFlight>>,
     rate: Arc<RateLimit>,
+    /// On a peer-to-peer connection of the login endpoint: the caller, identified by
+    /// `SO_PEERCRED` when it connected (see `bus::peer`). `None` on the bus.
+    peer: Option<Caller>,
+    /// With `peer`: the pid `SO_PEERCRED` reported at `connect` (the process that
+    /// connected), for a remember window's audit session (`core::services`) as the bus's
+    /// `GetConnectionUnixProcessID` gives it there.
+    peer_pid: Option<u32>,
 }
 
 impl Shared {
     /// The caller, identified by the bus, within its call rate and its calls in flight
     /// (per connection, and per uid unless root); the slot is held until the method returns.
     pub(super) async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Slot), Error> {
-        let caller = self.identify.caller(hdr).await?;
+        let caller = match &self.peer {
+            Some(peer) => peer.clone(),
+            None => self.identify.caller(hdr).await?,
+        };
         if !self.rate.admit(caller.uid, std::time::Instant::now()) {
             log::warn!("caller_uid={} outcome=rate-limited", caller.uid);
             return Err(Error::Busy("too many calls; slow down".into()));
@@ -149,11 +159,11 @@ impl Shared {
         // A remember window is keyed by the caller's audit session too (core::services):
         // one more bus call, only where a window can apply.
         if caller.uid == 0 && services::remembers(&self.core.config(), &ctx.service) {
-            ctx.audit_session = self
-                .identify
-                .process_id(hdr)
-                .await
-                .and_then(services::audit_session);
+            let pid = match self.peer {
+                Some(_) => self.peer_pid,
+                None => self.identify.process_id(hdr).await,
+            };
+            ctx.audit_session = pid.and_then(services::audit_session);
         }
         self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
             .await
@@ -659,7 +669,7 @@ pub async fn serve(
     conn: &zbus::Connection,
     core: Arc<Core>,
     config_path: PathBuf,
-) -> zbus::Result<Identify> {
+) -> zbus::Result<(Identify, super::peer::LoginServing)> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
     let gone = Arc::clone(&core);
     // Why: a login conversation lives no longer than the connection that began it.
@@ -670,6 +680,12 @@ pub async fn serve(
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         per_caller: Arc::default(),
         rate: Arc::new(RateLimit::default()),
+        peer: None,
+        peer_pid: None,
+    };
+    let login = super::peer::LoginServing {
+        core: Arc::clone(&shared.core),
+        shared: shared.clone(),
     };
     let server = conn.object_server();
     server
@@ -710,10 +726,31 @@ pub async fn serve(
         .await?;
     match reply {
         zbus::fdo::RequestNameReply::PrimaryOwner | zbus::fdo::RequestNameReply::AlreadyOwner => {
-            Ok(identify)
+            Ok((identify, login))
         }
         _ => Err(zbus::Error::NameTaken),
     }
+}
+
+/// `builder` serving the login interfaces, and nothing else, on one peer-to-peer connection
+/// of the login endpoint for `caller`: the same interfaces, core, limits (in flight, call
+/// rate) and sessions as on the bus; only the caller comes from the socket (see
+/// `bus::peer`). Registered before the connection is built: the module's first call
+/// arrives with the authentication.
+pub(super) fn serve_login_peer<'a>(
+    builder: zbus::connection::Builder<'a>,
+    shared: &Shared,
+    caller: Caller,
+    pid: Option<u32>,
+) -> zbus::Result<zbus::connection::Builder<'a>> {
+    let shared = Shared {
+        peer: Some(caller),
+        peer_pid: pid,
+        ..shared.clone()
+    };
+    builder
+        .serve_at(twostep_proto::OBJECT_PATH, LoginIface(shared.clone()))?
+        .serve_at(twostep_proto::OBJECT_PATH, Login2Iface(shared))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The D-Bus adapter: identify the caller (uid and unique name, from the bus), call the
-//! core off the executor, map errors. The core authorizes (`core::authz`), so every path
-//! into it — bus or signal — meets the same predicates. Nothing else lives here.
+//! The D-Bus adapter: identify the caller (uid and unique name, from the bus; on the login
+//! socket, [`peer`], uid from `SO_PEERCRED` and a name per connection), call the core off
+//! the executor, map errors. The core authorizes (`core::authz`), so every path into it —
+//! bus, login socket or signal — meets the same predicates. Nothing else lives here.
 
 mod apppw;
 mod caller;
@@ -9,6 +10,7 @@ mod email;
 mod errors;
 mod iface;
 pub(crate) mod import;
+pub mod peer;
 mod rate;
 mod store;
 

@@ -216,6 +216,14 @@ impl Conn {
         })
     }
 
+    /// The uid of the process listening on the other end, as the kernel recorded it at its
+    /// `listen` (`SO_PEERCRED`): nothing the peer says.
+    pub(super) fn peer_uid(&self) -> Result<u32, String> {
+        socket::getsockopt(self.sock.0, sockopt::PeerCredentials)
+            .map(|c| c.uid())
+            .map_err(|e| format!("getsockopt(SO_PEERCRED): {e}"))
+    }
+
     /// The bus's `OK` to the pipelined `AUTH EXTERNAL`, before `deadline`; the bytes after
     /// it stay for [`Conn::read_message`].
     pub(super) fn finish_auth(&mut self, deadline: Instant) -> Result<(), CallError> {

@@ -1,13 +1,44 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! [`BusDaemon`]: the [`Daemon`] trait over D-Bus, with rustbus for the messages.
 //!
-//! One connection per call of the module, to exactly the `bus=` address, opened on `Begin`
-//! and closed when the `BusDaemon` drops. The daemon's well-known name is resolved to its
-//! unique name and the uid owning that name is checked before any reply of the daemon is
-//! used and before an answer is sent; every login call goes to the unique name, so a name
-//! that changes hands mid-login cannot take over the conversation (unique names are never
-//! reused on a bus). Every phase is bounded by `timeout=`: the bus itself never times a
-//! reply out.
+//! One connection per call of the module, opened on `Begin` and closed when the
+//! `BusDaemon` drops: to the daemon's login socket if it is there, else to exactly the
+//! `bus=` address. Every phase is bounded by `timeout=`: neither the bus nor the socket
+//! ever times a reply out.
+//!
+//! # The login socket (peer to peer)
+//!
+//! First the module connects to the login socket (`socket=`, default
+//! [`twostep_proto::LOGIN_SOCKET`]; never from the environment), where twostepd serves the
+//! login interfaces peer to peer, as systemd serves root clients on `/run/systemd/private`.
+//! Trust rests on the kernel, as on the bus:
+//! - the listener's uid is read from the connected socket (`SO_PEERCRED`: the uid of the
+//!   process that called `listen`, recorded by the kernel, nothing the peer can say) and
+//!   must be `bus_uid=` (0); checked after `connect`, on the very connection used, so there
+//!   is no window between check and use. A socket served by anyone else is an impostor:
+//!   logged at alert, nothing is sent to it (the user name included), the login fails
+//!   closed, and the bus is **not** tried (an attacker able to place a socket there could
+//!   otherwise choose which path the module takes);
+//! - defence in depth: the socket's directory must be owned by `bus_uid` and not writable by
+//!   group or others (else someone else could put a socket there next time);
+//! - then SASL `AUTH EXTERNAL` (the effective uid, which twostepd's zbus checks against its
+//!   own `SO_PEERCRED`) + `BEGIN` + `Login2.Begin` go out together: one round trip, no
+//!   `Hello`, no names, no owner look-up (messages on a peer-to-peer connection carry no
+//!   sender; the only peer is the daemon whose uid was checked). The daemon identifies the
+//!   caller from its side of the same socket.
+//!
+//! Only `connect` failing with `ENOENT` (no socket) or `ECONNREFUSED` (a stale socket
+//! nobody listens on) falls back to the bus: the daemon is then positively not serving
+//! there, and the bus is where it would be. Every other failure — another errno (`EACCES`,
+//! `EAGAIN`, …), a wrong listener uid, an unsafe directory, a refused authentication, a
+//! hang-up or a timeout — fails closed exactly like a daemon failing on the bus.
+//!
+//! # The bus
+//!
+//! The daemon's well-known name is resolved to its unique name and the uid owning that name
+//! is checked before any reply of the daemon is used and before an answer is sent; every
+//! login call goes to the unique name, so a name that changes hands mid-login cannot take
+//! over the conversation (unique names are never reused on a bus).
 //!
 //! Round trips after `connect`; the calls of one round trip are written together:
 //! 1. SASL `AUTH EXTERNAL` + `BEGIN` + `Hello` + `GetNameOwner(BUS_NAME)`: the bus answers
@@ -25,7 +56,7 @@
 //! 3. one round trip per `Answer`, on the interface Begin used.
 //!
 //! The bytes — socket, SASL, framing — move in [`conn`]; this file decides whom to trust:
-//! the owner check, the calls and the routing of replies.
+//! the listener and owner checks, the calls and the routing of replies.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -170,11 +201,16 @@ pub struct BusDaemon<'a> {
     conn: RefCell<Option<Connected>>,
 }
 
-/// A registered connection, the checked unique name of the daemon and the login interface
-/// it speaks.
+/// A new connection and the result of its first `Login2.Begin` (not yet looked at).
+type Begun = (Connected, Result<MarshalledMessage, CallError>);
+
+/// A connection, whom its login calls go to and the login interface it speaks.
 struct Connected {
     conn: Conn,
-    daemon: String,
+    /// On the bus: the daemon's checked unique name, the destination of every login call
+    /// and the only sender of their replies. `None` on the login socket: the peer is the
+    /// daemon (its uid checked at connect), messages carry no names.
+    daemon: Option<String>,
     version: Version,
 }
 
@@ -195,11 +231,12 @@ impl<'a> BusDaemon<'a> {
     /// [`Conn::open`] (`ENOENT`, `ECONNREFUSED` from `connect`) and [`Self::register`] (the
     /// bus driver's `NameHasNoOwner`). Everything from [`Self::checked_begin`] on is a
     /// [`DaemonError`].
-    fn connect_and_begin(
-        &self,
-        user: &str,
-        ctx: &LoginContext,
-    ) -> Result<(Connected, Result<MarshalledMessage, CallError>), BeginError> {
+    fn connect_and_begin(&self, user: &str, ctx: &LoginContext) -> Result<Begun, BeginError> {
+        if let Some(path) = &self.args.socket {
+            if let Some(direct) = self.direct_begin(path, user, ctx)? {
+                return Ok(direct);
+            }
+        }
         let bus = &self.args.bus;
         let path = bus.strip_prefix("unix:path=").ok_or_else(|| {
             DaemonError::Protocol(format!(
@@ -224,10 +261,71 @@ impl<'a> BusDaemon<'a> {
         let begun = self.checked_begin(&mut conn, &daemon, user, ctx)?;
         let connected = Connected {
             conn,
-            daemon,
+            daemon: Some(daemon),
             version: Version::Login2,
         };
         Ok((connected, begun))
+    }
+
+    /// The login socket at `path`, peer to peer: connect, check who listens, then SASL
+    /// `AUTH EXTERNAL` + `BEGIN` + `Login2.Begin` in one round trip (no `Hello`, no names).
+    ///
+    /// `Ok(None)` only when `connect` fails with `ENOENT` or `ECONNREFUSED` (no socket,
+    /// or a stale one nobody listens on): then, and only then, the bus is used. Any other
+    /// failure fails closed like the daemon failing on the bus: a listener that is not
+    /// `bus_uid` ([`DaemonError::WrongOwner`]; its reply is never read, Begin is never
+    /// sent to it), a directory of the socket that is not `bus_uid`'s alone, a refused
+    /// authentication, a timeout.
+    fn direct_begin(
+        &self,
+        path: &str,
+        user: &str,
+        ctx: &LoginContext,
+    ) -> Result<Option<Begun>, BeginError> {
+        let deadline = Instant::now() + self.args.timeout;
+        let mut conn = match Conn::open(path, deadline) {
+            Ok(conn) => conn,
+            Err(OpenError::Absent(why)) => {
+                self.log.debug(&format!(
+                    "no login socket at {path} ({}); using the bus",
+                    why.describe()
+                ));
+                return Ok(None);
+            }
+            Err(OpenError::Failed(why)) => {
+                return Err(
+                    DaemonError::Unanswered(format!("cannot connect to {path}: {why}")).into(),
+                )
+            }
+        };
+        let want = self.args.bus_uid;
+        let uid = conn
+            .peer_uid()
+            .map_err(|why| DaemonError::Unanswered(format!("{path}: {why}")))?;
+        if uid != want {
+            self.log.alert(&format!(
+                "the login socket {path} is served by uid {uid}, not uid {want}: an impostor                  or a misconfiguration; not trusted, login refused"
+            ));
+            return Err(DaemonError::WrongOwner { uid }.into());
+        }
+        if let Err(why) = safe_socket_dir(path, want) {
+            self.log.alert(&format!(
+                "the login socket {path} is in an unsafe directory ({why}); not trusted,                  login refused"
+            ));
+            return Err(DaemonError::Unanswered(format!("{path}: {why}")).into());
+        }
+        self.log
+            .debug(&format!("connected to {path}, served by uid {uid}"));
+        let begin = begin_call(None, Version::Login2, user, ctx)?;
+        self.log
+            .debug(&format!("calling {LOGIN2_INTERFACE}.{}", login::BEGIN));
+        let begun = self.call(&mut conn, &begin, None);
+        let connected = Connected {
+            conn,
+            daemon: None,
+            version: Version::Login2,
+        };
+        Ok(Some((connected, begun)))
     }
 
     /// Round trip 1: SASL, `Hello` and `GetNameOwner` together; the unique name owning
@@ -298,7 +396,7 @@ impl<'a> BusDaemon<'a> {
             .body
             .push_param2(BUS_NAME, 0u32)
             .map_err(|e| DaemonError::Protocol(format!("StartServiceByName: {e}")))?;
-        match self.call(conn, &start, DBUS_NAME) {
+        match self.call(conn, &start, Some(DBUS_NAME)) {
             // Started, or started by someone else meanwhile: it must own its name now.
             Ok(_) => {}
             // Only the bus driver's replies reach here (`call` routes by sender).
@@ -313,7 +411,7 @@ impl<'a> BusDaemon<'a> {
                 .into())
             }
         }
-        self.call(conn, &name_owner_query()?, DBUS_NAME)
+        self.call(conn, &name_owner_query()?, Some(DBUS_NAME))
             .and_then(|reply| unique_owner(&reply))
             .map_err(|e| {
                 DaemonError::Unanswered(format!(
@@ -346,7 +444,7 @@ impl<'a> BusDaemon<'a> {
             .body
             .push_param(daemon)
             .map_err(|e| DaemonError::Protocol(format!("GetConnectionUnixUser: {e}")))?;
-        let begin = begin_call(daemon, Version::Login2, user, ctx)?;
+        let begin = begin_call(Some(daemon), Version::Login2, user, ctx)?;
         self.log
             .debug(&format!("calling {LOGIN2_INTERFACE}.{}", login::BEGIN));
         let deadline = Instant::now() + self.args.timeout;
@@ -403,11 +501,11 @@ impl<'a> BusDaemon<'a> {
         &self,
         conn: &mut Conn,
         msg: &MarshalledMessage,
-        sender: &str,
+        sender: Option<&str>,
     ) -> Result<MarshalledMessage, CallError> {
         let deadline = Instant::now() + self.args.timeout;
         let [serial] = conn.send([msg], deadline)?;
-        let mut pending = vec![Pending::to(serial, sender)];
+        let mut pending = vec![Pending::from(serial, sender)];
         let (_, result) = conn.next_reply(&mut pending, deadline, self.log)?;
         result
     }
@@ -435,13 +533,13 @@ impl Daemon for BusDaemon<'_> {
             // A second Begin on the same connection: the owner is checked already, and its
             // interface known.
             Some(c) => {
-                let begin = begin_call(&c.daemon, c.version, user, ctx)?;
+                let begin = begin_call(c.daemon.as_deref(), c.version, user, ctx)?;
                 self.log.debug(&format!(
                     "calling {}.{}",
                     c.version.interface(),
                     login::BEGIN
                 ));
-                self.call(&mut c.conn, &begin, &c.daemon)
+                self.call(&mut c.conn, &begin, c.daemon.as_deref())
             }
             None => {
                 let (connected, result) = self.connect_and_begin(user, ctx)?;
@@ -461,10 +559,10 @@ impl Daemon for BusDaemon<'_> {
                     e.show()
                 ));
                 c.version = Version::Login1;
-                let begin = begin_call(&c.daemon, Version::Login1, user, ctx)?;
+                let begin = begin_call(c.daemon.as_deref(), Version::Login1, user, ctx)?;
                 self.log
                     .debug(&format!("calling {LOGIN_INTERFACE}.{}", login::BEGIN));
-                self.call(&mut c.conn, &begin, &c.daemon)
+                self.call(&mut c.conn, &begin, c.daemon.as_deref())
             }
             other => other,
         };
@@ -489,7 +587,7 @@ impl Daemon for BusDaemon<'_> {
         let Some(c) = slot.as_mut() else {
             return Err(DaemonError::Protocol("Answer before Begin".into()));
         };
-        let mut msg = login_method(&c.daemon, c.version, login::ANSWER)?;
+        let mut msg = login_method(c.daemon.as_deref(), c.version, login::ANSWER)?;
         // Room for everything up front, so the buffer holding the answer never moves (a
         // move would leave an unwiped copy behind).
         msg.body
@@ -502,7 +600,7 @@ impl Daemon for BusDaemon<'_> {
                     c.version.interface(),
                     login::ANSWER
                 ));
-                self.call(&mut c.conn, &msg, &c.daemon)
+                self.call(&mut c.conn, &msg, c.daemon.as_deref())
             }
             Err(e) => Err(CallError::Malformed(format!("cannot build Answer: {e}"))),
         };
@@ -556,7 +654,8 @@ impl Conn {
 /// A call this module waits for: its serial and who alone may answer it.
 struct Pending {
     serial: u32,
-    sender: String,
+    /// `None` on the login socket: the one peer, whose uid was checked at connect.
+    sender: Option<String>,
 }
 
 impl Pending {
@@ -565,9 +664,13 @@ impl Pending {
     }
 
     fn to(serial: u32, sender: &str) -> Pending {
+        Pending::from(serial, Some(sender))
+    }
+
+    fn from(serial: u32, sender: Option<&str>) -> Pending {
         Pending {
             serial,
-            sender: sender.to_owned(),
+            sender: sender.map(str::to_owned),
         }
     }
 }
@@ -601,15 +704,19 @@ fn route(msg: &MarshalledMessage, pending: &[Pending]) -> Route {
     let Some(call) = pending.iter().find(|p| p.serial == serial) else {
         return Route::Drop;
     };
+    let Some(expected) = call.sender.as_deref() else {
+        // Peer to peer: nobody else is on the connection.
+        return Route::Reply(serial);
+    };
     let sender = msg.dynheader.sender.as_deref();
-    if sender == Some(call.sender.as_str()) {
+    if sender == Some(expected) {
         Route::Reply(serial)
     } else if sender == Some(DBUS_NAME) && msg.typ == MessageType::Error {
         Route::Bus(serial)
     } else {
         Route::Forged {
             serial,
-            expected: call.sender.clone(),
+            expected: expected.to_owned(),
         }
     }
 }
@@ -646,8 +753,9 @@ fn unique_owner(reply: &MarshalledMessage) -> Result<String, CallError> {
 
 /// A method call built from validated names (an invalid one would only fail later, when
 /// the header is marshalled).
+/// Without a `dest` on the login socket (peer to peer, messages carry no names).
 fn method(
-    dest: &str,
+    dest: Option<&str>,
     path: &str,
     iface: &str,
     member: &str,
@@ -655,24 +763,28 @@ fn method(
     let bad = |what: &str, e: rustbus::params::validation::Error| {
         DaemonError::Protocol(format!("bad {what}: {e}"))
     };
-    validate_busname(dest).map_err(|e| bad("bus name", e))?;
+    if let Some(dest) = dest {
+        validate_busname(dest).map_err(|e| bad("bus name", e))?;
+    }
     validate_object_path(path).map_err(|e| bad("object path", e))?;
     validate_interface(iface).map_err(|e| bad("interface", e))?;
     validate_membername(member).map_err(|e| bad("member", e))?;
-    Ok(MessageBuilder::new()
+    let call = MessageBuilder::new()
         .call(member)
         .with_interface(iface)
-        .on(path)
-        .at(dest)
-        .build())
+        .on(path);
+    Ok(match dest {
+        Some(dest) => call.at(dest).build(),
+        None => call.build(),
+    })
 }
 
 fn bus_method(member: &str) -> Result<MarshalledMessage, DaemonError> {
-    method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, member)
+    method(Some(DBUS_NAME), DBUS_PATH, DBUS_INTERFACE, member)
 }
 
 fn login_method(
-    daemon: &str,
+    daemon: Option<&str>,
     version: Version,
     member: &str,
 ) -> Result<MarshalledMessage, DaemonError> {
@@ -688,9 +800,10 @@ fn name_owner_query() -> Result<MarshalledMessage, DaemonError> {
     Ok(query)
 }
 
-/// `Begin(s user, a{ss} context)` of `version` to the daemon's unique name.
+/// `Begin(s user, a{ss} context)` of `version` to the daemon's unique name (none on the
+/// login socket).
 fn begin_call(
-    daemon: &str,
+    daemon: Option<&str>,
     version: Version,
     user: &str,
     ctx: &LoginContext,
@@ -769,6 +882,33 @@ fn wipe_body(msg: &mut MarshalledMessage) {
     // Cannot fail: a byte array of at most the old length.
     let _ = msg.body.push_param(zeros.as_slice());
     std::hint::black_box(msg.get_buf());
+}
+
+/// Whether the directory of the socket at `path` is `uid`'s alone: owned by it and not
+/// writable by group or others (followed through symbolic links: the directory the kernel
+/// resolves). Defence in depth: the listener's uid is what is trusted (`SO_PEERCRED`), but a
+/// directory others may write to would let them put their own socket in place next time.
+fn safe_socket_dir(path: &str, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new(path)
+        .parent()
+        .ok_or_else(|| "no directory".to_owned())?;
+    let meta = std::fs::metadata(dir).map_err(|e| format!("stat {}: {e}", dir.display()))?;
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} is owned by uid {}, not uid {uid}",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o})",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Classifies a D-Bus error reply from the daemon's unique name to a login call, by name.
@@ -902,14 +1042,19 @@ mod tests {
 
     #[test]
     fn method_calls_are_built_without_panics() {
-        assert!(method(DBUS_NAME, DBUS_PATH, DBUS_INTERFACE, "Hello").is_ok());
-        assert!(method(":1.42", OBJECT_PATH, LOGIN_INTERFACE, login::BEGIN).is_ok());
+        assert!(method(Some(DBUS_NAME), DBUS_PATH, DBUS_INTERFACE, "Hello").is_ok());
+        assert!(method(Some(":1.42"), OBJECT_PATH, LOGIN_INTERFACE, login::BEGIN).is_ok());
         assert!(matches!(
-            method("not a name", OBJECT_PATH, LOGIN_INTERFACE, login::BEGIN),
+            method(
+                Some("not a name"),
+                OBJECT_PATH,
+                LOGIN_INTERFACE,
+                login::BEGIN
+            ),
             Err(DaemonError::Protocol(_))
         ));
         assert!(matches!(
-            method(":1.42", "relative", LOGIN_INTERFACE, login::BEGIN),
+            method(Some(":1.42"), "relative", LOGIN_INTERFACE, login::BEGIN),
             Err(DaemonError::Protocol(_))
         ));
     }
@@ -918,6 +1063,7 @@ mod tests {
     fn nothing_is_sent_before_begin() {
         let args = ModuleArgs {
             bus: "unix:path=/nonexistent/twostep-test".into(),
+            socket: None,
             ..ModuleArgs::default()
         };
         let log = Log::new(false);
@@ -936,6 +1082,7 @@ mod tests {
     fn a_missing_socket_is_absent() {
         let args = ModuleArgs {
             bus: "unix:path=/nonexistent/twostep-test".into(),
+            socket: None,
             ..ModuleArgs::default()
         };
         let log = Log::new(false);
@@ -993,6 +1140,7 @@ mod tests {
         std::fs::write(&dir, b"").unwrap();
         let args = ModuleArgs {
             bus: format!("unix:path={}/bus.sock", dir.display()),
+            socket: None,
             ..ModuleArgs::default()
         };
         let log = Log::new(false);
@@ -1224,7 +1372,7 @@ mod tests {
 
     #[test]
     fn a_sent_answer_is_wiped_in_place() {
-        let mut msg = login_method(":1.7", Version::Login2, login::ANSWER).unwrap();
+        let mut msg = login_method(Some(":1.7"), Version::Login2, login::ANSWER).unwrap();
         msg.body.reserve(64 + 3 + 6);
         msg.body.push_param2("tok", &b"987654"[..]).unwrap();
         let before = msg.get_buf().as_ptr();
@@ -1245,7 +1393,7 @@ mod tests {
             app_password: false,
             forward_pass: false,
         };
-        let begin = begin_call(":1.7", Version::Login2, "alice", &ctx).unwrap();
+        let begin = begin_call(Some(":1.7"), Version::Login2, "alice", &ctx).unwrap();
         assert_eq!(begin.get_sig(), "sa{ss}");
         assert_eq!(begin.dynheader.interface.as_deref(), Some(LOGIN2_INTERFACE));
         let (user, context) = begin
@@ -1917,6 +2065,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let args = ModuleArgs {
             bus: format!("unix:path={path}"),
+            socket: None,
             timeout,
             ..ModuleArgs::default()
         };
