@@ -226,6 +226,15 @@ fn demo_login_with_enrolment_then_stop() {
     let password = demo.password();
     let pids = demo.pids();
     assert!(pam_file(demo.port).exists());
+    // Its own login socket, in its own directory, named by its PAM line: demos side by side
+    // (and the package's daemon) each keep theirs.
+    let socket = state_dir(demo.port).join("login/login.sock");
+    assert!(socket.exists(), "no demo login socket {}", socket.display());
+    let pam = std::fs::read_to_string(pam_file(demo.port)).unwrap_or_default();
+    assert!(
+        pam.contains(&format!("socket={}", socket.display())),
+        "{pam}"
+    );
 
     let run = Ssh::to(demo.port, &user)
         .known_hosts(&known_hosts)
