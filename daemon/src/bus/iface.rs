@@ -163,7 +163,11 @@ impl Shared {
                 Some(_) => self.peer_pid,
                 None => self.identify.process_id(hdr).await,
             };
-            ctx.audit_session = pid.and_then(services::audit_session);
+            // No pid, or a session that cannot be read: no window at all (not a weaker key).
+            ctx.audit_session = match pid {
+                None => Some(services::SESSION_UNKNOWN),
+                Some(p) => services::audit_session(p),
+            };
         }
         self.run(move |core| core.begin_login(&caller, &user, ctx, clock::now()))
             .await

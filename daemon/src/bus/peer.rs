@@ -44,6 +44,9 @@ pub const MAX_PEERS: usize = 256;
 /// Peer-to-peer connections open at once per non-root uid (a screen locker holds one per
 /// PAM transaction; the bus limits a uid's calls in flight to 8 as well).
 pub const MAX_PEERS_PER_UID: usize = 16;
+/// Of [`MAX_PEERS`], the places only root's connections may take: however many non-root
+/// users fill theirs, root's logins (sshd, sudo, login) still get this many.
+pub const ROOT_RESERVE: usize = 64;
 /// Time from `accept` to the end of the SASL exchange (the module pipelines it).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes the SASL exchange may take (`AUTH EXTERNAL 30` and `BEGIN` are 30).
@@ -264,11 +267,15 @@ struct Ticket {
 }
 
 impl Ticket {
-    /// A place for a connection of `uid`, if [`MAX_PEERS`] and [`MAX_PEERS_PER_UID`] allow.
+    /// A place for a connection of `uid`, if [`MAX_PEERS`], [`MAX_PEERS_PER_UID`] and (for
+    /// non-root) [`ROOT_RESERVE`] allow.
     fn take(counts: &Arc<Mutex<Counts>>, uid: u32) -> Option<Ticket> {
         let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
         let of_uid = c.by_uid.get(&uid).copied().unwrap_or(0);
-        if c.total >= MAX_PEERS || (uid != 0 && of_uid >= MAX_PEERS_PER_UID) {
+        let of_others = c.total - c.by_uid.get(&0).copied().unwrap_or(0);
+        if c.total >= MAX_PEERS
+            || (uid != 0 && (of_uid >= MAX_PEERS_PER_UID || of_others >= MAX_PEERS - ROOT_RESERVE))
+        {
             return None;
         }
         c.total += 1;
@@ -448,6 +455,30 @@ impl ReadHalf for PeerRead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_root_users_together_leave_roots_reserve() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let mut held = Vec::new();
+        // Users 1000, 1001, … each take their own maximum until no non-root place is left.
+        for uid in 1000.. {
+            let mut got = 0;
+            while let Some(t) = Ticket::take(&counts, uid) {
+                held.push(t);
+                got += 1;
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        assert_eq!(held.len(), MAX_PEERS - ROOT_RESERVE);
+        for _ in 0..ROOT_RESERVE {
+            held.push(Ticket::take(&counts, 0).expect("root's reserve"));
+        }
+        assert!(Ticket::take(&counts, 0).is_none(), "MAX_PEERS in all");
+        drop(held);
+        assert!(Ticket::take(&counts, 1000).is_some(), "places come back");
+    }
 
     #[test]
     fn message_length_from_the_fixed_header() {

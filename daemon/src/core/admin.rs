@@ -126,7 +126,7 @@ fn info(core: &Core, account: &Account, now: UnixTime) -> UserInfo {
     let host = super::services::host_name();
     let remembered = super::services::active(&record, &core.config(), now)
         .into_iter()
-        .filter(|(e, _)| e.host == host)
+        .filter(|(e, _)| host.as_deref() == Some(e.host.as_str()))
         .map(|(e, until)| (e.service, e.rhost, e.tty, until))
         .collect();
     UserInfo {

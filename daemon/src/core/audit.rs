@@ -212,7 +212,10 @@ impl LoginContext {
         }
         let get = |k: &str| -> Result<String, Error> {
             match map.get(k) {
-                Some(v) if v.len() > limits::MAX_CONTEXT_LEN || v.chars().any(char::is_control) => {
+                Some(v)
+                    if v.len() > limits::MAX_CONTEXT_LEN
+                        || v.chars().any(|c| c.is_control() || invisible(c)) =>
+                {
                     Err(bad())
                 }
                 Some(v) => Ok(v.clone()),
@@ -257,10 +260,20 @@ pub fn audit(account: &Account, ctx: &LoginContext, caller: &Caller, outcome: &s
     );
 }
 
+/// Characters that change how text around them is shown without showing themselves: the
+/// bidirectional controls (they can reorder what an admin reads) and zero-width ones.
+pub fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// One value of an audit or log line (`key=value`), written so that no value can be read
 /// as more than one field: an empty value is `-`; a value holding a space, `=`, `"`, `\\`,
 /// a non-ASCII or control character (or `-` itself) is put in double quotes, with `"` and
-/// `\\` escaped by a backslash and control characters as `\u{..}`. Every log line and
+/// `\\` escaped by a backslash and control and [`invisible`] characters as `\u{..}`. Every log line and
 /// record event that carries a name or a client-supplied value goes through here.
 pub fn field(value: &str) -> std::borrow::Cow<'_, str> {
     if value.is_empty() {
@@ -281,7 +294,7 @@ pub fn field(value: &str) -> std::borrow::Cow<'_, str> {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.extend(c.escape_unicode()),
+            c if c.is_control() || invisible(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
@@ -305,5 +318,8 @@ mod tests {
         assert_eq!(field("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(field("j\u{e9}r\u{f4}me"), "\"j\u{e9}r\u{f4}me\"");
         assert_eq!(field("x\" outcome=success"), "\"x\\\" outcome=success\"");
+        // A right-to-left override or a zero-width space is shown, not obeyed.
+        assert_eq!(field("a\u{202E}b"), "\"a\\u{202e}b\"");
+        assert_eq!(field("a\u{200B}b"), "\"a\\u{200b}b\"");
     }
 }

@@ -90,7 +90,45 @@ pub struct Remembered {
     pub session: Option<u32>,
     /// When the second factor was accepted.
     pub at: UnixTime,
+    /// [`factors_stamp`] of the record when it was made: a window ends when the user's
+    /// factors change (a new or removed authenticator, new recovery codes, another mail
+    /// address), the remedy for a leaked key. Absent (older entries): never matches.
+    #[serde(default)]
+    pub factors: String,
 }
+
+/// A digest of `record`'s factors (each authenticator's name, creation and key time; each
+/// recovery code's id and hash; the mail address): it changes whenever one is replaced,
+/// added or removed. SHA-256, first 16 bytes in hex; no secret goes in (hashes and names).
+pub fn factors_stamp(record: &Record) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in &record.authenticators {
+        h.update(b"a\0");
+        h.update(a.name.as_bytes());
+        h.update(a.added.0.to_be_bytes());
+        h.update(a.key.created.0.to_be_bytes());
+    }
+    for c in &record.recovery {
+        h.update(b"r\0");
+        h.update(c.id.as_bytes());
+        h.update(c.hash.as_bytes());
+    }
+    if let Some(address) = record.email.as_ref().and_then(|e| e.address.as_ref()) {
+        h.update(b"m\0");
+        h.update(address.as_bytes());
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `LoginContext::audit_session` when the adapter could not tell the caller's session (no
+/// pid from the transport, `/proc/PID/sessionid` unreadable): then no window is made or
+/// used, rather than a key without the session (the kernel's own "unset",
+/// 4294967295, is read as no session, `None`).
+pub const SESSION_UNKNOWN: u32 = u32::MAX;
 
 /// The place a login comes from, as far as a remember window is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,11 +144,14 @@ impl Key {
     /// The key of a login from `ctx` on this host; `None` when neither rhost nor tty is set
     /// (nothing tells one place from another) or the service is unnamed.
     pub fn of(ctx: &LoginContext) -> Option<Key> {
-        if ctx.service.is_empty() || (ctx.rhost.is_empty() && ctx.tty.is_empty()) {
+        if ctx.service.is_empty()
+            || (ctx.rhost.is_empty() && ctx.tty.is_empty())
+            || ctx.audit_session == Some(SESSION_UNKNOWN)
+        {
             return None;
         }
         Some(Key {
-            host: host_name(),
+            host: host_name()?,
             service: ctx.service.clone(),
             rhost: ctx.rhost.clone(),
             tty: ctx.tty.clone(),
@@ -133,8 +174,9 @@ pub fn remembers(config: &Config, service: &str) -> bool {
     rule(config, service).is_some_and(|r| r.remember_seconds.get() > 0)
 }
 
-/// The kernel audit session of process `pid` (`/proc/PID/sessionid`), `None` when it cannot
-/// be read or is unset (4294967295: no `pam_loginuid` in the process's ancestry).
+/// The kernel audit session of process `pid` (`/proc/PID/sessionid`): `None` when it is
+/// unset (4294967295: no `pam_loginuid` in the process's ancestry), [`SESSION_UNKNOWN`]
+/// when it cannot be read.
 ///
 /// Why it can be trusted for the key: the pid is the one the kernel gave the bus (or the
 /// peer socket) when the calling process connected, and a root PAM application (sudo, su)
@@ -143,16 +185,33 @@ pub fn remembers(config: &Config, service: &str) -> bool {
 /// every new login (`pam_loginuid`), which is what keeps the next session on the same
 /// terminal from using this one's window.
 pub fn audit_session(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/sessionid")).ok()?;
-    text.trim().parse::<u32>().ok().filter(|s| *s != u32::MAX)
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/sessionid")) else {
+        return Some(SESSION_UNKNOWN);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(u32::MAX) => None,
+        Ok(s) => Some(s),
+        Err(_) => Some(SESSION_UNKNOWN),
+    }
 }
 
-/// This host's name (`""` if it cannot be read: then entries of no other host match).
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
+/// This host, as a remember window's key names it: its machine id (`/etc/machine-id`, else
+/// D-Bus's `/var/lib/dbus/machine-id`) and the host name (cloned images may share a name,
+/// or even a machine id). `None` when no machine id can be read: then no window is made or
+/// used.
+pub fn host_name() -> Option<String> {
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| {
+            let id = std::fs::read_to_string(p).ok()?;
+            let id = id.trim().to_owned();
+            (!id.is_empty()).then_some(id)
+        })?;
+    let name = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Some(format!("{id}/{name}"))
 }
 
 /// The rule of `service`, if it has a table.
@@ -263,7 +322,11 @@ pub fn begin_rule(
         )));
     }
     let window = rule.remember_seconds.get();
-    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0) else {
+    // Why not in forward_pass mode: such a Begin comes before the password is checked
+    // (review H1: it starts and writes nothing), so it neither uses a window nor shows
+    // whether one is open.
+    let Some(key) = Key::of(ctx).filter(|_| window > 0 && caller.uid == 0 && !ctx.forward_pass)
+    else {
         return Ok(None);
     };
     if !record
@@ -312,7 +375,10 @@ pub fn begin_rule(
 /// Whether entry `e` still counts: inside the `window` in force and younger than the last
 /// failed attempt.
 fn live(e: &Remembered, record: &Record, window: u64, now: UnixTime) -> bool {
-    now < e.at.plus(window) && e.at <= now && record.last_failure.is_none_or(|f| f < e.at)
+    now < e.at.plus(window)
+        && e.at <= now
+        && record.last_failure.is_none_or(|f| f < e.at)
+        && e.factors == factors_stamp(record)
 }
 
 /// A second factor was just accepted for this login: remember it when the service has a
@@ -344,6 +410,7 @@ pub fn remember(
         tty: key.tty,
         session: key.session,
         at: now,
+        factors: factors_stamp(record),
     });
     log::info!(
         "user={} service={} rhost={} tty={} session={} action=remember seconds={window}",

@@ -575,3 +575,65 @@ fn an_admin_sees_the_windows_in_force() {
     let shown = core.admin_show(&caller(0), "alice", at.plus(6)).unwrap();
     assert!(shown.remembered.is_empty());
 }
+
+/// Review of this round: a window ends when the user's factors change. Whoever opened one
+/// with a leaked key (password and key, over ssh from their address) must not keep logging
+/// in from there with the password alone once the user has replaced the key.
+#[test]
+fn a_window_ends_when_the_authenticator_is_replaced() {
+    let core = core_with(|c| service(c, "sshd", |r| r.remember_seconds = Bounded::new(900)));
+    let old = enrol(&core, 1000);
+    let ssh = ctx("sshd", "198.51.100.7", "ssh");
+    let t1 = T0.plus(120);
+    assert_eq!(
+        login(&core, "alice", &ssh, Some(&code(&old, t1)), t1),
+        Some(Verdict::Success)
+    );
+    assert_eq!(
+        login(&core, "alice", &ssh, None, t1.plus(1)),
+        Some(Verdict::Success),
+        "the window is open"
+    );
+    // Alice moves to a new key (proof with the old one, confirm the new one).
+    let t2 = T0.plus(180);
+    let p = core
+        .enroll_begin(&caller(1000), code(&old, t2).as_bytes(), t2)
+        .unwrap();
+    core.enroll_confirm(&caller(1000), code(&p.secret_base32, t2).as_bytes(), t2)
+        .unwrap();
+    assert_eq!(
+        login(&core, "alice", &ssh, None, t2.plus(1)),
+        None,
+        "asked again"
+    );
+}
+
+/// Review of this round: a `forward_pass` Begin (the password not checked yet) neither uses
+/// a window nor writes anything (review H1), so it also shows nothing of whether one is open.
+#[test]
+fn a_forward_pass_begin_uses_no_window_and_writes_nothing() {
+    let core = core_with(|_| {});
+    let secret = enrol(&core, 1000);
+    let pts = ctx("sudo", "", "/dev/pts/3");
+    let t1 = T0.plus(120);
+    assert_eq!(
+        login(&core, "alice", &pts, Some(&code(&secret, t1)), t1),
+        Some(Verdict::Success)
+    );
+    let account = core.accounts().by_name("alice").unwrap();
+    let before = core.load(&account).unwrap().unwrap();
+    let fwd = LoginContext {
+        forward_pass: true,
+        ..pts.clone()
+    };
+    assert_eq!(
+        login(&core, "alice", &fwd, None, t1.plus(5)),
+        None,
+        "a prompt"
+    );
+    let after = core.load(&account).unwrap().unwrap();
+    assert_eq!(
+        (after.last_success, after.events.len()),
+        (before.last_success, before.events.len())
+    );
+}

@@ -8,6 +8,7 @@ use twostep_proto::{event_key, repair_key, AdminProxy, Properties};
 use zbus::zvariant::Value;
 
 use crate::io::{explain, json_time, out_json, when};
+use twostepd::core::audit::field;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -180,15 +181,6 @@ fn object(p: &Properties) -> Json {
             })
             .collect(),
     )
-}
-
-/// `-` for an empty value.
-fn dash(v: String) -> String {
-    if v.is_empty() {
-        "-".into()
-    } else {
-        v
-    }
 }
 
 /// `remembered` a(ssst): service, remote host, tty, until.
@@ -462,9 +454,9 @@ async fn show(admin: &AdminProxy<'_>, name: &str, json: bool) -> Result<(), Stri
         for w in windows {
             outln!(
                 "  {} from {} on {} until {}",
-                s(w, "service"),
-                dash(s(w, "rhost")),
-                dash(s(w, "tty")),
+                field(&s(w, "service")),
+                field(&s(w, "rhost")),
+                field(&s(w, "tty")),
                 when(t(w, "until"))
             );
         }
