@@ -13,7 +13,7 @@ use zbus::zvariant::{OwnedValue, Value};
 use twostep_proto::{Step, WireStep};
 use zeroize::Zeroizing;
 
-use super::rate::RateLimit;
+use super::rate::{left_out, LogThrottle, RateLimit};
 use super::Identify;
 use crate::core::admin::{Action, UserInfo};
 use crate::core::clock_trouble::ClockNote;
@@ -73,6 +73,8 @@ pub(super) struct Shared {
     in_flight: Arc<Semaphore>,
     per_caller: Arc<Mutex<InFlight>>,
     rate: Arc<RateLimit>,
+    /// Rate-limited calls are logged once per uid and interval (`rate::LogThrottle`).
+    quiet: Arc<LogThrottle>,
     /// On a peer-to-peer connection of the login endpoint: the caller, identified by
     /// `SO_PEERCRED` when it connected (see `bus::peer`). `None` on the bus.
     peer: Option<Caller>,
@@ -90,8 +92,15 @@ impl Shared {
             Some(peer) => peer.clone(),
             None => self.identify.caller(hdr).await?,
         };
-        if !self.rate.admit(caller.uid, std::time::Instant::now()) {
-            log::warn!("caller_uid={} outcome=rate-limited", caller.uid);
+        let now = std::time::Instant::now();
+        if !self.rate.admit(caller.uid, now) {
+            if let Some(n) = self.quiet.admit(caller.uid, now) {
+                log::warn!(
+                    "caller_uid={} outcome=rate-limited{}",
+                    caller.uid,
+                    left_out(n)
+                );
+            }
             return Err(Error::Busy("too many calls; slow down".into()));
         }
         let mut t = self
@@ -684,6 +693,7 @@ pub async fn serve(
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         per_caller: Arc::default(),
         rate: Arc::new(RateLimit::default()),
+        quiet: Arc::new(LogThrottle::default()),
         peer: None,
         peer_pid: None,
     };

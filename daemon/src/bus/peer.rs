@@ -37,6 +37,7 @@ use zbus::fdo::ConnectionCredentials;
 use zbus::{AuthMechanism, Guid, Message};
 
 use super::iface::{serve_login_peer, Shared};
+use super::rate::{left_out, LogThrottle};
 use crate::core::{Caller, Core};
 
 /// Peer-to-peer connections open at once, all callers together.
@@ -150,6 +151,8 @@ impl LoginEndpoint {
     pub async fn run(&self, login: LoginServing) {
         let guid = Guid::generate();
         let counts = Arc::new(Mutex::new(Counts::default()));
+        // Refusals a local user can repeat at will are logged once per uid and interval.
+        let quiet = LogThrottle::default();
         let mut next: u64 = 0;
         loop {
             let stream = match self.listener.accept().await {
@@ -164,15 +167,23 @@ impl LoginEndpoint {
             let (uid, pid) = match stream.peer_cred() {
                 Ok(cred) => (cred.uid(), cred.pid().and_then(|p| u32::try_from(p).ok())),
                 Err(e) => {
-                    log::warn!("login_socket: no peer credentials, connection closed: {e}");
+                    if let Some(n) = quiet.admit(u32::MAX, std::time::Instant::now()) {
+                        log::warn!(
+                            "login_socket: no peer credentials, connection closed: {e}{}",
+                            left_out(n)
+                        );
+                    }
                     continue;
                 }
             };
             let Some(ticket) = Ticket::take(&counts, uid) else {
-                log::warn!(
-                    "caller_uid={uid} outcome=refused reason=\"too many connections to the \
-                     login socket\""
-                );
+                if let Some(n) = quiet.admit(uid, std::time::Instant::now()) {
+                    log::warn!(
+                        "caller_uid={uid} outcome=refused reason=\"too many connections to the \
+                         login socket\"{}",
+                        left_out(n)
+                    );
+                }
                 continue;
             };
             next += 1;
