@@ -124,6 +124,7 @@ impl TwostepState {
             method: "totp".into(),
             actor: "template".into(),
             actor_uid: Some(1000),
+            caller_uid: None,
         };
         for k in 0..MAX_EVENTS as u64 {
             template.note(

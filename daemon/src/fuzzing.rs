@@ -304,6 +304,7 @@ fn begin(
         app_password: input.byte() % 4 == 0,
         forward_pass: input.byte() % 4 == 0,
         audit_session: (input.byte() % 2 == 0).then(|| u32::from(input.byte())),
+        caller_uid: 0,
     };
     let got = core.begin_login(caller, &user, ctx, t);
     if caller.uid != 0 && user != own {

@@ -246,9 +246,12 @@ pub mod event_key {
     pub const ACTOR: &str = "actor";
     /// `u`: the acting user's uid.
     pub const ACTOR_UID: &str = "actor_uid";
-    /// Every key (`actor_uid` only when known).
+    /// `u`: the uid of the process that called for the login, when it was not root (then
+    /// service, rhost and tty are what that process said).
+    pub const CALLER_UID: &str = "caller_uid";
+    /// Every key (`actor_uid` only when known, `caller_uid` only when not root).
     pub const ALL: &[&str] = &[
-        AT, WHAT, KIND, SERVICE, RHOST, TTY, METHOD, ACTOR, ACTOR_UID,
+        AT, WHAT, KIND, SERVICE, RHOST, TTY, METHOD, ACTOR, ACTOR_UID, CALLER_UID,
     ];
 }
 

@@ -481,6 +481,9 @@ fn event_props(e: crate::core::record::Event) -> Properties {
     if let Some(uid) = e.actor_uid {
         m.put(ek::ACTOR_UID, uid);
     }
+    if let Some(uid) = e.caller_uid {
+        m.put(ek::CALLER_UID, uid);
+    }
     m.0
 }
 

@@ -111,6 +111,7 @@ fn ctx(app_password: bool) -> LoginContext {
         app_password,
         forward_pass: false,
         audit_session: None,
+        caller_uid: 0,
     }
 }
 

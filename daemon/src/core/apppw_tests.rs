@@ -49,6 +49,7 @@ fn ctx(service: &str) -> LoginContext {
         app_password: true,
         forward_pass: false,
         audit_session: None,
+        caller_uid: 0,
     }
 }
 

@@ -103,6 +103,10 @@ pub struct Source {
     pub actor: String,
     /// The acting user's uid.
     pub actor_uid: Option<u32>,
+    /// The uid of the process that called for a login, when it was not root: a program the
+    /// user runs as themselves (a screen locker), which may set service, rhost and tty to
+    /// anything, so those are what it said, not what a root PAM application saw.
+    pub caller_uid: Option<u32>,
 }
 
 impl Source {
@@ -115,6 +119,7 @@ impl Source {
             method: String::new(),
             actor: account.name.clone(),
             actor_uid: Some(account.uid),
+            caller_uid: (ctx.caller_uid != 0).then_some(ctx.caller_uid),
         }
     }
 
@@ -153,6 +158,7 @@ impl Source {
             method: "totp".into(),
             actor: "alice".into(),
             actor_uid: Some(1000),
+            caller_uid: Some(1000),
         }
     }
 
@@ -197,6 +203,9 @@ pub struct LoginContext {
     /// the caller's pid and the session is set. Filled by the adapter for logins on a
     /// service with a remember window (`core::services`), never from the module's context.
     pub audit_session: Option<u32>,
+    /// The uid of the calling process (the bus's or `SO_PEERCRED`'s), set by the core when
+    /// the login begins; 0 (root) by default.
+    pub caller_uid: u32,
 }
 
 impl LoginContext {
@@ -236,6 +245,7 @@ impl LoginContext {
             app_password,
             forward_pass,
             audit_session: None,
+            caller_uid: 0,
         })
     }
 }

@@ -179,3 +179,24 @@ fn events_of_older_records_read_with_empty_fields_and_round_trip() {
     let back: Record = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back, r);
 }
+
+/// Review of this round: a user's own process (a non-root caller, as a screen locker is)
+/// may claim any service, rhost and tty; its events say which uid called, so they are told
+/// from a root PAM application's.
+#[test]
+fn events_of_a_users_own_process_carry_its_uid() {
+    let c = core();
+    let p = c.enroll_begin(&caller(1000), b"", T0).unwrap();
+    c.enroll_confirm(&caller(1000), code(&p.secret_base32, T0).as_bytes(), T0)
+        .unwrap();
+    let at = T0.plus(120);
+    let (id, _) = c.begin_login(&caller(1000), "ann", ctx(), at).unwrap();
+    c.answer(&caller(1000), &id, b"000000", at).unwrap();
+    login(&c, "000001", at.plus(1));
+    let fails: Vec<Option<u32>> = events(&c)
+        .iter()
+        .filter(|e| e.kind == EventKind::Failure)
+        .map(|e| e.caller_uid)
+        .collect();
+    assert_eq!(fails, [Some(1000), None]);
+}

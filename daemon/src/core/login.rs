@@ -323,9 +323,10 @@ pub fn begin(
     core: &Core,
     caller: &Caller,
     user: &str,
-    ctx: LoginContext,
+    mut ctx: LoginContext,
     now: UnixTime,
 ) -> Result<(String, Step), Error> {
+    ctx.caller_uid = caller.uid;
     if ctx.app_password {
         return super::apppw::begin(core, caller, user, ctx, now);
     }

@@ -126,6 +126,9 @@ pub struct Event {
     /// See [`Source::actor_uid`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_uid: Option<u32>,
+    /// See [`Source::caller_uid`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_uid: Option<u32>,
 }
 
 /// A record as stored, in either shape: the current one (`authenticators`) or the earlier
@@ -318,6 +321,7 @@ impl Record {
             method,
             actor,
             actor_uid,
+            caller_uid,
         } = from.clone();
         self.events.push(Event {
             at,
@@ -329,6 +333,7 @@ impl Record {
             method,
             actor,
             actor_uid,
+            caller_uid,
         });
         let excess = self.events.len().saturating_sub(MAX_EVENTS);
         self.events.drain(..excess);

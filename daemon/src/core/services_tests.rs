@@ -231,6 +231,7 @@ fn remember_window_is_per_user_service_rhost_and_tty_and_ends() {
     // The same terminal in another audit session (the next login on it): asked.
     let session = |s| LoginContext {
         audit_session: Some(s),
+        caller_uid: 0,
         ..pts3.clone()
     };
     assert_eq!(login(&core, "alice", &session(7), None, t1.plus(11)), None);

@@ -485,8 +485,15 @@ fn event_line(e: &Json) -> String {
         k if k.is_empty() => "-".to_owned(),
         k => k,
     };
+    // A login called by a process that was not root: its place is what it said.
+    let caller = e
+        .get(event_key::CALLER_UID)
+        .and_then(Json::as_u64)
+        .map_or_else(String::new, |u| {
+            format!(" caller_uid={u} (place as it said)")
+        });
     format!(
-        "{}  {kind:<14} {}  service={} rhost={} tty={} method={} by={}",
+        "{}  {kind:<14} {}  service={} rhost={} tty={} method={} by={}{caller}",
         when(t(e, event_key::AT)),
         s(e, event_key::WHAT),
         field(&s(e, event_key::SERVICE)),

@@ -1636,6 +1636,7 @@ mod tests {
                 method: String::new(),
                 actor: String::new(),
                 actor_uid: None,
+                caller_uid: None,
             });
         }
         s.save(&big).unwrap();
