@@ -9,14 +9,19 @@
 //!                                                      progress lines and the socket-vs-bus table
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
-//!                   [--only callgrind]                 twostepd's instructions per login alone, into
-//!                                                      its own section of the --write file
+//!                   [--only callgrind]                 twostepd's instructions per login alone (login
+//!                                                      socket and bus), into its own section of the
+//!                                                      --write file
+//!                   [--only paired]                    wrong code against right code, paired and
+//!                                                      interleaved (login socket), at every size:
+//!                                                      progress lines and its table (stdout only)
 //!                   [--only session-flood]             issue 19's session flood alone, into its own
 //!                                                      section of the --write file
 //! twostep-bench micro                                  the verification-core microbenchmarks only
 //! twostep-bench serve REPO WORK USERS                  a bus and twostepd with USERS enrolled, until
 //!                                                      stdin closes (profile with `verify SPEC`)
-//! twostep-bench login|verify|flood|session-flood SPEC_JSON   one measurement (started by `run`)
+//! twostep-bench login|verify|flood|session-flood|paired SPEC_JSON
+//!                                                      one measurement (started by `run`)
 //! ```
 
 use std::path::PathBuf;
@@ -24,12 +29,12 @@ use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use twostep_bench::{driver, flood, micro, report, run, session_flood, verify};
+use twostep_bench::{driver, flood, micro, paired, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind] --work DIR --repo DIR [--write FILE] \
+    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind|paired] --work DIR --repo DIR [--write FILE] \
                      [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
-                     | login|verify|flood|session-flood SPEC_JSON";
+                     | login|verify|flood|session-flood|paired SPEC_JSON";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Some("verify") => one(&args, verify::run),
         Some("flood") => one(&args, flood::run),
         Some("session-flood") => one(&args, session_flood::run),
+        Some("paired") => one(&args, paired::run),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -84,6 +90,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     let (mut quick, mut only, mut only_session_flood) = (false, false, false);
     let mut only_fleet = false;
     let mut only_callgrind = false;
+    let mut only_paired = false;
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -96,8 +103,12 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
                 "session-flood" => only_session_flood = true,
                 "fleet" => only_fleet = true,
                 "callgrind" => only_callgrind = true,
+                "paired" => only_paired = true,
                 _ => {
-                    return Err("--only: `twostep`, `fleet`, `session-flood` or `callgrind`".into())
+                    return Err(
+                        "--only: `twostep`, `fleet`, `session-flood`, `callgrind` or `paired`"
+                            .into(),
+                    )
                 }
             },
             "--work" => work = Some(PathBuf::from(value()?)),
@@ -157,6 +168,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if only_callgrind {
         opts.command.push_str(" --only callgrind");
     }
+    opts.only_paired = only_paired;
+    if only_paired {
+        opts.command.push_str(" --only paired");
+    }
     let results = run::run(&opts)?;
     if only_fleet {
         let md = report::fleet_table(&results);
@@ -206,6 +221,11 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if only_paired {
+        // Its rows belong to the main generated section: printed, not spliced.
+        println!("{}", report::paired_markdown(&results));
+        return Ok(());
     }
     if only {
         // A partial run has no peers to compare with: the progress lines are the result,
