@@ -10,13 +10,16 @@
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
 //!                   [--only callgrind]                 twostepd's instructions per login alone (login
-//!                                                      socket and bus), into its own section of the
-//!                                                      --write file
+//!                                                      socket), into its own section of the --write file
+//!                   [--callgrind-bus]                  callgrind over the bus (socket=none) too: a
+//!                                                      second set of rows (doubles callgrind's time)
 //!                   [--only paired]                    wrong code against right code, paired and
 //!                                                      interleaved (login socket), at every size:
 //!                                                      progress lines and its table (stdout only)
 //!                   [--only session-flood]             issue 19's session flood alone, into its own
 //!                                                      section of the --write file
+//! twostep-bench report RESULTS_JSON                    the tables again from a run's --json file
+//!                                                      (target/bench/results.json), to stdout
 //! twostep-bench micro                                  the verification-core microbenchmarks only
 //! twostep-bench serve REPO WORK USERS                  a bus and twostepd with USERS enrolled, until
 //!                                                      stdin closes (profile with `verify SPEC`)
@@ -32,8 +35,8 @@ use serde::Serialize;
 use twostep_bench::{driver, flood, micro, paired, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind|paired] --work DIR --repo DIR [--write FILE] \
-                     [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
+    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind|paired] [--callgrind-bus] --work DIR --repo DIR [--write FILE] \
+                     [--json FILE] [--sizes N,N] [--reps N] | report RESULTS_JSON | micro | serve REPO WORK USERS \
                      | login|verify|flood|session-flood|paired SPEC_JSON";
 
 fn main() -> ExitCode {
@@ -41,6 +44,15 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("micro") => cmd_micro(),
+        Some("report") => match args.get(1) {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("{path}: {e}"))
+                .and_then(|text| {
+                    serde_json::from_str::<run::Results>(&text).map_err(|e| format!("{path}: {e}"))
+                })
+                .map(|res| println!("{}", report::markdown(&res))),
+            None => Err(USAGE.to_owned()),
+        },
         Some("serve") => match (args.get(1), args.get(2), args.get(3)) {
             (Some(repo), Some(work), Some(users)) => users
                 .parse()
@@ -91,6 +103,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     let mut only_fleet = false;
     let mut only_callgrind = false;
     let mut only_paired = false;
+    let mut callgrind_bus = false;
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -98,6 +111,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => quick = true,
+            "--callgrind-bus" => callgrind_bus = true,
             "--only" => match value()?.as_str() {
                 "twostep" => only = true,
                 "session-flood" => only_session_flood = true,
@@ -169,6 +183,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         opts.command.push_str(" --only callgrind");
     }
     opts.only_paired = only_paired;
+    if callgrind_bus {
+        opts.callgrind_bus = true;
+        opts.command.push_str(" --callgrind-bus");
+    }
     if only_paired {
         opts.command.push_str(" --only paired");
     }

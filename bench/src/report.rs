@@ -930,6 +930,13 @@ pub fn callgrind_table(res: &Results) -> String {
         let _ = writeln!(row, " {} |", codes.join(", "));
         s.push_str(&row);
     }
+    if !res.callgrind.iter().any(|c| c.transport == Transport::Bus) {
+        let _ = writeln!(
+            s,
+            "\nOver the bus (`socket=none`): not measured in this run (`--callgrind-bus` adds \
+             those rows; it doubles the time)."
+        );
+    }
     let _ = writeln!(s, "\n{CALLGRIND_END}\n");
     s
 }
