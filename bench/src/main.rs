@@ -6,7 +6,8 @@
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
 //!                   [--only twostep]                   pam_permit and twostep (login socket, bus) only:
-//!                                                      progress lines and the socket-vs-bus table
+//!                                                      progress lines, the socket-vs-bus table and
+//!                                                      the daemon alone on both paths
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
 //!                   [--only callgrind]                 twostepd's instructions per login alone (login

@@ -163,10 +163,11 @@ pub fn markdown(res: &Results) -> String {
     s
 }
 
-/// [`transport_table`] alone (for `--only twostep`).
+/// [`transport_table`] and the daemon alone on both paths (for `--only twostep`).
 pub fn transport_markdown(res: &Results) -> String {
     let mut s = String::new();
     transport_table(&mut s, res, &Index::new(res));
+    verify_table(&mut s, res);
     s
 }
 
@@ -428,9 +429,11 @@ fn paired_table(s: &mut String, res: &Results) {
          One run per size against one daemon, through libpam and the module on its default \
          path (the login socket), one forked process per login, one at a time, up to {:.0} s. \
          Each round makes three logins, each for another user, in an order drawn at random per \
-         round: a right code, a second right code, and a wrong code; {} warm-up rounds are not \
-         kept. Right codes take each user's time steps in ascending order (replay protection), \
-         wrong codes at most {} per user (below the lockout). p50: the median of the round's \
+         round: a right code, a second right code, and a wrong code; the three users are \
+         claimed in another random order per round, so no arm gets its own share of user \
+         histories; {} warm-up rounds are not kept. Right codes take each user's time steps in ascending order (replay protection), \
+         wrong codes at most {} per user (below the lockout); with 100 users the run ends when \
+         no user has a right code left (about 145 rounds). p50: the median of the round's \
          arm. Band: a 95 % bootstrap interval of the difference of the medians, from {RESAMPLES} \
          resamples of whole rounds (a round's logins stay together, so both arms of a resample \
          saw the same moments of the machine), percentiles 2.5 and 97.5. A/A: the second right \
