@@ -432,8 +432,8 @@ fn paired_table(s: &mut String, res: &Results) {
          round: a right code, a second right code, and a wrong code; the three users are \
          claimed in another random order per round, so no arm gets its own share of user \
          histories; {} warm-up rounds are not kept. Right codes take each user's time steps in ascending order (replay protection), \
-         wrong codes at most {} per user (below the lockout); with 100 users the run ends when \
-         no user has a right code left (about 145 rounds). p50: the median of the round's \
+         wrong codes at most {} per user (below the lockout); with few users (100) the run ends \
+         when none has a right code left (3 each: steps now − 1 … now + 1). p50: the median of the round's \
          arm. Band: a 95 % bootstrap interval of the difference of the medians, from {RESAMPLES} \
          resamples of whole rounds (a round's logins stay together, so both arms of a resample \
          saw the same moments of the machine), percentiles 2.5 and 97.5. A/A: the second right \
