@@ -305,11 +305,23 @@ impl Sealer {
     /// A secret sealed with a key this daemon does not hold (the message names the key id
     /// and the files it read), one that does not open (wrong key, altered, or copied from
     /// another account), or the record itself is invalid.
-    pub fn decode(&self, mut value: Value) -> Result<Record, String> {
+    pub fn decode(&self, value: Value) -> Result<Record, String> {
+        self.decode_noting(value).map(|(record, _)| record)
+    }
+
+    /// [`Sealer::decode`], and whether `value` needs a re-seal ([`Sealer::needs_reseal`]),
+    /// found on the same walk over its secrets.
+    ///
+    /// # Errors
+    /// As [`Sealer::decode`].
+    pub fn decode_noting(&self, mut value: Value) -> Result<(Record, bool), String> {
         let aad = aad(&value);
+        let sealing = self.sealing_id();
         let mut failed = None;
+        let mut needs = false;
         for path in SECRET_PATHS {
             visit(&mut value, path, &mut |secret| {
+                needs |= needs_reseal_of(secret, sealing.as_deref());
                 if failed.is_none() && secret.is_object() {
                     match self.open_secret(secret, &aad) {
                         Ok(plain) => *secret = Value::String(plain),
@@ -321,7 +333,8 @@ impl Sealer {
         if let Some(e) = failed {
             return Err(e);
         }
-        serde_json::from_value(value).map_err(|e| format!("invalid record: {e}"))
+        let record = serde_json::from_value(value).map_err(|e| format!("invalid record: {e}"))?;
+        Ok((record, needs))
     }
 
     fn open_secret(&self, sealed: &Value, aad: &[u8]) -> Result<String, String> {
@@ -377,16 +390,21 @@ impl Sealer {
     pub fn needs_reseal(&self, value: &Value) -> bool {
         let sealing = self.sealing_id();
         let mut needs = false;
-        let mut value = value.clone();
         for path in SECRET_PATHS {
-            visit(&mut value, path, &mut |secret| match secret {
-                Value::String(_) => needs |= sealing.is_some(),
-                other => {
-                    needs |= other.get("key").and_then(Value::as_str) != sealing.as_deref();
-                }
-            });
+            for secret in nodes_at(value, path) {
+                needs |= needs_reseal_of(secret, sealing.as_deref());
+            }
         }
         needs
+    }
+}
+
+/// Whether one stored secret would change at a re-seal with the key `sealing`: plain while
+/// a key seals, or sealed with another key.
+fn needs_reseal_of(secret: &Value, sealing: Option<&str>) -> bool {
+    match secret {
+        Value::String(_) => sealing.is_some(),
+        other => other.get("key").and_then(Value::as_str) != sealing,
     }
 }
 
@@ -394,13 +412,12 @@ impl Sealer {
 /// secrets add nothing.
 pub fn key_ids_in(value: &Value) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    let mut value = value.clone();
     for path in SECRET_PATHS {
-        visit(&mut value, path, &mut |secret| {
+        for secret in nodes_at(value, path) {
             if let Some(id) = secret.get("key").and_then(Value::as_str) {
                 ids.insert(id.to_owned());
             }
-        });
+        }
     }
     ids
 }
@@ -454,6 +471,22 @@ fn visit(value: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Value)) {
             visit(next, rest, f);
         }
     }
+}
+
+/// The nodes at `path` under `value`, as [`visit`] finds them, read only.
+fn nodes_at<'v>(value: &'v Value, path: &[&str]) -> Vec<&'v Value> {
+    let mut nodes = vec![value];
+    for step in path {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|node| match (*step, node) {
+                ("*", Value::Array(items)) => items.iter().collect(),
+                ("*", _) => Vec::new(),
+                (key, _) => node.get(key).filter(|n| !n.is_null()).into_iter().collect(),
+            })
+            .collect();
+    }
+    nodes
 }
 
 /// `key_file.old` and `key_file.new`.
@@ -601,6 +634,17 @@ mod tests {
         StoreKey::from_bytes(&[b; KEY_LEN])
     }
 
+    /// `store.key` holding [`key`]`(1)` and `new.key` holding `key(2)` in `dir`, 0600.
+    fn key_files(dir: &Path) -> (PathBuf, PathBuf) {
+        let (old, new) = (dir.join("store.key"), dir.join("new.key"));
+        for (p, b) in [(&old, 1u8), (&new, 2u8)] {
+            std::fs::write(p, [b; 32]).unwrap();
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        (old, new)
+    }
+
     #[test]
     fn sealed_records_hold_no_secret_and_round_trip() {
         let s = Sealer::with_key(key(1));
@@ -623,6 +667,28 @@ mod tests {
         let r = s.decode(plain).unwrap();
         let sealed = s.encode(&r).unwrap();
         assert!(!s.needs_reseal(&sealed));
+    }
+
+    #[test]
+    fn decoding_notes_a_reseal_exactly_when_needs_reseal_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = key_files(dir.path());
+        let one = Sealer::with_key(key(1));
+        // Seals with key 2, still opens key 1's secrets: a rotation under way.
+        let two = Sealer::open(&old).unwrap();
+        two.seal_with_file(&new).unwrap();
+        let plain = Sealer::plaintext().encode(&record()).unwrap();
+        let sealed = one.encode(&record()).unwrap();
+        for (sealer, stored, needs) in [
+            (&one, &plain, true),
+            (&one, &sealed, false),
+            (&two, &sealed, true),
+            (&Sealer::plaintext(), &plain, false),
+        ] {
+            assert_eq!(sealer.needs_reseal(stored), needs);
+            let (r, noted) = sealer.decode_noting(stored.clone()).unwrap();
+            assert_eq!((r, noted), (record(), needs));
+        }
     }
 
     #[test]
@@ -664,12 +730,7 @@ mod tests {
     #[test]
     fn rotation_seals_with_the_new_key_and_opens_the_old() {
         let dir = tempfile::tempdir().unwrap();
-        let (old, new) = (dir.path().join("store.key"), dir.path().join("new.key"));
-        for (p, b) in [(&old, 1u8), (&new, 2u8)] {
-            std::fs::write(p, [b; 32]).unwrap();
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .unwrap();
-        }
+        let (old, new) = key_files(dir.path());
         let s = Sealer::open(&old).unwrap();
         let before = s.encode(&record()).unwrap();
         assert_eq!(s.seal_with_file(&new).unwrap(), key(2).id());

@@ -127,6 +127,15 @@ pub struct FileStore {
     sealer: Arc<Sealer>,
 }
 
+/// A record file as a load in the same transaction read and checked it: a save under the
+/// same lock that finds these bytes unchanged needs neither to decode them again nor to
+/// parse them for [`Sealer::needs_reseal`].
+struct Seen {
+    bytes: Vec<u8>,
+    /// The record held a secret that a re-seal would change.
+    reseal: bool,
+}
+
 /// The slot a file's record was read from.
 struct Current<'a> {
     index: usize,
@@ -404,6 +413,11 @@ impl FileStore {
     /// `who`'s record (moved from the name-keyed layout on first use); a listed account
     /// without one fails closed. The caller holds the account's lock.
     fn load_locked(&self, who: &Account) -> Result<Option<Record>, Error> {
+        self.load_locked_seen(who).map(|(record, _)| record)
+    }
+
+    /// [`FileStore::load_locked`], and the file as read when it was read once as it is.
+    fn load_locked_seen(&self, who: &Account) -> Result<(Option<Record>, Option<Seen>), Error> {
         // The store knows records by uid; errors name the account as the login named it.
         let named = |e: Error| match e {
             Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
@@ -416,8 +430,8 @@ impl FileStore {
             },
             other => other,
         };
-        if let Some(r) = self.load(who.uid).map_err(named)? {
-            return Ok(Some(r));
+        if let Some((r, seen)) = self.load_seen(who.uid).map_err(named)? {
+            return Ok((Some(r), Some(seen)));
         }
         let found = match self.migrate_locked(&who.name, who.uid).map_err(named)? {
             Migration::Moved(r) => {
@@ -441,12 +455,22 @@ impl FileStore {
                 ),
             ));
         }
-        Ok(found)
+        Ok((found, None))
     }
 
     /// Save `record` of `uid` and keep the enrolment list in step: listed before a record
     /// that enrols is written, unlisted after a record that does not.
     fn save_listed(&self, uid: u32, record: &Record) -> Result<(), Error> {
+        self.save_listed_seen(uid, record, None)
+    }
+
+    /// [`FileStore::save_listed`]; `seen` as for [`FileStore::save_seen`].
+    fn save_listed_seen(
+        &self,
+        uid: u32,
+        record: &Record,
+        seen: Option<&Seen>,
+    ) -> Result<(), Error> {
         if record.uid != Some(uid) {
             return Err(Error::Storage {
                 user: account(uid),
@@ -455,9 +479,9 @@ impl FileStore {
         }
         if record.enrolled() {
             self.set_enrolled(uid, true)?;
-            self.save(record)
+            self.save_seen(record, seen)
         } else {
-            self.save(record)?;
+            self.save_seen(record, seen)?;
             self.set_enrolled(uid, false)
         }
     }
@@ -498,15 +522,21 @@ impl FileStore {
     /// any of its slots is damaged, or it holds another account's record (logged, with the
     /// path).
     pub fn load(&self, uid: u32) -> Result<Option<Record>, Error> {
+        Ok(self.load_seen(uid)?.map(|(record, _)| record))
+    }
+
+    /// [`FileStore::load`], and the file as read, for a save in the same transaction.
+    fn load_seen(&self, uid: u32) -> Result<Option<(Record, Seen)>, Error> {
         let who = account(uid);
         let path = self.path_for(uid);
         let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
             return Ok(None);
         };
         let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
-        decode_current(&bytes, uid, &self.sealer)
-            .map(|(_, r)| Some(r))
-            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))
+        let (record, reseal) = decode_current_noting(&bytes, uid, &self.sealer)
+            .map(|(_, record, reseal)| (record, reseal))
+            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))?;
+        Ok(Some((record, Seen { bytes, reseal })))
     }
 
     /// Replace the user's record durably: the other slot in place, or the whole file when
@@ -517,6 +547,11 @@ impl FileStore {
     /// [`Error::CorruptRecord`] when the file on disk is not trusted or damaged (it is left
     /// alone).
     pub fn save(&self, record: &Record) -> Result<(), Error> {
+        self.save_seen(record, None)
+    }
+
+    /// [`FileStore::save`]; `seen` is the file as a load under the same lock found it.
+    fn save_seen(&self, record: &Record, seen: Option<&Seen>) -> Result<(), Error> {
         let user = record.user.as_str();
         let Some(uid) = record.uid else {
             return Err(Error::Storage {
@@ -540,14 +575,18 @@ impl FileStore {
             user: user.to_owned(),
             reason: format!("read: {e}"),
         })?;
-        // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, uid, &self.sealer)
-            .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
+        // Checked as a load checks it: a file the daemon cannot read is never overwritten
+        // (the same bytes a load in this transaction checked are not decoded twice).
+        let checked = match seen {
+            Some(seen) if seen.bytes == bytes => current(&bytes).map(|c| (c, seen.reseal)),
+            _ => decode_current_noting(&bytes, uid, &self.sealer).map(|(c, _, r)| (c, r)),
+        };
+        let (current, reseal) =
+            checked.map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
-        // Why: the slot a save keeps holds the previous record; when that one has a secret
-        // in the clear or sealed with another key (the first write after sealing began, a
-        // key rotation), it is overwritten too, so no earlier form of a secret stays.
-        let reseal = stored_value(&bytes).is_ok_and(|v| self.sealer.needs_reseal(&v));
+        // Why `reseal`: the slot a save keeps holds the previous record; when that one has a
+        // secret in the clear or sealed with another key (the first write after sealing
+        // began, a key rotation), it is overwritten too, so no earlier form of a secret stays.
         if HEADER + payload.len() > current.slot_size {
             drop(file);
             return self.write_whole(uid, user, &payload, generation);
@@ -854,9 +893,9 @@ impl super::Store for FileStore {
         f: &mut dyn FnMut(&mut Option<Record>) -> super::Write,
     ) -> Result<(), Error> {
         self.with_uid_lock(who.uid, || {
-            let mut record = self.load_locked(who)?;
+            let (mut record, seen) = self.load_locked_seen(who)?;
             match (f(&mut record), record) {
-                (super::Write::Save, Some(r)) => self.save_listed(who.uid, &r),
+                (super::Write::Save, Some(r)) => self.save_listed_seen(who.uid, &r, seen.as_ref()),
                 _ => Ok(()),
             }
         })
@@ -1050,36 +1089,54 @@ fn decode_current<'a>(
     uid: u32,
     sealer: &Sealer,
 ) -> Result<(Current<'a>, Record), String> {
+    decode_current_noting(bytes, uid, sealer).map(|(current, record, _)| (current, record))
+}
+
+/// [`decode_current`], and whether the record needs a re-seal (`Sealer::needs_reseal`).
+fn decode_current_noting<'a>(
+    bytes: &'a [u8],
+    uid: u32,
+    sealer: &Sealer,
+) -> Result<(Current<'a>, Record, bool), String> {
     let current = current(bytes)?;
-    let record = decode_payload(current.payload, uid, sealer)?;
-    Ok((current, record))
+    let (record, reseal) = decode_payload_noting(current.payload, uid, sealer)?;
+    Ok((current, record, reseal))
 }
 
 fn decode_payload(payload: &[u8], uid: u32, sealer: &Sealer) -> Result<Record, String> {
-    let record = decode_any(payload, sealer)?;
+    decode_payload_noting(payload, uid, sealer).map(|(record, _)| record)
+}
+
+fn decode_payload_noting(
+    payload: &[u8],
+    uid: u32,
+    sealer: &Sealer,
+) -> Result<(Record, bool), String> {
+    let (record, reseal) = decode_any(payload, sealer)?;
     if record.uid != Some(uid) {
         return Err("record belongs to another account".into());
     }
-    Ok(record)
+    Ok((record, reseal))
 }
 
 /// A record file of the name-keyed layout: it carries no uid, and the name it names.
 fn decode_legacy(bytes: &[u8], user: &str, sealer: &Sealer) -> Result<Record, String> {
-    let record = decode_any(current(bytes)?.payload, sealer)?;
+    let (record, _) = decode_any(current(bytes)?.payload, sealer)?;
     if record.uid.is_some() || record.user != user {
         return Err("record belongs to another user".into());
     }
     Ok(record)
 }
 
-fn decode_any(payload: &[u8], sealer: &Sealer) -> Result<Record, String> {
+/// The record in `payload`, and whether it needs a re-seal.
+fn decode_any(payload: &[u8], sealer: &Sealer) -> Result<(Record, bool), String> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| format!("invalid record: {e}"))?;
-    let record = sealer.decode(value)?;
+    let (record, reseal) = sealer.decode_noting(value)?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
     }
-    Ok(record)
+    Ok((record, reseal))
 }
 
 fn payload(record: &Record, sealer: &Sealer) -> Result<Vec<u8>, String> {
