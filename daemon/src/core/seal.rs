@@ -42,6 +42,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,8 @@ pub struct Sealer {
     /// tools only, never the daemon).
     key_file: Option<PathBuf>,
     last_scan: Mutex<Option<Instant>>,
+    /// Changes whenever the keys do ([`Sealer::epoch`]).
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -148,6 +151,7 @@ impl Sealer {
             keys: RwLock::new(Keyring::default()),
             key_file: None,
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -161,6 +165,7 @@ impl Sealer {
             }),
             key_file: None,
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +190,7 @@ impl Sealer {
             keys: RwLock::new(ring),
             key_file: Some(key_file.to_owned()),
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -199,7 +205,7 @@ impl Sealer {
         };
         let fresh = Sealer::open(path)?;
         let fresh = fresh.keys.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         for k in fresh.all {
             ring.add(k);
         }
@@ -215,7 +221,7 @@ impl Sealer {
     pub fn seal_with_file(&self, path: &Path) -> Result<String, String> {
         let key = Arc::new(read_key_file(path)?);
         let id = key.id.clone();
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         ring.add(Arc::clone(&key));
         ring.sealing = ring.get(&id);
         Ok(id)
@@ -241,6 +247,19 @@ impl Sealer {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The keys, to change them: every change moves [`Sealer::epoch`] on.
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, Keyring> {
+        let ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        ring
+    }
+
+    /// A number that changes whenever the keys held or the sealing key change: what a
+    /// decode found (a record, a re-seal needed) holds for the same bytes while it stays.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// The key `id`, reading the key files again (rate-limited) if it is not held.
     fn key(&self, id: &str) -> Option<Arc<StoreKey>> {
         if let Some(k) = self.ring().get(id) {
@@ -262,7 +281,7 @@ impl Sealer {
                 Err(e) => log::error!("store key: {e}"),
             }
         }
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         for k in found {
             ring.add(k);
         }

@@ -125,6 +125,24 @@ pub struct FileStore {
     enrolled: Mutex<BTreeSet<u32>>,
     /// Seals the secrets of every record written, opens those of every record read.
     sealer: Arc<Sealer>,
+    /// The record last decoded from each of up to [`RECENT_MAX`] files, by uid: a load
+    /// that reads the very same bytes under the same keys takes a copy instead of decoding
+    /// them again (the `Begin` and the `Answer` of a login read the same file; decoding is
+    /// most of a login's work). Dropped at the account's next save, all of it when full.
+    recent: Mutex<HashMap<u32, Recent>>,
+}
+
+/// Accounts whose last decoded record [`FileStore`] keeps. Why a bound this small: the
+/// entries hold opened secrets; a login needs its entry for the seconds between its
+/// `Begin` and its `Answer`.
+const RECENT_MAX: usize = 64;
+
+/// A record file's bytes and what decoding them under the keys of `epoch` gave.
+struct Recent {
+    bytes: Vec<u8>,
+    epoch: u64,
+    record: Record,
+    reseal: bool,
 }
 
 /// A record file as a load in the same transaction read and checked it: a save under the
@@ -299,6 +317,7 @@ impl FileStore {
             locks: Mutex::new(HashMap::new()),
             enrolled: Mutex::new(BTreeSet::new()),
             sealer,
+            recent: Mutex::new(HashMap::new()),
         };
         let listed = match store.read_enrolled()? {
             Some(listed) => listed,
@@ -412,12 +431,19 @@ impl FileStore {
 
     /// `who`'s record (moved from the name-keyed layout on first use); a listed account
     /// without one fails closed. The caller holds the account's lock.
+    /// The decoded record is kept for the next load of the same bytes (a login's `Begin`
+    /// comes here; its `Answer` is a transaction that finds it).
     fn load_locked(&self, who: &Account) -> Result<Option<Record>, Error> {
-        self.load_locked_seen(who).map(|(record, _)| record)
+        self.load_locked_seen(who, true).map(|(record, _)| record)
     }
 
-    /// [`FileStore::load_locked`], and the file as read when it was read once as it is.
-    fn load_locked_seen(&self, who: &Account) -> Result<(Option<Record>, Option<Seen>), Error> {
+    /// [`FileStore::load_locked`], and the file as read when it was read once as it is;
+    /// `keep`: keep what a decode gives for the next load (see [`FileStore::load_seen`]).
+    fn load_locked_seen(
+        &self,
+        who: &Account,
+        keep: bool,
+    ) -> Result<(Option<Record>, Option<Seen>), Error> {
         // The store knows records by uid; errors name the account as the login named it.
         let named = |e: Error| match e {
             Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
@@ -430,7 +456,7 @@ impl FileStore {
             },
             other => other,
         };
-        if let Some((r, seen)) = self.load_seen(who.uid).map_err(named)? {
+        if let Some((r, seen)) = self.load_seen(who.uid, keep).map_err(named)? {
             return Ok((Some(r), Some(seen)));
         }
         let found = match self.migrate_locked(&who.name, who.uid).map_err(named)? {
@@ -522,20 +548,48 @@ impl FileStore {
     /// any of its slots is damaged, or it holds another account's record (logged, with the
     /// path).
     pub fn load(&self, uid: u32) -> Result<Option<Record>, Error> {
-        Ok(self.load_seen(uid)?.map(|(record, _)| record))
+        Ok(self.load_seen(uid, false)?.map(|(record, _)| record))
     }
 
-    /// [`FileStore::load`], and the file as read, for a save in the same transaction.
-    fn load_seen(&self, uid: u32) -> Result<Option<(Record, Seen)>, Error> {
+    /// [`FileStore::load`], and the file as read, for a save in the same transaction. A
+    /// record decoded earlier from the same bytes under the same keys is taken as it was;
+    /// with `keep`, what this decode gives is kept for such a load (only a login's `Begin`
+    /// keeps: a scan over every record, as the notice round at start, must not fill the
+    /// cache with other accounts' opened secrets).
+    fn load_seen(&self, uid: u32, keep: bool) -> Result<Option<(Record, Seen)>, Error> {
         let who = account(uid);
         let path = self.path_for(uid);
         let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
             return Ok(None);
         };
         let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
+        let epoch = self.sealer.epoch();
+        if let Some(hit) = lock(&self.recent)
+            .get(&uid)
+            .filter(|r| r.epoch == epoch && r.bytes == bytes)
+        {
+            let seen = Seen {
+                bytes,
+                reseal: hit.reseal,
+            };
+            return Ok(Some((hit.record.clone(), seen)));
+        }
         let (record, reseal) = decode_current_noting(&bytes, uid, &self.sealer)
             .map(|(_, record, reseal)| (record, reseal))
             .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))?;
+        if keep {
+            let mut recent = lock(&self.recent);
+            if recent.len() >= RECENT_MAX && !recent.contains_key(&uid) {
+                recent.clear();
+            }
+            let entry = Recent {
+                bytes: bytes.clone(),
+                epoch,
+                record: record.clone(),
+                reseal,
+            };
+            recent.insert(uid, entry);
+        }
         Ok(Some((record, Seen { bytes, reseal })))
     }
 
@@ -559,6 +613,8 @@ impl FileStore {
                 reason: "record without a uid".into(),
             });
         };
+        // The file changes: its decoded copy is of no more use (and holds secrets).
+        lock(&self.recent).remove(&uid);
         let path = self.path_for(uid);
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
@@ -893,7 +949,7 @@ impl super::Store for FileStore {
         f: &mut dyn FnMut(&mut Option<Record>) -> super::Write,
     ) -> Result<(), Error> {
         self.with_uid_lock(who.uid, || {
-            let (mut record, seen) = self.load_locked_seen(who)?;
+            let (mut record, seen) = self.load_locked_seen(who, false)?;
             match (f(&mut record), record) {
                 (super::Write::Save, Some(r)) => self.save_listed_seen(who.uid, &r, seen.as_ref()),
                 _ => Ok(()),
@@ -1368,6 +1424,51 @@ mod tests {
         let file = state.join("users").join("uid-1001.rec");
         assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600);
         assert_eq!(s.users().unwrap(), [1001]);
+    }
+
+    #[test]
+    fn a_kept_decoded_record_serves_only_the_same_bytes_under_the_same_keys() {
+        let (dir, s) = store();
+        let uid = uid_of("alice");
+        let keyed = enrolled("alice");
+        s.save(&keyed).unwrap();
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&keyed));
+        assert!(lock(&s.recent).is_empty(), "only a login's Begin keeps");
+        let (r, _) = s.load_seen(uid, true).unwrap().unwrap();
+        assert_eq!(r, keyed);
+        assert!(lock(&s.recent).contains_key(&uid), "kept after a decode");
+        // Another writer changes the file behind the store (a restore, a second daemon):
+        // the next load decodes what is there now.
+        let mut other = keyed.clone();
+        other.failures = 7;
+        fs::write(s.path_for(uid), file_bytes(&other).unwrap()).unwrap();
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&other));
+        // A change of keys: the secret (plain, this store had no key) now needs a re-seal,
+        // which a copy decoded before the change would not say.
+        let (_, seen) = s.load_seen(uid, true).unwrap().unwrap();
+        assert!(!seen.reseal);
+        let key_file = dir.path().join("store.key");
+        write_private(&key_file, &[9u8; 32]);
+        s.sealer.seal_with_file(&key_file).unwrap();
+        let (r, seen) = s.load_seen(uid, true).unwrap().unwrap();
+        assert!(seen.reseal);
+        assert_eq!(r, other);
+        // A save drops the copy, whose secrets are then wiped.
+        s.save(&keyed).unwrap();
+        assert!(!lock(&s.recent).contains_key(&uid));
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&keyed));
+        assert!(lock(&s.recent).is_empty());
+    }
+
+    #[test]
+    fn no_more_than_recent_max_decoded_records_are_kept() {
+        let (_d, s) = store();
+        for uid in 1..=(RECENT_MAX as u32 + 1) {
+            let r = Record::for_account(&format!("u{uid}"), uid);
+            s.save(&r).unwrap();
+            assert_eq!(s.load_seen(uid, true).unwrap().map(|(r, _)| r), Some(r));
+            assert!(lock(&s.recent).len() <= RECENT_MAX);
+        }
     }
 
     #[test]
