@@ -133,6 +133,23 @@ impl Shared {
         let permit = Arc::clone(&self.in_flight)
             .try_acquire_owned()
             .map_err(|_| Error::Busy("too many requests in flight".into()))?;
+        if self.peer.is_some()
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            // A login-endpoint connection's task runs the core itself: its calls come one
+            // at a time and its reply waits for this anyway; `block_in_place` hands this
+            // worker's other tasks to another thread meanwhile. A panic becomes the same
+            // error as a panic on the blocking pool.
+            let _permit = permit;
+            let core = &self.core;
+            return match tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(core)))
+            }) {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(Error::Unavailable("internal error".into())),
+            };
+        }
         let core = Arc::clone(&self.core);
         let joined = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -157,7 +174,7 @@ pub struct AdminIface(Shared, PathBuf);
 
 impl Shared {
     /// `Begin` of both login interfaces: the session token and the first step.
-    async fn begin_login(
+    pub(super) async fn begin_login(
         &self,
         hdr: &Header<'_>,
         user: String,
@@ -183,7 +200,7 @@ impl Shared {
     }
 
     /// `Answer` of both login interfaces: the next step.
-    async fn answer_login(
+    pub(super) async fn answer_login(
         &self,
         hdr: &Header<'_>,
         session: String,
@@ -749,25 +766,114 @@ pub async fn serve(
     }
 }
 
-/// `builder` serving the login interfaces, and nothing else, on one peer-to-peer connection
-/// of the login endpoint for `caller`: the same interfaces, core, limits (in flight, call
-/// rate) and sessions as on the bus; only the caller comes from the socket (see
-/// `bus::peer`). Registered before the connection is built: the module's first call
-/// arrives with the authentication.
-pub(super) fn serve_login_peer<'a>(
-    builder: zbus::connection::Builder<'a>,
-    shared: &Shared,
-    caller: Caller,
-    pid: Option<u32>,
-) -> zbus::Result<zbus::connection::Builder<'a>> {
-    let shared = Shared {
+/// The shared state for one peer-to-peer connection of the login endpoint for `caller`:
+/// the same core, limits (in flight, call rate) and sessions as on the bus; only the caller
+/// comes from the socket (see `bus::peer`).
+pub(super) fn peer_shared(shared: &Shared, caller: Caller, pid: Option<u32>) -> Shared {
+    Shared {
         peer: Some(caller),
         peer_pid: pid,
         ..shared.clone()
+    }
+}
+
+/// One message on a peer-to-peer connection of the login endpoint (`bus::peer`): `Begin`
+/// and `Answer` of `org.twostep.Login1` and `org.twostep.Login2` at
+/// [`twostep_proto::OBJECT_PATH`], and `org.freedesktop.DBus.Peer.Ping`, answered with the
+/// same bodies and errors as the object server gives them on the bus (the methods above
+/// share their code with it); another method call gets `UnknownMethod`, a message of another
+/// type is dropped.
+///
+/// Why not zbus's object server on this connection: it hands every call to two more tasks
+/// (its dispatcher, then one task per call) before the core runs; here the calls of one
+/// PAM transaction come one at a time, read and answered by the connection's own task.
+///
+/// # Errors
+/// Only a reply that could not be sent (the connection is gone).
+pub(super) async fn peer_call(
+    shared: &Shared,
+    conn: &zbus::Connection,
+    msg: &zbus::Message,
+) -> zbus::Result<()> {
+    use twostep_proto::{LOGIN2_INTERFACE, LOGIN_INTERFACE};
+    use zbus::message::{Flags, Type};
+    let hdr = msg.header();
+    if hdr.message_type() != Type::MethodCall {
+        return Ok(());
+    }
+    let at_object = hdr
+        .path()
+        .is_some_and(|p| p.as_str() == twostep_proto::OBJECT_PATH);
+    let interface = hdr.interface().map(|i| i.as_str());
+    let member = hdr.member().map(|m| m.as_str());
+    let body = msg.body();
+    let bad_args = |e: zbus::Error| zbus::fdo::Error::InvalidArgs(e.to_string());
+    let reply = match (interface, member) {
+        (Some("org.freedesktop.DBus.Peer"), Some("Ping")) => Ok(Reply::Empty),
+        (Some(i), Some("Begin"))
+            if at_object && (i == LOGIN_INTERFACE || i == LOGIN2_INTERFACE) =>
+        {
+            match body.deserialize::<(String, HashMap<String, String>)>() {
+                Err(e) => Err(bad_args(e)),
+                Ok((user, context)) => Ok(match shared.begin_login(&hdr, user, context).await {
+                    Err(e) => Reply::Error(e),
+                    Ok((id, step)) if i == LOGIN2_INTERFACE => {
+                        let (kind, message, prompt, digits, max, echo) = step.to_wire2();
+                        Reply::Begin2((id, kind, message, prompt, digits, max, echo))
+                    }
+                    Ok((id, step)) => match login1_step(&step) {
+                        Ok((kind, message, prompt, digits)) => {
+                            Reply::Begin1((id, kind, message, prompt, digits))
+                        }
+                        Err(e) => Reply::Error(e),
+                    },
+                }),
+            }
+        }
+        (Some(i), Some("Answer"))
+            if at_object && (i == LOGIN_INTERFACE || i == LOGIN2_INTERFACE) =>
+        {
+            match body.deserialize::<(String, Vec<u8>)>() {
+                Err(e) => Err(bad_args(e)),
+                Ok((session, answer)) => {
+                    Ok(match shared.answer_login(&hdr, session, answer).await {
+                        Err(e) => Reply::Error(e),
+                        Ok(step) if i == LOGIN2_INTERFACE => Reply::Answer2(step.to_wire2()),
+                        Ok(step) => match login1_step(&step) {
+                            Ok(wire) => Reply::Answer1(wire),
+                            Err(e) => Reply::Error(e),
+                        },
+                    })
+                }
+            }
+        }
+        _ => Err(zbus::fdo::Error::UnknownMethod(format!(
+            "{} is not served on the login socket",
+            member.unwrap_or("(no member)")
+        ))),
     };
-    builder
-        .serve_at(twostep_proto::OBJECT_PATH, LoginIface(shared.clone()))?
-        .serve_at(twostep_proto::OBJECT_PATH, Login2Iface(shared))
+    if hdr.primary().flags().contains(Flags::NoReplyExpected) {
+        return Ok(());
+    }
+    match reply {
+        Ok(Reply::Empty) => conn.reply(&hdr, &()).await,
+        Ok(Reply::Begin1(b)) => conn.reply(&hdr, &b).await,
+        Ok(Reply::Begin2(b)) => conn.reply(&hdr, &b).await,
+        Ok(Reply::Answer1(b)) => conn.reply(&hdr, &b).await,
+        Ok(Reply::Answer2(b)) => conn.reply(&hdr, &b).await,
+        Ok(Reply::Error(e)) => conn.reply_dbus_error(&hdr, e).await,
+        Err(e) => conn.reply_dbus_error(&hdr, e).await,
+    }
+}
+
+/// The reply bodies of [`peer_call`], as the interfaces above declare them.
+enum Reply {
+    Empty,
+    Begin1((String, String, String, String, u32)),
+    Begin2((String, String, String, String, u32, u32, bool)),
+    Answer1(WireStep),
+    Answer2(twostep_proto::WireStep2),
+    Error(Error),
 }
 
 #[cfg(test)]

@@ -30,13 +30,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_lite::StreamExt as _;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use zbus::connection::socket::{BoxedSplit, ReadHalf, Split};
 use zbus::fdo::ConnectionCredentials;
 use zbus::{AuthMechanism, Guid, Message};
 
-use super::iface::{serve_login_peer, Shared};
+use super::iface::{peer_call, peer_shared, Shared};
 use super::rate::{left_out, LogThrottle};
 use crate::core::{Caller, Core};
 
@@ -219,20 +220,21 @@ async fn serve_peer(
     let sender = caller.sender.clone();
     let uid = caller.uid;
     let (read, write) = stream.into_split();
-    let socket: BoxedSplit = Split::new(Box::new(PeerRead::new(read)), Box::new(write));
+    let socket: BoxedSplit = Split::new(Box::new(PeerRead::new(read, (uid, pid))), Box::new(write));
     let built = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let builder = zbus::connection::Builder::socket(socket)
+        zbus::connection::Builder::socket(socket)
             .server(guid)?
             .p2p()
             .auth_mechanism(AuthMechanism::External)
-            .max_queued(MAX_QUEUED);
-        serve_login_peer(builder, &login.shared, caller, pid)?
-            .build()
+            .max_queued(MAX_QUEUED)
+            // The stream is live before the socket is read: the module's first call
+            // arrives with the authentication.
+            .build_message_stream()
             .await
     })
     .await;
-    let conn = match built {
-        Ok(Ok(conn)) => conn,
+    let mut calls = match built {
+        Ok(Ok(calls)) => calls,
         Ok(Err(e)) => {
             log::debug!("login_socket: caller_uid={uid} not connected: {e}");
             return;
@@ -242,24 +244,28 @@ async fn serve_peer(
             return;
         }
     };
+    let conn = zbus::Connection::from(&calls);
+    let shared = peer_shared(&login.shared, caller, pid);
     log::debug!("login_socket: caller_uid={uid} connected as {sender}");
     loop {
-        let activity = conn.monitor_activity();
-        if conn.is_closed() {
-            break;
-        }
         let idle = Duration::from_secs(login.core.config().login.prompt_timeout_seconds.get())
             + IDLE_SLACK;
-        tokio::select! {
-            () = conn.closed() => break,
-            () = activity => {}
+        let msg = tokio::select! {
+            msg = calls.next() => match msg {
+                Some(Ok(msg)) => msg,
+                // The peer hung up, sent what is not a message, or broke a limit.
+                Some(Err(_)) | None => break,
+            },
             () = tokio::time::sleep(idle) => {
                 log::debug!("login_socket: {sender} idle for {idle:?}, closed");
-                let _ = conn.clone().close().await;
                 break;
             }
+        };
+        if peer_call(&shared, &conn, &msg).await.is_err() {
+            break;
         }
     }
+    let _ = conn.close().await;
     login.core.end_connection(&sender);
     drop(ticket);
 }
@@ -340,14 +346,17 @@ struct PeerRead {
     handshake_left: Option<usize>,
     /// The SASL lines seen so far, until `BEGIN`.
     lines: SaslLines,
+    /// The peer's uid and pid, from `SO_PEERCRED` at `accept`.
+    peer: (u32, Option<u32>),
 }
 
 impl PeerRead {
-    fn new(read: OwnedReadHalf) -> PeerRead {
+    fn new(read: OwnedReadHalf, peer: (u32, Option<u32>)) -> PeerRead {
         PeerRead {
             inner: NoFds(read),
             handshake_left: Some(MAX_HANDSHAKE_BYTES),
             lines: SaslLines::default(),
+            peer,
         }
     }
 }
@@ -404,10 +413,6 @@ impl ReadHalf for NoFds {
         }
         Ok((n, fds))
     }
-
-    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        self.0.peer_credentials().await
-    }
 }
 
 #[async_trait::async_trait]
@@ -458,8 +463,18 @@ impl ReadHalf for PeerRead {
         false
     }
 
+    /// What zbus's SASL `EXTERNAL` check compares the claimed uid with: the `SO_PEERCRED`
+    /// read at `accept`. Why not zbus's own look-up: it also resolves the peer's name and
+    /// groups through NSS (`getpwuid_r`, `getgrouplist`) on a blocking thread at every
+    /// connection — a linear scan of `/etc/passwd` and `/etc/group` per login for a caller
+    /// far down the files, for groups nothing here uses. D-Bus allows groups to be absent.
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        self.inner.peer_credentials().await
+        let (uid, pid) = self.peer;
+        let creds = ConnectionCredentials::default().set_unix_user_id(uid);
+        Ok(match pid {
+            Some(pid) => creds.set_process_id(pid),
+            None => creds,
+        })
     }
 }
 

@@ -42,6 +42,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,8 @@ pub struct Sealer {
     /// tools only, never the daemon).
     key_file: Option<PathBuf>,
     last_scan: Mutex<Option<Instant>>,
+    /// Changes whenever the keys do ([`Sealer::epoch`]).
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -148,6 +151,7 @@ impl Sealer {
             keys: RwLock::new(Keyring::default()),
             key_file: None,
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -161,6 +165,7 @@ impl Sealer {
             }),
             key_file: None,
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +190,7 @@ impl Sealer {
             keys: RwLock::new(ring),
             key_file: Some(key_file.to_owned()),
             last_scan: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -199,7 +205,7 @@ impl Sealer {
         };
         let fresh = Sealer::open(path)?;
         let fresh = fresh.keys.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         for k in fresh.all {
             ring.add(k);
         }
@@ -215,7 +221,7 @@ impl Sealer {
     pub fn seal_with_file(&self, path: &Path) -> Result<String, String> {
         let key = Arc::new(read_key_file(path)?);
         let id = key.id.clone();
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         ring.add(Arc::clone(&key));
         ring.sealing = ring.get(&id);
         Ok(id)
@@ -241,6 +247,19 @@ impl Sealer {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The keys, to change them: every change moves [`Sealer::epoch`] on.
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, Keyring> {
+        let ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        ring
+    }
+
+    /// A number that changes whenever the keys held or the sealing key change: what a
+    /// decode found (a record, a re-seal needed) holds for the same bytes while it stays.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// The key `id`, reading the key files again (rate-limited) if it is not held.
     fn key(&self, id: &str) -> Option<Arc<StoreKey>> {
         if let Some(k) = self.ring().get(id) {
@@ -262,7 +281,7 @@ impl Sealer {
                 Err(e) => log::error!("store key: {e}"),
             }
         }
-        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.ring_mut();
         for k in found {
             ring.add(k);
         }
@@ -305,11 +324,23 @@ impl Sealer {
     /// A secret sealed with a key this daemon does not hold (the message names the key id
     /// and the files it read), one that does not open (wrong key, altered, or copied from
     /// another account), or the record itself is invalid.
-    pub fn decode(&self, mut value: Value) -> Result<Record, String> {
+    pub fn decode(&self, value: Value) -> Result<Record, String> {
+        self.decode_noting(value).map(|(record, _)| record)
+    }
+
+    /// [`Sealer::decode`], and whether `value` needs a re-seal ([`Sealer::needs_reseal`]),
+    /// found on the same walk over its secrets.
+    ///
+    /// # Errors
+    /// As [`Sealer::decode`].
+    pub fn decode_noting(&self, mut value: Value) -> Result<(Record, bool), String> {
         let aad = aad(&value);
+        let sealing = self.sealing_id();
         let mut failed = None;
+        let mut needs = false;
         for path in SECRET_PATHS {
             visit(&mut value, path, &mut |secret| {
+                needs |= needs_reseal_of(secret, sealing.as_deref());
                 if failed.is_none() && secret.is_object() {
                     match self.open_secret(secret, &aad) {
                         Ok(plain) => *secret = Value::String(plain),
@@ -321,7 +352,8 @@ impl Sealer {
         if let Some(e) = failed {
             return Err(e);
         }
-        serde_json::from_value(value).map_err(|e| format!("invalid record: {e}"))
+        let record = serde_json::from_value(value).map_err(|e| format!("invalid record: {e}"))?;
+        Ok((record, needs))
     }
 
     fn open_secret(&self, sealed: &Value, aad: &[u8]) -> Result<String, String> {
@@ -377,16 +409,21 @@ impl Sealer {
     pub fn needs_reseal(&self, value: &Value) -> bool {
         let sealing = self.sealing_id();
         let mut needs = false;
-        let mut value = value.clone();
         for path in SECRET_PATHS {
-            visit(&mut value, path, &mut |secret| match secret {
-                Value::String(_) => needs |= sealing.is_some(),
-                other => {
-                    needs |= other.get("key").and_then(Value::as_str) != sealing.as_deref();
-                }
-            });
+            for secret in nodes_at(value, path) {
+                needs |= needs_reseal_of(secret, sealing.as_deref());
+            }
         }
         needs
+    }
+}
+
+/// Whether one stored secret would change at a re-seal with the key `sealing`: plain while
+/// a key seals, or sealed with another key.
+fn needs_reseal_of(secret: &Value, sealing: Option<&str>) -> bool {
+    match secret {
+        Value::String(_) => sealing.is_some(),
+        other => other.get("key").and_then(Value::as_str) != sealing,
     }
 }
 
@@ -394,13 +431,12 @@ impl Sealer {
 /// secrets add nothing.
 pub fn key_ids_in(value: &Value) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    let mut value = value.clone();
     for path in SECRET_PATHS {
-        visit(&mut value, path, &mut |secret| {
+        for secret in nodes_at(value, path) {
             if let Some(id) = secret.get("key").and_then(Value::as_str) {
                 ids.insert(id.to_owned());
             }
-        });
+        }
     }
     ids
 }
@@ -454,6 +490,22 @@ fn visit(value: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Value)) {
             visit(next, rest, f);
         }
     }
+}
+
+/// The nodes at `path` under `value`, as [`visit`] finds them, read only.
+fn nodes_at<'v>(value: &'v Value, path: &[&str]) -> Vec<&'v Value> {
+    let mut nodes = vec![value];
+    for step in path {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|node| match (*step, node) {
+                ("*", Value::Array(items)) => items.iter().collect(),
+                ("*", _) => Vec::new(),
+                (key, _) => node.get(key).filter(|n| !n.is_null()).into_iter().collect(),
+            })
+            .collect();
+    }
+    nodes
 }
 
 /// `key_file.old` and `key_file.new`.
@@ -601,6 +653,17 @@ mod tests {
         StoreKey::from_bytes(&[b; KEY_LEN])
     }
 
+    /// `store.key` holding [`key`]`(1)` and `new.key` holding `key(2)` in `dir`, 0600.
+    fn key_files(dir: &Path) -> (PathBuf, PathBuf) {
+        let (old, new) = (dir.join("store.key"), dir.join("new.key"));
+        for (p, b) in [(&old, 1u8), (&new, 2u8)] {
+            std::fs::write(p, [b; 32]).unwrap();
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        (old, new)
+    }
+
     #[test]
     fn sealed_records_hold_no_secret_and_round_trip() {
         let s = Sealer::with_key(key(1));
@@ -623,6 +686,28 @@ mod tests {
         let r = s.decode(plain).unwrap();
         let sealed = s.encode(&r).unwrap();
         assert!(!s.needs_reseal(&sealed));
+    }
+
+    #[test]
+    fn decoding_notes_a_reseal_exactly_when_needs_reseal_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = key_files(dir.path());
+        let one = Sealer::with_key(key(1));
+        // Seals with key 2, still opens key 1's secrets: a rotation under way.
+        let two = Sealer::open(&old).unwrap();
+        two.seal_with_file(&new).unwrap();
+        let plain = Sealer::plaintext().encode(&record()).unwrap();
+        let sealed = one.encode(&record()).unwrap();
+        for (sealer, stored, needs) in [
+            (&one, &plain, true),
+            (&one, &sealed, false),
+            (&two, &sealed, true),
+            (&Sealer::plaintext(), &plain, false),
+        ] {
+            assert_eq!(sealer.needs_reseal(stored), needs);
+            let (r, noted) = sealer.decode_noting(stored.clone()).unwrap();
+            assert_eq!((r, noted), (record(), needs));
+        }
     }
 
     #[test]
@@ -664,12 +749,7 @@ mod tests {
     #[test]
     fn rotation_seals_with_the_new_key_and_opens_the_old() {
         let dir = tempfile::tempdir().unwrap();
-        let (old, new) = (dir.path().join("store.key"), dir.path().join("new.key"));
-        for (p, b) in [(&old, 1u8), (&new, 2u8)] {
-            std::fs::write(p, [b; 32]).unwrap();
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .unwrap();
-        }
+        let (old, new) = key_files(dir.path());
         let s = Sealer::open(&old).unwrap();
         let before = s.encode(&record()).unwrap();
         assert_eq!(s.seal_with_file(&new).unwrap(), key(2).id());

@@ -125,6 +125,33 @@ pub struct FileStore {
     enrolled: Mutex<BTreeSet<u32>>,
     /// Seals the secrets of every record written, opens those of every record read.
     sealer: Arc<Sealer>,
+    /// The record last decoded from each of up to [`RECENT_MAX`] files, by uid: a load
+    /// that reads the very same bytes under the same keys takes a copy instead of decoding
+    /// them again (the `Begin` and the `Answer` of a login read the same file; decoding is
+    /// most of a login's work). Dropped at the account's next save, all of it when full.
+    recent: Mutex<HashMap<u32, Recent>>,
+}
+
+/// Accounts whose last decoded record [`FileStore`] keeps. Why a bound this small: the
+/// entries hold opened secrets; a login needs its entry for the seconds between its
+/// `Begin` and its `Answer`.
+const RECENT_MAX: usize = 64;
+
+/// A record file's bytes and what decoding them under the keys of `epoch` gave.
+struct Recent {
+    bytes: Vec<u8>,
+    epoch: u64,
+    record: Record,
+    reseal: bool,
+}
+
+/// A record file as a load in the same transaction read and checked it: a save under the
+/// same lock that finds these bytes unchanged needs neither to decode them again nor to
+/// parse them for [`Sealer::needs_reseal`].
+struct Seen {
+    bytes: Vec<u8>,
+    /// The record held a secret that a re-seal would change.
+    reseal: bool,
 }
 
 /// The slot a file's record was read from.
@@ -290,6 +317,7 @@ impl FileStore {
             locks: Mutex::new(HashMap::new()),
             enrolled: Mutex::new(BTreeSet::new()),
             sealer,
+            recent: Mutex::new(HashMap::new()),
         };
         let listed = match store.read_enrolled()? {
             Some(listed) => listed,
@@ -403,7 +431,19 @@ impl FileStore {
 
     /// `who`'s record (moved from the name-keyed layout on first use); a listed account
     /// without one fails closed. The caller holds the account's lock.
+    /// The decoded record is kept for the next load of the same bytes (a login's `Begin`
+    /// comes here; its `Answer` is a transaction that finds it).
     fn load_locked(&self, who: &Account) -> Result<Option<Record>, Error> {
+        self.load_locked_seen(who, true).map(|(record, _)| record)
+    }
+
+    /// [`FileStore::load_locked`], and the file as read when it was read once as it is;
+    /// `keep`: keep what a decode gives for the next load (see [`FileStore::load_seen`]).
+    fn load_locked_seen(
+        &self,
+        who: &Account,
+        keep: bool,
+    ) -> Result<(Option<Record>, Option<Seen>), Error> {
         // The store knows records by uid; errors name the account as the login named it.
         let named = |e: Error| match e {
             Error::CorruptRecord { reason, .. } => Error::CorruptRecord {
@@ -416,8 +456,8 @@ impl FileStore {
             },
             other => other,
         };
-        if let Some(r) = self.load(who.uid).map_err(named)? {
-            return Ok(Some(r));
+        if let Some((r, seen)) = self.load_seen(who.uid, keep).map_err(named)? {
+            return Ok((Some(r), Some(seen)));
         }
         let found = match self.migrate_locked(&who.name, who.uid).map_err(named)? {
             Migration::Moved(r) => {
@@ -441,12 +481,22 @@ impl FileStore {
                 ),
             ));
         }
-        Ok(found)
+        Ok((found, None))
     }
 
     /// Save `record` of `uid` and keep the enrolment list in step: listed before a record
     /// that enrols is written, unlisted after a record that does not.
     fn save_listed(&self, uid: u32, record: &Record) -> Result<(), Error> {
+        self.save_listed_seen(uid, record, None)
+    }
+
+    /// [`FileStore::save_listed`]; `seen` as for [`FileStore::save_seen`].
+    fn save_listed_seen(
+        &self,
+        uid: u32,
+        record: &Record,
+        seen: Option<&Seen>,
+    ) -> Result<(), Error> {
         if record.uid != Some(uid) {
             return Err(Error::Storage {
                 user: account(uid),
@@ -455,9 +505,9 @@ impl FileStore {
         }
         if record.enrolled() {
             self.set_enrolled(uid, true)?;
-            self.save(record)
+            self.save_seen(record, seen)
         } else {
-            self.save(record)?;
+            self.save_seen(record, seen)?;
             self.set_enrolled(uid, false)
         }
     }
@@ -498,15 +548,49 @@ impl FileStore {
     /// any of its slots is damaged, or it holds another account's record (logged, with the
     /// path).
     pub fn load(&self, uid: u32) -> Result<Option<Record>, Error> {
+        Ok(self.load_seen(uid, false)?.map(|(record, _)| record))
+    }
+
+    /// [`FileStore::load`], and the file as read, for a save in the same transaction. A
+    /// record decoded earlier from the same bytes under the same keys is taken as it was;
+    /// with `keep`, what this decode gives is kept for such a load (only a login's `Begin`
+    /// keeps: a scan over every record, as the notice round at start, must not fill the
+    /// cache with other accounts' opened secrets).
+    fn load_seen(&self, uid: u32, keep: bool) -> Result<Option<(Record, Seen)>, Error> {
         let who = account(uid);
         let path = self.path_for(uid);
         let Some(file) = open_record(&path, false).map_err(|r| refused(&who, r))? else {
             return Ok(None);
         };
         let bytes = read_bounded(&file).map_err(|e| corrupt(&who, e))?;
-        decode_current(&bytes, uid, &self.sealer)
-            .map(|(_, r)| Some(r))
-            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))
+        let epoch = self.sealer.epoch();
+        if let Some(hit) = lock(&self.recent)
+            .get(&uid)
+            .filter(|r| r.epoch == epoch && r.bytes == bytes)
+        {
+            let seen = Seen {
+                bytes,
+                reseal: hit.reseal,
+            };
+            return Ok(Some((hit.record.clone(), seen)));
+        }
+        let (record, reseal) = decode_current_noting(&bytes, uid, &self.sealer)
+            .map(|(_, record, reseal)| (record, reseal))
+            .map_err(|reason| refused(&who, format!("{}: {reason}", path.display())))?;
+        if keep {
+            let mut recent = lock(&self.recent);
+            if recent.len() >= RECENT_MAX && !recent.contains_key(&uid) {
+                recent.clear();
+            }
+            let entry = Recent {
+                bytes: bytes.clone(),
+                epoch,
+                record: record.clone(),
+                reseal,
+            };
+            recent.insert(uid, entry);
+        }
+        Ok(Some((record, Seen { bytes, reseal })))
     }
 
     /// Replace the user's record durably: the other slot in place, or the whole file when
@@ -517,6 +601,11 @@ impl FileStore {
     /// [`Error::CorruptRecord`] when the file on disk is not trusted or damaged (it is left
     /// alone).
     pub fn save(&self, record: &Record) -> Result<(), Error> {
+        self.save_seen(record, None)
+    }
+
+    /// [`FileStore::save`]; `seen` is the file as a load under the same lock found it.
+    fn save_seen(&self, record: &Record, seen: Option<&Seen>) -> Result<(), Error> {
         let user = record.user.as_str();
         let Some(uid) = record.uid else {
             return Err(Error::Storage {
@@ -524,6 +613,8 @@ impl FileStore {
                 reason: "record without a uid".into(),
             });
         };
+        // The file changes: its decoded copy is of no more use (and holds secrets).
+        lock(&self.recent).remove(&uid);
         let path = self.path_for(uid);
         let fail = |what: &str, e: std::io::Error| Error::Storage {
             user: user.to_owned(),
@@ -540,14 +631,18 @@ impl FileStore {
             user: user.to_owned(),
             reason: format!("read: {e}"),
         })?;
-        // Checked as a load checks it: a file the daemon cannot read is never overwritten.
-        let (current, _) = decode_current(&bytes, uid, &self.sealer)
-            .map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
+        // Checked as a load checks it: a file the daemon cannot read is never overwritten
+        // (the same bytes a load in this transaction checked are not decoded twice).
+        let checked = match seen {
+            Some(seen) if seen.bytes == bytes => current(&bytes).map(|c| (c, seen.reseal)),
+            _ => decode_current_noting(&bytes, uid, &self.sealer).map(|(c, _, r)| (c, r)),
+        };
+        let (current, reseal) =
+            checked.map_err(|reason| refused(user, format!("{}: {reason}", path.display())))?;
         let generation = current.generation.saturating_add(1);
-        // Why: the slot a save keeps holds the previous record; when that one has a secret
-        // in the clear or sealed with another key (the first write after sealing began, a
-        // key rotation), it is overwritten too, so no earlier form of a secret stays.
-        let reseal = stored_value(&bytes).is_ok_and(|v| self.sealer.needs_reseal(&v));
+        // Why `reseal`: the slot a save keeps holds the previous record; when that one has a
+        // secret in the clear or sealed with another key (the first write after sealing
+        // began, a key rotation), it is overwritten too, so no earlier form of a secret stays.
         if HEADER + payload.len() > current.slot_size {
             drop(file);
             return self.write_whole(uid, user, &payload, generation);
@@ -854,9 +949,9 @@ impl super::Store for FileStore {
         f: &mut dyn FnMut(&mut Option<Record>) -> super::Write,
     ) -> Result<(), Error> {
         self.with_uid_lock(who.uid, || {
-            let mut record = self.load_locked(who)?;
+            let (mut record, seen) = self.load_locked_seen(who, false)?;
             match (f(&mut record), record) {
-                (super::Write::Save, Some(r)) => self.save_listed(who.uid, &r),
+                (super::Write::Save, Some(r)) => self.save_listed_seen(who.uid, &r, seen.as_ref()),
                 _ => Ok(()),
             }
         })
@@ -1050,36 +1145,54 @@ fn decode_current<'a>(
     uid: u32,
     sealer: &Sealer,
 ) -> Result<(Current<'a>, Record), String> {
+    decode_current_noting(bytes, uid, sealer).map(|(current, record, _)| (current, record))
+}
+
+/// [`decode_current`], and whether the record needs a re-seal (`Sealer::needs_reseal`).
+fn decode_current_noting<'a>(
+    bytes: &'a [u8],
+    uid: u32,
+    sealer: &Sealer,
+) -> Result<(Current<'a>, Record, bool), String> {
     let current = current(bytes)?;
-    let record = decode_payload(current.payload, uid, sealer)?;
-    Ok((current, record))
+    let (record, reseal) = decode_payload_noting(current.payload, uid, sealer)?;
+    Ok((current, record, reseal))
 }
 
 fn decode_payload(payload: &[u8], uid: u32, sealer: &Sealer) -> Result<Record, String> {
-    let record = decode_any(payload, sealer)?;
+    decode_payload_noting(payload, uid, sealer).map(|(record, _)| record)
+}
+
+fn decode_payload_noting(
+    payload: &[u8],
+    uid: u32,
+    sealer: &Sealer,
+) -> Result<(Record, bool), String> {
+    let (record, reseal) = decode_any(payload, sealer)?;
     if record.uid != Some(uid) {
         return Err("record belongs to another account".into());
     }
-    Ok(record)
+    Ok((record, reseal))
 }
 
 /// A record file of the name-keyed layout: it carries no uid, and the name it names.
 fn decode_legacy(bytes: &[u8], user: &str, sealer: &Sealer) -> Result<Record, String> {
-    let record = decode_any(current(bytes)?.payload, sealer)?;
+    let (record, _) = decode_any(current(bytes)?.payload, sealer)?;
     if record.uid.is_some() || record.user != user {
         return Err("record belongs to another user".into());
     }
     Ok(record)
 }
 
-fn decode_any(payload: &[u8], sealer: &Sealer) -> Result<Record, String> {
+/// The record in `payload`, and whether it needs a re-seal.
+fn decode_any(payload: &[u8], sealer: &Sealer) -> Result<(Record, bool), String> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| format!("invalid record: {e}"))?;
-    let record = sealer.decode(value)?;
+    let (record, reseal) = sealer.decode_noting(value)?;
     if record.version != RECORD_VERSION {
         return Err(format!("unknown record version {}", record.version));
     }
-    Ok(record)
+    Ok((record, reseal))
 }
 
 fn payload(record: &Record, sealer: &Sealer) -> Result<Vec<u8>, String> {
@@ -1311,6 +1424,51 @@ mod tests {
         let file = state.join("users").join("uid-1001.rec");
         assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600);
         assert_eq!(s.users().unwrap(), [1001]);
+    }
+
+    #[test]
+    fn a_kept_decoded_record_serves_only_the_same_bytes_under_the_same_keys() {
+        let (dir, s) = store();
+        let uid = uid_of("alice");
+        let keyed = enrolled("alice");
+        s.save(&keyed).unwrap();
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&keyed));
+        assert!(lock(&s.recent).is_empty(), "only a login's Begin keeps");
+        let (r, _) = s.load_seen(uid, true).unwrap().unwrap();
+        assert_eq!(r, keyed);
+        assert!(lock(&s.recent).contains_key(&uid), "kept after a decode");
+        // Another writer changes the file behind the store (a restore, a second daemon):
+        // the next load decodes what is there now.
+        let mut other = keyed.clone();
+        other.failures = 7;
+        fs::write(s.path_for(uid), file_bytes(&other).unwrap()).unwrap();
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&other));
+        // A change of keys: the secret (plain, this store had no key) now needs a re-seal,
+        // which a copy decoded before the change would not say.
+        let (_, seen) = s.load_seen(uid, true).unwrap().unwrap();
+        assert!(!seen.reseal);
+        let key_file = dir.path().join("store.key");
+        write_private(&key_file, &[9u8; 32]);
+        s.sealer.seal_with_file(&key_file).unwrap();
+        let (r, seen) = s.load_seen(uid, true).unwrap().unwrap();
+        assert!(seen.reseal);
+        assert_eq!(r, other);
+        // A save drops the copy, whose secrets are then wiped.
+        s.save(&keyed).unwrap();
+        assert!(!lock(&s.recent).contains_key(&uid));
+        assert_eq!(s.load(uid).unwrap().as_ref(), Some(&keyed));
+        assert!(lock(&s.recent).is_empty());
+    }
+
+    #[test]
+    fn no_more_than_recent_max_decoded_records_are_kept() {
+        let (_d, s) = store();
+        for uid in 1..=(RECENT_MAX as u32 + 1) {
+            let r = Record::for_account(&format!("u{uid}"), uid);
+            s.save(&r).unwrap();
+            assert_eq!(s.load_seen(uid, true).unwrap().map(|(r, _)| r), Some(r));
+            assert!(lock(&s.recent).len() <= RECENT_MAX);
+        }
     }
 
     #[test]
