@@ -398,6 +398,14 @@ fn the_socket_serves_the_login_interfaces_and_nothing_else_even_to_root() {
         ],
     );
     assert!(out.contains("method return"), "{out}");
+    // A member the login interface does not have; Peer.Ping, answered as zbus does.
+    let out = peer_call(&socket, None, "org.twostep.Login2.Status", &[]);
+    assert!(
+        out.contains("org.freedesktop.DBus.Error.UnknownMethod"),
+        "{out}"
+    );
+    let out = peer_call(&socket, None, "org.freedesktop.DBus.Peer.Ping", &[]);
+    assert!(out.contains("method return"), "{out}");
 }
 
 /// A peer that sends a header claiming a huge message, or passes a descriptor, or never

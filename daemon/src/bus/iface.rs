@@ -125,7 +125,8 @@ impl Shared {
         Ok((caller, slot))
     }
 
-    /// Run `f` on the blocking pool, bounded by [`MAX_IN_FLIGHT`].
+    /// Run `f` on the blocking pool, bounded by [`MAX_IN_FLIGHT`]; on a login-endpoint
+    /// connection, on that connection's own task (see `bus::peer`).
     pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Core) -> Result<T, crate::core::Error> + Send + 'static,
@@ -781,8 +782,8 @@ pub(super) fn peer_shared(shared: &Shared, caller: Caller, pid: Option<u32>) -> 
 /// and `Answer` of `org.twostep.Login1` and `org.twostep.Login2` at
 /// [`twostep_proto::OBJECT_PATH`], and `org.freedesktop.DBus.Peer.Ping`, answered with the
 /// same bodies and errors as the object server gives them on the bus (the methods above
-/// share their code with it); another method call gets `UnknownMethod`, a message of another
-/// type is dropped.
+/// share their code with it); another member of the login interfaces gets `UnknownMethod`,
+/// any other interface `UnknownInterface`; a message of another type is dropped.
 ///
 /// Why not zbus's object server on this connection: it hands every call to two more tasks
 /// (its dispatcher, then one task per call) before the core runs; here the calls of one
@@ -847,9 +848,12 @@ pub(super) async fn peer_call(
                 }
             }
         }
-        _ => Err(zbus::fdo::Error::UnknownMethod(format!(
+        (Some(i), _) if at_object && (i == LOGIN_INTERFACE || i == LOGIN2_INTERFACE) => Err(
+            zbus::fdo::Error::UnknownMethod(format!("{i} has no such method")),
+        ),
+        _ => Err(zbus::fdo::Error::UnknownInterface(format!(
             "{} is not served on the login socket",
-            member.unwrap_or("(no member)")
+            interface.unwrap_or("(no interface)")
         ))),
     };
     if hdr.primary().flags().contains(Flags::NoReplyExpected) {
