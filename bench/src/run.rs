@@ -202,8 +202,10 @@ impl Options {
             only_fleet: false,
             callgrind: true,
             only_callgrind: false,
-            // Why not by default: it doubles callgrind's part of the run (at 100,000 users
-            // both paths took 13.5 minutes on the 2-vCPU machine of issue 18).
+            // Why not by default: it doubles callgrind's part of the run. Measured on the
+            // 2-vCPU machine of issue 18 at 746d4dd: 100 + 10,000 users ≈ 1 min per path,
+            // 100,000 users ≈ 5.5 min per path (every cell starts two daemons that read all
+            // records under valgrind): ≈ 7 min for the socket, ≈ 13 min with the bus too.
             callgrind_bus: false,
             paired_seconds: 4.0,
             only_paired: false,
