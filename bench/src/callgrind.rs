@@ -5,7 +5,9 @@
 //!
 //! # How
 //! Real logins through libpam and `pam_twostep.so`, one forked process per login (the
-//! login driver in procs mode, right codes), against twostepd running under callgrind.
+//! login driver in procs mode, right codes), against twostepd running under callgrind, on
+//! one [`Transport`] per cell: the module's default, the login socket (peer to peer), or
+//! the bus (`socket=none`).
 //! Two daemon runs per cell, each from a fresh start: run A makes [`WARM`] logins, run B
 //! the same [`WARM`] logins (their records written afresh in between) and then
 //! [`MEASURED`] more for other users. The daemon starts with callgrind's instrumentation
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::{BusClient, Twostepd};
 use crate::driver::{self, Mode};
+use crate::run::Transport;
 
 /// Logins of the warm-up (run A, and the start of run B).
 pub const WARM: u32 = 5;
@@ -68,6 +71,9 @@ impl Caller {
 pub struct Count {
     pub size: u32,
     pub caller: Caller,
+    /// How the module reached the daemon: its login socket, or the bus (`socket=none`).
+    #[serde(default)]
+    pub transport: Transport,
     /// Total instructions of run A and run B.
     pub run_a: u64,
     pub run_b: u64,
@@ -86,7 +92,10 @@ pub struct Setup<'a> {
     pub log: &'a Path,
     pub client: &'a BusClient,
     pub confdir: &'a Path,
-    pub service: &'a str,
+    /// The path measured: the PAM service whose module line goes there.
+    pub transport: Transport,
+    /// The daemon's login socket (checked to exist before a login over it).
+    pub socket: &'a Path,
     /// Callgrind's output files go here (removed by the caller with the work directory).
     pub out_dir: PathBuf,
     pub period: u64,
@@ -113,7 +122,7 @@ pub fn measure(
     let logins = |offset: u32, n: u32| -> Result<driver::Outcome, String> {
         let spec = driver::Spec {
             confdir: setup.confdir.to_path_buf(),
-            service: setup.service.to_owned(),
+            service: setup.transport.module().service().to_owned(),
             users: n,
             right: true,
             mode: Mode::Procs,
@@ -162,6 +171,7 @@ pub fn measure(
     Ok(Count {
         size,
         caller,
+        transport: setup.transport,
         run_a,
         run_b,
         per_login: (run_b.saturating_sub(run_a)) as f64 / f64::from(MEASURED),
@@ -189,6 +199,13 @@ fn start(setup: &Setup<'_>) -> Result<Twostepd, String> {
         setup.client,
         VALGRIND_LIMIT,
     )?;
+    // Why check: the module falls back to the bus when the socket is missing.
+    if setup.transport == Transport::Socket && !setup.socket.exists() {
+        return Err(format!(
+            "callgrind: twostepd has no login socket at {}",
+            setup.socket.display()
+        ));
+    }
     // Why ping: callgrind reads its command file only while the program runs, and an idle
     // daemon waits in epoll.
     let mut ctl = std::process::Command::new("callgrind_control")

@@ -165,6 +165,16 @@ pub struct Claim {
     pub code: [u8; 6],
 }
 
+/// What a [`Claimer`] needs: TOTP period (s) and window (steps either side), wrong codes
+/// per user per run, and the seed of the user order.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimSpec {
+    pub period: u64,
+    pub window: u64,
+    pub wrong_budget: u64,
+    pub seed: u64,
+}
+
 /// Hands out (user, code) pairs as described in the module comment.
 pub struct Claimer<'a> {
     pub shared: &'a Shared,
@@ -183,6 +193,23 @@ impl<'a> Claimer<'a> {
         secrets: &'a [[u8; otp::SECRET_BYTES]],
         right: bool,
         spec: &Spec,
+    ) -> Claimer<'a> {
+        let c = ClaimSpec {
+            period: spec.period,
+            window: spec.window,
+            wrong_budget: spec.wrong_budget,
+            seed: spec.seed,
+        };
+        Claimer::with(shared, secrets, right, c)
+    }
+
+    /// [`Claimer::new`] with the parameters alone: `spec` gives `period`, `window`,
+    /// `wrong_budget` and `seed`.
+    pub fn with(
+        shared: &'a Shared,
+        secrets: &'a [[u8; otp::SECRET_BYTES]],
+        right: bool,
+        spec: ClaimSpec,
     ) -> Claimer<'a> {
         Claimer {
             shared,
@@ -350,13 +377,25 @@ fn run_processes(ctx: &Ctx<'_>) -> Result<(), String> {
 
 /// One login in a fresh child process; returns what the child measured.
 fn fork_one(ctx: &Ctx<'_>, user: usize, code: &[u8; 6]) -> Option<(u64, i32)> {
+    let uid = ctx
+        .spec
+        .as_user
+        .then(|| users::UID_BASE + ctx.spec.offset + u32::try_from(user).unwrap_or(0));
+    forked(uid, || ctx.login(user, code).unwrap_or((0, -1)))
+}
+
+/// Run `login` in a fresh child process (as the user `as_uid`, with the bench users' gid and
+/// no supplementary groups, when given) and return the (latency in ns, PAM code) it
+/// measured; `None` when the child could not be made or wrote nothing. Call only from a
+/// single-threaded process.
+pub fn forked(as_uid: Option<u32>, login: impl FnOnce() -> (u64, i32)) -> Option<(u64, i32)> {
     // The child writes (latency, code) to a pipe; the worker stores it in the slot.
     let mut fds = [0i32; 2];
     // SAFETY: a valid two-element out array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return None;
     }
-    // SAFETY: the worker process is single-threaded (forked from the single-threaded driver).
+    // SAFETY: the caller is single-threaded (see above).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         // SAFETY: closing our own descriptors.
@@ -367,8 +406,7 @@ fn fork_one(ctx: &Ctx<'_>, user: usize, code: &[u8; 6]) -> Option<(u64, i32)> {
         return None;
     }
     if pid == 0 {
-        if ctx.spec.as_user {
-            let uid = users::UID_BASE + ctx.spec.offset + u32::try_from(user).unwrap_or(0);
+        if let Some(uid) = as_uid {
             // SAFETY: plain system calls in the single-threaded child; if either fails the
             // child leaves at once without a login.
             unsafe {
@@ -380,7 +418,7 @@ fn fork_one(ctx: &Ctx<'_>, user: usize, code: &[u8; 6]) -> Option<(u64, i32)> {
                 }
             }
         }
-        let (nanos, rc) = ctx.login(user, code).unwrap_or((0, -1));
+        let (nanos, rc) = login();
         let mut buf = [0u8; 12];
         buf[..8].copy_from_slice(&nanos.to_le_bytes());
         buf[8..].copy_from_slice(&rc.to_le_bytes());

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod flood;
 pub mod micro;
 pub mod otp;
+pub mod paired;
 pub mod pam;
 pub mod report;
 pub mod run;

@@ -6,17 +6,26 @@
 //! twostep-bench run [--quick] --work DIR --repo DIR [--write FILE] [--json FILE]
 //!                   [--sizes 100,10000] [--reps N]     the whole benchmark (root, private mount namespace)
 //!                   [--only twostep]                   pam_permit and twostep (login socket, bus) only:
-//!                                                      progress lines and the socket-vs-bus table
+//!                                                      progress lines, the socket-vs-bus table and
+//!                                                      the daemon alone on both paths
 //!                   [--only fleet]                     issue 15: the PostgreSQL store beside the file
 //!                                                      store (1 and 3 daemons), into its own section
-//!                   [--only callgrind]                 twostepd's instructions per login alone, into
-//!                                                      its own section of the --write file
+//!                   [--only callgrind]                 twostepd's instructions per login alone (login
+//!                                                      socket), into its own section of the --write file
+//!                   [--callgrind-bus]                  callgrind over the bus (socket=none) too: a
+//!                                                      second set of rows (doubles callgrind's time)
+//!                   [--only paired]                    wrong code against right code, paired and
+//!                                                      interleaved (login socket), at every size:
+//!                                                      progress lines and its table (stdout only)
 //!                   [--only session-flood]             issue 19's session flood alone, into its own
 //!                                                      section of the --write file
+//! twostep-bench report RESULTS_JSON                    the tables again from a run's --json file
+//!                                                      (target/bench/results.json), to stdout
 //! twostep-bench micro                                  the verification-core microbenchmarks only
 //! twostep-bench serve REPO WORK USERS                  a bus and twostepd with USERS enrolled, until
 //!                                                      stdin closes (profile with `verify SPEC`)
-//! twostep-bench login|verify|flood|session-flood SPEC_JSON   one measurement (started by `run`)
+//! twostep-bench login|verify|flood|session-flood|paired SPEC_JSON
+//!                                                      one measurement (started by `run`)
 //! ```
 
 use std::path::PathBuf;
@@ -24,18 +33,27 @@ use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use twostep_bench::{driver, flood, micro, report, run, session_flood, verify};
+use twostep_bench::{driver, flood, micro, paired, report, run, session_flood, verify};
 
 const USAGE: &str =
-    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind] --work DIR --repo DIR [--write FILE] \
-                     [--json FILE] [--sizes N,N] [--reps N] | micro | serve REPO WORK USERS \
-                     | login|verify|flood|session-flood SPEC_JSON";
+    "usage: twostep-bench run [--quick] [--only twostep|fleet|session-flood|callgrind|paired] [--callgrind-bus] --work DIR --repo DIR [--write FILE] \
+                     [--json FILE] [--sizes N,N] [--reps N] | report RESULTS_JSON | micro | serve REPO WORK USERS \
+                     | login|verify|flood|session-flood|paired SPEC_JSON";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("micro") => cmd_micro(),
+        Some("report") => match args.get(1) {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("{path}: {e}"))
+                .and_then(|text| {
+                    serde_json::from_str::<run::Results>(&text).map_err(|e| format!("{path}: {e}"))
+                })
+                .map(|res| println!("{}", report::markdown(&res))),
+            None => Err(USAGE.to_owned()),
+        },
         Some("serve") => match (args.get(1), args.get(2), args.get(3)) {
             (Some(repo), Some(work), Some(users)) => users
                 .parse()
@@ -47,6 +65,7 @@ fn main() -> ExitCode {
         Some("verify") => one(&args, verify::run),
         Some("flood") => one(&args, flood::run),
         Some("session-flood") => one(&args, session_flood::run),
+        Some("paired") => one(&args, paired::run),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -84,6 +103,8 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     let (mut quick, mut only, mut only_session_flood) = (false, false, false);
     let mut only_fleet = false;
     let mut only_callgrind = false;
+    let mut only_paired = false;
+    let mut callgrind_bus = false;
     let (mut work, mut repo, mut write, mut json) = (None, None, None, None);
     let (mut sizes, mut reps) = (None, None);
     let mut it = args.iter();
@@ -91,13 +112,18 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => quick = true,
+            "--callgrind-bus" => callgrind_bus = true,
             "--only" => match value()?.as_str() {
                 "twostep" => only = true,
                 "session-flood" => only_session_flood = true,
                 "fleet" => only_fleet = true,
                 "callgrind" => only_callgrind = true,
+                "paired" => only_paired = true,
                 _ => {
-                    return Err("--only: `twostep`, `fleet`, `session-flood` or `callgrind`".into())
+                    return Err(
+                        "--only: `twostep`, `fleet`, `session-flood`, `callgrind` or `paired`"
+                            .into(),
+                    )
                 }
             },
             "--work" => work = Some(PathBuf::from(value()?)),
@@ -157,6 +183,14 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if only_callgrind {
         opts.command.push_str(" --only callgrind");
     }
+    opts.only_paired = only_paired;
+    if callgrind_bus {
+        opts.callgrind_bus = true;
+        opts.command.push_str(" --callgrind-bus");
+    }
+    if only_paired {
+        opts.command.push_str(" --only paired");
+    }
     let results = run::run(&opts)?;
     if only_fleet {
         let md = report::fleet_table(&results);
@@ -206,6 +240,11 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if only_paired {
+        // Its rows belong to the main generated section: printed, not spliced.
+        println!("{}", report::paired_markdown(&results));
+        return Ok(());
     }
     if only {
         // A partial run has no peers to compare with: the progress lines are the result,

@@ -22,7 +22,7 @@ use crate::driver::{self, unix_now, Mode};
 use crate::micro::{self, Micro};
 use crate::sys::{self, DevLog};
 use crate::users::{self, GoogleState, OathState, TwostepState};
-use crate::{callgrind, flood, otp, session_flood, verify};
+use crate::{callgrind, flood, otp, paired, session_flood, verify};
 
 /// TOTP acceptance window, in steps either side, for every module (the defaults: twostep
 /// `window = 1`, google-authenticator `WINDOW_SIZE 3`, pam_oath `window=1`).
@@ -103,6 +103,38 @@ impl Module {
     }
 }
 
+/// How the module (or a daemon-alone client) reaches twostepd.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The login socket, peer to peer (the module's default since issue 18).
+    #[default]
+    Socket,
+    /// The system bus through dbus-daemon (`socket=none`).
+    Bus,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Socket, Transport::Bus];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Socket => "login socket",
+            Transport::Bus => "bus",
+        }
+    }
+
+    /// The PAM service of the twostep module on this path.
+    pub fn module(self) -> Module {
+        match self {
+            Transport::Socket => Module::Twostep,
+            Transport::Bus => Module::TwostepBus,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Options {
@@ -138,6 +170,16 @@ pub struct Options {
     /// `--only callgrind`: those counts alone, written into their own section.
     #[serde(default)]
     pub only_callgrind: bool,
+    /// Callgrind over the bus (`socket=none`) too, beside the login socket
+    /// (`--callgrind-bus`).
+    #[serde(default)]
+    pub callgrind_bus: bool,
+    /// Length of the paired right/wrong run per size (see [`crate::paired`]).
+    #[serde(default)]
+    pub paired_seconds: f64,
+    /// `--only paired`: the paired right/wrong runs alone.
+    #[serde(default)]
+    pub only_paired: bool,
 }
 
 impl Options {
@@ -160,6 +202,13 @@ impl Options {
             only_fleet: false,
             callgrind: true,
             only_callgrind: false,
+            // Why not by default: it doubles callgrind's part of the run. Measured on the
+            // 2-vCPU machine of issue 18 at 746d4dd: 100 + 10,000 users ≈ 1 min per path,
+            // 100,000 users ≈ 5.5 min per path (every cell starts two daemons that read all
+            // records under valgrind): ≈ 7 min for the socket, ≈ 13 min with the bus too.
+            callgrind_bus: false,
+            paired_seconds: 4.0,
+            only_paired: false,
         }
     }
 
@@ -174,6 +223,7 @@ impl Options {
             warmup: 5,
             verify_seconds: 1.0,
             flood_seconds: 1.0,
+            paired_seconds: 2.0,
             command: "./scripts/bench --quick".into(),
             ..Options::full(repo, work)
         }
@@ -201,9 +251,19 @@ pub struct LoginRun {
 pub struct VerifyRun {
     pub size: u32,
     pub right: bool,
+    /// Peer to peer to the login socket, or through the bus.
+    #[serde(default)]
+    pub transport: Transport,
     pub rep: usize,
     pub out: verify::Outcome,
     pub daemon_hwm_kib: u64,
+}
+
+/// One paired right/wrong run (see [`crate::paired`]), through the login socket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairedRun {
+    pub size: u32,
+    pub out: paired::Outcome,
 }
 
 /// A login process that loads a module without calling it (pam_permit otherwise).
@@ -259,6 +319,9 @@ pub struct Results {
     /// twostepd's instructions per login, per size and caller kind.
     #[serde(default)]
     pub callgrind: Vec<callgrind::Count>,
+    /// Wrong code against right code, paired and interleaved.
+    #[serde(default)]
+    pub paired: Vec<PairedRun>,
     pub oathtool_checked: usize,
     pub record_checked: String,
 }
@@ -382,6 +445,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         store_at_size: Vec::new(),
         elf: Vec::new(),
         callgrind: Vec::new(),
+        paired: Vec::new(),
         oathtool_checked,
         record_checked,
     };
@@ -503,24 +567,34 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             }
             Ok(())
         };
-        if opts.callgrind && !opts.only_twostep && !opts.only_session_flood {
-            let setup = callgrind::Setup {
-                exe: &exe,
-                twostepd: &art.twostepd,
-                config: &config,
-                log: &daemon_log,
-                client: &client,
-                confdir: &confdir,
-                service: Module::Twostep.service(),
-                out_dir: work.join("callgrind"),
-                period: PERIOD,
-                window: WINDOW,
+        let login_socket = daemon::login_socket(&state_dir);
+        if opts.callgrind && !opts.only_twostep && !opts.only_session_flood && !opts.only_paired {
+            let transports: &[Transport] = if opts.callgrind_bus {
+                &Transport::ALL
+            } else {
+                &[Transport::Socket]
             };
             let cell = callgrind::WARM + callgrind::MEASURED;
             let reset_tw = |touched: &[u32]| tw.reset(touched);
             let login = |spec: &driver::Spec, t: f64| subprocess(&exe, "login", spec, t);
             reset(Module::Twostep, &mut dirty)?;
-            for caller in callgrind::Caller::ALL {
+            for (transport, caller) in transports
+                .iter()
+                .flat_map(|t| callgrind::Caller::ALL.map(|c| (*t, c)))
+            {
+                let setup = callgrind::Setup {
+                    exe: &exe,
+                    twostepd: &art.twostepd,
+                    config: &config,
+                    log: &daemon_log,
+                    client: &client,
+                    confdir: &confdir,
+                    transport,
+                    socket: &login_socket,
+                    out_dir: work.join("callgrind"),
+                    period: PERIOD,
+                    window: WINDOW,
+                };
                 let first = match caller {
                     callgrind::Caller::NoRecord => {
                         // Users after the population, in /etc/passwd for this cell only.
@@ -540,7 +614,8 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                 }
                 let count = count?;
                 say(&format!(
-                    "{size:>6} users  callgrind {:<45} {:>12.0} instructions per login {:?}",
+                    "{size:>6} users  callgrind {:<12} {:<45} {:>12.0} instructions per login {:?}",
+                    transport.label(),
                     caller.label(),
                     count.per_login,
                     count.codes
@@ -550,6 +625,44 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             let _ = std::fs::remove_dir_all(work.join("callgrind"));
         }
         if opts.only_callgrind {
+            continue;
+        }
+        // Wrong code against right code, paired and interleaved (issue 18).
+        let run_paired =
+            |dirty: &mut HashMap<Module, Vec<u32>>, res: &mut Results| -> Result<(), String> {
+                reset(Module::Twostep, dirty)?;
+                let d = Twostepd::start(&art.twostepd, &config, &daemon_log, &client)?;
+                // Why check: the module falls back to the bus when the socket is missing; this
+                // run must measure the socket.
+                if !login_socket.exists() {
+                    return Err(format!(
+                        "paired: twostepd has no login socket at {}",
+                        login_socket.display()
+                    ));
+                }
+                let spec = paired::Spec {
+                    confdir: confdir.clone(),
+                    service: Module::Twostep.service().into(),
+                    users: size,
+                    seconds: opts.paired_seconds,
+                    max_rounds: opts.max_logins,
+                    warmup: 5,
+                    period: PERIOD,
+                    window: WINDOW,
+                    wrong_budget: WRONG_BUDGET,
+                    seed: seed(size, 0, true, Mode::Procs, 3, Module::Twostep) ^ 0x9a1d,
+                };
+                let mut out: paired::Outcome =
+                    subprocess(&exe, "paired", &spec, opts.paired_seconds + 120.0)?;
+                dirty.insert(Module::Twostep, std::mem::take(&mut out.touched));
+                d.stop(&client);
+                say(&crate::report::paired_line(size, &out));
+                res.paired.push(PairedRun { size, out });
+                Ok(())
+            };
+        if opts.only_paired {
+            run_paired(&mut dirty, &mut res)?;
+            reset(Module::Twostep, &mut dirty)?;
             continue;
         }
         if opts.only_session_flood {
@@ -636,14 +749,23 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             }
         }
 
-        // The daemon's own throughput (2 clients on persistent connections).
+        if !opts.only_twostep {
+            run_paired(&mut dirty, &mut res)?;
+        }
+
+        // The daemon's own throughput (2 clients on persistent connections), peer to peer
+        // on the login socket and through the bus, back to back.
         {
             for rep in 0..opts.reps {
-                for right in [true, false] {
+                for (right, transport) in [true, false]
+                    .into_iter()
+                    .flat_map(|r| Transport::ALL.map(|t| (r, t)))
+                {
                     reset(Module::Twostep, &mut dirty)?;
                     let d = Twostepd::start(&art.twostepd, &config, &daemon_log, &client)?;
                     let spec = verify::Spec {
                         bus: bus.address.clone(),
+                        socket: (transport == Transport::Socket).then(|| login_socket.clone()),
                         users: size,
                         right,
                         clients: 2,
@@ -660,8 +782,9 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                     let (hwm, _) = sys::memory_kib(d.pid());
                     d.stop(&client);
                     say(&format!(
-                        "{size:>6} users  daemon-only {:<5} 2 clients: {:>7.0}/s p50={:.3} ms (Begin {:.3}, Answer {:.3}) p99={:.3} ms expected {}/{}; bus floor Ping p50={:.3} ms",
+                        "{size:>6} users  daemon-only {:<5} {:<12} 2 clients: {:>7.0}/s p50={:.3} ms (Begin {:.3}, Answer {:.3}) p99={:.3} ms expected {}/{}; floor Ping p50={:.3} ms {:.0}/s ÷ 2 ({} error replies)",
                         if right { "right" } else { "wrong" },
+                        transport.label(),
                         out.per_second,
                         out.latency.p50,
                         out.begin.p50,
@@ -669,11 +792,14 @@ pub fn run(opts: &Options) -> Result<Results, String> {
                         out.latency.p99,
                         out.expected,
                         out.logins,
-                        out.ping.p50
+                        out.ping.p50,
+                        out.ping_per_second / 2.0,
+                        out.ping_errors
                     ));
                     res.verify.push(VerifyRun {
                         size,
                         right,
+                        transport,
                         rep,
                         out,
                         daemon_hwm_kib: hwm,
@@ -760,7 +886,7 @@ pub fn run(opts: &Options) -> Result<Results, String> {
         }
     }
     sys::unmount(Path::new("/etc"))?;
-    if opts.only_session_flood || opts.only_fleet || opts.only_callgrind {
+    if opts.only_session_flood || opts.only_fleet || opts.only_callgrind || opts.only_paired {
         res.elapsed_s = t0.elapsed().as_secs_f64();
         return Ok(res);
     }

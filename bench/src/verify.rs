@@ -2,7 +2,9 @@
 //! The daemon's own verification throughput: `clients` zbus connections, each kept open and
 //! calling `org.twostep.Login1.Begin` + `Answer` back to back, with the same users and codes
 //! as the PAM runs. No libpam, no module, no connection set-up per login: what is left is the
-//! bus round trips and the daemon's work.
+//! round trips and the daemon's work. The connections go through the bus (to the daemon's
+//! name) or, with [`Spec::socket`], peer to peer to the login socket (SASL `EXTERNAL`, no
+//! `Hello`, messages without a destination, as the module sends them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,6 +22,9 @@ use crate::users;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub bus: String,
+    /// The login socket: connect there peer to peer instead of to the bus (root only).
+    #[serde(default)]
+    pub socket: Option<std::path::PathBuf>,
     pub users: u32,
     pub right: bool,
     pub clients: usize,
@@ -44,14 +49,17 @@ pub struct Outcome {
     /// its durable writes).
     pub begin: Summary,
     pub answer: Summary,
-    /// The bus floor: `org.freedesktop.DBus.Peer.Ping` to the daemon on the same
-    /// connections before the logins (a round trip through dbus-daemon that zbus answers
-    /// without calling any of twostep's code).
+    /// The floor: `org.freedesktop.DBus.Peer.Ping` to the daemon on the same connections
+    /// before the logins (on the bus a round trip through dbus-daemon; on either path zbus
+    /// answers it without calling any of twostep's code).
     #[serde(default)]
     pub ping: Summary,
     /// Pings per second, all clients together.
     #[serde(default)]
     pub ping_per_second: f64,
+    /// Pings answered with an error (still a round trip; counted in the floor).
+    #[serde(default)]
+    pub ping_errors: usize,
     pub touched: Vec<u32>,
 }
 
@@ -67,32 +75,139 @@ pub struct Timed {
 
 /// One Begin + Answer; returns the final kind (or the error's name).
 pub async fn login(proxy: &LoginProxy<'_>, user: &str, code: &[u8]) -> String {
-    timed_login(proxy, user, code).await.kind
+    Endpoint::Bus(proxy.clone()).login(user, code).await.kind
 }
 
-/// One Begin + Answer, each call timed.
-pub async fn timed_login(proxy: &LoginProxy<'_>, user: &str, code: &[u8]) -> Timed {
-    let ctx = HashMap::from([
-        (twostep_proto::login::CTX_SERVICE, "twostep-bench"),
-        (twostep_proto::login::CTX_RHOST, "127.0.0.1"),
-    ]);
-    let nanos = |t: Instant| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let t = Instant::now();
-    let begun = proxy.begin(user, ctx).await;
-    let begin_nanos = nanos(t);
-    let t = Instant::now();
-    let kind = match begun {
-        Ok((session, kind, ..)) if session.is_empty() => kind,
-        Ok((session, ..)) => match proxy.answer(&session, code).await {
-            Ok((kind, ..)) => kind,
+/// The daemon's login object: through the bus (a proxy to its name) or peer to peer on the
+/// login socket (the connection's one peer: calls carry no destination).
+pub enum Endpoint<'a> {
+    Bus(LoginProxy<'a>),
+    Peer(zbus::Connection),
+}
+
+impl Endpoint<'_> {
+    async fn begin(
+        &self,
+        user: &str,
+        ctx: HashMap<&str, &str>,
+    ) -> zbus::Result<(String, String, String, String, u32)> {
+        match self {
+            Endpoint::Bus(proxy) => proxy.begin(user, ctx).await,
+            Endpoint::Peer(conn) => {
+                self.peer_call(conn, twostep_proto::login::BEGIN, &(user, ctx))
+                    .await
+            }
+        }
+    }
+
+    async fn answer(&self, session: &str, code: &[u8]) -> zbus::Result<twostep_proto::WireStep> {
+        match self {
+            Endpoint::Bus(proxy) => proxy.answer(session, code).await,
+            Endpoint::Peer(conn) => {
+                self.peer_call(conn, twostep_proto::login::ANSWER, &(session, code))
+                    .await
+            }
+        }
+    }
+
+    async fn peer_call<B, R>(
+        &self,
+        conn: &zbus::Connection,
+        method: &str,
+        body: &B,
+    ) -> zbus::Result<R>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+    {
+        let reply = conn
+            .call_method(
+                None::<&str>,
+                twostep_proto::OBJECT_PATH,
+                Some(twostep_proto::LOGIN_INTERFACE),
+                method,
+                body,
+            )
+            .await?;
+        reply.body().deserialize()
+    }
+
+    /// `org.freedesktop.DBus.Peer.Ping` to the daemon's object; `Ok(false)` for an error
+    /// reply (a round trip all the same).
+    async fn ping(&self) -> zbus::Result<bool> {
+        let (conn, dest) = match self {
+            Endpoint::Bus(proxy) => (proxy.inner().connection(), Some(twostep_proto::BUS_NAME)),
+            Endpoint::Peer(conn) => (conn, None),
+        };
+        match conn
+            .call_method(
+                dest,
+                twostep_proto::OBJECT_PATH,
+                Some("org.freedesktop.DBus.Peer"),
+                "Ping",
+                &(),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(zbus::Error::MethodError(..)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One Begin + Answer, each call timed.
+    pub async fn login(&self, user: &str, code: &[u8]) -> Timed {
+        let ctx = HashMap::from([
+            (twostep_proto::login::CTX_SERVICE, "twostep-bench"),
+            (twostep_proto::login::CTX_RHOST, "127.0.0.1"),
+        ]);
+        let nanos = |t: Instant| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let t = Instant::now();
+        let begun = self.begin(user, ctx).await;
+        let begin_nanos = nanos(t);
+        let t = Instant::now();
+        let kind = match begun {
+            Ok((session, kind, ..)) if session.is_empty() => kind,
+            Ok((session, ..)) => match self.answer(&session, code).await {
+                Ok((kind, ..)) => kind,
+                Err(e) => error_name(&e),
+            },
             Err(e) => error_name(&e),
-        },
-        Err(e) => error_name(&e),
-    };
-    Timed {
-        kind,
-        begin_nanos,
-        answer_nanos: nanos(t),
+        };
+        Timed {
+            kind,
+            begin_nanos,
+            answer_nanos: nanos(t),
+        }
+    }
+}
+
+/// A connection of a daemon-alone client: to the bus, or peer to peer to `socket`.
+async fn connect(spec: &Spec) -> Result<Endpoint<'static>, String> {
+    match &spec.socket {
+        None => {
+            let conn = zbus::connection::Builder::address(spec.bus.as_str())
+                .map_err(|e| e.to_string())?
+                .build()
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let proxy = LoginProxy::new(&conn)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            Ok(Endpoint::Bus(proxy))
+        }
+        Some(path) => {
+            let conn = zbus::connection::Builder::address(
+                format!("unix:path={}", path.display()).as_str(),
+            )
+            .map_err(|e| e.to_string())?
+            .p2p()
+            .auth_mechanism(zbus::AuthMechanism::External)
+            .build()
+            .await
+            .map_err(|e| format!("connect {}: {e}", path.display()))?;
+            Ok(Endpoint::Peer(conn))
+        }
     }
 }
 
@@ -117,49 +232,36 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    type ClientOut = (Vec<u64>, Vec<(u64, Timed)>);
+    type ClientOut = (Vec<u64>, Vec<(u64, Timed)>, usize);
     let per_client: Vec<ClientOut> = rt.block_on(async {
         let ping_deadline = Instant::now() + Duration::from_secs_f64(PING_SECONDS);
         let deadline = ping_deadline + Duration::from_secs_f64(spec.seconds);
         let mut tasks = Vec::new();
         for _ in 0..spec.clients {
-            let conn = zbus::connection::Builder::address(spec.bus.as_str())
-                .map_err(|e| e.to_string())?
-                .build()
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+            let endpoint = connect(spec).await?;
             let shared = Arc::clone(&shared);
             let secrets = Arc::clone(&secrets);
             let spec = spec.clone();
             tasks.push(tokio::spawn(async move {
-                let (mut pings, mut out) = (Vec::new(), Vec::new());
-                let Ok(proxy) = LoginProxy::new(&conn).await else {
-                    return (pings, out);
-                };
-                if let Ok(peer) = zbus::fdo::PeerProxy::builder(&conn)
-                    .destination(twostep_proto::BUS_NAME)
-                    .and_then(|b| b.path(twostep_proto::OBJECT_PATH))
-                {
-                    if let Ok(peer) = peer.build().await {
-                        while Instant::now() < ping_deadline {
-                            let t = Instant::now();
-                            if peer.ping().await.is_err() {
-                                break;
-                            }
-                            pings.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                        }
+                let (mut pings, mut out, mut ping_errors) = (Vec::new(), Vec::new(), 0usize);
+                while Instant::now() < ping_deadline {
+                    let t = Instant::now();
+                    match endpoint.ping().await {
+                        Ok(answered) => ping_errors += usize::from(!answered),
+                        Err(_) => break,
                     }
+                    pings.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
                 let dspec = driver_spec(&spec);
                 let claimer = Claimer::new(&shared, &secrets, spec.right, &dspec);
                 while Instant::now() < deadline {
                     let Some(claim) = claimer.claim() else { break };
                     let name = users::name(u32::try_from(claim.user).unwrap_or(0));
-                    let timed = timed_login(&proxy, &name, &claim.code).await;
+                    let timed = endpoint.login(&name, &claim.code).await;
                     claimer.release(claim.user);
                     out.push((crate::shm::monotonic_nanos(), timed));
                 }
-                (pings, out)
+                (pings, out, ping_errors)
             }));
         }
         let mut all = Vec::new();
@@ -173,6 +275,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         .flat_map(|c| c.0.iter().copied())
         .collect();
     let ping_per_second = pings.len() as f64 / PING_SECONDS;
+    let ping_errors = per_client.iter().map(|c| c.2).sum();
     let mut all: Vec<(u64, Timed)> = per_client.into_iter().flat_map(|c| c.1).collect();
     all.sort_by_key(|r| r.0);
     let warmup = spec.warmup.min(all.len().saturating_sub(2));
@@ -202,6 +305,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         answer: Summary::from_nanos(&mut answer),
         ping: Summary::from_nanos(&mut pings),
         ping_per_second,
+        ping_errors,
         touched: shared.touched(),
     })
 }
